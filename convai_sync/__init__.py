@@ -1,0 +1,101 @@
+"""convai_sync: a blocking, thread-based Python SDK for Convai characters (no asyncio).
+
+See README.md and DESIGN.md §4 for the public API. Every name below is importable from
+``convai_sync`` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .channels import ConvaiEvents, EventChannel
+from .client import ConvaiClient, ConvaiTimeoutError
+from .config import ConvaiConfig
+from .delivery import EventDeliveryPolicy
+from .disconnect import DisconnectReason
+from .errors import (
+                     CATALOG,
+                     ConcurrencyLimitError,
+                     ConfigurationError,
+                     ConvaiError,
+                     ErrorCode,
+                     InvalidStateError,
+                     SessionError,
+                     SessionErrorStage,
+                     UsageLimitError,
+)
+from .events import (
+                     Action,
+                     ActionResponse,
+                     AudioData,
+                     BehaviorTreeResponse,
+                     BlendshapeFrames,
+                     BotEmotion,
+                     BotLLMStarted,
+                     BotLLMStopped,
+                     BotReady,
+                     BotReply,
+                     BotStartedSpeaking,
+                     BotStoppedSpeaking,
+                     BotText,
+                     BotTTSStarted,
+                     BotTTSStopped,
+                     BotTTSText,
+                     BotTurnCompleted,
+                     Connected,
+                     Disconnected,
+                     EventQueueOverflow,
+                     FinalUserTranscription,
+                     HandlerError,
+                     InteractionCreated,
+                     LLMNoResponse,
+                     Metrics,
+                     ModerationResponse,
+                     ParticipantInfo,
+                     ParticipantJoined,
+                     ParticipantLeft,
+                     ParticipantType,
+                     Reconnected,
+                     Reconnecting,
+                     RoomOwnershipRebindStateChanged,
+                     RoomOwnershipRebindStatus,
+                     ServerMessage,
+                     ServerResponse,
+                     SessionDurationWarning,
+                     SessionStateChanged,
+                     UsageLimitReached,
+                     UserIdleTimeoutElapsed,
+                     UserIdleWarningReceived,
+                     UserStartedSpeaking,
+                     UserStoppedSpeaking,
+                     UserTranscription,
+                     VadSttEvent,
+                     Visemes,
+                     WaitingForSlot,
+)
+from .hub import EventHub, Subscription
+from .retry import ReconnectPolicy, RetryPolicy, SlotWaitPolicy
+from .session import PipelineSessionError
+from .state import SessionState
+
+__version__ = "0.1.0"
+
+logging.getLogger("convai_sync").addHandler(logging.NullHandler())
+
+__all__ = [
+    "CATALOG", "Action", "ActionResponse", "AudioData", "BehaviorTreeResponse", "BlendshapeFrames",
+    "BotEmotion", "BotLLMStarted", "BotLLMStopped", "BotReady", "BotReply", "BotStartedSpeaking",
+    "BotStoppedSpeaking", "BotTTSStarted", "BotTTSStopped", "BotTTSText", "BotText",
+    "BotTurnCompleted", "ConcurrencyLimitError", "ConfigurationError", "Connected", "ConvaiClient",
+    "ConvaiConfig", "ConvaiError", "ConvaiEvents", "ConvaiTimeoutError", "Disconnected",
+    "DisconnectReason", "ErrorCode", "EventChannel", "EventDeliveryPolicy", "EventHub",
+    "EventQueueOverflow", "FinalUserTranscription", "HandlerError", "InteractionCreated",
+    "InvalidStateError", "LLMNoResponse", "Metrics", "ModerationResponse", "ParticipantInfo",
+    "ParticipantJoined", "ParticipantLeft", "ParticipantType", "PipelineSessionError",
+    "ReconnectPolicy", "Reconnected", "Reconnecting", "RetryPolicy", "RoomOwnershipRebindStateChanged",
+    "RoomOwnershipRebindStatus", "ServerMessage", "ServerResponse", "SessionDurationWarning",
+    "SessionError", "SessionErrorStage", "SessionState", "SessionStateChanged", "SlotWaitPolicy",
+    "Subscription", "UsageLimitError", "UsageLimitReached", "UserIdleTimeoutElapsed",
+    "UserIdleWarningReceived", "UserStartedSpeaking", "UserStoppedSpeaking", "UserTranscription",
+    "VadSttEvent", "Visemes", "WaitingForSlot", "__version__",
+]

@@ -1,0 +1,219 @@
+"""The connect API: ``POST {url}/connect`` and ``POST {url}/disconnect`` over ``requests``.
+
+Maps every HTTP failure to an :class:`ErrorCode` with Convai's own classifier rules
+(``ClassifyConnectApiFailure``, PROTOCOL.md §1.5), including its substring tests. Runs on the
+session thread only; owns no thread. The API key travels in the ``X-API-Key`` header and never
+appears in logs or errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from .config import ConvaiConfig
+from .errors import ErrorCode, SessionError, SessionErrorStage
+
+log = logging.getLogger("convai_sync")
+
+_INVALID_ID_MARKERS = ("invalid uuid", "invalid session id", "invalid session_id",
+                       "invalid character_session_id", "invalid uuid format")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A successful ``/connect`` response (PROTOCOL.md §1.4); unknown keys kept in ``extra``."""
+
+    session_id: str
+    room_url: str
+    character_session_id: str | None = None
+    room_name: str | None = None
+    token: str = field(default="", repr=False)
+    request_trace_id: str | None = None
+    transport: str = "websocket"
+    extra: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+class ConnectFailed(Exception):
+    """A connect-API failure, carrying its classified :class:`SessionError`."""
+
+    def __init__(self, error: SessionError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def extract_message(body: str) -> str:
+    """Unity's ``ExtractConnectApiMessage``: ``detail`` (arrays stringified) → ``message`` →
+    ``error`` → the raw body."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()
+    if isinstance(data, dict):
+        for key in ("detail", "message", "error", "ERROR"):
+            value = data.get(key)
+            if value is None:
+                continue
+            if isinstance(value, str):
+                return value
+            if isinstance(value, list):
+                parts = [str(v.get("msg", v)) if isinstance(v, dict) else str(v) for v in value]
+                return "; ".join(parts)
+            return json.dumps(value)
+    return body.strip()
+
+
+def classify(status: int, message: str) -> ErrorCode:
+    """Map an HTTP status and extracted message to an :class:`ErrorCode` (PROTOCOL.md §1.5).
+
+    ``status`` 0 means no response (DNS/socket error).
+    """
+    text = message.lower()
+    if status == 0:
+        return ErrorCode.CONNECTION_NETWORK_ERROR
+    if status == 400:
+        if any(marker in text for marker in _INVALID_ID_MARKERS):
+            return ErrorCode.CONNECTION_CONNECT_INVALID_SESSION_ID
+        return ErrorCode.CONNECTION_BAD_REQUEST
+    if status == 401:
+        return ErrorCode.CONNECTION_CONNECT_INVALID_API_KEY
+    if status == 403:
+        if "multi_character_v0_disabled" in text:
+            return ErrorCode.CONNECTION_CONNECT_MULTI_CHARACTER_NOT_ALLOWED
+        if "multi_character_roster_limit_exceeded" in text:
+            return ErrorCode.CONNECTION_CONNECT_MULTI_CHARACTER_ROSTER_LIMIT
+        return ErrorCode.CONNECTION_CONNECT_REALTIME_NOT_ALLOWED
+    if status == 404:
+        return ErrorCode.CONNECTION_CONNECT_CHARACTER_NOT_FOUND
+    if status == 422:
+        return ErrorCode.CONNECTION_CONNECT_VALIDATION_ERROR
+    if status == 429:
+        if "speaker" in text:
+            return ErrorCode.CONNECTION_CONNECT_SPEAKER_LIMIT_REACHED
+        return ErrorCode.CONNECTION_CONNECT_CONCURRENCY_LIMIT_REACHED
+    if status == 500:
+        if "failed to start bot" in text:
+            return ErrorCode.CONNECTION_CONNECT_BOT_START_FAILED
+        return ErrorCode.CONNECTION_CONNECT_UNHANDLED_SERVER_EXCEPTION
+    if status == 503:
+        return ErrorCode.CONNECTION_SERVICE_UNAVAILABLE
+    if 500 <= status < 600:
+        return ErrorCode.CONNECTION_SERVER_ERROR
+    if 400 <= status < 500:
+        return ErrorCode.CONNECTION_BAD_REQUEST
+    return ErrorCode.CONNECTION_FAILED
+
+
+def build_request(config: ConvaiConfig, character_session_id: str | None) -> dict[str, Any]:
+    """The ``/connect`` body of PROTOCOL.md §1.3 for ``config``."""
+    body: dict[str, Any] = {
+        "character_id": config.character_id,
+        "transport": config.transport,
+        "connection_type": "audio",
+        "llm_provider": "dynamic",
+        "default_tts_enabled": config.tts_enabled,
+    }
+    if character_session_id:
+        body["character_session_id"] = character_session_id
+    if config.end_user_id:
+        body["end_user_id"] = config.end_user_id.strip()
+        if config.end_user_metadata is not None:
+            body["end_user_metadata"] = dict(config.end_user_metadata)
+    if config.enable_emotion:
+        body["emotion_config"] = {"provider": "llm", "min_word_threshold": 3,
+                                  "low_intensity_threshold": 0.33, "high_intensity_threshold": 0.66}
+    return body
+
+
+def _error(code: ErrorCode, message: str, status: int | None, exc: BaseException | None = None) -> ConnectFailed:
+    return ConnectFailed(SessionError.of(code, message, http_status_code=status, exception=exc,
+                                         stage=SessionErrorStage.CONNECT_API))
+
+
+class ConnectApi:
+    """HTTP client for ``/connect`` and ``/disconnect`` (one ``requests.Session``; TLS verified)."""
+
+    def __init__(self, config: ConvaiConfig) -> None:
+        self._config = config
+        self._base = config.url.rstrip("/")
+        self._http = requests.Session()
+        self._http.headers["User-Agent"] = "convai-sync"
+
+    def connect(self, character_session_id: str | None, timeout: float) -> Endpoint:
+        """Create a session.
+
+        Args:
+            character_session_id: Conversation to resume, or None.
+            timeout: Seconds for the whole HTTP exchange.
+
+        Raises:
+            ConnectFailed: with the classified error (stage CONNECT_API).
+        """
+        body = build_request(self._config, character_session_id)
+        url = f"{self._base}/connect"
+        try:
+            resp = self._http.post(url, json=body, timeout=timeout,
+                                   headers={"X-API-Key": self._config.api_key})
+        except requests.Timeout as exc:
+            raise _error(ErrorCode.CONNECTION_TIMEOUT, f"POST /connect timed out after {timeout:.1f} s",
+                         None, exc) from None
+        except requests.RequestException as exc:
+            raise _error(ErrorCode.CONNECTION_NETWORK_ERROR,
+                         f"POST /connect failed: {type(exc).__name__}", 0, exc) from None
+        log.debug("POST %s -> %d", url, resp.status_code)
+        if resp.status_code != 200:
+            message = extract_message(resp.text) or f"HTTP {resp.status_code}"
+            code = classify(resp.status_code, message)
+            raise _error(code, f"POST /connect: HTTP {resp.status_code}: {message}", resp.status_code)
+        return self._parse(resp)
+
+    def _parse(self, resp: requests.Response) -> Endpoint:
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise _error(ErrorCode.CONNECTION_FAILED, "invalid room details: response is not a JSON object", 200)
+        session_id, room_url = data.get("session_id"), data.get("room_url")
+        if not isinstance(session_id, str) or not session_id or not isinstance(room_url, str) or not room_url:
+            raise _error(ErrorCode.CONNECTION_FAILED, "invalid room details: missing session_id or room_url", 200)
+        known = {"session_id", "room_url", "character_session_id", "room_name", "token",
+                 "request_trace_id", "transport"}
+
+        def opt(key: str) -> str | None:
+            value = data.get(key)
+            return value if isinstance(value, str) and value else None
+
+        return Endpoint(
+            session_id=session_id, room_url=room_url,
+            character_session_id=opt("character_session_id"), room_name=opt("room_name"),
+            token=data.get("token") or "", request_trace_id=opt("request_trace_id"),
+            transport=opt("transport") or self._config.transport,
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+    def disconnect(self, session_id: str, timeout: float | None = None) -> bool:
+        """``POST /disconnect?session_id=…`` (idempotent). Frees the plan's concurrency slot.
+
+        Returns True on HTTP 200; failures are logged, never raised (teardown must finish).
+        """
+        url = f"{self._base}/disconnect"
+        try:
+            resp = self._http.post(url, params={"session_id": session_id},
+                                   timeout=timeout or self._config.http_timeout)
+        except requests.RequestException as exc:
+            log.warning("POST /disconnect failed (%s); the server frees the slot on its own timeout",
+                        type(exc).__name__)
+            return False
+        if resp.status_code != 200:
+            log.warning("POST /disconnect -> HTTP %d: %s", resp.status_code, extract_message(resp.text))
+            return False
+        return True
+
+    def close(self) -> None:
+        self._http.close()

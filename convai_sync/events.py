@@ -1,0 +1,517 @@
+"""Event payloads: one frozen dataclass per event (seed 002; PROTOCOL.md §1.9, §1.11, §2.1).
+
+Lifecycle events (``Connected``, ``Disconnected``, …) are produced by the session; conversation
+traffic subclasses :class:`ServerMessage` and arrives on ``on_message``; a server message type
+this SDK does not know arrives as a plain :class:`ServerMessage` (never dropped). Every
+timestamp is an aware UTC datetime; every duration is in seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .disconnect import DisconnectReason
+from .errors import ErrorCode, SessionError
+from .state import SessionState
+
+
+def utcnow() -> datetime:
+    """Aware UTC now."""
+    return datetime.now(timezone.utc)
+
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+class ParticipantType(enum.IntEnum):
+    """Kind of room participant (Convai Unity ``ParticipantType``)."""
+
+    UNKNOWN = 0
+    LOCAL_PLAYER = 1
+    REMOTE_PLAYER = 2
+    CHARACTER = 3
+
+
+class RoomOwnershipRebindStatus(enum.IntEnum):
+    """Outcome of a character ownership rebind (Convai Unity)."""
+
+    DEFERRED_UNTIL_STARTUP = 0
+    APPLIED_IMMEDIATELY = 1
+    PENDING_RECONNECT = 2
+    REJECTED_TRANSITION_STATE = 3
+    REJECTED_INVALID_OWNERSHIP = 4
+
+
+# ---- lifecycle -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Connected:
+    """The session reached CONNECTED (transport joined and ``bot-ready`` received)."""
+
+    session_id: str
+    character_session_id: str | None
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Disconnected:
+    """The session reached DISCONNECTED. ``error`` is set when it ended because of one."""
+
+    reason: DisconnectReason
+    error: SessionError | None = None
+    session_id: str | None = None
+    timestamp: datetime = field(default_factory=utcnow)
+
+    @property
+    def message(self) -> str:
+        return self.reason.message
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reconnecting:
+    """A dropped session is being restored; fires on the drop and before each attempt."""
+
+    attempt: int
+    max_attempts: int
+    delay: float
+    reason: DisconnectReason
+    error: SessionError | None = None
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reconnected:
+    """RECONNECTING -> CONNECTED."""
+
+    session_id: str
+    character_session_id: str | None
+    attempts: int
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionStateChanged:
+    """Any state transition, with Convai's relay flags (seed 002)."""
+
+    old_state: SessionState
+    new_state: SessionState
+    session_id: str | None
+    timestamp: datetime = field(default_factory=utcnow)
+    error: SessionError | None = None
+
+    @property
+    def error_code(self) -> str:
+        """The error's code when ``new_state`` is ERROR, else ``""``."""
+        return self.error.error_code.value if self.error is not None else ""
+
+    @property
+    def is_error(self) -> bool:
+        return self.new_state is SessionState.ERROR
+
+    @property
+    def is_reconnecting(self) -> bool:
+        return self.old_state is SessionState.CONNECTED and self.new_state is SessionState.RECONNECTING
+
+    @property
+    def is_connection_established(self) -> bool:
+        return self.old_state is SessionState.CONNECTING and self.new_state is SessionState.CONNECTED
+
+    @property
+    def is_reconnection_successful(self) -> bool:
+        return self.old_state is SessionState.RECONNECTING and self.new_state is SessionState.CONNECTED
+
+    @property
+    def is_disconnected(self) -> bool:
+        return self.new_state is SessionState.DISCONNECTED
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaitingForSlot:
+    """The plan's concurrency limit holds; the SDK waits ``retry_in`` s before trying again."""
+
+    attempt: int
+    waited: float
+    retry_in: float
+    error: SessionError | None = None
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionDurationWarning:
+    """``max_session_duration`` will end the session in ``remaining_seconds``."""
+
+    remaining_seconds: float
+    max_session_duration: float
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserIdleTimeoutElapsed:
+    """Local deadline (warning time + ``remaining_seconds``) passed (Unity ``OnUserIdleTimeoutElapsed``)."""
+
+    warning_received_at: datetime
+    deadline: datetime
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandlerError:
+    """A subscriber raised; passed to the hub's error handler and counted in diagnostics."""
+
+    event: object
+    handler: str
+    exception: BaseException
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventQueueOverflow:
+    """A bounded delivery queue was full; ``dropped`` events were not delivered."""
+
+    policy: str
+    dropped: int
+    event: object
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+# ---- server signals that have their own channel --------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotReady:
+    """``bot-ready``: the character's pipeline is ready for input."""
+
+    version: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerResponse:
+    """``server-response``: the server's acknowledgement of one client message (§1.10).
+
+    ``status`` is ``"success"``, ``"error"``, ``"processing"`` or ``"pending"``. For
+    ``context-update`` the ``extras`` carry the token budget (``token_count``,
+    ``remaining_tokens``, ``max_tokens``…).
+    """
+
+    event_type: str
+    status: str
+    message: str | None = None
+    extras: Mapping[str, Any] | None = None
+    timestamp: datetime = field(default_factory=utcnow)
+
+    @property
+    def is_error(self) -> bool:
+        return self.status == "error"
+
+    @property
+    def is_final(self) -> bool:
+        """False for the non-terminal ``processing``/``pending`` statuses."""
+        return self.status not in ("processing", "pending")
+
+    @property
+    def token_count(self) -> int | None:
+        return _int_or_none((self.extras or _EMPTY).get("token_count"))
+
+    @property
+    def remaining_tokens(self) -> int | None:
+        return _int_or_none((self.extras or _EMPTY).get("remaining_tokens"))
+
+    @property
+    def max_tokens(self) -> int | None:
+        return _int_or_none((self.extras or _EMPTY).get("max_tokens"))
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LLMNoResponse:
+    """``llm-no-response``: the LLM deliberately chose not to reply (not an error)."""
+
+    reason: str | None = None
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class UsageLimitReached:
+    """``usage-limit-reached``: a quota is exhausted; the session cannot continue."""
+
+    quota_type: str
+    message: str
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserIdleWarningReceived:
+    """``user-idle-warning``: the server will close the session after ``remaining_seconds``."""
+
+    remaining_seconds: int
+    message: str
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParticipantInfo:
+    """A room participant (Convai Unity ``ParticipantInfo``)."""
+
+    participant_id: str
+    identity: str = ""
+    display_name: str = ""
+    participant_type: ParticipantType = ParticipantType.UNKNOWN
+    is_local: bool = False
+    is_muted: bool = False
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParticipantJoined(ParticipantInfo):
+    """A participant joined (delivered on ``on_participant_joined``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParticipantLeft(ParticipantInfo):
+    """A participant left (delivered on ``on_participant_left``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RoomOwnershipRebindStateChanged:
+    """Active character ownership rebinding changed state (Convai Unity)."""
+
+    outcome: RoomOwnershipRebindStatus
+    has_pending_reconnect: bool = False
+    session_state: SessionState = SessionState.DISCONNECTED
+    active_character_id: str = ""
+    requested_character_id: str = ""
+    reconnect_required: bool = False
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineError:
+    """Internal carrier: RTVI ``error`` frame (mapped to ``server.error``/``server.fatal_error``)."""
+
+    error: str
+    fatal: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProtocolFault:
+    """Internal carrier: a frame that could not be decoded (``protocol.*`` code)."""
+
+    code: ErrorCode
+    detail: str
+    raw: str
+
+
+# ---- conversation traffic (on_message) ------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerMessage:
+    """Any server message on ``on_message``; an unknown ``type`` arrives as exactly this class.
+
+    Attributes:
+        type: The normalised event type (Form B messages use the inner ``data.type``).
+        data: The payload as received (read-only view; do not mutate).
+    """
+
+    type: str
+    data: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    timestamp: datetime = field(default_factory=utcnow, compare=False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotLLMStarted(ServerMessage):
+    """``bot-llm-started``: the character is thinking."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotText(ServerMessage):
+    """``bot-llm-text``: one chunk of the reply; concatenate in order."""
+
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotLLMStopped(ServerMessage):
+    """``bot-llm-stopped``: generation finished."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotTTSStarted(ServerMessage):
+    """``bot-tts-started``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotTTSStopped(ServerMessage):
+    """``bot-tts-stopped``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotTTSText(ServerMessage):
+    """``bot-tts-text`` / ``bot-transcription``: spoken text."""
+
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserTranscription(ServerMessage):
+    """``user-transcription``: interim (``final=False``) or final user speech-to-text."""
+
+    text: str
+    final: bool
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class FinalUserTranscription(ServerMessage):
+    """``final-user-transcription``: the final user utterance (echoes a typed ``message_id``)."""
+
+    text: str
+    message_id: str | None = None
+    speaker_id: str | None = None
+    speaker_name: str | None = None
+    participant_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserStartedSpeaking(ServerMessage):
+    """``user-started-speaking``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserStoppedSpeaking(ServerMessage):
+    """``user-stopped-speaking``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotStartedSpeaking(ServerMessage):
+    """``bot-started-speaking``: bot audio begins."""
+
+    response_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotStoppedSpeaking(ServerMessage):
+    """``bot-stopped-speaking``: bot audio ends."""
+
+    response_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotTurnCompleted(ServerMessage):
+    """``bot-turn-completed``: terminal for the turn."""
+
+    was_interrupted: bool = False
+    was_aborted: bool = False
+    error_reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class InteractionCreated(ServerMessage):
+    """``interaction-created``: a new interaction id for this connect."""
+
+    interaction_id: str
+    character_session_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotEmotion(ServerMessage):
+    """``bot-emotion``: turn-level emotion; ``scale`` 1 subtle, 2 moderate, 3 intense."""
+
+    emotion: str
+    scale: int | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    """One action of an ``action-response``."""
+
+    name: str
+    target: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionResponse(ServerMessage):
+    """``action-response``: ordered actions to run (empty = no-op)."""
+
+    actions: tuple[Action, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModerationResponse(ServerMessage):
+    """``moderation-response``: ``result`` True means the input passed."""
+
+    result: bool
+    user_input: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BehaviorTreeResponse(ServerMessage):
+    """``behavior-tree-response``: the narrative section changed."""
+
+    bt_code: str | None = None
+    bt_constants: str | None = None
+    narrative_section_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Visemes(ServerMessage):
+    """``visemes``: lip-sync weights (15 keys, 0..1), passed through as data."""
+
+    visemes: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlendshapeFrames(ServerMessage):
+    """``neurosync-blendshapes`` / ``chunked-neurosync-blendshapes`` / ``…-cancel`` /
+    ``blendshape-turn-stats``, passed through as data (``type`` tells which)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class VadSttEvent(ServerMessage):
+    """``vad-stt-started`` / ``vad-stt-stopped``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioData(ServerMessage):
+    """``audio-data``: base64 PCM16 bot audio over the data channel (LiveKit opt-in)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Metrics(ServerMessage):
+    """``metrics`` (only with ``debug: true``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BotReply:
+    """The character's whole reply to one :meth:`ConvaiClient.ask`.
+
+    Attributes:
+        text: All ``bot-llm-text`` chunks joined in order.
+        emotion: The turn's ``bot-emotion`` if one came.
+        emotion_scale: Its scale (1..3) if one came.
+        actions: ``action-response`` actions, in order.
+        chunks: Each chunk as received.
+        no_response: True when the LLM chose not to reply (``llm-no-response``).
+        was_interrupted: True when the turn ended interrupted.
+        message_id: The id sent with the question (echoed by ``final-user-transcription``).
+    """
+
+    text: str
+    emotion: str | None = None
+    emotion_scale: int | None = None
+    actions: tuple[Action, ...] = ()
+    chunks: tuple[str, ...] = ()
+    no_response: bool = False
+    was_interrupted: bool = False
+    message_id: str | None = None

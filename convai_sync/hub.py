@@ -1,0 +1,326 @@
+"""``EventHub``: typed publish/subscribe with per-subscription delivery policy.
+
+Thread rules (DESIGN.md §3): subscriber lists are copy-on-write, so ``publish`` takes no lock
+while handlers run; no SDK lock is ever held while user code runs; a handler that raises is
+logged with its traceback, counted, passed to the error handler, and never kills an SDK
+thread. With ``strict=True`` the first handler exception is re-raised on the caller's thread at
+the next :meth:`EventHub.pump`, :meth:`EventHub.wait_for` or :meth:`EventHub.close`.
+
+Subscribing to a type receives its subclasses too (``ServerMessage`` receives every
+conversation message).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from .delivery import BackgroundDispatcher, EventDeliveryPolicy, MainThreadQueue
+from .errors import invalid_state
+from .events import EventQueueOverflow, HandlerError
+
+log = logging.getLogger("convai_sync")
+
+T = TypeVar("T")
+Handler = Callable[[T], Any]
+_ids = itertools.count(1)
+
+
+def _handler_name(handler: Callable[..., Any]) -> str:
+    name = getattr(handler, "__qualname__", None) or repr(handler)
+    module = getattr(handler, "__module__", None)
+    return f"{module}.{name}" if module else str(name)
+
+
+class Subscription(Generic[T]):
+    """A token for one subscription; keep it to unsubscribe (also a context manager).
+
+    Attributes:
+        id: Unique id.
+        event_type: The payload type subscribed to (subclasses match).
+        policy: Where the handler runs.
+        active: False once unsubscribed; checked at delivery time, so nothing is delivered after
+            :meth:`unsubscribe` returns, except a call already running on another thread.
+    """
+
+    __slots__ = ("id", "event_type", "handler", "policy", "active", "once", "_hub")
+
+    def __init__(self, hub: EventHub, event_type: type[T], handler: Handler[T],
+                 policy: EventDeliveryPolicy, once: bool) -> None:
+        self.id = next(_ids)
+        self.event_type = event_type
+        self.handler = handler
+        self.policy = policy
+        self.active = True
+        self.once = once
+        self._hub = hub
+
+    def unsubscribe(self) -> None:
+        """Stop deliveries. Idempotent; safe from any thread, including inside the handler."""
+        self._hub.unsubscribe(self)
+
+    def __enter__(self) -> Subscription[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unsubscribe()
+
+    def __repr__(self) -> str:
+        return (f"Subscription(id={self.id}, event_type={self.event_type.__name__}, "
+                f"policy={self.policy.name}, active={self.active})")
+
+
+class EventHub:
+    """Publishes events to subscriptions under their :class:`EventDeliveryPolicy`.
+
+    Args:
+        default_policy: Policy of subscriptions that do not name one.
+        queue_size: Bound of the MAIN_THREAD and BACKGROUND queues.
+        strict: Re-raise handler exceptions on the caller's thread (for tests).
+        immediate_budget: Seconds; an IMMEDIATE handler running longer logs a warning.
+    """
+
+    def __init__(self, default_policy: EventDeliveryPolicy = EventDeliveryPolicy.BACKGROUND,
+                 queue_size: int = 10_000, strict: bool = False, immediate_budget: float = 0.02) -> None:
+        self.default_policy = default_policy
+        self._strict = strict
+        self._budget = immediate_budget
+        self._lock = threading.Lock()
+        self._subs: tuple[Subscription[Any], ...] = ()
+        self._by_type: dict[type, tuple[Subscription[Any], ...]] = {}
+        self._main = MainThreadQueue(queue_size, self._overflow)
+        self._background = BackgroundDispatcher(queue_size, self._deliver, self._overflow)
+        self._error_handler: Callable[[HandlerError], Any] | None = None
+        self._pending_error: BaseException | None = None
+        self._publisher_threads: set[int] = set()
+        self.handler_errors = 0
+        self.slow_handlers = 0
+        self.overflows: dict[str, int] = {}
+        self.published = 0
+
+    # ---- subscriptions ---------------------------------------------------------------------
+
+    def subscribe(self, event_type: type[T], handler: Handler[T],
+                  policy: EventDeliveryPolicy | None = None, *, once: bool = False) -> Subscription[T]:
+        """Subscribe ``handler(event)`` to ``event_type`` and its subclasses.
+
+        Args:
+            event_type: Payload class, e.g. ``BotText`` or ``ServerMessage``.
+            handler: Called with one event object; its return value is ignored.
+            policy: Where it runs; default :attr:`default_policy`.
+            once: Unsubscribe automatically after the first delivery.
+
+        Returns:
+            The :class:`Subscription` token.
+        """
+        if not isinstance(event_type, type):
+            raise TypeError("event_type must be a class, e.g. BotText")
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        pol = policy if policy is not None else self.default_policy
+        if not isinstance(pol, EventDeliveryPolicy):
+            raise TypeError("policy must be an EventDeliveryPolicy")
+        sub: Subscription[T] = Subscription(self, event_type, handler, pol, once)
+        with self._lock:
+            self._subs = self._subs + (sub,)
+            self._by_type = {}
+        return sub
+
+    def once(self, event_type: type[T], handler: Handler[T],
+             policy: EventDeliveryPolicy | None = None) -> Subscription[T]:
+        """Like :meth:`subscribe`, delivering at most one event."""
+        return self.subscribe(event_type, handler, policy, once=True)
+
+    def on(self, event_type: type[T], policy: EventDeliveryPolicy | None = None
+           ) -> Callable[[Handler[T]], Handler[T]]:
+        """Decorator form: ``@hub.on(BotText)`` subscribes the function and returns it."""
+        def register(handler: Handler[T]) -> Handler[T]:
+            self.subscribe(event_type, handler, policy)
+            return handler
+        return register
+
+    def unsubscribe(self, subscription: Subscription[Any]) -> None:
+        """Remove a subscription. Idempotent; safe from inside a handler."""
+        subscription.active = False
+        with self._lock:
+            if subscription in self._subs:
+                self._subs = tuple(s for s in self._subs if s is not subscription)
+                self._by_type = {}
+
+    @property
+    def subscription_count(self) -> int:
+        """Number of active subscriptions."""
+        return len(self._subs)
+
+    def set_error_handler(self, handler: Callable[[HandlerError], Any] | None) -> None:
+        """Receive every :class:`HandlerError` and :class:`EventQueueOverflow` (after logging)."""
+        self._error_handler = handler
+
+    # ---- publishing ------------------------------------------------------------------------
+
+    def _matching(self, cls: type) -> tuple[Subscription[Any], ...]:
+        subs = self._by_type.get(cls)
+        if subs is None:
+            with self._lock:
+                subs = tuple(s for s in self._subs if issubclass(cls, s.event_type))
+                self._by_type[cls] = subs
+        return subs
+
+    def publish(self, event: object) -> None:
+        """Deliver ``event`` to every matching subscription under its policy.
+
+        Never blocks on a queue: a full queue is reported as an overflow instead.
+        """
+        self.published += 1
+        for sub in self._matching(type(event)):
+            policy = sub.policy
+            if policy is EventDeliveryPolicy.IMMEDIATE:
+                self._deliver_timed(sub, event)
+            elif policy is EventDeliveryPolicy.BACKGROUND:
+                self._background.put((sub, event))
+            else:
+                self._main.put((sub, event))
+
+    def _deliver(self, sub: Subscription[Any], event: object) -> None:
+        if not sub.active:
+            return
+        if sub.once:
+            self.unsubscribe(sub)
+        try:
+            sub.handler(event)
+        except Exception as exc:  # noqa: BLE001 - user code: contain, log, count, report
+            self._handler_failed(sub, event, exc)
+
+    def _deliver_timed(self, sub: Subscription[Any], event: object) -> None:
+        start = time.perf_counter()
+        self._deliver(sub, event)
+        elapsed = time.perf_counter() - start
+        if elapsed > self._budget:
+            self.slow_handlers += 1
+            log.warning("IMMEDIATE handler %s took %.1f ms (budget %.1f ms); it runs on the session "
+                        "thread, so move slow work to BACKGROUND or MAIN_THREAD",
+                        _handler_name(sub.handler), elapsed * 1000, self._budget * 1000)
+
+    def _handler_failed(self, sub: Subscription[Any], event: object, exc: Exception) -> None:
+        self.handler_errors += 1
+        name = _handler_name(sub.handler)
+        log.error("event handler %s raised on %s", name, type(event).__name__, exc_info=exc)
+        if self._strict and self._pending_error is None:
+            self._pending_error = exc
+        self._report(HandlerError(event=event, handler=name, exception=exc))
+
+    def _overflow(self, policy: str, event: object) -> None:
+        self.overflows[policy] = self.overflows.get(policy, 0) + 1
+        log.warning("%s event queue full: dropped %s (total dropped: %d); pump more often or raise "
+                    "ConvaiConfig.event_queue_size", policy, type(event).__name__, self.overflows[policy])
+        self._report(EventQueueOverflow(policy=policy, dropped=self.overflows[policy], event=event))
+
+    def _report(self, item: Any) -> None:
+        handler = self._error_handler
+        if handler is None:
+            return
+        try:
+            handler(item)
+        except Exception:
+            log.exception("hub error handler raised")
+
+    # ---- host-side calls -------------------------------------------------------------------
+
+    def pump(self, max_events: int | None = None) -> int:
+        """Deliver queued MAIN_THREAD events on the calling thread (the host's tick hook).
+
+        Args:
+            max_events: At most this many; None drains the queue.
+
+        Returns:
+            Events delivered; 0 for a re-entrant call from inside a MAIN_THREAD handler.
+
+        Raises:
+            Exception: with ``strict=True``, the first handler exception since the last check.
+        """
+        n = self._main.drain(self._deliver, max_events)
+        self.raise_pending()
+        return n
+
+    @property
+    def pending(self) -> int:
+        """MAIN_THREAD deliveries waiting for ``pump()``."""
+        return len(self._main)
+
+    def raise_pending(self) -> None:
+        """Re-raise (once) a handler exception recorded under ``strict=True``."""
+        exc, self._pending_error = self._pending_error, None
+        if exc is not None:
+            raise exc
+
+    def mark_publisher_thread(self, ident: int, active: bool = True) -> None:
+        """Register a thread that publishes (a blocking wait on it would deadlock)."""
+        if active:
+            self._publisher_threads.add(ident)
+        else:
+            self._publisher_threads.discard(ident)
+
+    def on_publisher_thread(self) -> bool:
+        return threading.get_ident() in self._publisher_threads
+
+    def wait_for(self, event_type: type[T], predicate: Callable[[T], bool] | None = None,
+                 timeout: float | None = 10.0) -> T:
+        """Block until an event of ``event_type`` (matching ``predicate``) is published.
+
+        Delivery uses an internal IMMEDIATE subscription, so it completes under every policy
+        without ``pump()``.
+
+        Raises:
+            InvalidStateError: called on the publishing (session) thread, which would deadlock.
+            TimeoutError: nothing matched within ``timeout`` seconds.
+        """
+        if self.on_publisher_thread():
+            raise invalid_state("wait_for() called on the session thread (from an IMMEDIATE "
+                                "handler); it would wait for itself")
+        self.raise_pending()
+        done = threading.Event()
+        box: list[T] = []
+
+        def catch(event: T) -> None:
+            if done.is_set() or (predicate is not None and not predicate(event)):
+                return
+            box.append(event)
+            done.set()
+
+        sub = self.subscribe(event_type, catch, EventDeliveryPolicy.IMMEDIATE)
+        try:
+            if not done.wait(timeout):
+                raise TimeoutError(f"no {event_type.__name__} within {timeout} s")
+        finally:
+            sub.unsubscribe()
+        self.raise_pending()
+        return box[0]
+
+    def is_dispatch_thread(self) -> bool:
+        return self._background.is_dispatch_thread()
+
+    @property
+    def dispatch_thread(self) -> threading.Thread | None:
+        return self._background.thread
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the dispatcher after queued deliveries (bounded); drop MAIN_THREAD leftovers."""
+        self._background.close(timeout)
+        dropped = self._main.clear()
+        if dropped:
+            log.info("closed with %d undelivered MAIN_THREAD events (pump() was not called)", dropped)
+        self.raise_pending()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "published": self.published,
+            "subscriptions": self.subscription_count,
+            "handler_errors": self.handler_errors,
+            "slow_immediate_handlers": self.slow_handlers,
+            "overflows": dict(self.overflows),
+            "main_thread_pending": self.pending,
+        }

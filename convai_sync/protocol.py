@@ -1,0 +1,467 @@
+"""Sans-I/O RTVI protocol: encode client messages, decode and normalise server frames.
+
+No sockets, threads or clocks here. Client messages are sent as the superset envelope
+``{"label": "rtvi-ai", "type", "id", "data"}`` (PROTOCOL.md §1.7). Server frames arrive in three
+forms, all normalised into one stream of typed events:
+
+* Form A: ``{"label":"rtvi-ai","type":"bot-llm-text","data":{...}}``
+* Form B: ``{"label":"rtvi-ai","type":"server-message","data":{"type":"bot-emotion", ...}}``
+* Form C: ``{"type":"server-response","event_type":...,"status":...}`` (flat)
+
+:func:`decode` never raises on bad input: it returns a :class:`~convai_sync.events.ProtocolFault`
+(``protocol.parse_failed`` or ``protocol.message_invalid``) so the session keeps running.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from . import events as ev
+from .errors import ErrorCode
+
+LABEL = "rtvi-ai"
+
+#: Frames larger than this are refused before parsing (the service's own limit is 16 MB).
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+#: Client message types Convai documents as accepted (PROTOCOL.md §1.8).
+CLIENT_TYPES = frozenset({
+    "user_text_message", "trigger-message", "update-template-keys", "update-scene-metadata",
+    "update-dynamic-info", "context-update", "tts-toggle", "stt-toggle", "interrupt-bot",
+    "force-user-stopped-speaking", "reset-idle-timer", "kill-pipeline", "usage-toggle",
+})
+
+#: Echoes of client message types that the Web SDK ignores if the server reflects them.
+_ECHO_TYPES = frozenset({
+    "user_text_message", "user-llm-text", "text-input", "user-input", "text-message",
+    "chat-message", "input-text", "message", "trigger-message", "update-template-keys",
+    "update-dynamic-info", "interrupt-bot",
+})
+
+CONTEXT_MODES = ("append", "replace", "reset")
+RUN_LLM_VALUES = ("true", "false", "auto")
+
+
+class MessageInvalid(ValueError):
+    """A payload field has the wrong shape (becomes ``protocol.message_invalid``)."""
+
+
+# ---- encoding --------------------------------------------------------------------------------
+
+
+def new_message_id() -> str:
+    """A fresh message id (UUID4 hex, Unity's ``N`` format)."""
+    return uuid.uuid4().hex
+
+
+def encode(msg_type: str, data: Mapping[str, Any] | None = None, message_id: str | None = None) -> tuple[str, str]:
+    """Encode one client message.
+
+    Args:
+        msg_type: RTVI client type, e.g. ``"user_text_message"``.
+        data: JSON-serialisable payload (``{}`` when None).
+        message_id: Envelope ``id``; a new UUID when None.
+
+    Returns:
+        ``(message_id, json_text)``.
+
+    Raises:
+        ValueError: ``data`` is not JSON-serialisable.
+    """
+    mid = message_id or new_message_id()
+    frame = {"label": LABEL, "type": msg_type, "id": mid, "data": dict(data or {})}
+    return mid, json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def user_text_message(text: str) -> tuple[str, str]:
+    """``user_text_message`` with ``message_id`` equal to the envelope id (Unity's shape)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("text must be a non-empty string")
+    mid = new_message_id()
+    return encode("user_text_message", {"text": text.strip(), "message_id": mid}, mid)
+
+
+def trigger_message(name: str | None = None, message: str | None = None) -> tuple[str, str]:
+    """``trigger-message`` with exactly one of ``trigger_name`` / ``trigger_message``."""
+    if (name is None) == (message is None):
+        raise ValueError("send_trigger needs exactly one of name or message")
+    value = name if name is not None else message
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("trigger name/message must be a non-empty string")
+    data = {"trigger_name": name} if name is not None else {"trigger_message": message}
+    return encode("trigger-message", data)
+
+
+def update_template_keys(keys: Mapping[str, str]) -> tuple[str, str]:
+    """``update-template-keys`` (``{str: str}``, non-empty)."""
+    if not keys or not all(isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
+        raise ValueError("template keys must be a non-empty mapping of str to str")
+    return encode("update-template-keys", {"template_keys": dict(keys)})
+
+
+def update_dynamic_info(text: str) -> tuple[str, str]:
+    """``update-dynamic-info`` (legacy alias of context updates)."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("dynamic info text must be a non-empty string")
+    return encode("update-dynamic-info", {"dynamic_info": {"text": text}})
+
+
+def context_update(text: str | None, mode: str = "append", run_llm: str = "auto") -> tuple[str, str]:
+    """``context-update``; ``text`` is required unless ``mode == "reset"``."""
+    if mode not in CONTEXT_MODES:
+        raise ValueError(f"mode must be one of {CONTEXT_MODES}")
+    if run_llm not in RUN_LLM_VALUES:
+        raise ValueError(f"run_llm must be one of {RUN_LLM_VALUES}")
+    data: dict[str, Any] = {"mode": mode, "run_llm": run_llm}
+    if mode != "reset":
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("context text is required unless mode='reset'")
+        data["text"] = text
+    elif text:
+        data["text"] = text
+    mid = new_message_id()
+    data["update_id"] = mid
+    return encode("context-update", data, mid)
+
+
+def tts_toggle(enabled: bool) -> tuple[str, str]:
+    """``tts-toggle``."""
+    return encode("tts-toggle", {"enabled": bool(enabled)})
+
+
+def simple(msg_type: str) -> tuple[str, str]:
+    """A message with empty data: ``interrupt-bot``, ``reset-idle-timer``, ``kill-pipeline``…"""
+    return encode(msg_type, {})
+
+
+# ---- decoding --------------------------------------------------------------------------------
+
+Decoded = object  # one of the event dataclasses, or ev.ProtocolFault; None for ignored echoes
+
+
+def decode(raw: str | bytes) -> Decoded | None:
+    """Decode one server frame into an event object.
+
+    Returns:
+        A typed event (``ServerMessage`` subclass, ``BotReady``, ``ServerResponse``, …), a
+        :class:`~convai_sync.events.ProtocolFault` for bad input, or None for an ignored
+        echo of a client message type.
+    """
+    if isinstance(raw, bytes):
+        if len(raw) > MAX_FRAME_BYTES:
+            return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, "frame exceeds 16 MB", raw)
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return _fault(ErrorCode.PROTOCOL_PARSE_FAILED, "frame is not UTF-8 text", raw)
+    if len(raw) > MAX_FRAME_BYTES:
+        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, "frame exceeds 16 MB", raw)
+    try:
+        msg = json.loads(raw)
+    except ValueError as exc:
+        return _fault(ErrorCode.PROTOCOL_PARSE_FAILED, f"invalid JSON: {exc}", raw)
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str) or not msg["type"]:
+        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, "message missing required 'type' field", raw)
+    event_type, payload = _normalise(msg)
+    if event_type is None:
+        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, "server-message without data.type", raw)
+    if event_type in _ECHO_TYPES:
+        return None
+    builder = _BUILDERS.get(event_type)
+    frozen = MappingProxyType(payload)
+    try:
+        if builder is None:
+            return ev.ServerMessage(type=event_type, data=frozen)
+        return builder(event_type, payload, frozen)
+    except (MessageInvalid, TypeError, ValueError) as exc:
+        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, f"{event_type}: {exc}", raw)
+
+
+def _fault(code: ErrorCode, detail: str, raw: str | bytes) -> ev.ProtocolFault:
+    text = raw if isinstance(raw, str) else repr(raw[:200])
+    return ev.ProtocolFault(code=code, detail=detail, raw=text[:500])
+
+
+def _normalise(msg: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    msg_type: str = msg["type"]
+    data = msg.get("data")
+    if msg_type == "server-message":
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            return None, {}
+        inner = {k: v for k, v in data.items() if k not in ("type", "label")}
+        return data["type"], inner
+    if msg_type == "server-response":
+        # Form C is flat; tolerate a wrapped variant too.
+        body = data if isinstance(data, dict) and "event_type" in data else msg
+        return msg_type, {k: v for k, v in body.items() if k not in ("type", "label")}
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise_payload = {"_invalid": data}
+        return msg_type, raise_payload
+    return msg_type, dict(data)
+
+
+def _check_object(payload: dict[str, Any]) -> None:
+    if "_invalid" in payload and len(payload) == 1:
+        raise MessageInvalid("data must be a JSON object")
+
+
+def _str(payload: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
+    value = payload.get(key)
+    if value is None:
+        if required:
+            raise MessageInvalid(f"missing '{key}'")
+        return None
+    if not isinstance(value, str):
+        raise MessageInvalid(f"'{key}' must be a string")
+    return value
+
+
+def _req_str(payload: Mapping[str, Any], key: str) -> str:
+    value = _str(payload, key)
+    assert value is not None  # _str raised otherwise
+    return value
+
+
+def _opt_int(payload: Mapping[str, Any], key: str) -> int | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MessageInvalid(f"'{key}' must be a number")
+    return int(value)
+
+
+def _opt_bool(payload: Mapping[str, Any], key: str, default: bool = False) -> bool:
+    value = payload.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise MessageInvalid(f"'{key}' must be a boolean")
+    return value
+
+
+Builder = Callable[[str, dict[str, Any], Mapping[str, Any]], object]
+
+
+def _plain(cls: type[ev.ServerMessage]) -> Builder:
+    def build(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+        _check_object(p)
+        return cls(type=t, data=d)
+    return build
+
+
+def _text(cls: type[ev.BotText] | type[ev.BotTTSText]) -> Builder:
+    def build(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+        _check_object(p)
+        return cls(type=t, data=d, text=_req_str(p, "text"))
+    return build
+
+
+def _bot_ready(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    _check_object(p)
+    version = p.get("version")
+    return ev.BotReady(version=version if isinstance(version, str) else None, data=d)
+
+
+def _server_response(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    extras = p.get("extras")
+    if extras is not None and not isinstance(extras, dict):
+        raise MessageInvalid("'extras' must be an object or null")
+    message = p.get("message")
+    return ev.ServerResponse(
+        event_type=_req_str(p, "event_type"),
+        status=_req_str(p, "status"),
+        message=message if isinstance(message, str) else None,
+        extras=MappingProxyType(extras) if extras is not None else None,
+    )
+
+
+def _user_transcription(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    _check_object(p)
+    return ev.UserTranscription(type=t, data=d, text=_req_str(p, "text"),
+                                final=_opt_bool(p, "final"), user_id=_str(p, "user_id", required=False))
+
+
+def _final_transcription(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    return ev.FinalUserTranscription(
+        type=t, data=d, text=_req_str(p, "text"),
+        message_id=_str(p, "message_id", required=False),
+        speaker_id=_str(p, "speaker_id", required=False),
+        speaker_name=_str(p, "speaker_name", required=False),
+        participant_id=_str(p, "participant_id", required=False),
+    )
+
+
+def _speaking(cls: type[ev.BotStartedSpeaking] | type[ev.BotStoppedSpeaking]) -> Builder:
+    def build(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+        _check_object(p)
+        rid = p.get("response_id")
+        return cls(type=t, data=d, response_id=str(rid) if rid is not None else None)
+    return build
+
+
+def _turn_completed(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    _check_object(p)
+    return ev.BotTurnCompleted(type=t, data=d, was_interrupted=_opt_bool(p, "was_interrupted"),
+                               was_aborted=_opt_bool(p, "was_aborted"),
+                               error_reason=_str(p, "error_reason", required=False))
+
+
+def _interaction_created(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    return ev.InteractionCreated(type=t, data=d, interaction_id=_req_str(p, "interaction_id"),
+                                 character_session_id=_str(p, "character_session_id", required=False))
+
+
+def _emotion(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    return ev.BotEmotion(type=t, data=d, emotion=_req_str(p, "emotion"), scale=_opt_int(p, "scale"))
+
+
+def _actions(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    raw = p.get("actions", [])
+    if raw in (None, "None"):
+        raw = []
+    if not isinstance(raw, list):
+        raise MessageInvalid("'actions' must be a list")
+    actions = []
+    for item in raw:
+        if isinstance(item, str):  # WEB120 still sends plain strings
+            actions.append(ev.Action(name=item))
+        elif isinstance(item, dict) and isinstance(item.get("name"), str):
+            target = item.get("target")
+            actions.append(ev.Action(name=item["name"], target=str(target) if target is not None else None))
+        else:
+            raise MessageInvalid("each action needs a string 'name'")
+    return ev.ActionResponse(type=t, data=d, actions=tuple(actions))
+
+
+def _moderation(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    result = p.get("result")
+    if not isinstance(result, bool):
+        raise MessageInvalid("'result' must be a boolean")
+    return ev.ModerationResponse(type=t, data=d, result=result,
+                                 user_input=_str(p, "user_input", required=False),
+                                 reason=_str(p, "reason", required=False))
+
+
+def _behavior_tree(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    def opt(key: str) -> str | None:
+        value = p.get(key)
+        return None if value is None else str(value)
+    return ev.BehaviorTreeResponse(type=t, data=d, bt_code=opt("bt_code"),
+                                   bt_constants=opt("bt_constants"),
+                                   narrative_section_id=opt("narrative_section_id"))
+
+
+def _visemes(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    raw = p.get("visemes", {})
+    if not isinstance(raw, dict):
+        raise MessageInvalid("'visemes' must be an object")
+    return ev.Visemes(type=t, data=d, visemes=MappingProxyType(raw))
+
+
+def _no_response(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    _check_object(p)
+    return ev.LLMNoResponse(reason=_str(p, "reason", required=False))
+
+
+def _usage_limit(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    quota = p.get("quota_type")
+    message = p.get("message")
+    return ev.UsageLimitReached(quota_type=str(quota) if quota is not None else "unknown",
+                                message=str(message) if message is not None else "Usage limit exceeded")
+
+
+def _idle_warning(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    remaining = _opt_int(p, "remaining_seconds")
+    if remaining is None:
+        raise MessageInvalid("missing 'remaining_seconds'")
+    message = p.get("message")
+    return ev.UserIdleWarningReceived(
+        remaining_seconds=remaining,
+        message=str(message) if message is not None else f"Idle: disconnecting in {remaining} s")
+
+
+def _error(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    _check_object(p)
+    text = p.get("error", p.get("message", "pipeline error"))
+    return ev.PipelineError(error=str(text), fatal=_opt_bool(p, "fatal"))
+
+
+def _participant(joined: bool) -> Builder:
+    def build(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+        pid = p.get("participant_id") or p.get("sid") or p.get("identity")
+        if not isinstance(pid, str):
+            raise MessageInvalid("missing 'participant_id'")
+        kind = p.get("participant_type", 0)
+        try:
+            ptype = (ev.ParticipantType[kind.upper()] if isinstance(kind, str)
+                     else ev.ParticipantType(int(kind)))
+        except (KeyError, ValueError):
+            ptype = ev.ParticipantType.UNKNOWN
+        cls = ev.ParticipantJoined if joined else ev.ParticipantLeft
+        return cls(participant_id=pid, identity=str(p.get("identity") or pid),
+                   display_name=str(p.get("display_name") or p.get("name") or ""),
+                   participant_type=ptype, is_local=bool(p.get("is_local", False)),
+                   is_muted=bool(p.get("is_muted", False)))
+    return build
+
+
+def _rebind(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    from .state import SessionState
+
+    outcome = ev.RoomOwnershipRebindStatus(int(p.get("outcome", 0)))
+    return ev.RoomOwnershipRebindStateChanged(
+        outcome=outcome, has_pending_reconnect=bool(p.get("has_pending_reconnect", False)),
+        session_state=SessionState(int(p.get("session_state", 0))),
+        active_character_id=str(p.get("active_character_id") or ""),
+        requested_character_id=str(p.get("requested_character_id") or ""),
+        reconnect_required=bool(p.get("reconnect_required", False)))
+
+
+_BUILDERS: dict[str, Builder] = {
+    "bot-ready": _bot_ready,
+    "server-response": _server_response,
+    "bot-llm-started": _plain(ev.BotLLMStarted),
+    "bot-llm-text": _text(ev.BotText),
+    "bot-llm-stopped": _plain(ev.BotLLMStopped),
+    "bot-tts-started": _plain(ev.BotTTSStarted),
+    "bot-tts-stopped": _plain(ev.BotTTSStopped),
+    "bot-tts-text": _text(ev.BotTTSText),
+    "bot-transcription": _text(ev.BotTTSText),
+    "user-transcription": _user_transcription,
+    "final-user-transcription": _final_transcription,
+    "user-started-speaking": _plain(ev.UserStartedSpeaking),
+    "user-stopped-speaking": _plain(ev.UserStoppedSpeaking),
+    "bot-started-speaking": _speaking(ev.BotStartedSpeaking),
+    "bot-stopped-speaking": _speaking(ev.BotStoppedSpeaking),
+    "bot-turn-completed": _turn_completed,
+    "interaction-created": _interaction_created,
+    "bot-emotion": _emotion,
+    "action-response": _actions,
+    "moderation-response": _moderation,
+    "behavior-tree-response": _behavior_tree,
+    "visemes": _visemes,
+    "neurosync-blendshapes": _plain(ev.BlendshapeFrames),
+    "chunked-neurosync-blendshapes": _plain(ev.BlendshapeFrames),
+    "neurosync-blendshapes-cancel": _plain(ev.BlendshapeFrames),
+    "blendshape-turn-stats": _plain(ev.BlendshapeFrames),
+    "vad-stt-started": _plain(ev.VadSttEvent),
+    "vad-stt-stopped": _plain(ev.VadSttEvent),
+    "audio-data": _plain(ev.AudioData),
+    "metrics": _plain(ev.Metrics),
+    "llm-no-response": _no_response,
+    "usage-limit-reached": _usage_limit,
+    "user-idle-warning": _idle_warning,
+    "error": _error,
+    "participant-joined": _participant(True),
+    "participant-left": _participant(False),
+    "room-participant-joined": _participant(True),
+    "room-participant-left": _participant(False),
+    "room-ownership-rebind-state-changed": _rebind,
+}

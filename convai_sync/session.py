@@ -1,0 +1,680 @@
+"""One session's lifecycle: state machine, connect retries, reconnects, timers, acks.
+
+Thread ownership: a :class:`Session` owns one thread, ``convai-session-<n>``, started by the
+first ``connect()`` (never in the constructor) and stopped by ``close()``. That thread alone
+changes session state, so the state needs no lock. Other threads talk to it through
+:meth:`Session.post` (an inbox) and wait on ``Future`` objects with timeouts. The blocking
+steps of a connect attempt (``POST /connect``, WebSocket handshake) run on a short-lived
+``convai-connect-<n>`` thread so that ``disconnect()`` cancels a connect at once.
+
+All waiting goes through the injected :class:`~convai_sync.clock.Clock`: the loop sleeps in
+``clock.wait(wake, until_next_timer)``; backoff delays, connect deadlines, duration caps and
+idle deadlines are timers in that loop, so a stop request interrupts any of them and tests
+drive them with a ``FakeClock``.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from . import events as ev
+from . import protocol
+from .clock import Clock
+from .closes import CloseOutcome, classify_close
+from .config import ConvaiConfig
+from .connect import ConnectApi, ConnectFailed, Endpoint
+from .disconnect import DisconnectReason
+from .errors import ConvaiError, ErrorCode, SessionError, SessionErrorStage, error_for
+from .hub import EventHub
+from .state import SessionState, check_transition
+from .transports.base import Transport, TransportClosed, TransportOpenError
+from .turns import AckTracker, TurnTracker
+
+log = logging.getLogger("convai_sync")
+_session_ids = itertools.count(1)
+_connect_ids = itertools.count(1)
+
+S = SessionState
+
+
+class PipelineSessionError(SessionError):
+    """A :class:`SessionError` from the server's processing pipeline (RTVI ``error``).
+
+    Delivered on ``on_pipeline_error`` and, being a ``SessionError``, on ``on_session_error``.
+    """
+
+
+@dataclass
+class _AttemptResult:
+    attempt_id: int
+    endpoint: Endpoint | None
+    transport: Transport | None
+    error: SessionError | None
+
+
+class Session:
+    """The session runtime behind :class:`~convai_sync.ConvaiClient` (internal)."""
+
+    def __init__(self, config: ConvaiConfig, hub: EventHub, clock: Clock,
+                 transport_factory: Callable[[], Transport],
+                 api: ConnectApi) -> None:
+        self._config = config
+        self._hub = hub
+        self._clock = clock
+        self._new_transport = transport_factory
+        self._api = api
+        self.acks = AckTracker()
+        self.turns = TurnTracker()
+        # -- state owned by the session thread (read-only elsewhere) --
+        self.state = S.DISCONNECTED
+        self.session_id: str | None = None
+        self.character_session_id: str | None = config.character_session_id
+        self.bot_ready = False
+        self.last_error: SessionError | None = None
+        self.last_disconnect_reason: DisconnectReason | None = None
+        self._transport: Transport | None = None
+        self._endpoint: Endpoint | None = None
+        self._attempt_id = 0
+        self._phase = "connect"
+        self._attempts = 0  # attempts in the current connect/reconnect phase
+        self._slot_waited = 0.0
+        self._drop_reason = DisconnectReason.UNKNOWN_REASON
+        self._pending_fatal: SessionError | None = None
+        self._early_frames: list[str | bytes] = []
+        self._waiters: list[Future[None]] = []
+        self._disconnect_waiters: list[Future[None]] = []
+        self._timers: dict[str, tuple[float, Callable[[], None]]] = {}
+        self._duration_started: float | None = None
+        self._idle_warning_at: Any = None
+        self.stats: dict[str, Any] = {
+            "connect_attempts": 0, "reconnect_attempts": 0, "reconnects": 0, "retry_delays": [],
+            "frames_received": 0, "frames_sent": 0, "protocol_errors": 0, "slot_waits": 0,
+        }
+        # -- inbox --
+        self._inbox: collections.deque[Callable[[], None]] = collections.deque()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._running = False
+        self._workers: set[threading.Thread] = set()
+
+    # ================================================================ thread plumbing
+
+    def ensure_started(self) -> None:
+        with self._start_lock:
+            if self._thread is not None:
+                return
+            self._running = True
+            self._thread = threading.Thread(target=self._run, name=f"convai-session-{next(_session_ids)}",
+                                            daemon=True)
+            self._thread.start()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def on_session_thread(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the session thread (thread-safe, non-blocking)."""
+        self._inbox.append(fn)
+        self._wake.set()
+
+    def _run(self) -> None:
+        ident = threading.get_ident()
+        self._hub.mark_publisher_thread(ident)
+        try:
+            while self._running:
+                timeout = self._next_timer_in()
+                self._clock.wait(self._wake, timeout)
+                self._wake.clear()
+                while self._inbox:
+                    self._call(self._inbox.popleft())
+                self._fire_due_timers()
+        finally:
+            self._hub.mark_publisher_thread(ident, active=False)
+
+    def _call(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("internal error on the session thread")
+
+    def stop(self, timeout: float) -> None:
+        """Stop the loop after pending work; join within ``timeout`` (never self-joins)."""
+        def halt() -> None:
+            self._running = False
+        self.post(halt)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("%s did not stop within %.1f s", thread.name, timeout)
+        for worker in list(self._workers):
+            if worker is not threading.current_thread():
+                worker.join(timeout)
+
+    # ---- timers (session thread only) ----
+
+    def _set_timer(self, name: str, delay: float, fn: Callable[[], None]) -> None:
+        self._timers[name] = (self._clock.monotonic() + max(0.0, delay), fn)
+
+    def _cancel_timer(self, *names: str) -> None:
+        for name in names:
+            self._timers.pop(name, None)
+
+    def _cancel_timers(self, prefix: str) -> None:
+        for name in [n for n in self._timers if n.startswith(prefix)]:
+            del self._timers[name]
+
+    def _next_timer_in(self) -> float | None:
+        if self._inbox:
+            return 0.0
+        if not self._timers:
+            return None
+        soonest = min(at for at, _ in self._timers.values())
+        return max(0.0, soonest - self._clock.monotonic())
+
+    def _fire_due_timers(self) -> None:
+        now = self._clock.monotonic()
+        due = sorted((at, name) for name, (at, _) in self._timers.items() if at <= now)
+        for _, name in due:
+            entry = self._timers.pop(name, None)
+            if entry is not None:
+                self._call(entry[1])
+
+    # ================================================================ state & publishing
+
+    def _set_state(self, new: SessionState, error: SessionError | None = None) -> None:
+        old = self.state
+        if old is new:
+            return
+        check_transition(old, new)
+        self.state = new
+        log.info("session state %s -> %s%s", old.name, new.name,
+                 f" ({error.error_code.value})" if error is not None else "")
+        self._hub.publish(ev.SessionStateChanged(old_state=old, new_state=new, session_id=self.session_id,
+                                                 error=error if new is S.ERROR else None))
+
+    def _publish_error(self, error: SessionError) -> None:
+        if error is self.last_error:
+            return  # already published (e.g. a fatal error followed by the server's close)
+        self.last_error = error
+        log.warning("session error %s: %s", error.error_code.value, error.message)
+        self._hub.publish(error)
+
+    def _err(self, code: ErrorCode, message: str | None = None, **kw: Any) -> SessionError:
+        return SessionError.of(code, message, session_id=self.session_id, **kw)
+
+    def _resolve_waiters(self, error: ConvaiError | None) -> None:
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if fut.done():
+                continue
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+
+    def _fail_pending(self, error: SessionError) -> None:
+        exc = error_for(error)
+        self.acks.fail_all(exc)
+        self.turns.fail_all(exc)
+
+    # ================================================================ commands
+
+    def cmd_connect(self, fut: Future[None], resume: bool = True) -> None:
+        state = self.state
+        if state is S.CONNECTED:
+            fut.set_result(None)
+        elif state in (S.CONNECTING, S.RECONNECTING):
+            self._waiters.append(fut)
+        elif state is S.DISCONNECTED:
+            self._waiters.append(fut)
+            if not resume:
+                self.character_session_id = None
+            self._begin("connect")
+        else:
+            msg = ("connect() refused in ERROR: call disconnect() to reset first" if state is S.ERROR
+                   else f"connect() refused while {state.name}")
+            fut.set_exception(error_for(self._err(ErrorCode.SESSION_INVALID_STATE, msg)))
+
+    def cmd_reconnect(self, fut: Future[None]) -> None:
+        state = self.state
+        if state in (S.CONNECTING, S.DISCONNECTING):
+            fut.set_exception(error_for(self._err(ErrorCode.SESSION_INVALID_STATE,
+                                                  f"reconnect() refused while {state.name}")))
+            return
+        if state is S.RECONNECTING:
+            self._waiters.append(fut)
+            return
+        if state is S.ERROR:
+            self._finish_disconnect(DisconnectReason.CLIENT_INITIATED, None)
+        if self.state is S.DISCONNECTED:
+            self.cmd_connect(fut)
+            return
+        # CONNECTED: drop the link on purpose and restore it through the reconnect path.
+        self._waiters.append(fut)
+        self._teardown_link(notify_server=True)
+        self._start_reconnect(DisconnectReason.CLIENT_INITIATED, None, user=True)
+
+    def cmd_disconnect(self, fut: Future[None] | None) -> None:
+        state = self.state
+        if state is S.DISCONNECTED:
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            return
+        if fut is not None:
+            self._disconnect_waiters.append(fut)
+        if state is S.ERROR:
+            self._finish_disconnect(DisconnectReason.CLIENT_INITIATED, None)
+            return
+        if state is S.DISCONNECTING:
+            return
+        cancelled = state in (S.CONNECTING, S.RECONNECTING)
+        self._set_state(S.DISCONNECTING)
+        self._attempt_id += 1  # late results of an in-flight attempt are discarded
+        self._cancel_timers("attempt")
+        error = None
+        if cancelled:
+            error = self._err(ErrorCode.SESSION_CANCELLED, "connect cancelled by disconnect()")
+            self._publish_error(error)
+            self._resolve_waiters(error_for(error))
+        self._teardown_link(notify_server=True)
+        self._finish_disconnect(DisconnectReason.CLIENT_INITIATED, None,
+                                pending=error or self._err(ErrorCode.SESSION_CANCELLED,
+                                                          "session disconnected by the application"))
+
+    def cmd_end(self, code: ErrorCode, message: str) -> None:
+        """End a CONNECTED session on purpose with a client-side cause (duration cap)."""
+        if self.state is not S.CONNECTED:
+            return
+        error = self._err(code, message)
+        self.last_error = error
+        self._set_state(S.DISCONNECTING)
+        self._teardown_link(notify_server=True)
+        self._finish_disconnect(DisconnectReason.CLIENT_INITIATED, error, pending=error)
+
+    def note_activity(self) -> None:
+        """Any client message resets the server's idle timer; mirror it locally."""
+        if "idle_deadline" in self._timers:
+            self._cancel_timer("idle_deadline")
+            self._idle_warning_at = None
+
+    # ================================================================ connect attempts
+
+    def _begin(self, phase: str) -> None:
+        self._phase = phase
+        self._attempts = 0
+        self._slot_waited = 0.0
+        self._pending_fatal = None
+        if phase == "connect":
+            self._set_state(S.CONNECTING)
+            self.stats["retry_delays"] = []
+            self._schedule_attempt(self._config.retry_policy.delay_before(1))
+
+    def _schedule_attempt(self, delay: float) -> None:
+        self.stats["retry_delays"].append(delay)
+        self._set_timer("attempt", delay, self._start_attempt)
+
+    def _start_attempt(self) -> None:
+        if self.state not in (S.CONNECTING, S.RECONNECTING):
+            return
+        self._attempts += 1
+        self._attempt_id += 1
+        attempt_id = self._attempt_id
+        key = "reconnect_attempts" if self._phase == "reconnect" else "connect_attempts"
+        self.stats[key] += 1
+        self.bot_ready = False
+        self._early_frames = []
+        timeout = self._config.connection_timeout
+        self._set_timer("attempt_deadline", timeout, lambda: self._attempt_timed_out(attempt_id))
+        csid = self.character_session_id if (self._phase == "connect" or self._config.reconnect_policy.resume) \
+            else None
+        worker = threading.Thread(target=self._attempt_worker, args=(attempt_id, csid, timeout),
+                                  name=f"convai-connect-{next(_connect_ids)}", daemon=True)
+        self._workers.add(worker)
+        worker.start()
+
+    def _attempt_worker(self, attempt_id: int, csid: str | None, timeout: float) -> None:
+        """Runs on convai-connect-<n>: the blocking HTTP + handshake of one attempt."""
+        endpoint: Endpoint | None = None
+        transport: Transport | None = None
+        error: SessionError | None = None
+        try:
+            endpoint = self._api.connect(csid, timeout=min(timeout, self._config.http_timeout))
+            transport = self._new_transport()
+            transport.open(endpoint, _Listener(self, attempt_id), timeout=timeout)
+        except ConnectFailed as exc:
+            error = exc.error
+        except TransportOpenError as exc:
+            error = exc.error
+        except Exception as exc:
+            log.exception("unexpected error during a connect attempt")
+            error = SessionError.of(ErrorCode.CONNECTION_FAILED, f"{type(exc).__name__}: {exc}",
+                                    exception=exc)
+        if error is not None:
+            transport = None
+        result = _AttemptResult(attempt_id, endpoint, transport, error)
+        self.post(lambda: self._attempt_done(result))
+        self._workers.discard(threading.current_thread())
+
+    def _attempt_done(self, result: _AttemptResult) -> None:
+        if result.attempt_id != self._attempt_id or self.state not in (S.CONNECTING, S.RECONNECTING):
+            self._discard(result)
+            return
+        if result.error is not None:
+            if result.endpoint is not None:
+                self._api.disconnect(result.endpoint.session_id, timeout=2.0)
+            self._attempt_failed(result.error)
+            return
+        assert result.endpoint is not None and result.transport is not None
+        self._endpoint = result.endpoint
+        self._transport = result.transport
+        self.session_id = result.endpoint.session_id
+        if result.endpoint.character_session_id:
+            self.character_session_id = result.endpoint.character_session_id
+        log.info("joined session %s; waiting for bot-ready", self.session_id)
+        frames, self._early_frames = self._early_frames, []
+        for frame in frames:
+            self._on_frame(frame)
+
+    def _discard(self, result: _AttemptResult) -> None:
+        """A late attempt result (cancelled or timed out): release what it acquired."""
+        if result.transport is not None:
+            result.transport.close(timeout=1.0)
+        if result.endpoint is not None:
+            self._api.disconnect(result.endpoint.session_id, timeout=2.0)
+
+    def _attempt_timed_out(self, attempt_id: int) -> None:
+        if attempt_id != self._attempt_id or self.state not in (S.CONNECTING, S.RECONNECTING):
+            return
+        self._attempt_id += 1  # a late worker result is released by _discard
+        waited = "bot-ready" if self._transport is not None else "the connect call"
+        error = self._err(ErrorCode.CONNECTION_TIMEOUT,
+                          f"no {waited} within connection_timeout={self._config.connection_timeout:g} s")
+        self._teardown_link(notify_server=True)
+        self._attempt_failed(error)
+
+    def _attempt_failed(self, error: SessionError) -> None:
+        self._cancel_timer("attempt_deadline")
+        self._teardown_link(notify_server=True)
+        code = error.error_code
+        log.info("%s attempt %d failed: %s", self._phase, self._attempts, code.value)
+        if self._phase == "reconnect":
+            self._reconnect_failed(error)
+            return
+        slot = self._config.slot_wait
+        if code is ErrorCode.CONNECTION_CONNECT_CONCURRENCY_LIMIT_REACHED and slot is not None:
+            retry_in = slot.next_wait(self._slot_waited)
+            if retry_in is not None:
+                self.stats["slot_waits"] += 1
+                self._hub.publish(ev.WaitingForSlot(attempt=self.stats["slot_waits"], waited=self._slot_waited,
+                                                    retry_in=retry_in, error=error))
+                self._slot_waited += retry_in
+                self._attempts -= 1  # waiting for a slot does not spend retry attempts
+                self._schedule_attempt(retry_in)
+                return
+            error = self._err(code, f"concurrency limit still reached after waiting "
+                                    f"{self._slot_waited:g} s (SlotWaitPolicy.max_wait)",
+                              http_status_code=error.http_status_code, is_recoverable=False)
+        elif self._config.retry_policy.should_retry(code, self._attempts):
+            self._schedule_attempt(self._config.retry_policy.delay_before(self._attempts + 1))
+            return
+        self._fail_connect(error)
+
+    def _fail_connect(self, error: SessionError) -> None:
+        self._cancel_timers("attempt")
+        self._set_state(S.ERROR, error)
+        self._publish_error(error)
+        self._fail_pending(error)
+        self._resolve_waiters(error_for(error))
+
+    # ================================================================ reconnects
+
+    def _start_reconnect(self, reason: DisconnectReason, error: SessionError | None, user: bool = False) -> None:
+        self._drop_reason = reason
+        self._set_state(S.RECONNECTING)
+        self._phase = "reconnect"
+        self._attempts = 0
+        self._pending_fatal = None
+        self.stats["reconnects"] += 1
+        self._next_reconnect(error, first_delay_zero=user)
+
+    def _next_reconnect(self, error: SessionError | None, first_delay_zero: bool = False) -> None:
+        policy = self._config.reconnect_policy
+        attempt = self._attempts + 1
+        delay = 0.0 if first_delay_zero else policy.delay_before(attempt, self._drop_reason)
+        self._hub.publish(ev.Reconnecting(attempt=attempt, max_attempts=policy.max_attempts, delay=delay,
+                                          reason=self._drop_reason, error=error))
+        self._schedule_attempt(delay)
+
+    def _reconnect_failed(self, error: SessionError) -> None:
+        policy = self._config.reconnect_policy
+        if self._attempts < policy.max_attempts and error.is_recoverable:
+            self._next_reconnect(error)
+            return
+        final = SessionError.of(
+            error.error_code,
+            f"reconnect failed after {self._attempts} attempt(s): {error.message}",
+            session_id=self.session_id, stage=SessionErrorStage.SESSION_RECOVERY,
+            http_status_code=error.http_status_code, exception=error.exception, is_recoverable=False)
+        self._fail_connect(final)
+
+    # ================================================================ transport events
+
+    def transport_frame(self, attempt_id: int, transport: Transport, data: str | bytes) -> None:
+        if transport is self._transport:
+            self._on_frame(data)
+        elif attempt_id == self._attempt_id and self._transport is None:
+            self._early_frames.append(data)  # arrived before the attempt result was adopted
+
+    def transport_closed(self, attempt_id: int, transport: Transport, closed: TransportClosed) -> None:
+        if transport is not self._transport:
+            return
+        self._transport = None
+        outcome = classify_close(closed, self.session_id)
+        if self._pending_fatal is not None:
+            outcome = CloseOutcome(outcome.reason, self._pending_fatal, False)
+        log.info("transport closed: code=%s reason=%r -> %s (retry=%s)", closed.code, closed.reason,
+                 outcome.reason.name, outcome.retry)
+        if self.state in (S.CONNECTING, S.RECONNECTING):
+            error = outcome.error or self._err(
+                ErrorCode.CONNECTION_NETWORK_ERROR if outcome.retry else ErrorCode.CONNECTION_FAILED,
+                f"connection closed before bot-ready ({outcome.reason.message})")
+            self._attempt_failed(error)
+            return
+        if self.state is not S.CONNECTED:
+            return
+        self._on_drop(outcome)
+
+    def _on_drop(self, outcome: CloseOutcome) -> None:
+        self.bot_ready = False
+        if outcome.error is not None:
+            self._publish_error(outcome.error)
+        policy = self._config.reconnect_policy
+        if outcome.retry and policy.max_attempts > 0:
+            self._fail_pending(outcome.error or self._err(
+                ErrorCode.TRANSPORT_SIGNAL_DISCONNECTED, f"connection dropped: {outcome.reason.message}"))
+            self._start_reconnect(outcome.reason, outcome.error)
+            return
+        if self.session_id:
+            self._api.disconnect(self.session_id, timeout=2.0)
+        self._finish_disconnect(outcome.reason, outcome.error,
+                                pending=outcome.error or self._err(
+                                    ErrorCode.SESSION_INVALID_STATE,
+                                    f"session ended: {outcome.reason.message}"))
+
+    def _teardown_link(self, notify_server: bool) -> None:
+        transport, self._transport = self._transport, None
+        self.bot_ready = False
+        if transport is not None:
+            transport.close(1000, "client disconnect", timeout=self._config.close_timeout)
+        if notify_server and self.session_id and self._endpoint is not None:
+            self._api.disconnect(self.session_id, timeout=min(self._config.http_timeout, 5.0))
+            self._endpoint = None
+
+    def _finish_disconnect(self, reason: DisconnectReason, error: SessionError | None,
+                           pending: SessionError | None = None) -> None:
+        self._cancel_timers("attempt")
+        self._cancel_timers("duration")
+        self._cancel_timer("idle_deadline")
+        self._duration_started = None
+        self.last_disconnect_reason = reason
+        if error is not None:
+            self.last_error = error
+        self._set_state(S.DISCONNECTED)
+        self._fail_pending(pending or self._err(ErrorCode.SESSION_INVALID_STATE, "session disconnected"))
+        self._resolve_waiters(error_for(pending) if pending else None)
+        self._hub.publish(ev.Disconnected(reason=reason, error=error, session_id=self.session_id))
+        waiters, self._disconnect_waiters = self._disconnect_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    # ================================================================ frames
+
+    def _on_frame(self, data: str | bytes) -> None:
+        self.stats["frames_received"] += 1
+        event = protocol.decode(data)
+        if event is None:
+            return
+        if isinstance(event, ev.ProtocolFault):
+            self.stats["protocol_errors"] += 1
+            log.warning("bad frame (%s): %s", event.code.value, event.detail)
+            self._publish_error(self._err(event.code, event.detail))
+            return
+        if isinstance(event, ev.BotReady):
+            self._hub.publish(event)
+            self._on_bot_ready()
+            return
+        if isinstance(event, ev.ServerResponse):
+            self.acks.resolve(event)
+            self._hub.publish(event)
+            return
+        if isinstance(event, ev.PipelineError):
+            self._on_pipeline_error(event)
+            return
+        if isinstance(event, ev.UsageLimitReached):
+            error = self._err(ErrorCode.SERVER_USAGE_LIMIT_REACHED,
+                              f"{event.message} (quota: {event.quota_type})")
+            self._pending_fatal = error
+            self._hub.publish(event)
+            self._publish_error(error)
+            self._fail_pending(error)
+            return
+        if isinstance(event, ev.UserIdleWarningReceived):
+            self._on_idle_warning(event)
+            return
+        self.turns.feed(event)
+        self._hub.publish(event)
+
+    def _on_bot_ready(self) -> None:
+        if self.state not in (S.CONNECTING, S.RECONNECTING) or self.bot_ready:
+            self.bot_ready = True
+            return
+        self.bot_ready = True
+        self._cancel_timer("attempt_deadline")
+        reconnected = self.state is S.RECONNECTING
+        attempts = self._attempts
+        self._set_state(S.CONNECTED)
+        if reconnected:
+            self._hub.publish(ev.Reconnected(session_id=self.session_id or "",
+                                             character_session_id=self.character_session_id,
+                                             attempts=attempts))
+        else:
+            self._hub.publish(ev.Connected(session_id=self.session_id or "",
+                                           character_session_id=self.character_session_id))
+        self._start_duration_clock(reset=not reconnected or self._config.reset_duration_on_reconnect)
+        self._resolve_waiters(None)
+
+    def _on_pipeline_error(self, event: ev.PipelineError) -> None:
+        code = ErrorCode.SERVER_FATAL_ERROR if event.fatal else ErrorCode.SERVER_ERROR
+        error = PipelineSessionError.of(code, event.error, session_id=self.session_id)
+        self._publish_error(error)
+        if event.fatal:
+            self._pending_fatal = error
+            self._fail_pending(error)
+            if self.state is S.CONNECTED:
+                # The session is terminated server-side; end it now rather than wait for a close.
+                self._teardown_link(notify_server=True)
+                self._finish_disconnect(DisconnectReason.AGENT_ERROR, error, pending=error)
+
+    def _on_idle_warning(self, event: ev.UserIdleWarningReceived) -> None:
+        self._idle_warning_at = event.timestamp
+        deadline = event.timestamp + timedelta(seconds=event.remaining_seconds)
+        warned_at = event.timestamp
+
+        def elapsed() -> None:
+            self._hub.publish(ev.UserIdleTimeoutElapsed(warning_received_at=warned_at, deadline=deadline))
+        self._set_timer("idle_deadline", float(event.remaining_seconds), elapsed)
+        self._hub.publish(event)
+
+    # ================================================================ duration cap
+
+    def _start_duration_clock(self, reset: bool) -> None:
+        cap = self._config.max_session_duration
+        if cap is None:
+            return
+        now = self._clock.monotonic()
+        if reset or self._duration_started is None:
+            self._duration_started = now
+        elapsed = now - self._duration_started
+        remaining = cap - elapsed
+        for lead in self._config.session_duration_warnings:
+            if lead < remaining:
+                self._set_timer(f"duration_warn_{lead}", remaining - lead, self._duration_warning(lead, cap))
+        self._set_timer("duration_cap", remaining, lambda: self.cmd_end(
+            ErrorCode.SESSION_DURATION_LIMIT_REACHED,
+            f"max_session_duration of {cap:g} s reached"))
+
+    def _duration_warning(self, lead: float, cap: float) -> Callable[[], None]:
+        def warn() -> None:
+            self._hub.publish(ev.SessionDurationWarning(remaining_seconds=lead, max_session_duration=cap))
+        return warn
+
+    # ================================================================ diagnostics
+
+    def snapshot(self) -> dict[str, Any]:
+        error = self.last_error
+        return {
+            "state": self.state.name,
+            "session_id": self.session_id,
+            "character_session_id": self.character_session_id,
+            "is_bot_ready": self.bot_ready,
+            "last_error_code": error.error_code.value if error else None,
+            "last_error_message": error.message if error else None,
+            "last_disconnect_reason": self.last_disconnect_reason.name if self.last_disconnect_reason is not None
+            else None,
+            "phase": self._phase,
+            "attempts_in_phase": self._attempts,
+            **{k: (list(v) if isinstance(v, list) else v) for k, v in self.stats.items()},
+            "pending_acks": len(self.acks),
+        }
+
+
+class _Listener:
+    """Per-attempt transport listener: posts frames and closes to the session inbox."""
+
+    __slots__ = ("_session", "_attempt_id")
+
+    def __init__(self, session: Session, attempt_id: int) -> None:
+        self._session = session
+        self._attempt_id = attempt_id
+
+    def on_transport_message(self, transport: Transport, data: str | bytes) -> None:
+        s, aid = self._session, self._attempt_id
+        s.post(lambda: s.transport_frame(aid, transport, data))
+
+    def on_transport_closed(self, transport: Transport, closed: TransportClosed) -> None:
+        s, aid = self._session, self._attempt_id
+        s.post(lambda: s.transport_closed(aid, transport, closed))

@@ -1,0 +1,155 @@
+"""Thread-safe trackers shared by user threads and the session thread.
+
+* :class:`AckTracker`: ``server-response`` has no correlation id, so pending ``wait=True``
+  sends are matched per ``event_type`` in FIFO order (PROTOCOL.md §1.10, §5).
+* :class:`TurnTracker`: assembles one :class:`BotReply` per ``ask()`` from the streamed turn
+  (``bot-llm-text`` chunks, ``bot-emotion``, ``action-response``), binding a turn to its question
+  by the ``message_id`` echoed in ``final-user-transcription``, else FIFO.
+
+Locks here guard only these structures and are never held while user code runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from concurrent.futures import Future
+
+from . import events as ev
+from .errors import ConvaiError
+
+
+class AckTracker:
+    """Pending acknowledgements, per event type, FIFO."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, collections.deque[Future[ev.ServerResponse]]] = {}
+
+    def expect(self, event_type: str) -> Future[ev.ServerResponse]:
+        fut: Future[ev.ServerResponse] = Future()
+        with self._lock:
+            self._pending.setdefault(event_type, collections.deque()).append(fut)
+        return fut
+
+    def forget(self, event_type: str, fut: Future[ev.ServerResponse]) -> None:
+        with self._lock:
+            queue = self._pending.get(event_type)
+            if queue is not None and fut in queue:
+                queue.remove(fut)
+
+    def resolve(self, response: ev.ServerResponse) -> bool:
+        """Complete the oldest waiter for ``response.event_type`` (final statuses only)."""
+        if not response.is_final:
+            return False
+        with self._lock:
+            queue = self._pending.get(response.event_type)
+            fut = queue.popleft() if queue else None
+        if fut is None:
+            return False
+        if not fut.done():
+            fut.set_result(response)
+        return True
+
+    def fail_all(self, error: ConvaiError) -> None:
+        with self._lock:
+            futures = [f for q in self._pending.values() for f in q]
+            self._pending.clear()
+        for fut in futures:
+            if not fut.done():
+                fut.set_exception(error)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(q) for q in self._pending.values())
+
+
+class _Turn:
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        self.future: Future[ev.BotReply] = Future()
+        self.chunks: list[str] = []
+        self.emotion: str | None = None
+        self.scale: int | None = None
+        self.actions: tuple[ev.Action, ...] = ()
+
+    def finish(self, *, no_response: bool = False, interrupted: bool = False) -> None:
+        if self.future.done():
+            return
+        self.future.set_result(ev.BotReply(
+            text="".join(self.chunks), emotion=self.emotion, emotion_scale=self.scale,
+            actions=self.actions, chunks=tuple(self.chunks), no_response=no_response,
+            was_interrupted=interrupted, message_id=self.message_id))
+
+
+class TurnTracker:
+    """Collects replies for pending ``ask()`` calls; fed by the session thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: collections.deque[_Turn] = collections.deque()
+        self._current: _Turn | None = None
+
+    def expect(self, message_id: str) -> Future[ev.BotReply]:
+        turn = _Turn(message_id)
+        with self._lock:
+            self._waiting.append(turn)
+        return turn.future
+
+    def forget(self, fut: Future[ev.BotReply]) -> None:
+        with self._lock:
+            self._waiting = collections.deque(t for t in self._waiting if t.future is not fut)
+            if self._current is not None and self._current.future is fut:
+                self._current = None
+
+    def _bind(self, message_id: str | None) -> _Turn | None:
+        # Called with the lock held.
+        if self._current is not None:
+            return self._current
+        if message_id is not None:
+            for turn in self._waiting:
+                if turn.message_id == message_id:
+                    self._waiting.remove(turn)
+                    self._current = turn
+                    return turn
+        if self._waiting:
+            self._current = self._waiting.popleft()
+        return self._current
+
+    def feed(self, event: object) -> None:
+        """Route one decoded server event to the turn it belongs to."""
+        with self._lock:
+            if isinstance(event, ev.FinalUserTranscription):
+                if self._current is None:
+                    self._bind(event.message_id)
+                return
+            if isinstance(event, (ev.BotLLMStarted, ev.BotText, ev.BotEmotion, ev.ActionResponse)):
+                turn = self._bind(None)
+            elif isinstance(event, (ev.BotTurnCompleted, ev.LLMNoResponse)):
+                turn = self._bind(None)
+                self._current = None
+            else:
+                return
+        if turn is None:
+            return
+        if isinstance(event, ev.BotText):
+            turn.chunks.append(event.text)
+        elif isinstance(event, ev.BotEmotion):
+            turn.emotion, turn.scale = event.emotion, event.scale
+        elif isinstance(event, ev.ActionResponse):
+            turn.actions = event.actions
+        elif isinstance(event, ev.BotTurnCompleted):
+            turn.finish(interrupted=event.was_interrupted)
+        elif isinstance(event, ev.LLMNoResponse):
+            turn.finish(no_response=True)
+
+    def fail_all(self, error: ConvaiError) -> None:
+        with self._lock:
+            turns = list(self._waiting)
+            if self._current is not None:
+                turns.append(self._current)
+            self._waiting.clear()
+            self._current = None
+        for turn in turns:
+            if not turn.future.done():
+                turn.future.set_exception(error)

@@ -1,0 +1,36 @@
+"""Packaging for convai_sync (the SDK) and simulator (the local Convai simulator)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+version = {}
+for line in (ROOT / "convai_sync" / "__init__.py").read_text().splitlines():
+    if line.startswith("__version__"):
+        exec(line, version)
+
+SIMULATOR = ["aiohttp>=3.9"]
+
+setup(
+    name="convai-sync",
+    version=version["__version__"],
+    description="Blocking, thread-based Python SDK for Convai characters, with a local simulator",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["convai_sync", "convai_sync.*", "simulator", "simulator.*"]),
+    package_data={"convai_sync": ["py.typed"], "simulator": ["scenarios/*.json", "py.typed"]},
+    install_requires=["requests>=2.28", "websocket-client>=1.6"],
+    extras_require={
+        "simulator": SIMULATOR,
+        "livekit": ["livekit>=0.11"],
+        "test": SIMULATOR + ["pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23",
+                             "mypy>=1.8", "ruff>=0.4", "types-requests>=2.28"],
+    },
+    entry_points={
+        "console_scripts": ["convai-sim=simulator.__main__:main"],
+        "pytest11": ["convai_simulator=simulator.pytest_plugin"],
+    },
+    classifiers=["Programming Language :: Python :: 3", "Typing :: Typed"],
+)
