@@ -1,0 +1,46 @@
+"""pytest plugin (entry point ``pytest11``): simulator fixtures for any test suite.
+
+``convai_simulator``: a running :class:`~simulator.Simulator` on 127.0.0.1 (function scope,
+stopped after the test). ``convai_simulator_factory``: call it with constructor keywords
+(``concurrency_limit=1``, ``idle_timeout=0.5``…) to get more, each stopped after the test::
+
+    def test_please_wait(convai_simulator_factory):
+        sim = convai_simulator_factory(concurrency_limit=1)
+        ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from simulator import Simulator
+
+
+@pytest.fixture
+def convai_simulator_factory() -> Iterator[Callable[..., Simulator]]:
+    """Start simulators with custom limits; every one is stopped when the test ends."""
+    from simulator import Simulator
+
+    started: list[Simulator] = []
+
+    def make(**kwargs: Any) -> Simulator:
+        sim = Simulator(**kwargs)
+        sim.start()
+        started.append(sim)
+        return sim
+
+    try:
+        yield make
+    finally:
+        for sim in reversed(started):
+            sim.stop()
+
+
+@pytest.fixture
+def convai_simulator(convai_simulator_factory: Callable[..., Simulator]) -> Simulator:
+    """A running simulator with default accounts (``sim.client_config()`` connects to it)."""
+    return convai_simulator_factory()
