@@ -17,8 +17,16 @@ import sys
 import threading
 from collections.abc import Iterator
 
-from convai_sync import (BotText, BotTurnCompleted, ConvaiClient, ConvaiConfig, ConvaiError,
-                         EventDeliveryPolicy, ServerMessage, SessionStateChanged)
+from convai_sync import (
+    BotText,
+    BotTurnCompleted,
+    ConvaiClient,
+    ConvaiConfig,
+    ConvaiError,
+    EventDeliveryPolicy,
+    ServerMessage,
+    SessionStateChanged,
+)
 
 QUESTIONS = ("Hello! Who are you?", "What can you do for me today?")
 

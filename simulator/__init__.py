@@ -1,0 +1,21 @@
+"""A local Convai realtime service for offline development and tests (DESIGN.md §6).
+
+::
+
+    from simulator import Simulator
+    with Simulator() as sim:                  # binds 127.0.0.1 on a free port; ready on return
+        config = sim.client_config()          # a ConvaiConfig pointing at it
+        sim.inject("connection.connect_concurrency_limit_reached", times=2)
+
+The simulator speaks Convai's real wire protocol (PROTOCOL.md §1) with frames it builds itself; it
+shares only the ``ErrorCode`` and ``DisconnectReason`` catalogs with ``convai_sync``.
+"""
+
+from __future__ import annotations
+
+from convai_sync.disconnect import DisconnectReason
+from convai_sync.errors import ErrorCode
+from simulator.server import Simulator
+from simulator.sessions import SimSession
+
+__all__ = ["DisconnectReason", "ErrorCode", "SimSession", "Simulator"]

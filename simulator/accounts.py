@@ -1,0 +1,167 @@
+"""Accounts and plan limits as real state: keys, characters, slots, speakers, rate windows, usage, history.
+
+Everything here runs on the simulator's loop thread only (no locks). Per-key state is a few counters, so
+thousands of sessions stay cheap.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+logger = logging.getLogger("simulator.accounts")
+
+#: Turns of history kept per conversation (``character_session_id``).
+HISTORY_LIMIT = 200
+
+
+@dataclass
+class Conversation:
+    """History of one ``character_session_id`` (kept across connects so resumes are observable)."""
+
+    character_session_id: str
+    api_key: str
+    character_id: str
+    turns: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def turn_count(self) -> int:
+        return len(self.turns)
+
+    def record(self, user_text: str, reply: str) -> None:
+        self.turns.append((user_text, reply))
+        if len(self.turns) > HISTORY_LIMIT:
+            del self.turns[: len(self.turns) - HISTORY_LIMIT]
+
+
+@dataclass
+class _KeyState:
+    slots: int = 0
+    speakers: set[str] = field(default_factory=set)
+    connects: collections.deque[float] = field(default_factory=collections.deque)
+    interactions: int = 0
+
+
+@dataclass
+class Limits:
+    """Plan limits; ``None`` means unlimited / off."""
+
+    concurrency_limit: int | None = None
+    speaker_limit: int | None = None
+    connect_rate_limit: int | None = None
+    connect_rate_window: float = 60.0
+    usage_quota: int | None = None
+    realtime_allowed: bool = True
+
+
+class Accounts:
+    """API keys, characters, and every per-key limit."""
+
+    def __init__(
+        self,
+        api_keys: Iterable[str],
+        characters: Iterable[str],
+        limits: Limits,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api_keys: tuple[str, ...] = tuple(api_keys)
+        self.characters: tuple[str, ...] = tuple(characters)
+        if not self.api_keys:
+            raise ValueError("api_keys must name at least one key")
+        if not self.characters:
+            raise ValueError("characters must name at least one character")
+        self.limits = limits
+        self._clock = clock
+        self._keys: dict[str, _KeyState] = {key: _KeyState() for key in self.api_keys}
+        self._conversations: dict[str, Conversation] = {}
+
+    # ------------------------------------------------------------------ lookups
+
+    def knows_key(self, api_key: str) -> bool:
+        return api_key in self._keys
+
+    def knows_character(self, character_id: str) -> bool:
+        return character_id in self.characters
+
+    def slots_in_use(self, api_key: str | None = None) -> int:
+        """Concurrency slots held by ``api_key`` (or by every key)."""
+        if api_key is None:
+            return sum(state.slots for state in self._keys.values())
+        state = self._keys.get(api_key)
+        return 0 if state is None else state.slots
+
+    # ------------------------------------------------------------------ connect-time checks
+
+    def speaker_blocked(self, api_key: str, end_user_id: str | None) -> bool:
+        """True when ``end_user_id`` is a new speaker and the key's distinct-speaker limit is reached."""
+        limit = self.limits.speaker_limit
+        if limit is None or end_user_id is None:
+            return False
+        speakers = self._keys[api_key].speakers
+        return end_user_id not in speakers and len(speakers) >= limit
+
+    def concurrency_blocked(self, api_key: str) -> bool:
+        limit = self.limits.concurrency_limit
+        return limit is not None and self._keys[api_key].slots >= limit
+
+    def rate_blocked(self, api_key: str) -> bool:
+        """True when the key made ``connect_rate_limit`` accepted connects within the window."""
+        limit = self.limits.connect_rate_limit
+        if limit is None:
+            return False
+        window = self._keys[api_key].connects
+        horizon = self._clock() - self.limits.connect_rate_window
+        while window and window[0] <= horizon:
+            window.popleft()
+        return len(window) >= limit
+
+    def admit(self, api_key: str, end_user_id: str | None) -> None:
+        """Record an accepted connect: take a slot, count it for the rate window, note the speaker."""
+        state = self._keys[api_key]
+        state.slots += 1
+        if self.limits.connect_rate_limit is not None:
+            state.connects.append(self._clock())
+        if end_user_id is not None and self.limits.speaker_limit is not None:
+            state.speakers.add(end_user_id)
+        logger.debug("slot taken: %d in use for this key", state.slots)
+
+    def release(self, api_key: str) -> None:
+        """Free one concurrency slot of ``api_key``."""
+        state = self._keys[api_key]
+        if state.slots <= 0:
+            logger.error("slot release without a held slot (bookkeeping bug)")
+            return
+        state.slots -= 1
+        logger.debug("slot freed: %d in use for this key", state.slots)
+
+    # ------------------------------------------------------------------ usage quota
+
+    def try_interaction(self, api_key: str) -> bool:
+        """Count one interaction; False (not counted) when the key's usage quota is exhausted."""
+        state = self._keys[api_key]
+        quota = self.limits.usage_quota
+        if quota is not None and state.interactions >= quota:
+            return False
+        state.interactions += 1
+        return True
+
+    def interactions(self, api_key: str) -> int:
+        state = self._keys.get(api_key)
+        return 0 if state is None else state.interactions
+
+    # ------------------------------------------------------------------ conversations
+
+    def conversation_owner(self, character_session_id: str) -> str | None:
+        conv = self._conversations.get(character_session_id)
+        return None if conv is None else conv.api_key
+
+    def conversation(self, character_session_id: str, api_key: str, character_id: str) -> Conversation:
+        """The conversation for ``character_session_id``, created when new (resume keeps history)."""
+        conv = self._conversations.get(character_session_id)
+        if conv is None:
+            conv = Conversation(character_session_id, api_key, character_id)
+            self._conversations[character_session_id] = conv
+        return conv

@@ -1,0 +1,378 @@
+"""The public :class:`Simulator`: an aiohttp app on a private event loop in the thread ``sim-loop``.
+
+All simulator state lives on that loop. Public methods called from other threads hand their work over
+with ``asyncio.run_coroutine_threadsafe(...).result(timeout)``; calling them from the loop thread itself
+(e.g. from a handler) raises RuntimeError instead of deadlocking. A custom ``responder`` runs on a small
+worker pool, so it may call these methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiohttp import web
+
+from convai_sync.disconnect import DisconnectReason
+from convai_sync.errors import ErrorCode
+from simulator import faults, wire
+from simulator.accounts import Limits
+from simulator.character import Responder
+from simulator.core import SimConfig, SimCore
+from simulator.faults import ConnectFault
+from simulator.routes import build_app
+from simulator.sessions import SimSession
+
+if TYPE_CHECKING:
+    from convai_sync.config import ConvaiConfig
+
+logger = logging.getLogger("simulator.server")
+
+T = TypeVar("T")
+#: Seconds a public call waits for the loop thread (on top of any timeout it was given).
+CALL_TIMEOUT = 5.0
+SHUTDOWN_CLOSE_DEADLINE = 2.0
+
+
+def _check_limit(name: str, value: float | None, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} or None, got {value!r}")
+
+
+def _names(value: Iterable[str] | str, what: str) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ValueError(f"{what} must be one or more non-empty strings")
+    return names
+
+
+class Simulator:
+    """A local Convai realtime service (DESIGN.md §6). ``None`` limits mean unlimited / off.
+
+    Args:
+        host, port: where to bind (port 0 = a free port; see :attr:`url` after :meth:`start`).
+        api_keys, characters: accepted keys and character ids (the first of each is the default).
+        concurrency_limit: live sessions per key; a slot is held from ``/connect`` until the session ends.
+        speaker_limit: distinct ``end_user_id`` values per key (429 "Speaker limit reached").
+        connect_rate_limit: accepted connects per key within ``connect_rate_window`` seconds.
+        usage_quota: interactions per key (``user_text_message`` / ``trigger-message``).
+        idle_timeout, idle_warning_lead: close 1000 "Idle timeout" after this long without a client
+            message; ``user-idle-warning`` from ``idle_warning_lead`` before, repeating every
+            ``idle_warning_interval`` seconds.
+        token_ttl: seconds from ``/connect`` until the session closes 1008 "Session expired...".
+        realtime_allowed: False answers every connect with 403.
+        bot_ready_delay: seconds between the WebSocket opening and ``bot-ready``.
+        responder: ``str -> str | None`` reply function (None reply = ``llm-no-response``); runs on a
+            small worker pool. The default reply is deterministic and names the turn number.
+        chunk_delay: seconds between ``bot-llm-text`` chunks (and of "speech").
+        join_window: seconds a ``/connect`` whose WebSocket never opens keeps its slot.
+        scenario: reserved for the scenario runner.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_keys: Iterable[str] = ("sim-api-key",),
+        characters: Iterable[str] = ("sim-character",),
+        concurrency_limit: int | None = None,
+        speaker_limit: int | None = None,
+        connect_rate_limit: int | None = None,
+        usage_quota: int | None = None,
+        idle_timeout: float | None = None,
+        idle_warning_lead: float | None = None,
+        token_ttl: float | None = None,
+        realtime_allowed: bool = True,
+        bot_ready_delay: float = 0.0,
+        responder: Responder | None = None,
+        chunk_delay: float = 0.0,
+        join_window: float = 10.0,
+        connect_rate_window: float = 60.0,
+        idle_warning_interval: float = 60.0,
+        scenario: Any = None,
+    ) -> None:
+        for limit_name, limit in (("concurrency_limit", concurrency_limit), ("speaker_limit", speaker_limit),
+                                  ("connect_rate_limit", connect_rate_limit)):
+            _check_limit(limit_name, limit)
+        _check_limit("usage_quota", usage_quota, allow_zero=True)
+        for name, value in (("idle_timeout", idle_timeout), ("idle_warning_lead", idle_warning_lead),
+                            ("token_ttl", token_ttl), ("join_window", join_window),
+                            ("connect_rate_window", connect_rate_window),
+                            ("idle_warning_interval", idle_warning_interval)):
+            _check_limit(name, value)
+        _check_limit("bot_ready_delay", bot_ready_delay, allow_zero=True)
+        _check_limit("chunk_delay", chunk_delay, allow_zero=True)
+        if responder is not None and not callable(responder):
+            raise TypeError("responder must be a callable str -> str | None")
+        self.host = host
+        self._requested_port = port
+        self._config = SimConfig(
+            api_keys=_names(api_keys, "api_keys"),
+            characters=_names(characters, "characters"),
+            limits=Limits(concurrency_limit, speaker_limit, connect_rate_limit, connect_rate_window,
+                          usage_quota, realtime_allowed),
+            idle_timeout=idle_timeout,
+            idle_warning_lead=idle_warning_lead,
+            idle_warning_interval=idle_warning_interval,
+            token_ttl=token_ttl,
+            bot_ready_delay=bot_ready_delay,
+            responder=responder,
+            chunk_delay=chunk_delay,
+            join_window=join_window,
+        )
+        #: Scenario hook (JSON path or steps); run by a later scenario runner.
+        self.scenario = scenario
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._core: SimCore | None = None
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+        self._started = False
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else ("stopped" if self._stopped else "new")
+        return f"Simulator(url={self.url if self._port else None!r}, {state})"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self._stopped
+
+    def start(self) -> Simulator:
+        """Bind and serve; returns once the port is bound. Idempotent; a stopped simulator cannot restart."""
+        with self._lock:
+            if self._stopped:
+                raise RuntimeError("a stopped Simulator cannot be restarted; create a new one")
+            if self._started:
+                return self
+            loop = asyncio.new_event_loop()
+            ready: concurrent.futures.Future[int] = concurrent.futures.Future()
+            thread = threading.Thread(target=self._run, args=(loop, ready), name="sim-loop", daemon=True)
+            self._loop, self._thread = loop, thread
+            thread.start()
+            try:
+                self._port = ready.result(timeout=CALL_TIMEOUT)
+            except BaseException:
+                thread.join(CALL_TIMEOUT)
+                self._stopped = True
+                raise
+            self._started = True
+        logger.info("simulator listening on %s", self.url)
+        self._start_scenario()
+        return self
+
+    def _run(self, loop: asyncio.AbstractEventLoop, ready: concurrent.futures.Future[int]) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            try:
+                port = loop.run_until_complete(self._startup(loop))
+            except Exception as exc:  # report any start-up failure to start() and end the thread
+                logger.exception("simulator failed to start")
+                ready.set_exception(exc)
+                return
+            ready.set_result(port)
+            loop.run_forever()
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+                logger.debug("simulator loop closed")
+
+    async def _startup(self, loop: asyncio.AbstractEventLoop) -> int:
+        core = SimCore(self._config, loop)
+        runner = web.AppRunner(build_app(core), shutdown_timeout=0.5, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._requested_port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        port = int(runner.addresses[0][1])
+        core.host, core.port = self.host, port
+        self._core, self._runner = core, runner
+        return port
+
+    def _start_scenario(self) -> None:
+        """Hook for the scenario runner (not implemented in this module yet)."""
+        if self.scenario is not None:
+            logger.warning("scenario given but scenario support is not available yet; ignoring it")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close live sessions with 1001 "Server shutting down", unbind, join ``sim-loop``. Idempotent."""
+        with self._lock:
+            if not self._started or self._stopped:
+                self._stopped = True
+                return
+            self._stopped = True
+        loop, thread = self._loop, self._thread
+        assert loop is not None and thread is not None
+        if threading.current_thread() is thread:
+            raise RuntimeError("Simulator.stop() cannot be called from the simulator's loop thread")
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout)
+        except concurrent.futures.TimeoutError:
+            logger.warning("simulator shutdown did not finish within %.1f s", timeout)
+        except Exception:
+            logger.exception("simulator shutdown failed")
+        loop.call_soon_threadsafe(loop.stop)
+        deadline = time.monotonic() + timeout
+        thread.join(timeout)
+        if thread.is_alive():
+            logger.warning("sim-loop thread did not exit within %.1f s", timeout)
+        self._join_responders(deadline)
+        logger.info("simulator stopped")
+
+    def _join_responders(self, deadline: float) -> None:
+        """Join this simulator's responder workers (a responder that never returns is reported)."""
+        if self._core is None:
+            return
+        prefix = self._core.responder_prefix
+        for worker in [t for t in threading.enumerate() if t.name.startswith(prefix)]:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                logger.warning("responder thread %s is still running (a responder did not return)", worker.name)
+
+    async def _shutdown(self) -> None:
+        if self._core is not None:
+            await self._core.shutdown(SHUTDOWN_CLOSE_DEADLINE)
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def __enter__(self) -> Simulator:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ hand-over to the loop
+
+    def _call(self, factory: Callable[[SimCore], Coroutine[Any, Any, T]], timeout: float = CALL_TIMEOUT) -> T:
+        if not self.running or self._loop is None or self._core is None:
+            raise RuntimeError("the simulator is not running; call start() first")
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("Simulator methods cannot be called from the simulator's loop thread")
+        core = self._core
+        return asyncio.run_coroutine_threadsafe(factory(core), self._loop).result(timeout)
+
+    # ------------------------------------------------------------------ addresses and config
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``"http://127.0.0.1:54321"``."""
+        return f"http://{self.host}:{self._port}"
+
+    @property
+    def api_key(self) -> str:
+        return self._config.api_keys[0]
+
+    @property
+    def character_id(self) -> str:
+        return self._config.characters[0]
+
+    def client_config(self, **overrides: Any) -> ConvaiConfig:
+        """A ``ConvaiConfig`` pointing at this simulator (its first key and character)."""
+        from convai_sync.config import ConvaiConfig
+
+        fields: dict[str, Any] = {"api_key": self.api_key, "character_id": self.character_id, "url": self.url}
+        fields.update(overrides)
+        return ConvaiConfig(**fields)
+
+    # ------------------------------------------------------------------ control API
+
+    def inject(
+        self,
+        code_or_reason: ErrorCode | DisconnectReason | str,
+        session_id: str | None = None,
+        times: int = 1,
+        **details: Any,
+    ) -> int:
+        """Inject a documented error code or disconnect reason where the real service produces it.
+
+        Connect-API codes answer the next ``times`` ``/connect`` calls (returns 0). Other codes and every
+        disconnect reason act at once on all live sessions, or on ``session_id`` (returns how many).
+        Raises ValueError for unknown values and for codes only a client can produce.
+        """
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError(f"times must be a positive int, got {times!r}")
+        fault = faults.resolve(code_or_reason, dict(details))
+        if isinstance(fault, ConnectFault):
+            async def queue(core: SimCore) -> int:
+                core.add_connect_fault(fault, times)
+                return 0
+
+            return self._call(queue)
+        live = fault
+        return self._call(lambda core: core.inject_live(live, session_id, times))
+
+    @property
+    def sessions(self) -> list[SimSession]:
+        """Live sessions (WebSocket open), oldest first."""
+        async def snapshot(core: SimCore) -> list[SimSession]:
+            return core.open_sessions()
+
+        return self._call(snapshot)
+
+    def slots_in_use(self, api_key: str | None = None) -> int:
+        """Concurrency slots currently held (by ``api_key``, or by every key)."""
+        async def count(core: SimCore) -> int:
+            return core.accounts.slots_in_use(api_key)
+
+        return self._call(count)
+
+    def wait_for_slots(self, count: int, api_key: str | None = None, timeout: float = 5.0) -> None:
+        """Wait until exactly ``count`` concurrency slots are held; raises TimeoutError."""
+        self._call(lambda core: core.wait_slots(count, api_key, timeout), timeout + CALL_TIMEOUT)
+
+    def wait_for_session(self, timeout: float = 5.0) -> SimSession:
+        """The most recently opened live session, waiting up to ``timeout``; raises TimeoutError."""
+        return self._call(lambda core: core.wait_open(timeout), timeout + CALL_TIMEOUT)
+
+    def wait_for_received(self, session_id: str, msg_type: str, timeout: float = 5.0) -> Any:
+        """The first client frame of ``msg_type`` the session received (waits; raises TimeoutError)."""
+        return self._call(lambda core: core.wait_received(session_id, msg_type, timeout), timeout + CALL_TIMEOUT)
+
+    def send_idle_warning(self, session_id: str, remaining_seconds: int) -> None:
+        """Send ``user-idle-warning`` with ``remaining_seconds`` (the idle timer itself is unchanged)."""
+        frame = wire.idle_warning(int(remaining_seconds))
+        self._call(lambda core: core.send_frame(session_id, frame))
+
+    def send_usage_limit(
+        self, session_id: str, quota_type: str = "interaction", *, message: str | None = None, close: bool = True
+    ) -> None:
+        """Send ``usage-limit-reached``; with ``close`` (default) then close 1008 as the real service does."""
+        text = message if message is not None else faults.DEFAULT_USAGE_MESSAGE
+
+        async def act(core: SimCore) -> None:
+            if not close:
+                await core.send_frame(session_id, wire.usage_limit_reached(quota_type, text))
+                return
+            session = core.sessions.get(session_id)
+            if session is None or not session.is_open:
+                raise ValueError(f"no live session with id {session_id!r}")
+            await core.usage_limit_flow(session, quota_type, text)
+
+        self._call(act)

@@ -1,0 +1,190 @@
+"""One simulated session: its public face (:class:`SimSession`) and its loop-side plumbing.
+
+Public attributes (``session_id``, ``character_session_id``, ``api_key``, ``end_user_id``, ``received``,
+``close_code``, ``close_reason``) may be read from any thread. Everything with a leading underscore, and
+every method, is used on the simulator's loop thread only. Per-session state is kept small (a handful of
+fields, timer handles instead of tasks) so thousands of sessions stay cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from typing import TYPE_CHECKING, Any
+
+from simulator import wire
+from simulator.character import Turn
+from simulator.context import ContextState
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from simulator.accounts import Conversation
+
+logger = logging.getLogger("simulator.sessions")
+
+#: Seconds a server-initiated close waits for the client's close frame before dropping the socket.
+CLOSE_HANDSHAKE_TIMEOUT = 1.0
+#: Largest close reason a WebSocket close frame carries (RFC 6455: 125 bytes minus the code).
+MAX_REASON_BYTES = 123
+
+
+class Phase(enum.Enum):
+    """Where a session is in its life."""
+
+    PENDING = "pending"  # /connect succeeded, WebSocket not open yet (holds a slot)
+    OPEN = "open"  # WebSocket open
+    ENDED = "ended"  # slot freed; WebSocket closed or closing
+
+
+def mask_key(api_key: str) -> str:
+    """An API key as logs and reprs show it: always ``"***"``."""
+    return "***" if api_key else ""
+
+
+class SimSession:
+    """A session of the simulated service, as tests see it."""
+
+    def __init__(
+        self,
+        session_id: str,
+        character_session_id: str,
+        api_key: str,
+        character_id: str,
+        end_user_id: str | None,
+        conversation: Conversation,
+        *,
+        tts_enabled: bool = True,
+        send_bot_ready: bool = True,
+    ) -> None:
+        self.session_id = session_id
+        self.character_session_id = character_session_id
+        self.api_key = api_key
+        self.character_id = character_id
+        self.end_user_id = end_user_id
+        #: Decoded client frames (JSON values exactly as sent), in arrival order.
+        self.received: list[Any] = []
+        #: Close code / reason the session ended with (None while live).
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        # ---- loop-thread only
+        self._phase = Phase.PENDING
+        self._ws: web.WebSocketResponse | None = None
+        self._transport: asyncio.Transport | None = None
+        self._conversation = conversation
+        self._send_bot_ready = send_bot_ready
+        self._tts_enabled = tts_enabled
+        self._stt_muted = False
+        self._usage_tracking = False
+        self._context = ContextState()
+        self._template_keys: dict[str, str] = {}
+        self._scene_metadata: list[Any] = []
+        self._handles: dict[str, asyncio.TimerHandle] = {}
+        self._turn_task: asyncio.Task[None] | None = None
+        self._close_task: asyncio.Task[Any] | None = None
+        self._turn: Turn | None = None
+        self._idle_deadline = 0.0
+        self._idle_warning_index = 0
+        self._waiters: list[tuple[str, asyncio.Future[Any]]] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"SimSession(session_id={self.session_id!r}, character_session_id="
+            f"{self.character_session_id!r}, api_key={mask_key(self.api_key)!r}, "
+            f"phase={self._phase.value!r}, received={len(self.received)})"
+        )
+
+    @property
+    def is_open(self) -> bool:
+        """True while the session's WebSocket is open (a snapshot; the loop may change it)."""
+        return self._phase is Phase.OPEN
+
+    @property
+    def turn_count(self) -> int:
+        """Turns in this conversation so far (resumes included)."""
+        return self._conversation.turn_count
+
+    # ------------------------------------------------------------------ loop-side plumbing
+
+    def _attach(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
+        self._ws = ws
+        self._transport = transport
+        self._phase = Phase.OPEN
+
+    def _record(self, decoded: Any) -> None:
+        """Append a decoded client frame and wake anyone waiting for its type."""
+        self.received.append(decoded)
+        if not self._waiters:
+            return
+        msg_type = wire.message_type_of(decoded)
+        remaining: list[tuple[str, asyncio.Future[Any]]] = []
+        for wanted, future in self._waiters:
+            if future.done():
+                continue
+            if wanted == msg_type:
+                future.set_result(decoded)
+            else:
+                remaining.append((wanted, future))
+        self._waiters = remaining
+
+    def _find_received(self, msg_type: str) -> Any | None:
+        for frame in self.received:
+            if wire.message_type_of(frame) == msg_type:
+                return frame
+        return None
+
+    def _add_waiter(self, msg_type: str, future: asyncio.Future[Any]) -> None:
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append((msg_type, future))
+
+    def _set_timer(self, name: str, handle: asyncio.TimerHandle) -> None:
+        old = self._handles.pop(name, None)
+        if old is not None:
+            old.cancel()
+        self._handles[name] = handle
+
+    def _cancel_timer(self, name: str) -> None:
+        handle = self._handles.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _cancel_all_timers(self) -> None:
+        for handle in self._handles.values():
+            handle.cancel()
+        self._handles.clear()
+
+    async def _send(self, frame: wire.JsonDict) -> bool:
+        """Send one frame; False (logged at debug) when the socket is gone."""
+        return await self._send_text(wire.encode(frame))
+
+    async def _send_text(self, text: str) -> bool:
+        ws = self._ws
+        if ws is None or ws.closed:
+            return False
+        try:
+            await ws.send_str(text)
+        except (ConnectionError, RuntimeError) as exc:
+            logger.debug("send on session %s failed: %s", self.session_id, exc)
+            return False
+        return True
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Close the WebSocket with ``code`` and ``reason`` (handshake bounded by the ws timeout)."""
+        ws = self._ws
+        if ws is None or ws.closed:
+            return
+        message = reason.encode("utf-8")[:MAX_REASON_BYTES]
+        try:
+            await ws.close(code=code, message=message)
+        except (ConnectionError, RuntimeError) as exc:
+            logger.debug("close of session %s failed: %s", self.session_id, exc)
+
+    def _abort(self) -> None:
+        """Drop the TCP connection without a close frame."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+        elif transport is None:
+            logger.warning("session %s has no transport to abort", self.session_id)
