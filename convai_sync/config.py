@@ -10,6 +10,7 @@ The API key never appears in ``repr``/``str``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -87,6 +88,19 @@ class ConvaiConfig:
     http_timeout: float = 15.0
 
     def __post_init__(self) -> None:
+        for name in ("connection_timeout", "ack_timeout", "close_timeout", "http_timeout",
+                     "immediate_handler_budget", "max_session_duration"):
+            value = getattr(self, name)
+            if value is None and name == "max_session_duration":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise _invalid(f"{name} must be a finite number of seconds, got {value!r}")
+        if isinstance(self.event_queue_size, bool) or not isinstance(self.event_queue_size, int):
+            raise _invalid(f"event_queue_size must be an int, got {self.event_queue_size!r}")
+        if not isinstance(self.session_duration_warnings, tuple) or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
+                for w in self.session_duration_warnings):
+            raise _invalid("session_duration_warnings must be a tuple of finite seconds")
         if not isinstance(self.api_key, str) or not isinstance(self.character_id, str):
             raise _invalid("api_key and character_id must be strings")
         parts = urlsplit(self.url)

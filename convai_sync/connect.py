@@ -167,10 +167,15 @@ class ConnectApi:
                          f"POST /connect failed: {type(exc).__name__}", 0, exc) from None
         log.debug("POST %s -> %d", url, resp.status_code)
         if resp.status_code != 200:
-            message = extract_message(resp.text) or f"HTTP {resp.status_code}"
+            message = self._redact(extract_message(resp.text) or f"HTTP {resp.status_code}")
             code = classify(resp.status_code, message)
             raise _error(code, f"POST /connect: HTTP {resp.status_code}: {message}", resp.status_code)
         return self._parse(resp)
+
+    def _redact(self, text: str) -> str:
+        """Hide the API key should a server echo it back in an error body."""
+        key = self._config.api_key
+        return text.replace(key, "***") if key else text
 
     def _parse(self, resp: requests.Response) -> Endpoint:
         try:
@@ -211,7 +216,7 @@ class ConnectApi:
                         type(exc).__name__)
             return False
         if resp.status_code != 200:
-            log.warning("POST /disconnect -> HTTP %d: %s", resp.status_code, extract_message(resp.text))
+            log.warning("POST /disconnect -> HTTP %d: %s", resp.status_code, self._redact(extract_message(resp.text)))
             return False
         return True
 

@@ -43,6 +43,7 @@ _ECHO_TYPES = frozenset({
 })
 
 CONTEXT_MODES = ("append", "replace", "reset")
+_INVALID = "\x00invalid"  # marks a non-object ``data`` found by _normalise
 RUN_LLM_VALUES = ("true", "false", "auto")
 
 
@@ -74,7 +75,10 @@ def encode(msg_type: str, data: Mapping[str, Any] | None = None, message_id: str
     """
     mid = message_id or new_message_id()
     frame = {"label": LABEL, "type": msg_type, "id": mid, "data": dict(data or {})}
-    return mid, json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return mid, json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{msg_type} data is not JSON-serialisable: {exc}") from exc
 
 
 def user_text_message(text: str) -> tuple[str, str]:
@@ -158,7 +162,7 @@ def decode(raw: str | bytes) -> Decoded | None:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError:
             return _fault(ErrorCode.PROTOCOL_PARSE_FAILED, "frame is not UTF-8 text", raw)
-    if len(raw) > MAX_FRAME_BYTES:
+    if len(raw) * 4 > MAX_FRAME_BYTES and len(raw.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
         return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, "frame exceeds 16 MB", raw)
     try:
         msg = json.loads(raw)
@@ -169,6 +173,8 @@ def decode(raw: str | bytes) -> Decoded | None:
     event_type, payload = _normalise(msg)
     if event_type is None:
         return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, "server-message without data.type", raw)
+    if _INVALID in payload:
+        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, f"{event_type}: data must be a JSON object", raw)
     if event_type in _ECHO_TYPES:
         return None
     builder = _BUILDERS.get(event_type)
@@ -201,14 +207,8 @@ def _normalise(msg: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise_payload = {"_invalid": data}
-        return msg_type, raise_payload
+        return msg_type, {_INVALID: data}
     return msg_type, dict(data)
-
-
-def _check_object(payload: dict[str, Any]) -> None:
-    if "_invalid" in payload and len(payload) == 1:
-        raise MessageInvalid("data must be a JSON object")
 
 
 def _str(payload: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
@@ -251,20 +251,17 @@ Builder = Callable[[str, dict[str, Any], Mapping[str, Any]], object]
 
 def _plain(cls: type[ev.ServerMessage]) -> Builder:
     def build(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
-        _check_object(p)
         return cls(type=t, data=d)
     return build
 
 
 def _text(cls: type[ev.BotText] | type[ev.BotTTSText]) -> Builder:
     def build(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
-        _check_object(p)
         return cls(type=t, data=d, text=_req_str(p, "text"))
     return build
 
 
 def _bot_ready(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
-    _check_object(p)
     version = p.get("version")
     return ev.BotReady(version=version if isinstance(version, str) else None, data=d)
 
@@ -283,7 +280,6 @@ def _server_response(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
 
 
 def _user_transcription(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
-    _check_object(p)
     return ev.UserTranscription(type=t, data=d, text=_req_str(p, "text"),
                                 final=_opt_bool(p, "final"), user_id=_str(p, "user_id", required=False))
 
@@ -300,14 +296,12 @@ def _final_transcription(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> obj
 
 def _speaking(cls: type[ev.BotStartedSpeaking] | type[ev.BotStoppedSpeaking]) -> Builder:
     def build(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
-        _check_object(p)
         rid = p.get("response_id")
         return cls(type=t, data=d, response_id=str(rid) if rid is not None else None)
     return build
 
 
 def _turn_completed(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
-    _check_object(p)
     return ev.BotTurnCompleted(type=t, data=d, was_interrupted=_opt_bool(p, "was_interrupted"),
                                was_aborted=_opt_bool(p, "was_aborted"),
                                error_reason=_str(p, "error_reason", required=False))
@@ -366,7 +360,6 @@ def _visemes(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
 
 
 def _no_response(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
-    _check_object(p)
     return ev.LLMNoResponse(reason=_str(p, "reason", required=False))
 
 
@@ -388,7 +381,6 @@ def _idle_warning(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
 
 
 def _error(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
-    _check_object(p)
     text = p.get("error", p.get("message", "pipeline error"))
     return ev.PipelineError(error=str(text), fatal=_opt_bool(p, "fatal"))
 
