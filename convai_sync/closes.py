@@ -79,5 +79,8 @@ def classify_close(closed: TransportClosed, session_id: str | None = None) -> Cl
         return CloseOutcome(DisconnectReason.UNKNOWN_REASON, err, True)
     if code in (1000, 1005):
         # The server ended the session on purpose: idle timeout, kill-pipeline, room deleted.
+        if "idle" in lowered:
+            err = _err(ErrorCode.SESSION_IDLE_TIMEOUT, f"closed for inactivity: {text}", session_id)
+            return CloseOutcome(DisconnectReason.ROOM_DELETED, err, False)
         return CloseOutcome(DisconnectReason.ROOM_DELETED, None, False)
     return CloseOutcome(DisconnectReason.UNKNOWN_REASON, None, True)

@@ -299,7 +299,7 @@ class Session:
         if self.state is not S.CONNECTED:
             return
         error = self._err(code, message)
-        self.last_error = error
+        self._publish_error(error)
         self._set_state(S.DISCONNECTING)
         self._teardown_link(notify_server=True)
         self._finish_disconnect(DisconnectReason.CLIENT_INITIATED, error, pending=error)
@@ -499,6 +499,10 @@ class Session:
 
     def _on_drop(self, outcome: CloseOutcome) -> None:
         self.bot_ready = False
+        idle = self._timers.pop("idle_deadline", None)
+        if idle is not None and outcome.error is not None \
+                and outcome.error.error_code is ErrorCode.SESSION_IDLE_TIMEOUT:
+            idle[1]()  # the server closed at the announced deadline: report it before the disconnect
         if outcome.error is not None:
             self._publish_error(outcome.error)
         policy = self._config.reconnect_policy
