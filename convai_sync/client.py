@@ -234,22 +234,24 @@ class ConvaiClient:
         transport = self._ready_transport()
         if wait:
             self._check_may_block(f"{msg_type} with wait=True")
-        fut = self._session.acks.expect(msg_type) if wait else None
+        acks = self._session.acks
+        fut = acks.expect(msg_type, wait)
         try:
             transport.send(frame[1])
         except ConnectionError as exc:
-            if fut is not None:
-                self._session.acks.forget(msg_type, fut)
+            acks.forget(msg_type, fut)
             raise invalid_state(f"cannot send {msg_type}: {exc}", self.session_id) from exc
         self._session.stats["frames_sent"] += 1
         self._session.post(self._session.note_activity)
-        if fut is None:
+        if self._config.auto_reset_idle and msg_type != "reset-idle-timer":
+            self._send("reset-idle-timer", protocol.simple("reset-idle-timer"), wait=False)
+        if not wait:
             return None
         limit = self._config.ack_timeout if timeout is None else timeout
         try:
             response = fut.result(limit)
         except FutureTimeout:
-            self._session.acks.forget(msg_type, fut)
+            acks.abandon(msg_type, fut)
             raise _timeout_error(f"no server-response for {msg_type} within {limit} s", self.session_id) from None
         if response.is_error:
             text = response.message or "request rejected"

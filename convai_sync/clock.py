@@ -23,6 +23,10 @@ class Clock(Protocol):
         """Block until ``event`` is set (True) or ``timeout`` seconds pass (False)."""
         ...
 
+    def wait_until(self, event: threading.Event, deadline: float | None) -> bool:
+        """Block until ``event`` is set (True) or ``monotonic()`` reaches ``deadline`` (False)."""
+        ...
+
 
 class SystemClock:
     """The real clock: ``time.monotonic`` and ``Event.wait``."""
@@ -32,6 +36,11 @@ class SystemClock:
 
     def wait(self, event: threading.Event, timeout: float | None) -> bool:
         return event.wait(timeout)
+
+    def wait_until(self, event: threading.Event, deadline: float | None) -> bool:
+        if deadline is None:
+            return event.wait()
+        return event.wait(max(0.0, deadline - time.monotonic()))
 
 
 class Deadline:

@@ -86,6 +86,7 @@ class Session:
         self._phase = "connect"
         self._attempts = 0  # attempts in the current connect/reconnect phase
         self._slot_waited = 0.0
+        self._slot_attempts = 0
         self._drop_reason = DisconnectReason.UNKNOWN_REASON
         self._pending_fatal: SessionError | None = None
         self._early_frames: list[str | bytes] = []
@@ -134,8 +135,7 @@ class Session:
         self._hub.mark_publisher_thread(ident)
         try:
             while self._running:
-                timeout = self._next_timer_in()
-                self._clock.wait(self._wake, timeout)
+                self._clock.wait_until(self._wake, self._next_deadline())
                 self._wake.clear()
                 while self._inbox:
                     self._call(self._inbox.popleft())
@@ -152,7 +152,8 @@ class Session:
     def stop(self, timeout: float) -> None:
         """Stop the loop after pending work; join within ``timeout`` (never self-joins)."""
         def halt() -> None:
-            self._running = False
+            with self._start_lock:
+                self._running = False
         self.post(halt)
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -176,13 +177,13 @@ class Session:
         for name in [n for n in self._timers if n.startswith(prefix)]:
             del self._timers[name]
 
-    def _next_timer_in(self) -> float | None:
+    def _next_deadline(self) -> float | None:
+        """Clock time of the next timer (absolute, so a clock advanced meanwhile loses nothing)."""
         if self._inbox:
-            return 0.0
+            return self._clock.monotonic()
         if not self._timers:
             return None
-        soonest = min(at for at, _ in self._timers.values())
-        return max(0.0, soonest - self._clock.monotonic())
+        return min(at for at, _ in self._timers.values())
 
     def _fire_due_timers(self) -> None:
         now = self._clock.monotonic()
@@ -316,6 +317,7 @@ class Session:
         self._phase = phase
         self._attempts = 0
         self._slot_waited = 0.0
+        self._slot_attempts = 0
         self._pending_fatal = None
         if phase == "connect":
             self._set_state(S.CONNECTING)
@@ -365,7 +367,12 @@ class Session:
         if error is not None:
             transport = None
         result = _AttemptResult(attempt_id, endpoint, transport, error)
-        self.post(lambda: self._attempt_done(result))
+        with self._start_lock:
+            stopped = not self._running
+            if not stopped:
+                self.post(lambda: self._attempt_done(result))
+        if stopped:
+            self._discard(result)  # the session is gone: release the slot this attempt acquired
         self._workers.discard(threading.current_thread())
 
     def _attempt_done(self, result: _AttemptResult) -> None:
@@ -418,7 +425,8 @@ class Session:
             retry_in = slot.next_wait(self._slot_waited)
             if retry_in is not None:
                 self.stats["slot_waits"] += 1
-                self._hub.publish(ev.WaitingForSlot(attempt=self.stats["slot_waits"], waited=self._slot_waited,
+                self._slot_attempts += 1
+                self._hub.publish(ev.WaitingForSlot(attempt=self._slot_attempts, waited=self._slot_waited,
                                                     retry_in=retry_in, error=error))
                 self._slot_waited += retry_in
                 self._attempts -= 1  # waiting for a slot does not spend retry attempts
@@ -434,6 +442,9 @@ class Session:
 
     def _fail_connect(self, error: SessionError) -> None:
         self._cancel_timers("attempt")
+        self._cancel_timers("duration")
+        self._cancel_timer("idle_deadline")
+        self._duration_started = None
         self._set_state(S.ERROR, error)
         self._publish_error(error)
         self._fail_pending(error)
@@ -503,7 +514,7 @@ class Session:
         if idle is not None and outcome.error is not None \
                 and outcome.error.error_code is ErrorCode.SESSION_IDLE_TIMEOUT:
             idle[1]()  # the server closed at the announced deadline: report it before the disconnect
-        if outcome.error is not None:
+        if outcome.error is not None and outcome.error is not self._pending_fatal:
             self._publish_error(outcome.error)
         policy = self._config.reconnect_policy
         if outcome.retry and policy.max_attempts > 0:

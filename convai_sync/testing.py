@@ -35,13 +35,19 @@ class FakeClock:
             return self._now
 
     def wait(self, event: threading.Event, timeout: float | None) -> bool:
+        with self._lock:
+            deadline = None if timeout is None else self._now + timeout
+        return self.wait_until(event, deadline)
+
+    def wait_until(self, event: threading.Event, deadline: float | None) -> bool:
+        """Block until ``event`` is set or :meth:`advance` reaches ``deadline`` (absolute)."""
         if event.is_set():
             return True
         with self._lock:
-            self.waits.append(timeout)
-            if timeout is not None and timeout <= 0:
+            self.waits.append(None if deadline is None else deadline - self._now)
+            if deadline is not None and deadline <= self._now:
                 return event.is_set()
-            entry = (self._now + timeout if timeout is not None else float("inf"), event)
+            entry = (deadline if deadline is not None else float("inf"), event)
             self._waiters.append(entry)
             self._lock.notify_all()
         try:
@@ -63,7 +69,7 @@ class FakeClock:
     def wait_for_sleeper(self, timeout: float = 5.0) -> None:
         """Block (really) until some thread is waiting on this clock."""
         with self._lock:
-            if not self._lock.wait_for(lambda: bool(self._waiters), timeout):
+            if not self._lock.wait_for(lambda: any(not e.is_set() for _, e in self._waiters), timeout):
                 raise TimeoutError("nothing is waiting on the FakeClock")
 
 

@@ -22,21 +22,45 @@ from .errors import ConvaiError
 class AckTracker:
     """Pending acknowledgements, per event type, FIFO."""
 
+    #: Fire-and-forget sends leave a placeholder so a later ``wait=True`` send of the same type
+    #: is matched to its own ack, not an earlier one; a server that skips acks cannot grow this
+    #: past the cap (the oldest placeholders are dropped).
+    MAX_PENDING = 1024
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: dict[str, collections.deque[Future[ev.ServerResponse]]] = {}
+        self._pending: dict[str, collections.deque[Future[ev.ServerResponse] | None]] = {}
 
-    def expect(self, event_type: str) -> Future[ev.ServerResponse]:
+    def expect(self, event_type: str, wait: bool = True) -> Future[ev.ServerResponse]:
+        """Register a send of ``event_type``; its ack completes the returned future (FIFO)."""
         fut: Future[ev.ServerResponse] = Future()
         with self._lock:
-            self._pending.setdefault(event_type, collections.deque()).append(fut)
+            queue = self._pending.setdefault(event_type, collections.deque())
+            queue.append(fut if wait else None)
+            if len(queue) > self.MAX_PENDING and queue[0] is None:
+                queue.popleft()
         return fut
 
     def forget(self, event_type: str, fut: Future[ev.ServerResponse]) -> None:
+        """The send failed, so no ack will come: drop its entry (or the newest placeholder)."""
+        with self._lock:
+            queue = self._pending.get(event_type)
+            if not queue:
+                return
+            if fut in queue:
+                queue.remove(fut)
+            elif None in queue:
+                for i in range(len(queue) - 1, -1, -1):
+                    if queue[i] is None:
+                        del queue[i]
+                        break
+
+    def abandon(self, event_type: str, fut: Future[ev.ServerResponse]) -> None:
+        """The waiter gave up (timeout): keep its place so a late ack is still consumed by it."""
         with self._lock:
             queue = self._pending.get(event_type)
             if queue is not None and fut in queue:
-                queue.remove(fut)
+                queue[queue.index(fut)] = None
 
     def resolve(self, response: ev.ServerResponse) -> bool:
         """Complete the oldest waiter for ``response.event_type`` (final statuses only)."""
@@ -46,14 +70,14 @@ class AckTracker:
             queue = self._pending.get(response.event_type)
             fut = queue.popleft() if queue else None
         if fut is None:
-            return False
+            return False  # the ack of a fire-and-forget send
         if not fut.done():
             fut.set_result(response)
         return True
 
     def fail_all(self, error: ConvaiError) -> None:
         with self._lock:
-            futures = [f for q in self._pending.values() for f in q]
+            futures = [f for q in self._pending.values() for f in q if f is not None]
             self._pending.clear()
         for fut in futures:
             if not fut.done():
@@ -61,7 +85,7 @@ class AckTracker:
 
     def __len__(self) -> int:
         with self._lock:
-            return sum(len(q) for q in self._pending.values())
+            return sum(1 for q in self._pending.values() for f in q if f is not None)
 
 
 class _Turn:
