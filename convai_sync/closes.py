@@ -56,6 +56,10 @@ def classify_close(closed: TransportClosed, session_id: str | None = None) -> Cl
                    "connection lost without a close frame", session_id, exc=closed.error)
         return CloseOutcome(DisconnectReason.UNKNOWN_REASON, err, True)
     reason = reason_from_close_code(code)
+    if reason is DisconnectReason.AGENT_ERROR:
+        # PROTOCOL.md §2.6 (PROPOSED): not retried, surfaced as a server error.
+        err = _err(ErrorCode.SERVER_FATAL_ERROR, f"agent error: {text or reason.message}", session_id)
+        return CloseOutcome(reason, err, False)
     if reason is not None:
         return CloseOutcome(reason, None, reason.should_retry)
     if code == ERROR_CLOSE_CODE:

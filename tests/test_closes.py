@@ -134,12 +134,18 @@ def test_1011_is_server_error_retried(text):
         assert text in outcome.error.message
 
 
-@pytest.mark.parametrize(("code", "text"), [(1000, "Idle timeout"), (1000, ""), (1000, "Pipeline killed"),
-                                            (1005, "")])
+@pytest.mark.parametrize(("code", "text"), [(1000, ""), (1000, "Pipeline killed"), (1005, "")])
 def test_normal_server_close_is_room_deleted_no_retry(code, text):
     outcome = classify_close(server(code, text))
     assert outcome.reason is R.ROOM_DELETED
     assert outcome.error is None
+    assert outcome.retry is False
+
+
+def test_idle_timeout_close_names_its_cause():
+    outcome = classify_close(server(1000, "Idle timeout"))
+    assert outcome.reason is R.ROOM_DELETED
+    assert outcome.error is not None and outcome.error.error_code is E.SESSION_IDLE_TIMEOUT
     assert outcome.retry is False
 
 
@@ -151,7 +157,10 @@ def test_reason_close_codes(reason):
     outcome = classify_close(server(4000 + int(reason), reason.message))
     assert outcome.reason is reason
     assert outcome.retry is reason.should_retry
-    assert outcome.error is None
+    if reason is DisconnectReason.AGENT_ERROR:  # PROTOCOL.md §2.6: surfaced as a server error
+        assert outcome.error is not None and outcome.error.error_code is E.SERVER_FATAL_ERROR
+    else:
+        assert outcome.error is None
 
 
 # ---- 4100 + ErrorCode ---------------------------------------------------------------------------
