@@ -15,7 +15,6 @@ drive them with a ``FakeClock``.
 
 from __future__ import annotations
 
-import collections
 import itertools
 import logging
 import threading
@@ -34,12 +33,12 @@ from .connect import ConnectApi, ConnectFailed, Endpoint
 from .disconnect import DisconnectReason
 from .errors import ConvaiError, ErrorCode, SessionError, SessionErrorStage, error_for
 from .hub import EventHub
+from .loop import SessionLoop
 from .state import SessionState, check_transition
 from .transports.base import Transport, TransportClosed, TransportOpenError
 from .turns import AckTracker, TurnTracker
 
 log = logging.getLogger("convai_sync")
-_session_ids = itertools.count(1)
 _connect_ids = itertools.count(1)
 
 S = SessionState
@@ -68,7 +67,6 @@ class Session:
                  api: ConnectApi) -> None:
         self._config = config
         self._hub = hub
-        self._clock = clock
         self._new_transport = transport_factory
         self._api = api
         self.acks = AckTracker()
@@ -92,106 +90,38 @@ class Session:
         self._early_frames: list[str | bytes] = []
         self._waiters: list[Future[None]] = []
         self._disconnect_waiters: list[Future[None]] = []
-        self._timers: dict[str, tuple[float, Callable[[], None]]] = {}
         self._duration_started: float | None = None
         self._idle_warning_at: Any = None
         self.stats: dict[str, Any] = {
             "connect_attempts": 0, "reconnect_attempts": 0, "reconnects": 0, "retry_delays": [],
             "frames_received": 0, "frames_sent": 0, "protocol_errors": 0, "slot_waits": 0,
         }
-        # -- inbox --
-        self._inbox: collections.deque[Callable[[], None]] = collections.deque()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
-        self._running = False
+        self._loop = SessionLoop(clock, on_start=hub.mark_publisher_thread,
+                                 on_exit=lambda ident: hub.mark_publisher_thread(ident, active=False))
         self._workers: set[threading.Thread] = set()
 
     # ================================================================ thread plumbing
 
     def ensure_started(self) -> None:
-        with self._start_lock:
-            if self._thread is not None:
-                return
-            self._running = True
-            self._thread = threading.Thread(target=self._run, name=f"convai-session-{next(_session_ids)}",
-                                            daemon=True)
-            self._thread.start()
+        self._loop.start()
 
     @property
     def thread(self) -> threading.Thread | None:
-        return self._thread
+        return self._loop.thread
 
     def on_session_thread(self) -> bool:
-        return self._thread is not None and threading.current_thread() is self._thread
+        return self._loop.on_thread()
 
     def post(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the session thread (thread-safe, non-blocking)."""
-        self._inbox.append(fn)
-        self._wake.set()
-
-    def _run(self) -> None:
-        ident = threading.get_ident()
-        self._hub.mark_publisher_thread(ident)
-        try:
-            while self._running:
-                self._clock.wait_until(self._wake, self._next_deadline())
-                self._wake.clear()
-                while self._inbox:
-                    self._call(self._inbox.popleft())
-                self._fire_due_timers()
-        finally:
-            self._hub.mark_publisher_thread(ident, active=False)
-
-    def _call(self, fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except Exception:
-            log.exception("internal error on the session thread")
+        self._loop.post(fn)
 
     def stop(self, timeout: float) -> None:
-        """Stop the loop after pending work; join within ``timeout`` (never self-joins)."""
-        def halt() -> None:
-            with self._start_lock:
-                self._running = False
-        self.post(halt)
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("%s did not stop within %.1f s", thread.name, timeout)
+        """Stop the session thread (bounded) and join connect workers."""
+        self._loop.stop(timeout)
         for worker in list(self._workers):
             if worker is not threading.current_thread():
                 worker.join(timeout)
-
-    # ---- timers (session thread only) ----
-
-    def _set_timer(self, name: str, delay: float, fn: Callable[[], None]) -> None:
-        self._timers[name] = (self._clock.monotonic() + max(0.0, delay), fn)
-
-    def _cancel_timer(self, *names: str) -> None:
-        for name in names:
-            self._timers.pop(name, None)
-
-    def _cancel_timers(self, prefix: str) -> None:
-        for name in [n for n in self._timers if n.startswith(prefix)]:
-            del self._timers[name]
-
-    def _next_deadline(self) -> float | None:
-        """Clock time of the next timer (absolute, so a clock advanced meanwhile loses nothing)."""
-        if self._inbox:
-            return self._clock.monotonic()
-        if not self._timers:
-            return None
-        return min(at for at, _ in self._timers.values())
-
-    def _fire_due_timers(self) -> None:
-        now = self._clock.monotonic()
-        due = sorted((at, name) for name, (at, _) in self._timers.items() if at <= now)
-        for _, name in due:
-            entry = self._timers.pop(name, None)
-            if entry is not None:
-                self._call(entry[1])
 
     # ================================================================ state & publishing
 
@@ -284,7 +214,7 @@ class Session:
         cancelled = state in (S.CONNECTING, S.RECONNECTING)
         self._set_state(S.DISCONNECTING)
         self._attempt_id += 1  # late results of an in-flight attempt are discarded
-        self._cancel_timers("attempt")
+        self._loop.cancel_timers("attempt")
         error = None
         if cancelled:
             error = self._err(ErrorCode.SESSION_CANCELLED, "connect cancelled by disconnect()")
@@ -307,8 +237,8 @@ class Session:
 
     def note_activity(self) -> None:
         """Any client message resets the server's idle timer; mirror it locally."""
-        if "idle_deadline" in self._timers:
-            self._cancel_timer("idle_deadline")
+        if self._loop.has_timer("idle_deadline"):
+            self._loop.cancel_timer("idle_deadline")
             self._idle_warning_at = None
 
     # ================================================================ connect attempts
@@ -326,7 +256,7 @@ class Session:
 
     def _schedule_attempt(self, delay: float) -> None:
         self.stats["retry_delays"].append(delay)
-        self._set_timer("attempt", delay, self._start_attempt)
+        self._loop.set_timer("attempt", delay, self._start_attempt)
 
     def _start_attempt(self) -> None:
         if self.state not in (S.CONNECTING, S.RECONNECTING):
@@ -339,7 +269,7 @@ class Session:
         self.bot_ready = False
         self._early_frames = []
         timeout = self._config.connection_timeout
-        self._set_timer("attempt_deadline", timeout, lambda: self._attempt_timed_out(attempt_id))
+        self._loop.set_timer("attempt_deadline", timeout, lambda: self._attempt_timed_out(attempt_id))
         csid = self.character_session_id if (self._phase == "connect" or self._config.reconnect_policy.resume) \
             else None
         worker = threading.Thread(target=self._attempt_worker, args=(attempt_id, csid, timeout),
@@ -367,11 +297,7 @@ class Session:
         if error is not None:
             transport = None
         result = _AttemptResult(attempt_id, endpoint, transport, error)
-        with self._start_lock:
-            stopped = not self._running
-            if not stopped:
-                self.post(lambda: self._attempt_done(result))
-        if stopped:
+        if not self._loop.post_if_running(lambda: self._attempt_done(result)):
             self._discard(result)  # the session is gone: release the slot this attempt acquired
         self._workers.discard(threading.current_thread())
 
@@ -413,7 +339,7 @@ class Session:
         self._attempt_failed(error)
 
     def _attempt_failed(self, error: SessionError) -> None:
-        self._cancel_timer("attempt_deadline")
+        self._loop.cancel_timer("attempt_deadline")
         self._teardown_link(notify_server=True)
         code = error.error_code
         log.info("%s attempt %d failed: %s", self._phase, self._attempts, code.value)
@@ -441,9 +367,9 @@ class Session:
         self._fail_connect(error)
 
     def _fail_connect(self, error: SessionError) -> None:
-        self._cancel_timers("attempt")
-        self._cancel_timers("duration")
-        self._cancel_timer("idle_deadline")
+        self._loop.cancel_timers("attempt")
+        self._loop.cancel_timers("duration")
+        self._loop.cancel_timer("idle_deadline")
         self._duration_started = None
         self._set_state(S.ERROR, error)
         self._publish_error(error)
@@ -510,10 +436,10 @@ class Session:
 
     def _on_drop(self, outcome: CloseOutcome) -> None:
         self.bot_ready = False
-        idle = self._timers.pop("idle_deadline", None)
+        idle = self._loop.pop_timer("idle_deadline")
         if idle is not None and outcome.error is not None \
                 and outcome.error.error_code is ErrorCode.SESSION_IDLE_TIMEOUT:
-            idle[1]()  # the server closed at the announced deadline: report it before the disconnect
+            idle()  # the server closed at the announced deadline: report it before the disconnect
         if outcome.error is not None and outcome.error is not self._pending_fatal:
             self._publish_error(outcome.error)
         policy = self._config.reconnect_policy
@@ -540,9 +466,9 @@ class Session:
 
     def _finish_disconnect(self, reason: DisconnectReason, error: SessionError | None,
                            pending: SessionError | None = None) -> None:
-        self._cancel_timers("attempt")
-        self._cancel_timers("duration")
-        self._cancel_timer("idle_deadline")
+        self._loop.cancel_timers("attempt")
+        self._loop.cancel_timers("duration")
+        self._loop.cancel_timer("idle_deadline")
         self._duration_started = None
         self.last_disconnect_reason = reason
         if error is not None:
@@ -598,7 +524,7 @@ class Session:
             self.bot_ready = True
             return
         self.bot_ready = True
-        self._cancel_timer("attempt_deadline")
+        self._loop.cancel_timer("attempt_deadline")
         reconnected = self.state is S.RECONNECTING
         attempts = self._attempts
         self._set_state(S.CONNECTED)
@@ -631,7 +557,7 @@ class Session:
 
         def elapsed() -> None:
             self._hub.publish(ev.UserIdleTimeoutElapsed(warning_received_at=warned_at, deadline=deadline))
-        self._set_timer("idle_deadline", float(event.remaining_seconds), elapsed)
+        self._loop.set_timer("idle_deadline", float(event.remaining_seconds), elapsed)
         self._hub.publish(event)
 
     # ================================================================ duration cap
@@ -640,15 +566,15 @@ class Session:
         cap = self._config.max_session_duration
         if cap is None:
             return
-        now = self._clock.monotonic()
+        now = self._loop.clock.monotonic()
         if reset or self._duration_started is None:
             self._duration_started = now
         elapsed = now - self._duration_started
         remaining = cap - elapsed
         for lead in self._config.session_duration_warnings:
             if lead < remaining:
-                self._set_timer(f"duration_warn_{lead}", remaining - lead, self._duration_warning(lead, cap))
-        self._set_timer("duration_cap", remaining, lambda: self.cmd_end(
+                self._loop.set_timer(f"duration_warn_{lead}", remaining - lead, self._duration_warning(lead, cap))
+        self._loop.set_timer("duration_cap", remaining, lambda: self.cmd_end(
             ErrorCode.SESSION_DURATION_LIMIT_REACHED,
             f"max_session_duration of {cap:g} s reached"))
 
