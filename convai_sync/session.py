@@ -380,6 +380,7 @@ class Session:
 
     def _start_reconnect(self, reason: DisconnectReason, error: SessionError | None, user: bool = False) -> None:
         self._drop_reason = reason
+        self.last_disconnect_reason = reason
         self._set_state(S.RECONNECTING)
         self._phase = "reconnect"
         self._attempts = 0

@@ -7,6 +7,11 @@
         config = sim.client_config()          # a ConvaiConfig pointing at it
         sim.inject("connection.connect_concurrency_limit_reached", times=2)
 
+    Simulator(scenario="flaky_network")       # every session runs a shipped (or your own) scenario
+
+``python -m simulator`` / ``convai-sim`` runs it standalone; ``/_sim/*`` routes (see
+:mod:`simulator.control`) drive it from other processes with its control token.
+
 The simulator speaks Convai's real wire protocol (PROTOCOL.md §1) with frames it builds itself; it
 shares only the ``ErrorCode`` and ``DisconnectReason`` catalogs with ``convai_sync``.
 """
@@ -15,7 +20,9 @@ from __future__ import annotations
 
 from convai_sync.disconnect import DisconnectReason
 from convai_sync.errors import ErrorCode
+from simulator.scenario import Scenario, load_scenario, shipped_scenarios
 from simulator.server import Simulator
 from simulator.sessions import SimSession
 
-__all__ = ["DisconnectReason", "ErrorCode", "SimSession", "Simulator"]
+__all__ = ["DisconnectReason", "ErrorCode", "Scenario", "SimSession", "Simulator", "load_scenario",
+           "shipped_scenarios"]

@@ -19,6 +19,8 @@ from simulator import faults, wire
 from simulator.accounts import Accounts, Limits
 from simulator.character import Responder
 from simulator.faults import ConnectFault, LiveFault, LiveKind
+from simulator.runner import ScenarioRunner
+from simulator.scenario import Scenario
 from simulator.sessions import Phase, SimSession
 
 logger = logging.getLogger("simulator.core")
@@ -44,6 +46,7 @@ class SimConfig:
     responder: Responder | None = None
     chunk_delay: float = 0.0
     join_window: float = 10.0
+    control_token: str = ""
 
 
 class SimCore:
@@ -65,6 +68,11 @@ class SimCore:
         self._open_waiters: list[asyncio.Future[SimSession]] = []
         self._slot_waiters: list[tuple[str | None, int, asyncio.Future[None]]] = []
         self._opened: list[SimSession] = []
+        self.runner: ScenarioRunner | None = None
+
+    def set_scenario(self, scenario: Scenario | None) -> None:
+        """Run ``scenario`` on sessions whose WebSocket opens from now on (None: no scenario)."""
+        self.runner = None if scenario is None else ScenarioRunner(self, scenario)
 
     # ------------------------------------------------------------------ helpers
 
@@ -153,6 +161,12 @@ class SimCore:
             if not future.done():
                 future.set_result(session)
         logger.info("session %s opened its WebSocket", session.session_id)
+
+    def start_scenario(self, session: SimSession) -> None:
+        """Start the current scenario on a session whose WebSocket just opened."""
+        if self.runner is not None:
+            session._runner = self.runner
+            self.runner.session_opened(session)
 
     def schedule_bot_ready(self, session: SimSession) -> None:
         if not session._send_bot_ready:
@@ -281,11 +295,12 @@ class SimCore:
             await self.apply_live(fault, session, times)
         return len(targets)
 
-    async def send_frame(self, session_id: str, frame: wire.JsonDict) -> None:
+    async def send_frame(self, session_id: str, frame: wire.JsonDict | str) -> None:
+        """Send a frame (a dict as JSON text, a str as is) on one live session."""
         session = self.sessions.get(session_id)
         if session is None or session._phase is not Phase.OPEN:
             raise ValueError(f"no live session with id {session_id!r}")
-        await session._send(frame)
+        await session._send_text(frame if isinstance(frame, str) else wire.encode(frame))
 
     # ------------------------------------------------------------------ waits
 

@@ -32,15 +32,17 @@ async def handle_text(core: SimCore, session: SimSession, text: str) -> None:
     core.arm_idle(session)
     decoded, result = wire.parse_client_frame(text)
     if decoded is not None:
-        session._record(decoded)
+        session._record(text, decoded)
     if isinstance(result, wire.BadFrame):
         await session._send(result.reply)
         return
     handler = HANDLERS.get(result.type)
     if handler is None:
         await session._send(wire.unknown_type_ack(result.type))
-        return
-    await handler(core, session, result)
+    else:
+        await handler(core, session, result)
+    if session._runner is not None and session._phase is Phase.OPEN:
+        session._runner.message_handled(session, result.type)
 
 
 # ------------------------------------------------------------------ turns
@@ -264,7 +266,7 @@ async def _interrupt(core: SimCore, session: SimSession, msg: wire.ClientMessage
 
 async def _plain_ack(core: SimCore, session: SimSession, msg: wire.ClientMessage) -> None:
     """``reset-idle-timer`` (the idle reset already happened on receipt), ``force-user-stopped-speaking``."""
-    await session._send(wire.ack(msg.type, "success"))
+    await session._send_text(wire.plain_ack_text(msg.type))
 
 
 async def _kill_pipeline(core: SimCore, session: SimSession, msg: wire.ClientMessage) -> None:

@@ -187,6 +187,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     core.open_session(session, ws, request.transport)
     await session._send(wire.interaction_created(session.character_session_id))
     core.schedule_bot_ready(session)
+    core.start_scenario(session)
     try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:

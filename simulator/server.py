@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
+import secrets
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,12 +24,14 @@ from aiohttp import web
 
 from convai_sync.disconnect import DisconnectReason
 from convai_sync.errors import ErrorCode
-from simulator import faults, wire
+from simulator import faults, limits, signals, wire
 from simulator.accounts import Limits
 from simulator.character import Responder
+from simulator.control import add_control_routes
 from simulator.core import SimConfig, SimCore
 from simulator.faults import ConnectFault
 from simulator.routes import build_app
+from simulator.scenario import Scenario, load_scenario
 from simulator.sessions import SimSession
 
 if TYPE_CHECKING:
@@ -38,13 +43,6 @@ T = TypeVar("T")
 #: Seconds a public call waits for the loop thread (on top of any timeout it was given).
 CALL_TIMEOUT = 5.0
 SHUTDOWN_CLOSE_DEADLINE = 2.0
-
-
-def _check_limit(name: str, value: float | None, *, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} or None, got {value!r}")
 
 
 def _names(value: Iterable[str] | str, what: str) -> tuple[str, ...]:
@@ -74,7 +72,9 @@ class Simulator:
             small worker pool. The default reply is deterministic and names the turn number.
         chunk_delay: seconds between ``bot-llm-text`` chunks (and of "speech").
         join_window: seconds a ``/connect`` whose WebSocket never opens keeps its slot.
-        scenario: reserved for the scenario runner.
+        scenario: a :mod:`simulator.scenario` every session runs: a shipped name (``"flaky_network"``),
+            a file path, JSON text, a dict or a list of steps (see :meth:`load_scenario`).
+        control_token: the ``X-Sim-Control-Token`` the ``/_sim/*`` routes require (default: random).
     """
 
     def __init__(
@@ -98,39 +98,40 @@ class Simulator:
         join_window: float = 10.0,
         connect_rate_window: float = 60.0,
         idle_warning_interval: float = 60.0,
-        scenario: Any = None,
+        scenario: Scenario | Mapping[str, Any] | list[Any] | str | Path | None = None,
+        control_token: str | None = None,
     ) -> None:
-        for limit_name, limit in (("concurrency_limit", concurrency_limit), ("speaker_limit", speaker_limit),
-                                  ("connect_rate_limit", connect_rate_limit)):
-            _check_limit(limit_name, limit)
-        _check_limit("usage_quota", usage_quota, allow_zero=True)
-        for name, value in (("idle_timeout", idle_timeout), ("idle_warning_lead", idle_warning_lead),
-                            ("token_ttl", token_ttl), ("join_window", join_window),
-                            ("connect_rate_window", connect_rate_window),
-                            ("idle_warning_interval", idle_warning_interval)):
-            _check_limit(name, value)
-        _check_limit("bot_ready_delay", bot_ready_delay, allow_zero=True)
-        _check_limit("chunk_delay", chunk_delay, allow_zero=True)
+        checked = limits.validate({
+            "concurrency_limit": concurrency_limit, "speaker_limit": speaker_limit,
+            "connect_rate_limit": connect_rate_limit, "usage_quota": usage_quota, "idle_timeout": idle_timeout,
+            "idle_warning_lead": idle_warning_lead, "token_ttl": token_ttl, "realtime_allowed": realtime_allowed,
+            "bot_ready_delay": bot_ready_delay, "chunk_delay": chunk_delay,
+        })
+        windows = {name: limits.check_seconds(name, value) for name, value in (
+            ("join_window", join_window), ("connect_rate_window", connect_rate_window),
+            ("idle_warning_interval", idle_warning_interval))}
         if responder is not None and not callable(responder):
             raise TypeError("responder must be a callable str -> str | None")
+        if control_token is not None and (not isinstance(control_token, str) or not control_token.strip()):
+            raise ValueError("control_token must be a non-empty string (or None for a random one)")
         self.host = host
         self._requested_port = port
         self._config = SimConfig(
             api_keys=_names(api_keys, "api_keys"),
             characters=_names(characters, "characters"),
-            limits=Limits(concurrency_limit, speaker_limit, connect_rate_limit, connect_rate_window,
-                          usage_quota, realtime_allowed),
-            idle_timeout=idle_timeout,
-            idle_warning_lead=idle_warning_lead,
-            idle_warning_interval=idle_warning_interval,
-            token_ttl=token_ttl,
-            bot_ready_delay=bot_ready_delay,
+            limits=Limits(checked["concurrency_limit"], checked["speaker_limit"], checked["connect_rate_limit"],
+                          windows["connect_rate_window"], checked["usage_quota"], checked["realtime_allowed"]),
+            idle_timeout=checked["idle_timeout"],
+            idle_warning_lead=checked["idle_warning_lead"],
+            idle_warning_interval=windows["idle_warning_interval"],
+            token_ttl=checked["token_ttl"],
+            bot_ready_delay=checked["bot_ready_delay"],
             responder=responder,
-            chunk_delay=chunk_delay,
-            join_window=join_window,
+            chunk_delay=checked["chunk_delay"],
+            join_window=windows["join_window"],
+            control_token=control_token or secrets.token_urlsafe(24),
         )
-        #: Scenario hook (JSON path or steps); run by a later scenario runner.
-        self.scenario = scenario
+        self._scenario: Scenario | None = None if scenario is None else load_scenario(scenario)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -170,7 +171,6 @@ class Simulator:
                 raise
             self._started = True
         logger.info("simulator listening on %s", self.url)
-        self._start_scenario()
         return self
 
     def _run(self, loop: asyncio.AbstractEventLoop, ready: concurrent.futures.Future[int]) -> None:
@@ -193,7 +193,10 @@ class Simulator:
 
     async def _startup(self, loop: asyncio.AbstractEventLoop) -> int:
         core = SimCore(self._config, loop)
-        runner = web.AppRunner(build_app(core), shutdown_timeout=0.5, access_log=None)
+        core.set_scenario(self._scenario)
+        app = build_app(core)
+        add_control_routes(app)
+        runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port)
         try:
@@ -205,11 +208,6 @@ class Simulator:
         core.host, core.port = self.host, port
         self._core, self._runner = core, runner
         return port
-
-    def _start_scenario(self) -> None:
-        """Hook for the scenario runner (not implemented in this module yet)."""
-        if self.scenario is not None:
-            logger.warning("scenario given but scenario support is not available yet; ignoring it")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close live sessions with 1001 "Server shutting down", unbind, join ``sim-loop``. Idempotent."""
@@ -376,3 +374,97 @@ class Simulator:
             await core.usage_limit_flow(session, quota_type, text)
 
         self._call(act)
+
+    # ------------------------------------------------------------------ signals and raw frames
+
+    def send_participant(
+        self,
+        session_id: str,
+        joined: bool = True,
+        participant_id: str | None = None,
+        identity: str | None = None,
+        display_name: str = "",
+        participant_type: str | int = "character",
+        *,
+        is_local: bool = False,
+        is_muted: bool = False,
+    ) -> str:
+        """Send ``room-participant-joined`` (or ``-left`` with ``joined=False``); returns the participant id.
+
+        ``participant_type`` is ``"character"``, ``"remote_player"``, ``"local_player"``, ``"unknown"``
+        (or its ``ParticipantType`` value); ``participant_id`` defaults to a fresh id, ``identity`` to it.
+        """
+        frame = signals.participant_frame(joined, participant_id, identity, display_name, participant_type,
+                                          is_local, is_muted)
+        self._call(lambda core: core.send_frame(session_id, frame))
+        return str(frame["data"]["participant_id"])
+
+    def send_rebind_state(self, session_id: str, outcome: int, **fields: Any) -> None:
+        """Send ``room-ownership-rebind-state-changed`` with ``outcome`` (a RoomOwnershipRebindStatus value)
+        and any of ``has_pending_reconnect``, ``session_state``, ``active_character_id``,
+        ``requested_character_id``, ``reconnect_required``."""
+        frame = signals.rebind_frame(outcome, **fields)
+        self._call(lambda core: core.send_frame(session_id, frame))
+
+    def send_frame(self, session_id: str, frame: wire.JsonDict | str) -> None:
+        """Send one raw frame on a live session: a dict as JSON text, a str exactly as given."""
+        text = signals.raw_frame(frame)
+        self._call(lambda core: core.send_frame(session_id, text))
+
+    # ------------------------------------------------------------------ limits, scenario, control token
+
+    @property
+    def control_token(self) -> str:
+        """The ``X-Sim-Control-Token`` header value the ``/_sim/*`` control routes require."""
+        return self._config.control_token
+
+    @property
+    def limits(self) -> dict[str, Any]:
+        """Every runtime limit's current value (see :meth:`set_limits`)."""
+        if self.running:
+            async def read(core: SimCore) -> dict[str, Any]:
+                return limits.current(core)
+
+            return self._call(read)
+        config = self._config
+        return {name: getattr(config.limits, name, getattr(config, name, None)) for name in limits.LIMITS}
+
+    def set_limits(self, **changes: Any) -> dict[str, Any]:
+        """Change runtime limits (``concurrency_limit``, ``speaker_limit``, ``connect_rate_limit``,
+        ``usage_quota``, ``idle_timeout``, ``idle_warning_lead``, ``token_ttl``, ``realtime_allowed``,
+        ``bot_ready_delay``, ``chunk_delay``); returns them all. Raises ValueError for an unknown name or
+        a bad value. Connect limits apply from the next ``/connect``, ``token_ttl`` to later sessions,
+        idle settings restart live sessions' countdowns."""
+        checked = limits.validate(changes)
+        if self.running:
+            return self._call(lambda core: self._apply_limits(core, checked))
+        with self._lock:
+            config = self._config
+            account = {k: v for k, v in checked.items() if hasattr(config.limits, k)}
+            rest = {k: v for k, v in checked.items() if k not in account}
+            self._config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, **account),
+                                               **rest)
+        return self.limits
+
+    @staticmethod
+    async def _apply_limits(core: SimCore, checked: dict[str, Any]) -> dict[str, Any]:
+        return limits.apply(core, checked)
+
+    @property
+    def scenario(self) -> Scenario | None:
+        """The scenario new sessions run (None: none)."""
+        return self._scenario
+
+    def load_scenario(self, source: Scenario | Mapping[str, Any] | list[Any] | str | Path | None) -> Scenario | None:
+        """Validate and install a scenario (a shipped name, a path, JSON text, a dict, a list of steps, or
+        None to remove it); sessions opening afterwards run it. Raises ValueError naming the bad step."""
+        scenario = None if source is None else load_scenario(source)
+
+        async def install(core: SimCore) -> None:
+            core.set_scenario(scenario)
+
+        with self._lock:
+            self._scenario = scenario
+        if self.running:
+            self._call(install)
+        return scenario

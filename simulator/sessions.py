@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from simulator.accounts import Conversation
+    from simulator.runner import ScenarioRunner
 
 logger = logging.getLogger("simulator.sessions")
 
@@ -63,8 +65,9 @@ class SimSession:
         self.api_key = api_key
         self.character_id = character_id
         self.end_user_id = end_user_id
-        #: Decoded client frames (JSON values exactly as sent), in arrival order.
-        self.received: list[Any] = []
+        # Client frames as text: strings are not tracked by the garbage collector, so thousands of busy
+        # sessions do not lengthen GC pauses; ``received`` decodes them on demand.
+        self._received_text: list[str] = []
         #: Close code / reason the session ended with (None while live).
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -87,13 +90,26 @@ class SimSession:
         self._idle_deadline = 0.0
         self._idle_warning_index = 0
         self._waiters: list[tuple[str, asyncio.Future[Any]]] | None = None
+        #: The scenario this session runs (set when its WebSocket opens) and its message counts.
+        self._runner: ScenarioRunner | None = None
+        self._msg_counts: dict[str, int] | None = None
 
     def __repr__(self) -> str:
         return (
             f"SimSession(session_id={self.session_id!r}, character_session_id="
             f"{self.character_session_id!r}, api_key={mask_key(self.api_key)!r}, "
-            f"phase={self._phase.value!r}, received={len(self.received)})"
+            f"phase={self._phase.value!r}, received={self.received_count})"
         )
+
+    @property
+    def received(self) -> list[Any]:
+        """Decoded client frames (JSON values exactly as sent), in arrival order (a fresh list)."""
+        return [json.loads(text) for text in list(self._received_text)]
+
+    @property
+    def received_count(self) -> int:
+        """How many JSON client frames the session has received."""
+        return len(self._received_text)
 
     @property
     def is_open(self) -> bool:
@@ -112,9 +128,9 @@ class SimSession:
         self._transport = transport
         self._phase = Phase.OPEN
 
-    def _record(self, decoded: Any) -> None:
-        """Append a decoded client frame and wake anyone waiting for its type."""
-        self.received.append(decoded)
+    def _record(self, text: str, decoded: Any) -> None:
+        """Append a client frame (its text and decoded value) and wake anyone waiting for its type."""
+        self._received_text.append(text)
         if not self._waiters:
             return
         msg_type = wire.message_type_of(decoded)
@@ -129,7 +145,8 @@ class SimSession:
         self._waiters = remaining
 
     def _find_received(self, msg_type: str) -> Any | None:
-        for frame in self.received:
+        for text in self._received_text:
+            frame = json.loads(text)
             if wire.message_type_of(frame) == msg_type:
                 return frame
         return None

@@ -12,6 +12,7 @@ normalises them. Everything here is pure (no I/O, no state).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import uuid
@@ -80,6 +81,12 @@ def ack(
     if extras is not None:
         frame["extras"] = extras
     return frame
+
+
+@functools.lru_cache(maxsize=16)
+def plain_ack_text(event_type: str) -> str:
+    """The encoded ``{"type":"server-response","event_type":T,"status":"success"}`` (constant per type)."""
+    return encode(ack(event_type, "success"))
 
 
 def parse_error_ack() -> JsonDict:
@@ -155,6 +162,53 @@ def idle_warning(remaining_seconds: int) -> JsonDict:
         "user-idle-warning",
         remaining_seconds=remaining_seconds,
         message=f"You've been idle. You will be disconnected in {describe_seconds(remaining_seconds)}.",
+    )
+
+
+#: Participant kinds the client decodes by name (Convai Unity ``ParticipantType``), in value order.
+PARTICIPANT_TYPES: tuple[str, ...] = ("unknown", "local_player", "remote_player", "character")
+
+
+def participant(
+    joined: bool,
+    participant_id: str,
+    identity: str,
+    display_name: str,
+    participant_type: str,
+    *,
+    is_local: bool = False,
+    is_muted: bool = False,
+) -> JsonDict:
+    """``room-participant-joined`` / ``room-participant-left`` (Form B, WebSocket transport)."""
+    return form_b(
+        "room-participant-joined" if joined else "room-participant-left",
+        participant_id=participant_id,
+        identity=identity,
+        display_name=display_name,
+        participant_type=participant_type,
+        is_local=is_local,
+        is_muted=is_muted,
+    )
+
+
+def rebind_state(
+    outcome: int,
+    *,
+    has_pending_reconnect: bool = False,
+    session_state: int = 2,
+    active_character_id: str = "",
+    requested_character_id: str = "",
+    reconnect_required: bool = False,
+) -> JsonDict:
+    """``room-ownership-rebind-state-changed`` (Form B); ``session_state`` 2 = CONNECTED."""
+    return form_b(
+        "room-ownership-rebind-state-changed",
+        outcome=outcome,
+        has_pending_reconnect=has_pending_reconnect,
+        session_state=session_state,
+        active_character_id=active_character_id,
+        requested_character_id=requested_character_id,
+        reconnect_required=reconnect_required,
     )
 
 

@@ -1,0 +1,78 @@
+"""The pytest plugin's fixtures, used as a user would.
+
+Installed (``pip install -e .``), the plugin registers itself through the ``pytest11`` entry point;
+this in-repo run loads it with ``pytest_plugins`` because the package is not installed in the venv.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from convai_sync import ConcurrencyLimitError, ConvaiClient, RetryPolicy
+from simulator import Simulator
+
+pytest_plugins = ["simulator.pytest_plugin", "pytester"]
+pytestmark = pytest.mark.timeout(20)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_convai_simulator_fixture(convai_simulator: Simulator) -> None:
+    assert convai_simulator.running
+    with ConvaiClient(convai_simulator.client_config()) as client:
+        client.connect(timeout=5)
+        assert "ping" in client.ask("ping", timeout=5).text
+        assert [s.session_id for s in convai_simulator.sessions] == [client.session_id]
+
+
+def test_convai_simulator_factory_custom_limits(convai_simulator_factory: Callable[..., Simulator]) -> None:
+    strict = convai_simulator_factory(concurrency_limit=1, api_keys=("team-key",))
+    relaxed = convai_simulator_factory()
+    assert strict.port != relaxed.port and strict.api_key == "team-key"
+    with ConvaiClient(strict.client_config()) as first:
+        first.connect(timeout=5)
+        config = strict.client_config(retry_policy=RetryPolicy(max_attempts=1))
+        with ConvaiClient(config) as second, pytest.raises(ConcurrencyLimitError):
+            second.connect(timeout=5)
+        with ConvaiClient(relaxed.client_config()) as other:
+            other.connect(timeout=5)
+
+
+USER_SUITE = '''
+import threading
+
+from convai_sync import ConvaiClient
+
+seen = []
+
+
+def test_talks_to_the_fixture(convai_simulator):
+    seen.append(convai_simulator)
+    with ConvaiClient(convai_simulator.client_config()) as client:
+        client.connect(timeout=5)
+        assert client.ask("hi", timeout=5).text
+
+
+def test_factory_takes_limits_and_scenarios(convai_simulator_factory):
+    sim = convai_simulator_factory(usage_quota=1, scenario="quota_exhausted")
+    assert sim.scenario.name == "quota_exhausted" and sim.limits["usage_quota"] == 1
+    seen.append(sim)
+
+
+def test_each_simulator_was_stopped_after_its_test():
+    assert len(seen) == 2 and not any(sim.running for sim in seen)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("sim-")]
+'''
+
+
+def test_plugin_in_a_user_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    pytester.makepyfile(test_user_suite=USER_SUITE)
+    # "-p" stands in for the pytest11 entry point that an installed package provides.
+    result = pytester.runpytest_subprocess("-p", "simulator.pytest_plugin", "-p", "no:cacheprovider",
+                                           "-q", timeout=15)
+    result.assert_outcomes(passed=3)
