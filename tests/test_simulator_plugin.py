@@ -1,7 +1,7 @@
 """The pytest plugin's fixtures, used as a user would.
 
-Installed (``pip install -e .``), the plugin registers itself through the ``pytest11`` entry point;
-this in-repo run loads it with ``pytest_plugins`` because the package is not installed in the venv.
+The plugin registers itself through the ``pytest11`` entry point once the package is installed
+(the README's set-up command and ``.ci/run`` both ``pip install -e .``), exactly as for a user.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from convai_sync import ConcurrencyLimitError, ConvaiClient, RetryPolicy
 from simulator import Simulator
 
-pytest_plugins = ["simulator.pytest_plugin", "pytester"]
+pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.timeout(20)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ def test_each_simulator_was_stopped_after_its_test():
 def test_plugin_in_a_user_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     pytester.makepyfile(test_user_suite=USER_SUITE)
-    # "-p" stands in for the pytest11 entry point that an installed package provides.
-    result = pytester.runpytest_subprocess("-p", "simulator.pytest_plugin", "-p", "no:cacheprovider",
+    # No "-p": the installed package's pytest11 entry point provides the fixtures.
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider",
                                            "-q", timeout=15)
     result.assert_outcomes(passed=3)
