@@ -71,6 +71,7 @@ class ConvaiClient:
         self._session = Session(config, self._hub, clock or SystemClock(), factory, self._api)
         self._closed = False
         self._close_lock = threading.Lock()
+        self._send_lock = threading.Lock()
 
     # ------------------------------------------------------------------ properties
 
@@ -160,7 +161,9 @@ class ConvaiClient:
         self._run_command(self._session.cmd_reconnect, timeout, "reconnect()")
 
     def _run_command(self, command: Callable[[Future[None]], None], timeout: float | None, what: str) -> None:
-        self._session.ensure_started()
+        with self._close_lock:  # close() cannot slip in between the check and starting the thread
+            self._check_open()
+            self._session.ensure_started()
         fut: Future[None] = Future()
         self._session.post(lambda: command(fut))
         try:
@@ -178,7 +181,7 @@ class ConvaiClient:
         Idempotent; returns within a bounded time. Called from an IMMEDIATE handler it schedules
         the disconnect and returns at once (it cannot wait for its own thread).
         """
-        if self._session.thread is None:
+        if self._session.thread is None or not self._session.running:
             return
         if self._session.on_session_thread():
             self._session.post(lambda: self._session.cmd_disconnect(None))
@@ -235,12 +238,13 @@ class ConvaiClient:
         if wait:
             self._check_may_block(f"{msg_type} with wait=True")
         acks = self._session.acks
-        fut = acks.expect(msg_type, wait)
-        try:
-            transport.send(frame[1])
-        except ConnectionError as exc:
-            acks.forget(msg_type, fut)
-            raise invalid_state(f"cannot send {msg_type}: {exc}", self.session_id) from exc
+        with self._send_lock:  # ack FIFO order must be wire order (server-response has no id)
+            fut = acks.expect(msg_type, wait)
+            try:
+                transport.send(frame[1])
+            except ConnectionError as exc:
+                acks.forget(msg_type, fut)
+                raise invalid_state(f"cannot send {msg_type}: {exc}", self.session_id) from exc
         self._session.stats["frames_sent"] += 1
         self._session.post(self._session.note_activity)
         if self._config.auto_reset_idle and msg_type != "reset-idle-timer":

@@ -130,6 +130,11 @@ def build_request(config: ConvaiConfig, character_session_id: str | None) -> dic
     return body
 
 
+def _sanitised(exc: requests.RequestException) -> ConnectionError:
+    """A plain copy of a requests error: the original holds the request, whose headers hold the key."""
+    return ConnectionError(f"{type(exc).__name__}: {exc}")
+
+
 def _error(code: ErrorCode, message: str, status: int | None, exc: BaseException | None = None) -> ConnectFailed:
     return ConnectFailed(SessionError.of(code, message, http_status_code=status, exception=exc,
                                          stage=SessionErrorStage.CONNECT_API))
@@ -157,14 +162,15 @@ class ConnectApi:
         body = build_request(self._config, character_session_id)
         url = f"{self._base}/connect"
         try:
-            resp = self._http.post(url, json=body, timeout=timeout,
+            # No redirects: requests would forward X-API-Key to another host on a 307/308.
+            resp = self._http.post(url, json=body, timeout=timeout, allow_redirects=False,
                                    headers={"X-API-Key": self._config.api_key})
         except requests.Timeout as exc:
             raise _error(ErrorCode.CONNECTION_TIMEOUT, f"POST /connect timed out after {timeout:.1f} s",
-                         None, exc) from None
+                         None, _sanitised(exc)) from None
         except requests.RequestException as exc:
             raise _error(ErrorCode.CONNECTION_NETWORK_ERROR,
-                         f"POST /connect failed: {type(exc).__name__}", 0, exc) from None
+                         f"POST /connect failed: {type(exc).__name__}", 0, _sanitised(exc)) from None
         log.debug("POST %s -> %d", url, resp.status_code)
         if resp.status_code != 200:
             message = self._redact(extract_message(resp.text) or f"HTTP {resp.status_code}")

@@ -102,10 +102,10 @@ class BackgroundDispatcher:
         return self._thread
 
     def put(self, item: Delivery) -> None:
+        if self._closed:
+            log.warning("event %s published after close(); not delivered", type(item[1]).__name__)
+            return
         if self._thread is None:
-            if self._closed:
-                log.warning("event %s published after close(); not delivered", type(item[1]).__name__)
-                return
             self._start()
         if self._queue.qsize() >= self._maxsize:
             self._on_overflow(EventDeliveryPolicy.BACKGROUND.value, item[1])

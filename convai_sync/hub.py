@@ -100,6 +100,8 @@ class EventHub:
         self._error_handler: Callable[[HandlerError], Any] | None = None
         self._pending_error: BaseException | None = None
         self._publisher_threads: set[int] = set()
+        self._waiters: set[threading.Event] = set()
+        self._closed = False
         self.handler_errors = 0
         self.slow_handlers = 0
         self.overflows: dict[str, int] = {}
@@ -296,6 +298,8 @@ class EventHub:
             raise invalid_state("wait_for() called on the session thread (from an IMMEDIATE "
                                 "handler); it would wait for itself")
         self.raise_pending()
+        if self._closed:
+            raise invalid_state("wait_for() on a closed client")
         done = threading.Event()
         box: list[T] = []
 
@@ -306,12 +310,16 @@ class EventHub:
             done.set()
 
         sub = self.subscribe(event_type, catch, EventDeliveryPolicy.IMMEDIATE)
+        self._waiters.add(done)
         try:
             if not done.wait(timeout):
                 raise TimeoutError(f"no {event_type.__name__} within {timeout} s")
         finally:
+            self._waiters.discard(done)
             sub.unsubscribe()
         self.raise_pending()
+        if not box:
+            raise invalid_state(f"the client closed while waiting for {event_type.__name__}")
         return box[0]
 
     def is_dispatch_thread(self) -> bool:
@@ -322,7 +330,11 @@ class EventHub:
         return self._background.thread
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the dispatcher after queued deliveries (bounded); drop MAIN_THREAD leftovers."""
+        """Stop the dispatcher after queued deliveries (bounded); drop MAIN_THREAD leftovers;
+        wake every ``wait_for`` (they raise ``InvalidStateError``)."""
+        self._closed = True
+        for waiter in list(self._waiters):
+            waiter.set()
         self._background.close(timeout)
         dropped = self._main.clear()
         if dropped:

@@ -51,6 +51,10 @@ class SessionLoop:
             self._thread = threading.Thread(target=self._run, name=f"convai-session-{next(_ids)}", daemon=True)
             self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        return self._running
+
     def on_thread(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread
 
@@ -58,6 +62,10 @@ class SessionLoop:
         """Run ``fn`` on the loop thread (thread-safe, non-blocking)."""
         self._inbox.append(fn)
         self._wake.set()
+
+    def pending(self) -> int:
+        """Work items waiting in the inbox."""
+        return len(self._inbox)
 
     def post_if_running(self, fn: Callable[[], None]) -> bool:
         """Post unless the loop has stopped; False means ``fn`` will never run."""

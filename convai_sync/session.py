@@ -43,6 +43,10 @@ _connect_ids = itertools.count(1)
 
 S = SessionState
 
+#: Frames waiting for the session thread beyond this are dropped (and logged and counted), so a
+#: blocked session thread cannot make memory grow without bound. Commands are never dropped.
+MAX_INBOX_FRAMES = 10_000
+
 
 class PipelineSessionError(SessionError):
     """A :class:`SessionError` from the server's processing pipeline (RTVI ``error``).
@@ -88,13 +92,14 @@ class Session:
         self._drop_reason = DisconnectReason.UNKNOWN_REASON
         self._pending_fatal: SessionError | None = None
         self._early_frames: list[str | bytes] = []
+        self._early_close: TransportClosed | None = None
         self._waiters: list[Future[None]] = []
         self._disconnect_waiters: list[Future[None]] = []
         self._duration_started: float | None = None
         self._idle_warning_at: Any = None
         self.stats: dict[str, Any] = {
             "connect_attempts": 0, "reconnect_attempts": 0, "reconnects": 0, "retry_delays": [],
-            "frames_received": 0, "frames_sent": 0, "protocol_errors": 0, "slot_waits": 0,
+            "frames_received": 0, "frames_sent": 0, "frames_dropped": 0, "protocol_errors": 0, "slot_waits": 0,
         }
         self._loop = SessionLoop(clock, on_start=hub.mark_publisher_thread,
                                  on_exit=lambda ident: hub.mark_publisher_thread(ident, active=False))
@@ -111,6 +116,11 @@ class Session:
 
     def on_session_thread(self) -> bool:
         return self._loop.on_thread()
+
+    @property
+    def running(self) -> bool:
+        """True while the session thread accepts work."""
+        return self._loop.running
 
     def post(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the session thread (thread-safe, non-blocking)."""
@@ -195,6 +205,7 @@ class Session:
             return
         # CONNECTED: drop the link on purpose and restore it through the reconnect path.
         self._waiters.append(fut)
+        self._fail_pending(self._err(ErrorCode.SESSION_CANCELLED, "reconnect() requested"))
         self._teardown_link(notify_server=True)
         self._start_reconnect(DisconnectReason.CLIENT_INITIATED, None, user=True)
 
@@ -268,6 +279,7 @@ class Session:
         self.stats[key] += 1
         self.bot_ready = False
         self._early_frames = []
+        self._early_close = None
         timeout = self._config.connection_timeout
         self._loop.set_timer("attempt_deadline", timeout, lambda: self._attempt_timed_out(attempt_id))
         csid = self.character_session_id if (self._phase == "connect" or self._config.reconnect_policy.resume) \
@@ -318,8 +330,14 @@ class Session:
             self.character_session_id = result.endpoint.character_session_id
         log.info("joined session %s; waiting for bot-ready", self.session_id)
         frames, self._early_frames = self._early_frames, []
+        early_close, self._early_close = self._early_close, None
+        transport = result.transport
         for frame in frames:
+            if self._transport is not transport:
+                return  # a replayed frame ended this attempt (e.g. a fatal error)
             self._on_frame(frame)
+        if early_close is not None and self._transport is transport:
+            self.transport_closed(result.attempt_id, transport, early_close)
 
     def _discard(self, result: _AttemptResult) -> None:
         """A late attempt result (cancelled or timed out): release what it acquired."""
@@ -418,6 +436,8 @@ class Session:
 
     def transport_closed(self, attempt_id: int, transport: Transport, closed: TransportClosed) -> None:
         if transport is not self._transport:
+            if attempt_id == self._attempt_id and self._transport is None:
+                self._early_close = closed  # closed before the attempt result was adopted: replay it
             return
         self._transport = None
         outcome = classify_close(closed, self.session_id)
@@ -445,6 +465,7 @@ class Session:
             self._publish_error(outcome.error)
         policy = self._config.reconnect_policy
         if outcome.retry and policy.max_attempts > 0:
+            self._teardown_link(notify_server=True)  # POST /disconnect frees the dropped session's slot
             self._fail_pending(outcome.error or self._err(
                 ErrorCode.TRANSPORT_SIGNAL_DISCONNECTED, f"connection dropped: {outcome.reason.message}"))
             self._start_reconnect(outcome.reason, outcome.error)
@@ -615,6 +636,12 @@ class _Listener:
 
     def on_transport_message(self, transport: Transport, data: str | bytes) -> None:
         s, aid = self._session, self._attempt_id
+        if s._loop.pending() >= MAX_INBOX_FRAMES:
+            s.stats["frames_dropped"] += 1
+            log.warning("session inbox full (%d items; the session thread is blocked, e.g. by a slow "
+                        "IMMEDIATE handler): dropped a frame (total dropped: %d)",
+                        MAX_INBOX_FRAMES, s.stats["frames_dropped"])
+            return
         s.post(lambda: s.transport_frame(aid, transport, data))
 
     def on_transport_closed(self, transport: Transport, closed: TransportClosed) -> None:

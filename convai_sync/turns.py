@@ -99,7 +99,7 @@ class _Turn:
 
     def finish(self, *, no_response: bool = False, interrupted: bool = False) -> None:
         if self.future.done():
-            return
+            return  # delivered already, or cancelled by an ask() that timed out
         self.future.set_result(ev.BotReply(
             text="".join(self.chunks), emotion=self.emotion, emotion_scale=self.scale,
             actions=self.actions, chunks=tuple(self.chunks), no_response=no_response,
@@ -107,7 +107,14 @@ class _Turn:
 
 
 class TurnTracker:
-    """Collects replies for pending ``ask()`` calls; fed by the session thread."""
+    """Collects replies for pending ``ask()`` calls; fed by the session thread.
+
+    A turn is bound to a waiting ``ask`` only where a reply begins: the ``final-user-transcription``
+    echoing the ask's ``message_id``, else the next ``bot-llm-started`` (FIFO), or an
+    ``llm-no-response``. Chunks arriving while no turn is bound (a trigger's reply, say) are
+    never given to an ask; an abandoned ask keeps its turn until that turn completes, so its
+    late chunks cannot leak into the next ask's reply.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -121,39 +128,41 @@ class TurnTracker:
         return turn.future
 
     def forget(self, fut: Future[ev.BotReply]) -> None:
+        """The asker gave up; a turn already streaming stays bound (and is discarded) until it ends."""
         with self._lock:
             self._waiting = collections.deque(t for t in self._waiting if t.future is not fut)
-            if self._current is not None and self._current.future is fut:
-                self._current = None
+        fut.cancel()
 
-    def _bind(self, message_id: str | None) -> _Turn | None:
+    def _bind_next(self, message_id: str | None = None) -> _Turn | None:
         # Called with the lock held.
-        if self._current is not None:
-            return self._current
-        if message_id is not None:
-            for turn in self._waiting:
-                if turn.message_id == message_id:
-                    self._waiting.remove(turn)
-                    self._current = turn
-                    return turn
-        if self._waiting:
-            self._current = self._waiting.popleft()
+        if self._current is None and self._waiting:
+            match = None
+            if message_id is not None:
+                match = next((t for t in self._waiting if t.message_id == message_id), None)
+            if match is None and message_id is None:
+                match = self._waiting[0]
+            if match is not None:
+                self._waiting.remove(match)
+                self._current = match
         return self._current
 
     def feed(self, event: object) -> None:
         """Route one decoded server event to the turn it belongs to."""
         with self._lock:
             if isinstance(event, ev.FinalUserTranscription):
-                if self._current is None:
-                    self._bind(event.message_id)
+                if event.message_id is not None:
+                    self._bind_next(event.message_id)
                 return
-            if isinstance(event, (ev.BotLLMStarted, ev.BotText, ev.BotEmotion, ev.ActionResponse)):
-                turn = self._bind(None)
-            elif isinstance(event, (ev.BotTurnCompleted, ev.LLMNoResponse)):
-                turn = self._bind(None)
-                self._current = None
+            if isinstance(event, (ev.BotLLMStarted, ev.LLMNoResponse)):
+                turn = self._bind_next()
+            elif isinstance(event, (ev.BotText, ev.BotEmotion, ev.ActionResponse)):
+                turn = self._current
+            elif isinstance(event, ev.BotTurnCompleted):
+                turn, self._current = self._current, None
             else:
                 return
+            if isinstance(event, ev.LLMNoResponse):
+                self._current = None
         if turn is None:
             return
         if isinstance(event, ev.BotText):

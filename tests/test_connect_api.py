@@ -397,7 +397,10 @@ def test_network_failure_is_network_error_with_status_zero(api, exc):
     assert error.has_http_status_code is False
     assert error.stage is SessionErrorStage.CONNECT_API
     assert error.is_recoverable is True
-    assert error.exception is exc
+    # A sanitised copy: the original requests exception holds the request and its X-API-Key header.
+    assert isinstance(error.exception, ConnectionError) and error.exception is not exc
+    assert str(exc) in str(error.exception)
+    assert not hasattr(error.exception, "request")
     assert SECRET not in str(info.value)
 
 

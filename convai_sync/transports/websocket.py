@@ -139,10 +139,16 @@ class WebSocketTransport(Transport):
         if ws is None:
             return
         if not already and ws.connected:
-            try:
-                ws.send_close(code, reason.encode("utf-8"))
-            except (OSError, websocket.WebSocketException) as exc:
-                log.debug("close frame not sent: %s", exc)
+            # A send stalled on a full TCP buffer holds websocket-client's send lock; never wait
+            # on it for long: abort instead of sending a close frame.
+            lock = getattr(ws, "lock", None)
+            if lock is None or lock.acquire(timeout=min(timeout, 0.5)):
+                if lock is not None:
+                    lock.release()
+                try:
+                    ws.send_close(code, reason.encode("utf-8"))
+                except (OSError, websocket.WebSocketException) as exc:
+                    log.debug("close frame not sent: %s", exc)
         on_reader = reader is threading.current_thread()
         if reader is not None and not on_reader:
             reader.join(min(timeout, 0.5))  # let the server's close reply arrive
