@@ -206,6 +206,13 @@ class ConvaiClient:
             self._closed = True
         self.disconnect()
         timeout = self._config.close_timeout
+        if self._session.on_session_thread():
+            # Called from an IMMEDIATE handler: the disconnect just posted still has to run and
+            # publish; close the hub after it, on this thread's queue, and never join ourselves.
+            self._session.post(lambda: self._hub.close(timeout))
+            self._session.post(self._api.close)
+            self._session.stop(timeout)
+            return
         self._session.stop(timeout)
         on_dispatch = self._hub.is_dispatch_thread()
         try:

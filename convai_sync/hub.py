@@ -180,6 +180,9 @@ class EventHub:
 
         Never blocks on a queue: a full queue is reported as an overflow instead.
         """
+        if self._closed:
+            log.warning("event %s published after close(); not delivered", type(event).__name__)
+            return
         self.published += 1
         subs = self._by_type.get(type(event))
         if subs is None:

@@ -26,12 +26,11 @@ Set CONVAI_API_KEY and CONVAI_CHARACTER_ID (and optionally CONVAI_URL) to use th
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+
+from _service import service
 
 from convai_sync import (
     BotLLMStarted,
@@ -40,7 +39,6 @@ from convai_sync import (
     BotTurnCompleted,
     Connected,
     ConvaiClient,
-    ConvaiConfig,
     ConvaiError,
     Disconnected,
     EventDeliveryPolicy,
@@ -48,21 +46,6 @@ from convai_sync import (
 
 LINES = ("Hello there, traveller!", "Where can I find the blacksmith?", "Thanks, goodbye!")
 MAIN = EventDeliveryPolicy.MAIN_THREAD
-
-
-@contextlib.contextmanager
-def service(force_simulator: bool) -> Iterator[ConvaiConfig]:
-    """Yield a config for the real service when credentials are set, else for a simulator."""
-    if not force_simulator and os.environ.get("CONVAI_API_KEY") and os.environ.get("CONVAI_CHARACTER_ID"):
-        print("Using the real Convai service")
-        yield ConvaiConfig.from_env()
-        return
-    from simulator import Simulator
-
-    # chunk_delay spreads a reply over a few frames so the indicator visibly changes.
-    with Simulator(chunk_delay=0.05) as sim:
-        print(f"Using the embedded Convai simulator at {sim.url}")
-        yield sim.client_config()
 
 
 class Game:

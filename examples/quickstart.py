@@ -11,17 +11,15 @@ service instead. Replies stream in through a BACKGROUND handler while ask() bloc
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 import threading
-from collections.abc import Iterator
+
+from _service import service
 
 from convai_sync import (
     BotText,
     BotTurnCompleted,
     ConvaiClient,
-    ConvaiConfig,
     ConvaiError,
     EventDeliveryPolicy,
     ServerMessage,
@@ -31,20 +29,6 @@ from convai_sync import (
 QUESTIONS = ("Hello! Who are you?", "What can you do for me today?")
 
 
-@contextlib.contextmanager
-def service(force_simulator: bool) -> Iterator[ConvaiConfig]:
-    """Yield a config for the real service when credentials are set, else for a simulator."""
-    if not force_simulator and os.environ.get("CONVAI_API_KEY") and os.environ.get("CONVAI_CHARACTER_ID"):
-        print("Using the real Convai service")
-        yield ConvaiConfig.from_env()
-        return
-    from simulator import Simulator
-
-    with Simulator() as sim:
-        print(f"Using the embedded Convai simulator at {sim.url}")
-        yield sim.client_config()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--simulator", action="store_true", help="use the simulator even if credentials are set")
@@ -52,9 +36,12 @@ def main(argv: list[str] | None = None) -> int:
 
     with service(args.simulator) as config, ConvaiClient(config) as client:
         turn_done = threading.Event()
+        connected_shown = threading.Event()
 
         def on_state(change: SessionStateChanged) -> None:
             print(f"[state] {change.old_state.name} -> {change.new_state.name}")
+            if change.is_connection_established:
+                connected_shown.set()
 
         def on_message(message: ServerMessage) -> None:
             if isinstance(message, BotText):
@@ -67,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         client.events.on_message.subscribe(on_message, EventDeliveryPolicy.BACKGROUND)
         try:
             client.connect()
+            connected_shown.wait(5)  # handlers run on the dispatcher thread: let it print first
             for question in QUESTIONS:
                 turn_done.clear()
                 print(f"\nYou: {question}\nCharacter: ", end="", flush=True)

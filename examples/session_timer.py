@@ -21,35 +21,19 @@ Set CONVAI_API_KEY and CONVAI_CHARACTER_ID (and optionally CONVAI_URL) to use th
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+
+from _service import service
 
 from convai_sync import (
     ConvaiClient,
-    ConvaiConfig,
     ConvaiError,
     Disconnected,
     EventDeliveryPolicy,
     SessionDurationWarning,
 )
-
-
-@contextlib.contextmanager
-def service(force_simulator: bool) -> Iterator[ConvaiConfig]:
-    """Yield a config for the real service when credentials are set, else for a simulator."""
-    if not force_simulator and os.environ.get("CONVAI_API_KEY") and os.environ.get("CONVAI_CHARACTER_ID"):
-        print("Using the real Convai service")
-        yield ConvaiConfig.from_env()
-        return
-    from simulator import Simulator
-
-    with Simulator() as sim:
-        print(f"Using the embedded Convai simulator at {sim.url}")
-        yield sim.client_config()
 
 
 def main(argv: list[str] | None = None) -> int:
