@@ -230,9 +230,6 @@ CLIENT_SIDE_CODES: frozenset[ErrorCode] = frozenset(
     {ErrorCode.CONFIG_INVALID, ErrorCode.SESSION_DURATION_LIMIT_REACHED, ErrorCode.SESSION_IDLE_TIMEOUT}
 )
 
-#: Codes kept for completeness that a Python audio-only client never produces on its own
-#: (LiveKit ICE / microphone / auth-token-provider paths). They are still injectable.
-DOCUMENTED_CODES: tuple[ErrorCode, ...] = tuple(c for c in ErrorCode if c not in CLIENT_SIDE_CODES)
 
 
 def _utcnow() -> datetime:

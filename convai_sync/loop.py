@@ -128,9 +128,6 @@ class SessionLoop:
         entry = self._timers.pop(name, None)
         return None if entry is None else entry[1]
 
-    def has_timer(self, name: str) -> bool:
-        return name in self._timers
-
     def _next_deadline(self) -> float | None:
         # Absolute, so a clock advanced between computing and waiting loses nothing.
         if self._inbox:

@@ -144,10 +144,7 @@ def simple(msg_type: str) -> tuple[str, str]:
 
 # ---- decoding --------------------------------------------------------------------------------
 
-Decoded = object  # one of the event dataclasses, or ev.ProtocolFault; None for ignored echoes
-
-
-def decode(raw: str | bytes) -> Decoded | None:
+def decode(raw: str | bytes) -> object | None:
     """Decode one server frame into an event object.
 
     Returns:

@@ -96,7 +96,6 @@ class Session:
         self._waiters: list[Future[None]] = []
         self._disconnect_waiters: list[Future[None]] = []
         self._duration_started: float | None = None
-        self._idle_warning_at: Any = None
         self.stats: dict[str, Any] = {
             "connect_attempts": 0, "reconnect_attempts": 0, "reconnects": 0, "retry_delays": [],
             "frames_received": 0, "frames_sent": 0, "frames_dropped": 0, "protocol_errors": 0, "slot_waits": 0,
@@ -248,9 +247,7 @@ class Session:
 
     def note_activity(self) -> None:
         """Any client message resets the server's idle timer; mirror it locally."""
-        if self._loop.has_timer("idle_deadline"):
-            self._loop.cancel_timer("idle_deadline")
-            self._idle_warning_at = None
+        self._loop.cancel_timer("idle_deadline")
 
     # ================================================================ connect attempts
 
@@ -573,7 +570,6 @@ class Session:
                 self._finish_disconnect(DisconnectReason.AGENT_ERROR, error, pending=error)
 
     def _on_idle_warning(self, event: ev.UserIdleWarningReceived) -> None:
-        self._idle_warning_at = event.timestamp
         deadline = event.timestamp + timedelta(seconds=event.remaining_seconds)
         warned_at = event.timestamp
 
