@@ -297,7 +297,7 @@ class ConvaiClient:
             log.warning("disconnect() did not finish within %.2f s", self._config.close_timeout)
             return
         assert deadline.at is not None
-        session.wait_released(deadline.at)
+        session.wait_workers(deadline.at)
 
     def close(self) -> None:
         """Disconnect and stop every SDK thread, within ``config.close_timeout`` seconds from the
@@ -313,20 +313,17 @@ class ConvaiClient:
         deadline = _Deadline(self._config.close_timeout)
         assert deadline.at is not None
         self._disconnect(deadline)
-        if self._session.on_session_thread():
-            # Called from an IMMEDIATE handler: the disconnect just posted still has to run and
-            # publish; close the hub after it, on this thread's queue, and never join ourselves.
-            hub_timeout = self._config.close_timeout
-            self._session.post(lambda: self._hub.close(hub_timeout))
-            self._session.post(self._api.close)
-            self._session.stop(deadline.at)
-            return
-        self._session.stop(deadline.at)
+        # From an IMMEDIATE handler (the session thread) all of this runs on that thread after
+        # the disconnect just posted has published; the hub closes after the final events.
         on_dispatch = self._hub.is_dispatch_thread()
-        try:
-            self._hub.close(0.0 if on_dispatch else (deadline.remaining() or 0.0))
-        finally:
-            self._api.close()
+        hub, api = self._hub, self._api
+
+        def finish() -> None:
+            try:
+                hub.close(0.0 if on_dispatch else (deadline.remaining() or 0.0))
+            finally:
+                api.close()
+        self._session.stop(deadline.at, then=(finish,))
 
     def __enter__(self) -> ConvaiClient:
         return self

@@ -140,15 +140,25 @@ class Session:
         """Run ``fn`` on the session thread (thread-safe, non-blocking)."""
         self._loop.post(fn)
 
-    def stop(self, deadline: float) -> None:
-        """Stop the session thread, then let workers finish until ``deadline`` (monotonic) and
-        abort the rest. Never joins the calling thread."""
+    def stop(self, deadline: float, then: tuple[Callable[[], None], ...] = ()) -> None:
+        """Stop the session thread, let workers finish until ``deadline`` (monotonic) and abort
+        the rest, then run ``then``. Never joins the calling thread: called on the session thread
+        (from an IMMEDIATE handler), all of it runs there after the work already posted."""
+        if self.on_session_thread():
+            self.post(lambda: self._workers.stop(deadline))
+            for fn in then:
+                self.post(fn)
+            self._loop.stop(0.0)
+            return
         self._loop.stop(max(0.0, deadline - time.monotonic()))
         self._workers.stop(deadline)
+        for fn in then:
+            fn()
 
-    def wait_released(self, deadline: float) -> bool:
-        """Wait (until ``deadline``) for ``POST /disconnect`` calls in flight; True if all ended."""
-        return self._workers.wait(deadline, role="http")
+    def wait_workers(self, deadline: float) -> bool:
+        """Wait (until ``deadline``) for the workers in flight (an aborted connect attempt, a
+        ``POST /disconnect``); True if all ended."""
+        return self._workers.wait(deadline)
 
     # ================================================================ state & publishing
 
