@@ -18,6 +18,7 @@ import requests
 
 from .config import ConvaiConfig
 from .errors import ErrorCode, SessionError, SessionErrorStage
+from .redact import key_scrubber, scrubbed_copy
 
 log = logging.getLogger("convai_sync")
 
@@ -130,9 +131,11 @@ def build_request(config: ConvaiConfig, character_session_id: str | None) -> dic
     return body
 
 
-def _sanitised(exc: requests.RequestException) -> ConnectionError:
-    """A plain copy of a requests error: the original holds the request, whose headers hold the key."""
-    return ConnectionError(f"{type(exc).__name__}: {exc}")
+#: Errors raised before anything is sent: the request itself cannot be built (a header or URL
+#: requests refuses). Retrying cannot help, so they are ``config.invalid``, not network errors.
+_UNSENDABLE = (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL,
+               requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
+               requests.exceptions.URLRequired, requests.exceptions.InvalidJSONError)
 
 
 def _error(code: ErrorCode, message: str, status: int | None, exc: BaseException | None = None) -> ConnectFailed:
@@ -145,6 +148,7 @@ class ConnectApi:
 
     def __init__(self, config: ConvaiConfig) -> None:
         self._config = config
+        self._scrub = key_scrubber(config.api_key)
         self._base = config.url.rstrip("/")
         self._http = requests.Session()
         self._http.headers["User-Agent"] = "convai-sync"
@@ -161,16 +165,17 @@ class ConnectApi:
         """
         body = build_request(self._config, character_session_id)
         url = f"{self._base}/connect"
+        failure: ConnectFailed | None = None
         try:
             # No redirects: requests would forward X-API-Key to another host on a 307/308.
             resp = self._http.post(url, json=body, timeout=timeout, allow_redirects=False,
                                    headers={"X-API-Key": self._config.api_key})
-        except requests.Timeout as exc:
-            raise _error(ErrorCode.CONNECTION_TIMEOUT, f"POST /connect timed out after {timeout:.1f} s",
-                         None, _sanitised(exc)) from None
-        except requests.RequestException as exc:
-            raise _error(ErrorCode.CONNECTION_NETWORK_ERROR,
-                         f"POST /connect failed: {type(exc).__name__}", 0, _sanitised(exc)) from None
+        except (requests.RequestException, ValueError) as exc:
+            failure = self._request_failed(exc, timeout)
+        if failure is not None:
+            # Raised outside the except block so the original (which holds the request and its
+            # headers) is not even kept as __context__.
+            raise failure
         log.debug("POST %s -> %d", url, resp.status_code)
         if resp.status_code != 200:
             message = self._redact(extract_message(resp.text) or f"HTTP {resp.status_code}")
@@ -178,10 +183,22 @@ class ConnectApi:
             raise _error(code, f"POST /connect: HTTP {resp.status_code}: {message}", resp.status_code)
         return self._parse(resp)
 
+    def _request_failed(self, exc: Exception, timeout: float) -> ConnectFailed:
+        """Classify an exception of ``requests`` (or of the layers below it) without the key."""
+        copy = scrubbed_copy(exc, self._config.api_key)
+        if isinstance(exc, requests.Timeout):
+            return _error(ErrorCode.CONNECTION_TIMEOUT, f"POST /connect timed out after {timeout:.1f} s",
+                          None, copy)
+        if isinstance(exc, _UNSENDABLE) or not isinstance(exc, requests.RequestException):
+            return ConnectFailed(SessionError.of(
+                ErrorCode.CONFIG_INVALID,
+                f"POST /connect was not sent: the request could not be built ({copy}); "
+                "check ConvaiConfig.api_key and ConvaiConfig.url", exception=copy))
+        return _error(ErrorCode.CONNECTION_NETWORK_ERROR, f"POST /connect failed: {type(exc).__name__}", 0, copy)
+
     def _redact(self, text: str) -> str:
-        """Hide the API key should a server echo it back in an error body."""
-        key = self._config.api_key
-        return text.replace(key, "***") if key else text
+        """Hide the API key (in any of its forms) should a server echo it back in an error body."""
+        return self._scrub(text)
 
     def _parse(self, resp: requests.Response) -> Endpoint:
         try:
