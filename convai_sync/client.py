@@ -22,7 +22,16 @@ from .clock import Clock, SystemClock
 from .config import ConvaiConfig
 from .connect import ConnectApi
 from .disconnect import DisconnectReason
-from .errors import ConfigurationError, ConvaiError, ErrorCode, SessionError, UsageLimitError, error_for, invalid_state
+from .errors import (
+    ConfigurationError,
+    ConvaiError,
+    ConvaiTimeoutError,
+    ErrorCode,
+    SessionError,
+    UsageLimitError,
+    error_for,
+    invalid_state,
+)
 from .hub import EventHub
 from .session import PipelineSessionError, Session
 from .state import SessionState
@@ -31,10 +40,6 @@ from .transports.base import Transport
 
 log = logging.getLogger("convai_sync")
 T = TypeVar("T")
-
-
-class ConvaiTimeoutError(ConvaiError, TimeoutError):
-    """A blocking call ran out of time (``connection.timeout``); also a ``TimeoutError``."""
 
 
 def _timeout_error(message: str, session_id: str | None) -> ConvaiTimeoutError:
