@@ -1,8 +1,8 @@
 """Sans-I/O RTVI protocol: encode client messages, decode and normalise server frames.
 
 No sockets, threads or clocks here. Client messages are sent as the superset envelope
-``{"label": "rtvi-ai", "type", "id", "data"}`` (PROTOCOL.md §1.7). Server frames arrive in three
-forms, all normalised into one stream of typed events:
+``{"label": "rtvi-ai", "type", "id", "data"}`` (as the Convai Unity SDK's ``RTVISendMessageBase``
+sends it). Server frames arrive in three forms, all normalised into one stream of typed events:
 
 * Form A: ``{"label":"rtvi-ai","type":"bot-llm-text","data":{...}}``
 * Form B: ``{"label":"rtvi-ai","type":"server-message","data":{"type":"bot-emotion", ...}}``
@@ -10,11 +10,11 @@ forms, all normalised into one stream of typed events:
 
 :func:`decode` never raises, whatever the peer sends: bad input becomes a
 :class:`~convai_sync.events.ProtocolFault` (``protocol.parse_failed`` or
-``protocol.message_invalid``) so the session keeps running. Beyond well-formed JSON it refuses
-what would blow up later on an SDK thread: NaN/``Infinity`` and numbers that overflow a float
-(``1e400``), nesting deeper than :data:`MAX_NESTING`, frames over :data:`MAX_FRAME_BYTES`, and
-numeric fields outside their sane range (``user-idle-warning.remaining_seconds`` must be in
-[0, :data:`MAX_IDLE_SECONDS`]).
+``protocol.message_invalid``) so the session keeps running. :mod:`convai_sync.frames` refuses
+what would blow up later on an SDK thread (NaN/``Infinity``, numbers that overflow a float,
+nesting deeper than :data:`MAX_NESTING`, frames over :data:`MAX_FRAME_BYTES`); the builders
+here refuse numeric fields outside their sane range (``user-idle-warning.remaining_seconds``
+must be in [0, :data:`MAX_IDLE_SECONDS`]).
 """
 
 from __future__ import annotations
@@ -29,19 +29,16 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from . import events as ev
+from . import frames
 from .errors import ErrorCode
 
 LABEL = "rtvi-ai"
 
 log = logging.getLogger("convai_sync")
 
-#: Frames larger than this are refused before parsing (the service's own limit is 16 MB).
-MAX_FRAME_BYTES = 16 * 1024 * 1024
-
-#: Deepest JSON nesting accepted. Convai's payloads nest a handful of levels (blendshape frames
-#: are lists of lists inside ``data``); far deeper input only serves to make ``repr()`` or a
-#: handler's ``json.dumps`` hit ``RecursionError`` later, on another thread.
-MAX_NESTING = 32
+# Re-exported: the frame limits are part of what decode() promises.
+MAX_FRAME_BYTES = frames.MAX_FRAME_BYTES
+MAX_NESTING = frames.MAX_NESTING
 
 #: Largest ``remaining_seconds`` a ``user-idle-warning`` may announce (a day). Convai documents
 #: an int (example 300); beyond this the local idle deadline would overflow a ``timedelta``.
@@ -166,35 +163,6 @@ def simple(msg_type: str) -> tuple[str, str]:
 
 # ---- decoding --------------------------------------------------------------------------------
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):  # "1e400" parses to inf; the float hook is the one place to see it
-        raise ValueError(f"number {text[:40]} overflows a float")
-    return value
-
-
-def _non_finite(name: str) -> float:
-    raise ValueError(f"non-finite number {name} is not JSON")
-
-
-#: One decoder for every frame: refuses NaN/Infinity literals and float overflow.
-_JSON = json.JSONDecoder(parse_float=_finite_float, parse_constant=_non_finite)
-
-
-def _too_deep(value: object, text: str) -> bool:
-    """True when ``value`` nests containers deeper than :data:`MAX_NESTING`."""
-    if text.count("[") + text.count("{") <= MAX_NESTING:
-        return False  # cannot be that deep: skip the walk (the common case, big frames included)
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_NESTING:
-            return True
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
-
-
 def decode(raw: object) -> object | None:
     """Decode one server frame into an event object. Never raises.
 
@@ -210,34 +178,17 @@ def decode(raw: object) -> object | None:
         ``protocol.message_invalid`` for valid JSON of the wrong shape (no ``type``, too deep,
         too large, a field of the wrong type or out of range).
     """
-    if isinstance(raw, (bytearray, memoryview)):
-        raw = bytes(raw)
-    if isinstance(raw, bytes):
-        if len(raw) > MAX_FRAME_BYTES:
-            return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, "frame exceeds 16 MB", raw)
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return _fault(ErrorCode.PROTOCOL_PARSE_FAILED, "frame is not UTF-8 text", raw)
-    if not isinstance(raw, str):
-        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, f"frame is {type(raw).__name__}, not text", "")
-    if len(raw) * 4 > MAX_FRAME_BYTES and len(raw.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
-        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, "frame exceeds 16 MB", raw)
     try:
-        msg = _JSON.decode(raw)
-    except ValueError as exc:  # JSONDecodeError, our float/constant hooks, int digit limit
-        return _fault(ErrorCode.PROTOCOL_PARSE_FAILED, f"invalid JSON: {exc}", raw)
-    except RecursionError:
-        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, f"JSON nested deeper than {MAX_NESTING} levels", raw)
-    if _too_deep(msg, raw):
-        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, f"JSON nested deeper than {MAX_NESTING} levels", raw)
+        msg, text = frames.parse(raw)
+    except frames.FrameRejected as exc:
+        return _fault(exc.code, exc.detail, exc.raw)
     try:
-        return _build(msg, raw)
+        return _build(msg, text)
     except (MessageInvalid, TypeError, ValueError, OverflowError) as exc:
-        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, f"invalid message: {exc}", raw)
+        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, f"invalid message: {exc}", text)
     except Exception as exc:  # a bug in a builder must not kill the session thread: log it loudly
         log.exception("decoder bug on a frame; reported as protocol.message_invalid")
-        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, f"could not decode: {type(exc).__name__}", raw)
+        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, f"could not decode: {type(exc).__name__}", text)
 
 
 def _build(msg: object, raw: str) -> object | None:
