@@ -26,7 +26,7 @@ setup(
         "simulator": SIMULATOR,
         "livekit": ["livekit>=0.11"],
         "test": SIMULATOR + ["pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23",
-                             "mypy>=1.8", "ruff>=0.4", "types-requests>=2.28"],
+                             "mypy>=1.8", "ruff>=0.4", "types-requests>=2.28", "hypothesis>=6.100"],
     },
     entry_points={
         "console_scripts": ["convai-sim=simulator.__main__:main"],

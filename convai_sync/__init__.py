@@ -1,7 +1,8 @@
 """convai_sync: a blocking, thread-based Python SDK for Convai characters (no asyncio).
 
-See README.md and DESIGN.md §4 for the public API. Every name below is importable from
-``convai_sync`` directly.
+See README.md for the public API. Every name in ``__all__`` is importable from ``convai_sync``
+directly; ``dir(convai_sync)`` lists exactly those names (the private modules stay importable,
+e.g. ``convai_sync.testing``, but are not advertised).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from .channels import ConvaiEvents, EventChannel
-from .client import ConvaiClient, ConvaiTimeoutError
+from .client import ConvaiClient
 from .config import ConvaiConfig
 from .delivery import EventDeliveryPolicy
 from .disconnect import DisconnectReason
@@ -18,6 +19,7 @@ from .errors import (
                      ConcurrencyLimitError,
                      ConfigurationError,
                      ConvaiError,
+                     ConvaiTimeoutError,
                      ErrorCode,
                      InvalidStateError,
                      SessionError,
@@ -99,3 +101,8 @@ __all__ = [
     "UserIdleWarningReceived", "UserStartedSpeaking", "UserStoppedSpeaking", "UserTranscription",
     "VadSttEvent", "Visemes", "WaitingForSlot", "__version__",
 ]
+
+
+def __dir__() -> list[str]:
+    """PEP 562: the public names only (not the submodules the imports above bind)."""
+    return sorted(__all__)

@@ -1,4 +1,5 @@
-"""``ConvaiEvents``: one typed channel per event (DESIGN.md §4 table; seed 002's hub)."""
+"""``ConvaiEvents``: one typed channel per event (after the Convai Unity SDK's ``ConvaiEvents`` hub,
+documented on docs.convai.com, Unity SDK scripting reference "Session events")."""
 
 from __future__ import annotations
 
@@ -68,6 +69,9 @@ class ConvaiEvents:
         self.on_waiting_for_slot = EventChannel(hub, ev.WaitingForSlot, "on_waiting_for_slot")
         self.on_session_duration_warning = EventChannel(hub, ev.SessionDurationWarning,
                                                         "on_session_duration_warning")
+        #: An event handler raised (:class:`~convai_sync.events.HandlerError`). Subscribing here
+        #: takes control of handler errors: they are no longer sent to ``threading.excepthook``.
+        self.on_handler_error = EventChannel(hub, ev.HandlerError, "on_handler_error")
 
     def channels(self) -> list[EventChannel[Any]]:
         """Every channel, in table order."""

@@ -33,12 +33,14 @@ from .disconnect import DisconnectReason
 from .errors import (
     ConfigurationError,
     ConvaiError,
+    ConvaiTimeoutError,
     ErrorCode,
     InvalidStateError,
     SessionError,
     UsageLimitError,
     error_for,
     invalid_state,
+    timeout_error,
 )
 from .hub import EventHub
 from .session import PipelineSessionError, Session
@@ -55,10 +57,6 @@ ContextMode = Literal["append", "replace", "reset"]
 RunLLM = Literal["true", "false", "auto"]
 
 
-class ConvaiTimeoutError(ConvaiError, TimeoutError):
-    """A blocking call ran out of time (``connection.timeout``); also a ``TimeoutError``."""
-
-
 class SendQueueFullError(InvalidStateError):
     """The send queue is full because the server stopped reading; the message was not sent.
 
@@ -69,7 +67,7 @@ class SendQueueFullError(InvalidStateError):
 
 
 def _timeout_error(message: str, session_id: str | None) -> ConvaiTimeoutError:
-    return ConvaiTimeoutError(SessionError.of(ErrorCode.CONNECTION_TIMEOUT, message, session_id=session_id))
+    return timeout_error(message, session_id)
 
 
 def _check_timeout(name: str, value: float | None) -> float | None:

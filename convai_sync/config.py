@@ -1,157 +1,169 @@
 """``ConvaiConfig``: every setting of a client, frozen and validated.
 
-Invalid values raise :class:`~convai_sync.errors.ConfigurationError` (``config.invalid``) at
-construction. An empty ``api_key`` or ``character_id`` is accepted here (so ``from_env()`` can
-build a config on a machine without credentials) and fails ``connect()`` with
-``config.api_key_missing`` / ``config.character_id_missing`` before any network traffic.
-The API key never appears in ``repr``/``str``.
+Every field is checked at construction against its rule (type, range, whether None is
+allowed; see :func:`ConvaiConfig.field_rules`); an invalid value raises
+:class:`~convai_sync.errors.ConfigurationError` (code ``config.invalid``, also a ``ValueError``)
+whose message names the field, e.g. ``"ConvaiConfig.slot_wait must be a SlotWaitPolicy or None,
+got int 5"``. ``bool`` is refused where a number is expected, and NaN/infinity everywhere.
+
+An empty ``api_key`` or ``character_id`` is accepted here (so ``from_env()`` can build a config on
+a machine without credentials) and fails ``connect()`` with ``config.api_key_missing`` /
+``config.character_id_missing`` before any network traffic. The API key never appears in
+``repr``/``str`` or in a validation message.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from .delivery import EventDeliveryPolicy
 from .errors import ConfigurationError, ErrorCode, SessionError
+from .redact import key_scrubber
 from .retry import ReconnectPolicy, RetryPolicy, SlotWaitPolicy
+from .validation import (
+    Spec,
+    base_url,
+    check_fields,
+    count,
+    flag,
+    instance,
+    json_object,
+    number,
+    one_of,
+    rule,
+    seconds_tuple,
+    specs_of,
+    text,
+    validated,
+)
 
 DEFAULT_URL = "https://live.convai.com"
 MAX_CONNECTION_TIMEOUT = 120.0
+#: Upper bound of the other timeouts (an hour): larger values are typos, and beyond
+#: ``threading.TIMEOUT_MAX`` a wait raises ``OverflowError`` on the SDK's threads.
+MAX_TIMEOUT = 3600.0
+#: Upper bound of session durations and their warning lead times (a day).
+MAX_DURATION = 86400.0
 TRANSPORTS = ("websocket", "livekit")
+#: Convai's inbound WebSocket message limit (16 MB), the largest ``max_message_bytes``.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
-def _invalid(message: str) -> ConfigurationError:
-    return ConfigurationError(SessionError.of(ErrorCode.CONFIG_INVALID, message))
+def _seconds(high: float, *, optional: bool = False) -> Mapping[str, Spec]:
+    return rule(number(0.0, high, optional=optional))
 
 
+@validated
 @dataclass(frozen=True, repr=False)
 class ConvaiConfig:
-    """Settings of one :class:`~convai_sync.ConvaiClient` (DESIGN.md §4). All times in seconds.
+    """Settings of one :class:`~convai_sync.ConvaiClient`. All times in seconds (finite ``int`` or
+    ``float``, never ``bool``).
 
     Attributes:
-        api_key: Convai API key, sent as ``X-API-Key``. Never logged or shown in ``repr``.
-        character_id: The character to talk to.
-        url: Base URL of the realtime service (``https://live.convai.com``) or a simulator.
+        api_key: Convai API key (``str``), sent as ``X-API-Key``. Surrounding whitespace (a key
+            read from a file ends with a newline) is stripped at construction; whitespace,
+            control or non-ASCII characters inside it are refused (they are not valid in an HTTP
+            header). Never logged or shown in ``repr`` or error messages. ``""`` is accepted
+            here and fails ``connect()`` with ``config.api_key_missing``.
+        character_id: The character to talk to (``str``; surrounding whitespace stripped; ``""``
+            fails ``connect()`` with ``config.character_id_missing``).
+        url: Base URL of the realtime service (``https://live.convai.com``) or a simulator:
+            ``http``/``https``, no whitespace, credentials, query or fragment.
         transport: ``"websocket"`` (Convai's ``/chat`` WebSocket) or ``"livekit"`` (extra).
-        connection_timeout: Bound on each connect attempt including ``bot-ready`` (<= 120).
+        connection_timeout: Bound on each connect attempt including ``bot-ready``, in (0, 120].
         retry_policy: Connect attempts (:class:`RetryPolicy`, default 4 attempts 0/1/2/4 s).
-        reconnect_policy: Reconnects after an unexpected drop (default 3 attempts).
-        slot_wait: Keep waiting while the concurrency limit holds; None = fail at once.
+        reconnect_policy: Reconnects after an unexpected drop (:class:`ReconnectPolicy`,
+            default 3 attempts).
+        slot_wait: :class:`SlotWaitPolicy` to keep waiting while the concurrency limit holds;
+            None = fail at once.
         delivery_policy: Default :class:`EventDeliveryPolicy` of every subscription.
-        end_user_id: Stable end-user id (required by characters with Long-Term Memory).
-        end_user_metadata: Extra end-user data sent with ``end_user_id``.
-        character_session_id: Resume this conversation; None starts a new one.
-        tts_enabled: ``default_tts_enabled`` for the session.
-        enable_emotion: Ask for ``bot-emotion`` (sends ``emotion_config``).
-        max_session_duration: End the session cleanly after this long; None = no cap.
-        session_duration_warnings: Lead times before the cap at which a warning fires.
-        reset_duration_on_reconnect: Restart the duration clock after a reconnect.
-        ack_timeout: How long a ``wait=True`` send waits for its ``server-response``.
+        end_user_id: Stable end-user id (``str`` or None; required by characters with Long-Term
+            Memory).
+        end_user_metadata: JSON-serialisable mapping with ``str`` keys sent with ``end_user_id``
+            (its ``name``, if any, a ``str`` or None, as Convai's ``/connect`` request requires).
+        character_session_id: Resume this conversation (``str``); None starts a new one.
+        tts_enabled: ``default_tts_enabled`` for the session (``bool``).
+        enable_emotion: Ask for ``bot-emotion`` (sends ``emotion_config``; ``bool``).
+        max_session_duration: End the session cleanly after this long, in (0, 86400]; None = no cap.
+        session_duration_warnings: ``tuple`` of lead times in (0, 86400] before the cap at which
+            a ``SessionDurationWarning`` fires.
+        reset_duration_on_reconnect: Restart the duration clock after a reconnect (``bool``).
+        ack_timeout: How long a ``wait=True`` send waits for its ``server-response``, in (0, 3600].
         strict_handlers: Re-raise a handler's exception at the next ``pump``/``wait_for``/``close``.
         auto_reset_idle: Send ``reset-idle-timer`` semantics on every send (any message resets
             the server's idle timer; this also resets the local idle deadline).
-        immediate_handler_budget: An IMMEDIATE handler running longer logs a warning.
-        event_queue_size: Bound of the MAIN_THREAD and BACKGROUND queues (overflow is reported).
+        immediate_handler_budget: An IMMEDIATE handler running longer logs a warning, in (0, 60].
+        event_queue_size: Bound of the MAIN_THREAD and BACKGROUND queues (``int`` in
+            [1, 10_000_000]; overflow is reported).
         close_timeout: Seconds ``disconnect()`` and ``close()`` take at most, from the call,
-            whatever the server does (default 1).
-        http_timeout: Timeout of each socket operation of ``POST /connect`` (the whole attempt,
-            handshake and ``bot-ready`` included, is bounded by ``connection_timeout``).
-        disconnect_timeout: Bound on a ``POST /disconnect`` made while the client goes on
-            (after a drop, before reconnecting); ``close()`` bounds it by ``close_timeout``.
-        keepalive_interval: Seconds between WebSocket pings while CONNECTED; None = no keepalive.
+            whatever the server does, in (0, 3600] (default 1).
+        http_timeout: Timeout of each socket operation of ``POST /connect``, in (0, 3600] (the
+            whole attempt, handshake and ``bot-ready`` included, is bounded by
+            ``connection_timeout``).
+        disconnect_timeout: Bound on a ``POST /disconnect`` made while the client goes on (after
+            a drop, before reconnecting), in (0, 3600]; ``close()`` bounds it by ``close_timeout``.
+        keepalive_interval: Seconds between WebSocket pings while CONNECTED, in (0, 3600];
+            None = no keepalive.
         keepalive_timeout: A connection from which nothing (frame or pong) arrived for
-            ``keepalive_interval + keepalive_timeout`` seconds is dropped as lost and reconnected.
-        max_message_bytes: Largest inbound message accepted (Convai's own limit is 16 MB);
-            a larger one is discarded unread and reported as ``protocol.message_invalid``.
-        send_queue_bytes: Bound of the bytes waiting while the server is slow to read; beyond
-            it a send fails at once with ``SendQueueFullError``.
-        close_grace: Seconds a transport close waits for the server's close reply.
+            ``keepalive_interval + keepalive_timeout`` seconds is dropped as lost (then
+            reconnected by ``reconnect_policy``), in (0, 3600].
+        max_message_bytes: Largest inbound message accepted, ``int`` in [1024, 16 MiB] (Convai's
+            own limit is 16 MB); a larger one is discarded unread and reported as
+            ``protocol.message_invalid``, and the session goes on.
+        send_queue_bytes: Bound of the bytes waiting while the server is slow to read, ``int`` in
+            [1024, 1 GiB]; beyond it a send fails at once with ``SendQueueFullError``.
+        close_grace: Seconds a transport close waits for the server's close reply, in (0, 10].
+
+    Raises:
+        ConfigurationError: ``config.invalid``, naming the first invalid field.
     """
 
-    api_key: str = ""
-    character_id: str = ""
-    url: str = DEFAULT_URL
-    transport: str = "websocket"
-    connection_timeout: float = 30.0
-    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
-    reconnect_policy: ReconnectPolicy = field(default_factory=ReconnectPolicy)
-    slot_wait: SlotWaitPolicy | None = None
-    delivery_policy: EventDeliveryPolicy = EventDeliveryPolicy.BACKGROUND
-    end_user_id: str | None = None
-    end_user_metadata: Mapping[str, Any] | None = None
-    character_session_id: str | None = None
-    tts_enabled: bool = True
-    enable_emotion: bool = True
-    max_session_duration: float | None = None
-    session_duration_warnings: tuple[float, ...] = (60.0, 10.0)
-    reset_duration_on_reconnect: bool = False
-    ack_timeout: float = 10.0
-    strict_handlers: bool = False
-    auto_reset_idle: bool = False
-    immediate_handler_budget: float = 0.02
-    event_queue_size: int = 10_000
-    close_timeout: float = 1.0
-    http_timeout: float = 15.0
-    disconnect_timeout: float = 2.0
-    keepalive_interval: float | None = 20.0
-    keepalive_timeout: float = 20.0
-    max_message_bytes: int = 16 * 1024 * 1024
-    send_queue_bytes: int = 1024 * 1024
-    close_grace: float = 0.25
+    api_key: str = field(default="", metadata=rule(text(strip=True, token=True, secret=True)))
+    character_id: str = field(default="", metadata=rule(text(strip=True)))
+    url: str = field(default=DEFAULT_URL, metadata=rule(base_url()))
+    transport: str = field(default="websocket", metadata=rule(one_of(*TRANSPORTS)))
+    connection_timeout: float = field(default=30.0, metadata=_seconds(MAX_CONNECTION_TIMEOUT))
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy, metadata=rule(instance(RetryPolicy)))
+    reconnect_policy: ReconnectPolicy = field(default_factory=ReconnectPolicy,
+                                              metadata=rule(instance(ReconnectPolicy)))
+    slot_wait: SlotWaitPolicy | None = field(default=None, metadata=rule(instance(SlotWaitPolicy, optional=True)))
+    delivery_policy: EventDeliveryPolicy = field(default=EventDeliveryPolicy.BACKGROUND,
+                                                 metadata=rule(instance(EventDeliveryPolicy)))
+    end_user_id: str | None = field(default=None, metadata=rule(text(optional=True)))
+    end_user_metadata: Mapping[str, Any] | None = field(default=None, metadata=rule(json_object(optional=True)))
+    character_session_id: str | None = field(default=None, metadata=rule(text(optional=True)))
+    tts_enabled: bool = field(default=True, metadata=rule(flag()))
+    enable_emotion: bool = field(default=True, metadata=rule(flag()))
+    max_session_duration: float | None = field(default=None, metadata=_seconds(MAX_DURATION, optional=True))
+    session_duration_warnings: tuple[float, ...] = field(
+        default=(60.0, 10.0), metadata=rule(seconds_tuple(MAX_DURATION, low_open=True, min_items=0)))
+    reset_duration_on_reconnect: bool = field(default=False, metadata=rule(flag()))
+    ack_timeout: float = field(default=10.0, metadata=_seconds(MAX_TIMEOUT))
+    strict_handlers: bool = field(default=False, metadata=rule(flag()))
+    auto_reset_idle: bool = field(default=False, metadata=rule(flag()))
+    immediate_handler_budget: float = field(default=0.02, metadata=_seconds(60.0))
+    event_queue_size: int = field(default=10_000, metadata=rule(count(1, 10_000_000)))
+    close_timeout: float = field(default=1.0, metadata=_seconds(MAX_TIMEOUT))
+    http_timeout: float = field(default=15.0, metadata=_seconds(MAX_TIMEOUT))
+    disconnect_timeout: float = field(default=2.0, metadata=_seconds(MAX_TIMEOUT))
+    keepalive_interval: float | None = field(default=20.0, metadata=_seconds(MAX_TIMEOUT, optional=True))
+    keepalive_timeout: float = field(default=20.0, metadata=_seconds(MAX_TIMEOUT))
+    max_message_bytes: int = field(default=MAX_MESSAGE_BYTES, metadata=rule(count(1024, MAX_MESSAGE_BYTES)))
+    send_queue_bytes: int = field(default=1024 * 1024, metadata=rule(count(1024, 1 << 30)))
+    close_grace: float = field(default=0.25, metadata=_seconds(10.0))
 
     def __post_init__(self) -> None:
-        for name in ("connection_timeout", "ack_timeout", "close_timeout", "http_timeout",
-                     "immediate_handler_budget", "max_session_duration", "disconnect_timeout",
-                     "keepalive_interval", "keepalive_timeout", "close_grace"):
-            value = getattr(self, name)
-            if value is None and name in ("max_session_duration", "keepalive_interval"):
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise _invalid(f"{name} must be a finite number of seconds, got {value!r}")
-        if isinstance(self.event_queue_size, bool) or not isinstance(self.event_queue_size, int):
-            raise _invalid(f"event_queue_size must be an int, got {self.event_queue_size!r}")
-        if not isinstance(self.session_duration_warnings, tuple) or not all(
-                isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
-                for w in self.session_duration_warnings):
-            raise _invalid("session_duration_warnings must be a tuple of finite seconds")
-        if not isinstance(self.api_key, str) or not isinstance(self.character_id, str):
-            raise _invalid("api_key and character_id must be strings")
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise _invalid(f"url must be an http(s) URL, got {self.url!r}")
-        if self.transport not in TRANSPORTS:
-            raise _invalid(f"transport must be one of {TRANSPORTS}, got {self.transport!r}")
-        if not 0 < self.connection_timeout <= MAX_CONNECTION_TIMEOUT:
-            raise _invalid(
-                f"connection_timeout must be in (0, {MAX_CONNECTION_TIMEOUT:g}] seconds, "
-                f"got {self.connection_timeout!r}"
-            )
-        for name in ("ack_timeout", "close_timeout", "http_timeout", "immediate_handler_budget",
-                     "disconnect_timeout", "keepalive_timeout", "close_grace"):
-            if getattr(self, name) <= 0:
-                raise _invalid(f"{name} must be > 0 seconds")
-        if self.keepalive_interval is not None and self.keepalive_interval <= 0:
-            raise _invalid("keepalive_interval must be > 0 seconds or None")
-        for name in ("max_message_bytes", "send_queue_bytes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
-                raise _invalid(f"{name} must be an int >= 1024 bytes, got {value!r}")
-        if self.max_session_duration is not None and self.max_session_duration <= 0:
-            raise _invalid("max_session_duration must be > 0 seconds or None")
-        if any(w <= 0 for w in self.session_duration_warnings):
-            raise _invalid("session_duration_warnings must be lead times > 0 seconds")
-        if self.event_queue_size < 1:
-            raise _invalid("event_queue_size must be >= 1")
-        if not isinstance(self.delivery_policy, EventDeliveryPolicy):
-            raise _invalid("delivery_policy must be an EventDeliveryPolicy")
-        if self.end_user_metadata is not None and not isinstance(self.end_user_metadata, Mapping):
-            raise _invalid("end_user_metadata must be a mapping or None")
+        raw_key = self.api_key
+        check_fields(self, redact=key_scrubber(raw_key) if isinstance(raw_key, str) else None)
+
+    @classmethod
+    def field_rules(cls) -> dict[str, str]:
+        """What each field accepts, as text: ``{"slot_wait": "a SlotWaitPolicy or None", ...}``."""
+        return {name: spec.describe() for name, spec in specs_of(cls).items()}
 
     def __repr__(self) -> str:
         shown = []

@@ -5,7 +5,7 @@ Maps every HTTP failure to an :class:`ErrorCode` with the classifier rules of Co
 it from short-lived worker threads, each call with a :class:`~convai_sync.netio.Canceller` that
 the session aborts at the call's deadline (per-read timeouts alone do not bound a peer that
 drip-feeds its answer). The API key travels in the ``X-API-Key`` header and never appears in
-logs or errors.
+logs or errors, whatever its whitespace.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import requests
 from .config import ConvaiConfig
 from .errors import ErrorCode, SessionError, SessionErrorStage
 from .netio import AbortableAdapter, Canceller, cancelled_by
+from .redact import key_scrubber, scrubbed_copy
 
 log = logging.getLogger("convai_sync")
 
@@ -135,6 +136,13 @@ def build_request(config: ConvaiConfig, character_session_id: str | None) -> dic
     return body
 
 
+#: Errors raised before anything is sent: the request itself cannot be built (a header or URL
+#: requests refuses). Retrying cannot help, so they are ``config.invalid``, not network errors.
+_UNSENDABLE = (requests.exceptions.InvalidHeader, requests.exceptions.InvalidURL,
+               requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
+               requests.exceptions.URLRequired, requests.exceptions.InvalidJSONError)
+
+
 def describe_failure(exc: BaseException, url: str) -> str:
     """A network failure in words: the host, the cause (refused, DNS, reset…) and a hint."""
     parts = urlsplit(url)
@@ -144,8 +152,8 @@ def describe_failure(exc: BaseException, url: str) -> str:
     while cause is not None and seen < 10:
         if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == errno.ECONNREFUSED:
             return f"connection refused by {where} (is the service or simulator running at {parts.scheme}://{where}?)"
-        name = type(cause).__name__
-        if name == "NameResolutionError" or isinstance(cause, OSError) and "Name or service not known" in str(cause):
+        if type(cause).__name__ == "NameResolutionError" or isinstance(cause, OSError) and (
+                "Name or service not known" in str(cause) or "nodename nor servname" in str(cause)):
             return f"cannot resolve host {parts.hostname!r} (DNS lookup failed; check ConvaiConfig.url)"
         if isinstance(cause, ConnectionResetError):
             return f"connection reset by {where}"
@@ -159,11 +167,6 @@ def _reason_of(exc: BaseException) -> BaseException | None:
     return reason if isinstance(reason, BaseException) else None
 
 
-def _sanitised(exc: requests.RequestException) -> ConnectionError:
-    """A plain copy of a requests error: the original holds the request, whose headers hold the key."""
-    return ConnectionError(f"{type(exc).__name__}: {exc}")
-
-
 def _error(code: ErrorCode, message: str, status: int | None, exc: BaseException | None = None) -> ConnectFailed:
     return ConnectFailed(SessionError.of(code, message, http_status_code=status, exception=exc,
                                          stage=SessionErrorStage.CONNECT_API))
@@ -174,6 +177,7 @@ class ConnectApi:
 
     def __init__(self, config: ConvaiConfig) -> None:
         self._config = config
+        self._scrub = key_scrubber(config.api_key)
         self._base = config.url.rstrip("/")
         self._http = requests.Session()
         self._http.headers["User-Agent"] = "convai-sync"
@@ -192,27 +196,26 @@ class ConnectApi:
 
         Raises:
             ConnectFailed: with the classified error (stage CONNECT_API); an aborted call is
-                ``connection.timeout``.
+                ``connection.timeout``; an unreachable URL is ``connection.network_error`` whose
+                message names the host and the cause (refused, DNS) with a hint.
         """
         body = build_request(self._config, character_session_id)
         url = f"{self._base}/connect"
         canceller = canceller or Canceller("POST /connect")
+        failure: ConnectFailed | None = None
         try:
             with cancelled_by(canceller):
                 # No redirects: requests would forward X-API-Key to another host on a 307/308.
                 resp = self._http.post(url, json=body, timeout=timeout, allow_redirects=False,
                                        headers={"X-API-Key": self._config.api_key})
-        except requests.RequestException as exc:
-            if canceller.aborted:
-                raise _error(ErrorCode.CONNECTION_TIMEOUT, f"POST /connect aborted: {canceller.reason}",
-                             None) from None
-            if isinstance(exc, requests.Timeout):
-                raise _error(ErrorCode.CONNECTION_TIMEOUT, f"POST /connect timed out after {timeout:.1f} s",
-                             None, _sanitised(exc)) from None
-            raise _error(ErrorCode.CONNECTION_NETWORK_ERROR, f"POST {url} failed: {describe_failure(exc, url)}",
-                         0, _sanitised(exc)) from None
+        except (requests.RequestException, ValueError) as exc:
+            failure = self._request_failed(exc, timeout, url, canceller)
         finally:
             canceller.release()
+        if failure is not None:
+            # Raised outside the except block so the original (which holds the request and its
+            # headers) is not even kept as __context__.
+            raise failure
         log.debug("POST %s -> %d", url, resp.status_code)
         if resp.status_code != 200:
             message = self._redact(extract_message(resp.text) or f"HTTP {resp.status_code}")
@@ -220,10 +223,25 @@ class ConnectApi:
             raise _error(code, f"POST /connect: HTTP {resp.status_code}: {message}", resp.status_code)
         return self._parse(resp)
 
+    def _request_failed(self, exc: Exception, timeout: float, url: str, canceller: Canceller) -> ConnectFailed:
+        """Classify an exception of ``requests`` (or of the layers below it) without the key."""
+        if canceller.aborted:
+            return _error(ErrorCode.CONNECTION_TIMEOUT, f"POST /connect aborted: {canceller.reason}", None)
+        copy = scrubbed_copy(exc, self._config.api_key)
+        if isinstance(exc, requests.Timeout):
+            return _error(ErrorCode.CONNECTION_TIMEOUT, f"POST /connect timed out after {timeout:.1f} s",
+                          None, copy)
+        if isinstance(exc, _UNSENDABLE) or not isinstance(exc, requests.RequestException):
+            return ConnectFailed(SessionError.of(
+                ErrorCode.CONFIG_INVALID,
+                f"POST /connect was not sent: the request could not be built ({copy}); "
+                "check ConvaiConfig.api_key and ConvaiConfig.url", exception=copy))
+        return _error(ErrorCode.CONNECTION_NETWORK_ERROR,
+                      f"POST {url} failed: {self._scrub(describe_failure(exc, url))}", 0, copy)
+
     def _redact(self, text: str) -> str:
-        """Hide the API key should a server echo it back in an error body."""
-        key = self._config.api_key
-        return text.replace(key, "***") if key else text
+        """Hide the API key (in any of its forms) should a server echo it back in an error body."""
+        return self._scrub(text)
 
     def _parse(self, resp: requests.Response) -> Endpoint:
         try:
@@ -271,7 +289,7 @@ class ConnectApi:
                          "frees the slot when it reads it", canceller.reason)
             else:
                 log.warning("POST /disconnect failed (%s); the server frees the slot on its own timeout",
-                            describe_failure(exc, url))
+                            self._scrub(describe_failure(exc, url)))
             return False
         finally:
             canceller.release()

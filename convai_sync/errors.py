@@ -12,7 +12,8 @@ Exception tree::
      +-- ConcurrencyLimitError          connection.connect_concurrency_limit_reached
      +-- UsageLimitError                server.usage_limit_reached
      +-- InvalidStateError              session.invalid_state (wrong state, or a blocking call
-                                        on the thread that would have to deliver its result)
+     |                                  on the thread that would have to deliver its result)
+     +-- ConvaiTimeoutError(.., TimeoutError)  a blocking call ran out of time (connection.timeout)
 
 A note on ``connection.connect_speaker_limit_reached``: the Unity troubleshooting table (seed 003)
 marks it recoverable, but the same page's retry list and the SDK source treat it as not
@@ -341,6 +342,21 @@ class UsageLimitError(ConvaiError):
 
 class InvalidStateError(ConvaiError):
     """The call is not valid in the current state, or would deadlock (``session.invalid_state``)."""
+
+
+class ConvaiTimeoutError(ConvaiError, TimeoutError):
+    """A blocking call (``connect``, ``ask``, ``wait_for``, a ``wait=True`` send) ran out of time.
+
+    Its ``error_code`` is ``connection.timeout``. Also a built-in ``TimeoutError``, so
+    ``except TimeoutError`` catches it too.
+    """
+
+
+def timeout_error(message: str, session_id: str | None = None,
+                  stage: SessionErrorStage = SessionErrorStage.RUNTIME) -> ConvaiTimeoutError:
+    """Shorthand for a :class:`ConvaiTimeoutError` with ``connection.timeout`` and ``message``."""
+    return ConvaiTimeoutError(SessionError.of(ErrorCode.CONNECTION_TIMEOUT, message, session_id=session_id,
+                                              stage=stage))
 
 
 def error_for(error: SessionError) -> ConvaiError:

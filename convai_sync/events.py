@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .delivery import EventDeliveryPolicy
 from .disconnect import DisconnectReason
 from .errors import ErrorCode, SessionError
 from .state import SessionState
@@ -161,17 +162,54 @@ class UserIdleTimeoutElapsed:
 
 @dataclass(frozen=True, kw_only=True)
 class HandlerError:
-    """A subscriber raised; passed to the hub's error handler and counted in diagnostics."""
+    """An event handler raised; the SDK caught the exception and kept running.
+
+    Produced by the :class:`~convai_sync.EventHub` on the thread where the handler ran (the
+    session thread for IMMEDIATE, the ``convai-dispatch-<n>`` thread for BACKGROUND, the thread
+    calling ``pump()`` for MAIN_THREAD). It is logged at ERROR with the traceback on the
+    ``convai_sync`` logger, counted in ``diagnostics()["events"]["handler_errors"]``, passed to
+    the hub's error handler (``EventHub.set_error_handler``) and published on
+    ``client.events.on_handler_error`` (delivered under that subscription's own policy). When
+    the application takes none of these (no error handler, no ``HandlerError`` subscription,
+    no logging handler that would print the record, and ``strict_handlers`` off) the exception
+    goes to :func:`threading.excepthook`, which prints it to stderr by default. A handler
+    subscribed to ``HandlerError`` that raises is logged and reported the same way, but not
+    published again (no recursion).
+
+    Attributes:
+        event: The event object (any payload type) the handler was called with.
+        handler: The handler's qualified name, e.g. ``"mygame.on_text"``.
+        exception: The exception it raised (traceback in ``exception.__traceback__``).
+        policy: The :class:`~convai_sync.EventDeliveryPolicy` of the failing subscription.
+        thread: Name of the thread the handler ran on.
+        timestamp: Aware UTC datetime of the failure.
+    """
 
     event: object
     handler: str
     exception: BaseException
+    policy: EventDeliveryPolicy | None = None
+    thread: str = ""
     timestamp: datetime = field(default_factory=utcnow)
 
 
 @dataclass(frozen=True, kw_only=True)
 class EventQueueOverflow:
-    """A bounded delivery queue was full; ``dropped`` events were not delivered."""
+    """A bounded delivery queue was full, so one delivery was dropped (never blocks the sender).
+
+    The MAIN_THREAD queue fills when the host stops calling ``pump()``; the BACKGROUND queue
+    when a BACKGROUND handler blocks. Each dropped delivery is logged at WARNING on the
+    ``convai_sync`` logger, counted in ``diagnostics()["events"]["overflows"]`` and passed to the
+    hub's error handler (``EventHub.set_error_handler``), on the publishing thread (usually the
+    session thread: the error handler must not block). Raise
+    ``ConvaiConfig.event_queue_size`` or pump more often.
+
+    Attributes:
+        policy: Which queue: ``"main_thread"`` or ``"background"``.
+        dropped: Total deliveries this queue has dropped so far (1, 2, …).
+        event: The event object (any payload type) that was not delivered.
+        timestamp: Aware UTC datetime of the drop.
+    """
 
     policy: str
     dropped: int

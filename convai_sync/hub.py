@@ -1,10 +1,13 @@
 """``EventHub``: typed publish/subscribe with per-subscription delivery policy.
 
-Thread rules (DESIGN.md §3): subscriber lists are copy-on-write, so ``publish`` takes no lock
-while handlers run; no SDK lock is ever held while user code runs; a handler that raises is
-logged with its traceback, counted, passed to the error handler, and never kills an SDK
-thread. With ``strict=True`` the first handler exception is re-raised on the caller's thread at
-the next :meth:`EventHub.pump`, :meth:`EventHub.wait_for` or :meth:`EventHub.close`.
+Thread rules: subscriber lists are copy-on-write, so ``publish`` takes no lock while handlers
+run; no SDK lock is ever held while user code runs; a handler that raises never kills an SDK
+thread. Its exception is logged at ERROR with the traceback, counted, passed to the error
+handler and published as a :class:`~convai_sync.events.HandlerError`; if the application took
+none of those routes and no logging handler would print the record, it goes to
+:func:`threading.excepthook` (stderr by default), so a handler bug is never silent and never
+printed twice. With ``strict=True`` the first handler exception is re-raised on the caller's
+thread at the next :meth:`EventHub.pump`, :meth:`EventHub.wait_for` or :meth:`EventHub.close`.
 
 Subscribing to a type receives its subclasses too (``ServerMessage`` receives every
 conversation message).
@@ -14,14 +17,16 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from .delivery import BackgroundDispatcher, EventDeliveryPolicy, MainThreadQueue
-from .errors import invalid_state
+from .errors import invalid_state, timeout_error
 from .events import EventQueueOverflow, HandlerError
+from .uncaught import report_uncaught, would_be_logged
 
 log = logging.getLogger("convai_sync")
 
@@ -77,6 +82,17 @@ class Subscription(Generic[T]):
                 f"policy={self.policy.name}, active={self.active})")
 
 
+def _wait_limit(timeout: float | None) -> float | None:
+    """Validate a ``wait_for`` timeout; None for "no limit" (``inf`` or beyond what threads take)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
+    if math.isnan(timeout) or timeout < 0:
+        raise ValueError(f"timeout must be >= 0 seconds or None, got {timeout!r}")
+    return None if timeout >= threading.TIMEOUT_MAX else float(timeout)
+
+
 class EventHub:
     """Publishes events to subscriptions under their :class:`EventDeliveryPolicy`.
 
@@ -97,7 +113,7 @@ class EventHub:
         self._by_type: dict[type, tuple[Subscription[Any], ...]] = {}
         self._main = MainThreadQueue(queue_size, self._overflow)
         self._background = BackgroundDispatcher(queue_size, self._deliver, self._overflow)
-        self._error_handler: Callable[[HandlerError], Any] | None = None
+        self._error_handler: Callable[[HandlerError | EventQueueOverflow], Any] | None = None
         self._pending_error: BaseException | None = None
         self._publisher_threads: set[int] = set()
         self._waiters: set[threading.Event] = set()
@@ -161,8 +177,17 @@ class EventHub:
         """Number of active subscriptions."""
         return len(self._subs)
 
-    def set_error_handler(self, handler: Callable[[HandlerError], Any] | None) -> None:
-        """Receive every :class:`HandlerError` and :class:`EventQueueOverflow` (after logging)."""
+    def set_error_handler(self, handler: Callable[[HandlerError | EventQueueOverflow], Any] | None) -> None:
+        """Receive every :class:`HandlerError` and :class:`EventQueueOverflow` (after logging).
+
+        Args:
+            handler: Called with the report on the thread where it happened (the failing
+                handler's thread; the publishing thread for an overflow), so it must be quick
+                and must not block. None removes it. Setting one counts as taking control of
+                handler errors: they are then no longer sent to ``threading.excepthook``. An
+                exception it raises is logged (and, with no logging configured, sent to
+                ``threading.excepthook``), never propagated.
+        """
         self._error_handler = handler
 
     # ---- publishing ------------------------------------------------------------------------
@@ -199,8 +224,10 @@ class EventHub:
                 try:
                     sub.handler(event)
                 except Exception as exc:  # noqa: BLE001 - user code: contain, log, count, report
+                    elapsed = _perf_counter() - start
                     self._handler_failed(sub, event, exc)
-                elapsed = _perf_counter() - start
+                else:
+                    elapsed = _perf_counter() - start
                 if elapsed > self._budget:
                     self._slow(sub, elapsed)
             elif policy is _BACKGROUND:
@@ -230,7 +257,23 @@ class EventHub:
         log.error("event handler %s raised on %s", name, type(event).__name__, exc_info=exc)
         if self._strict and self._pending_error is None:
             self._pending_error = exc
-        self._report(HandlerError(event=event, handler=name, exception=exc))
+        report = HandlerError(event=event, handler=name, exception=exc, policy=sub.policy,
+                              thread=threading.current_thread().name)
+        routed = self._report(report)
+        # A HandlerError handler that raises is not published again: that would recurse.
+        if not isinstance(event, HandlerError) and not self._closed:
+            # Only a subscription to HandlerError itself takes control; a catch-all ``object``
+            # subscriber receives the report but is not deemed to have handled it.
+            routed = any(issubclass(s.event_type, HandlerError) for s in self._subs) or routed
+            self.publish(report)
+        if not routed and not self._strict:
+            self._unseen(exc)
+
+    @staticmethod
+    def _unseen(exc: BaseException) -> None:
+        """Send ``exc`` to ``threading.excepthook`` unless the ERROR record just logged shows."""
+        if not would_be_logged(log, logging.ERROR):
+            report_uncaught(exc)
 
     def _overflow(self, policy: str, event: object) -> None:
         self.overflows[policy] = self.overflows.get(policy, 0) + 1
@@ -238,14 +281,17 @@ class EventHub:
                     "ConvaiConfig.event_queue_size", policy, type(event).__name__, self.overflows[policy])
         self._report(EventQueueOverflow(policy=policy, dropped=self.overflows[policy], event=event))
 
-    def _report(self, item: Any) -> None:
+    def _report(self, item: HandlerError | EventQueueOverflow) -> bool:
+        """Pass ``item`` to the error handler; True when one is set (even if it raised)."""
         handler = self._error_handler
         if handler is None:
-            return
+            return False
         try:
             handler(item)
-        except Exception:
-            log.exception("hub error handler raised")
+        except Exception as exc:
+            log.error("hub error handler %s raised", _handler_name(handler), exc_info=exc)
+            self._unseen(exc)
+        return True
 
     # ---- host-side calls -------------------------------------------------------------------
 
@@ -291,12 +337,26 @@ class EventHub:
         """Block until an event of ``event_type`` (matching ``predicate``) is published.
 
         Delivery uses an internal IMMEDIATE subscription, so it completes under every policy
-        without ``pump()``.
+        without ``pump()``. Only events published after the call are seen.
+
+        Args:
+            event_type: Payload class to wait for (subclasses match).
+            predicate: Called on the publishing thread with each candidate; must be quick.
+            timeout: Seconds (>= 0) measured from the call; None or ``inf`` waits until the
+                event or ``close()``.
+
+        Returns:
+            The first matching event.
 
         Raises:
-            InvalidStateError: called on the publishing (session) thread, which would deadlock.
-            TimeoutError: nothing matched within ``timeout`` seconds.
+            ValueError: ``timeout`` is negative or NaN. TypeError: it is not a number.
+            InvalidStateError: called on the publishing (session) thread, which would deadlock,
+                or the hub closed while waiting.
+            ConvaiTimeoutError: nothing matched within ``timeout`` seconds (``connection.timeout``;
+                also a ``TimeoutError``).
+            Exception: with ``strict=True``, a handler exception not yet re-raised.
         """
+        limit = _wait_limit(timeout)
         if self.on_publisher_thread():
             raise invalid_state("wait_for() called on the session thread (from an IMMEDIATE "
                                 "handler); it would wait for itself")
@@ -315,8 +375,8 @@ class EventHub:
         sub = self.subscribe(event_type, catch, EventDeliveryPolicy.IMMEDIATE)
         self._waiters.add(done)
         try:
-            if not done.wait(timeout):
-                raise TimeoutError(f"no {event_type.__name__} within {timeout} s")
+            if not done.wait(limit):
+                raise timeout_error(f"no {event_type.__name__} within {timeout} s")
         finally:
             self._waiters.discard(done)
             sub.unsubscribe()

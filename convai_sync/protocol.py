@@ -1,32 +1,48 @@
 """Sans-I/O RTVI protocol: encode client messages, decode and normalise server frames.
 
 No sockets, threads or clocks here. Client messages are sent as the superset envelope
-``{"label": "rtvi-ai", "type", "id", "data"}`` (PROTOCOL.md §1.7). Server frames arrive in three
-forms, all normalised into one stream of typed events:
+``{"label": "rtvi-ai", "type", "id", "data"}`` (as the Convai Unity SDK's ``RTVISendMessageBase``
+sends it). Server frames arrive in three forms, all normalised into one stream of typed events:
 
 * Form A: ``{"label":"rtvi-ai","type":"bot-llm-text","data":{...}}``
 * Form B: ``{"label":"rtvi-ai","type":"server-message","data":{"type":"bot-emotion", ...}}``
 * Form C: ``{"type":"server-response","event_type":...,"status":...}`` (flat)
 
-:func:`decode` never raises on bad input: it returns a :class:`~convai_sync.events.ProtocolFault`
-(``protocol.parse_failed`` or ``protocol.message_invalid``) so the session keeps running.
+:func:`decode` never raises, whatever the peer sends: bad input becomes a
+:class:`~convai_sync.events.ProtocolFault` (``protocol.parse_failed`` or
+``protocol.message_invalid``) so the session keeps running. :mod:`convai_sync.frames` refuses
+what would blow up later on an SDK thread (NaN/``Infinity``, numbers that overflow a float,
+nesting deeper than :data:`MAX_NESTING`, frames over :data:`MAX_FRAME_BYTES`); the builders
+here refuse numeric fields outside their sane range (``user-idle-warning.remaining_seconds``
+must be in [0, :data:`MAX_IDLE_SECONDS`]).
 """
 
 from __future__ import annotations
 
+import enum
 import json
+import logging
+import math
 import uuid
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from . import events as ev
+from . import frames
 from .errors import ErrorCode
 
 LABEL = "rtvi-ai"
 
-#: Frames larger than this are refused before parsing (the service's own limit is 16 MB).
-MAX_FRAME_BYTES = 16 * 1024 * 1024
+log = logging.getLogger("convai_sync")
+
+# Re-exported: the frame limits are part of what decode() promises.
+MAX_FRAME_BYTES = frames.MAX_FRAME_BYTES
+MAX_NESTING = frames.MAX_NESTING
+
+#: Largest ``remaining_seconds`` a ``user-idle-warning`` may announce (a day). Convai documents
+#: an int (example 300); beyond this the local idle deadline would overflow a ``timedelta``.
+MAX_IDLE_SECONDS = 86400
 
 #: Client message types Convai documents as accepted (PROTOCOL.md §1.8).
 CLIENT_TYPES = frozenset({
@@ -45,6 +61,9 @@ _ECHO_TYPES = frozenset({
 CONTEXT_MODES = ("append", "replace", "reset")
 _INVALID = "\x00invalid"  # marks a non-object ``data`` found by _normalise
 RUN_LLM_VALUES = ("true", "false", "auto")
+
+
+_E = TypeVar("_E", bound=enum.IntEnum)
 
 
 class MessageInvalid(ValueError):
@@ -144,27 +163,35 @@ def simple(msg_type: str) -> tuple[str, str]:
 
 # ---- decoding --------------------------------------------------------------------------------
 
-def decode(raw: str | bytes) -> object | None:
-    """Decode one server frame into an event object.
+def decode(raw: object) -> object | None:
+    """Decode one server frame into an event object. Never raises.
+
+    Args:
+        raw: One WebSocket/data-channel message: ``str``, or UTF-8 ``bytes``/``bytearray``/
+            ``memoryview``; anything else is a ``protocol.message_invalid`` fault.
 
     Returns:
-        A typed event (``ServerMessage`` subclass, ``BotReady``, ``ServerResponse``, …), a
-        :class:`~convai_sync.events.ProtocolFault` for bad input, or None for an ignored
-        echo of a client message type.
+        A typed event (``ServerMessage`` subclass, ``BotReady``, ``ServerResponse``, …), None
+        for an ignored echo of a client message type, or a
+        :class:`~convai_sync.events.ProtocolFault`: ``protocol.parse_failed`` for input that is
+        not UTF-8 JSON (or uses NaN/``Infinity``, or a number that overflows a float),
+        ``protocol.message_invalid`` for valid JSON of the wrong shape (no ``type``, too deep,
+        too large, a field of the wrong type or out of range).
     """
-    if isinstance(raw, bytes):
-        if len(raw) > MAX_FRAME_BYTES:
-            return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, "frame exceeds 16 MB", raw)
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return _fault(ErrorCode.PROTOCOL_PARSE_FAILED, "frame is not UTF-8 text", raw)
-    if len(raw) * 4 > MAX_FRAME_BYTES and len(raw.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
-        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, "frame exceeds 16 MB", raw)
     try:
-        msg = json.loads(raw)
-    except ValueError as exc:
-        return _fault(ErrorCode.PROTOCOL_PARSE_FAILED, f"invalid JSON: {exc}", raw)
+        msg, text = frames.parse(raw)
+    except frames.FrameRejected as exc:
+        return _fault(exc.code, exc.detail, exc.raw)
+    try:
+        return _build(msg, text)
+    except (MessageInvalid, TypeError, ValueError, OverflowError) as exc:
+        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, f"invalid message: {exc}", text)
+    except Exception as exc:  # a bug in a builder must not kill the session thread: log it loudly
+        log.exception("decoder bug on a frame; reported as protocol.message_invalid")
+        return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, f"could not decode: {type(exc).__name__}", text)
+
+
+def _build(msg: object, raw: str) -> object | None:
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str) or not msg["type"]:
         return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, "message missing required 'type' field", raw)
     event_type, payload = _normalise(msg)
@@ -180,7 +207,7 @@ def decode(raw: str | bytes) -> object | None:
         if builder is None:
             return ev.ServerMessage(type=event_type, data=frozen)
         return builder(event_type, payload, frozen)
-    except (MessageInvalid, TypeError, ValueError) as exc:
+    except (MessageInvalid, TypeError, ValueError, OverflowError) as exc:
         return _fault(ErrorCode.PROTOCOL_MESSAGE_INVALID, f"{event_type}: {exc}", raw)
 
 
@@ -225,13 +252,30 @@ def _req_str(payload: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def _opt_int(payload: Mapping[str, Any], key: str) -> int | None:
+def _opt_int(payload: Mapping[str, Any], key: str, low: int, high: int,
+             rounding: Callable[[float], int] = int) -> int | None:
+    """A number field in ``[low, high]`` as an ``int`` (``rounding`` for fractions), or None."""
     value = payload.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MessageInvalid(f"'{key}' must be a number")
-    return int(value)
+    if not low <= value <= high:  # also false for NaN
+        raise MessageInvalid(f"'{key}' must be in [{low}, {high}], got {value!r:.40}")
+    return value if isinstance(value, int) else rounding(value)
+
+
+def _member(enum_cls: type[_E], payload: Mapping[str, Any], key: str, default: int) -> _E:
+    """``enum_cls`` member named by an int (or a numeric string) field."""
+    value = payload.get(key, default)
+    if isinstance(value, str) and value.strip().isdigit() and len(value) < 10:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MessageInvalid(f"'{key}' must be an int")
+    try:
+        return enum_cls(value)
+    except ValueError:
+        raise MessageInvalid(f"'{key}': unknown {enum_cls.__name__} {value!r:.40}") from None
 
 
 def _opt_bool(payload: Mapping[str, Any], key: str, default: bool = False) -> bool:
@@ -310,7 +354,8 @@ def _interaction_created(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> obj
 
 
 def _emotion(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
-    return ev.BotEmotion(type=t, data=d, emotion=_req_str(p, "emotion"), scale=_opt_int(p, "scale"))
+    # Convai documents scale 1 (subtle) to 3 (intense); leave room for finer scales.
+    return ev.BotEmotion(type=t, data=d, emotion=_req_str(p, "emotion"), scale=_opt_int(p, "scale", 0, 100))
 
 
 def _actions(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
@@ -368,7 +413,9 @@ def _usage_limit(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
 
 
 def _idle_warning(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
-    remaining = _opt_int(p, "remaining_seconds")
+    # A negative value is invalid rather than clamped: clamping to 0 would fire the local idle
+    # deadline at once on a peer's bad number. Fractions round up: never expire early.
+    remaining = _opt_int(p, "remaining_seconds", 0, MAX_IDLE_SECONDS, math.ceil)
     if remaining is None:
         raise MessageInvalid("missing 'remaining_seconds'")
     message = p.get("message")
@@ -390,8 +437,8 @@ def _participant(joined: bool) -> Builder:
         kind = p.get("participant_type", 0)
         try:
             ptype = (ev.ParticipantType[kind.upper()] if isinstance(kind, str)
-                     else ev.ParticipantType(int(kind)))
-        except (KeyError, ValueError):
+                     else ev.ParticipantType(kind))
+        except (KeyError, ValueError, TypeError):  # unknown kinds are UNKNOWN, as Unity does
             ptype = ev.ParticipantType.UNKNOWN
         cls = ev.ParticipantJoined if joined else ev.ParticipantLeft
         return cls(participant_id=pid, identity=str(p.get("identity") or pid),
@@ -404,10 +451,10 @@ def _participant(joined: bool) -> Builder:
 def _rebind(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
     from .state import SessionState
 
-    outcome = ev.RoomOwnershipRebindStatus(int(p.get("outcome", 0)))
+    outcome = _member(ev.RoomOwnershipRebindStatus, p, "outcome", 0)
     return ev.RoomOwnershipRebindStateChanged(
         outcome=outcome, has_pending_reconnect=bool(p.get("has_pending_reconnect", False)),
-        session_state=SessionState(int(p.get("session_state", 0))),
+        session_state=_member(SessionState, p, "session_state", 0),
         active_character_id=str(p.get("active_character_id") or ""),
         requested_character_id=str(p.get("requested_character_id") or ""),
         reconnect_required=bool(p.get("reconnect_required", False)))

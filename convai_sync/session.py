@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from .errors import ConvaiError, ErrorCode, SessionError, SessionErrorStage, err
 from .hub import EventHub
 from .loop import SessionLoop
 from .netio import Canceller
+from .redact import scrub, scrubbed_copy
 from .state import SessionState, check_transition
 from .transports.base import Transport, TransportClosed, TransportFault, TransportOpenError
 from .turns import AckTracker, TurnTracker
@@ -367,9 +369,11 @@ class Session:
             error = exc.error
         except TransportOpenError as exc:
             error = exc.error
-        except Exception as exc:
-            log.exception("unexpected error during a connect attempt")
-            error = SessionError.of(ErrorCode.CONNECTION_FAILED, f"{type(exc).__name__}: {exc}", exception=exc)
+        except Exception as exc:  # noqa: BLE001 - a bug below us must fail the attempt, not hang connect()
+            copy = scrubbed_copy(exc, self._config.api_key)
+            log.error("unexpected error during a connect attempt: %s\n%s", copy,
+                      scrub("".join(traceback.format_exception(exc)), self._config.api_key))
+            error = SessionError.of(ErrorCode.CONNECTION_FAILED, str(copy), exception=copy)
         if error is not None:
             transport = None
         result = _AttemptResult(attempt_id, endpoint, transport, error)

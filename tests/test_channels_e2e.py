@@ -157,7 +157,8 @@ def test_every_channel_is_covered() -> None:
                  "on_user_idle_warning", "on_participant_joined", "on_participant_left",
                  "on_room_ownership_rebind_state_changed", "on_server_response", "on_llm_no_response",
                  "on_bot_ready", "on_message", "on_waiting_for_slot", "on_session_duration_warning"}
-    # on_user_idle_timeout (the local deadline) is covered in test_limits_e2e.
-    assert names - exercised == {"on_user_idle_timeout"}
+    # on_user_idle_timeout (the local deadline) is covered in test_limits_e2e, on_handler_error
+    # (a raising user handler) in test_handler_errors.
+    assert names - exercised == {"on_user_idle_timeout", "on_handler_error"}
 
 
