@@ -23,7 +23,7 @@ from simulator import messages, wire
 from simulator.livekit import faults, media
 from simulator.livekit.faults import Ending, Plan
 from simulator.livekit.peer import PeerLink
-from simulator.livekit.room import data_packet, leave
+from simulator.livekit.room import data_packet, leave, track_subscribed
 from simulator.sessions import Phase
 
 if TYPE_CHECKING:
@@ -211,6 +211,11 @@ class LiveKitCarrier:
     def _user_track(self, track: MediaStreamTrack) -> None:
         listener = media.Listener(self._heard_audio, self._speech_started, self._utterance)
         self._spawn(listener.run(track))
+        # The client's msid track id is the AddTrackRequest cid; tell it the character now listens.
+        cid = self.link.client_track_id(track)
+        sid = None if cid is None else self._lk.room.user_track_cids.get(cid)
+        if sid is not None:
+            self._spawn(self.send_signal(track_subscribed(sid)))
 
     def _heard_audio(self, seconds: float) -> None:
         self._lk.session.received_audio_seconds += seconds

@@ -47,6 +47,9 @@ TONE_AMPLITUDE = 8000
 #: Peak sample value from which a frame counts as speech (about -30 dBFS).
 SPEECH_PEAK = 1000
 END_OF_UTTERANCE_SILENCE = 0.5
+#: Silence sent after each utterance on the track, so the client's decoder ends on silence rather than
+#: concealing the missing packets (which stretches the last sound by about 100 ms).
+TAIL_SILENCE = 0.06
 #: Longest utterance kept for the transcriber (older audio is dropped, still counted).
 MAX_UTTERANCE_SECONDS = 60.0
 
@@ -231,6 +234,8 @@ async def speak(
     if track is not None:
         if stop():
             track.clear()
+        elif use_track:
+            track.play(bytes(2 * int(rate * TAIL_SILENCE)), rate)
         await track.drained()
 
 

@@ -96,6 +96,16 @@ def receiving_mids(offer_sdp: str) -> set[str]:
     return mids
 
 
+def track_ids(offer_sdp: str) -> dict[str, str]:
+    """Mid -> the offerer's track id (second ``a=msid`` field; LiveKit clients use their AddTrackRequest cid)."""
+    ids = {}
+    for section in _sections(offer_sdp)[1]:
+        mid, msid = _attribute(section, "mid"), _attribute(section, "msid")
+        if mid is not None and msid is not None and " " in msid:
+            ids[mid] = msid.split(" ")[1]
+    return ids
+
+
 def reject_video(answer_sdp: str) -> str:
     """``answer_sdp`` with every video m-line rejected (port 0) and removed from the BUNDLE group."""
     head, sections = _sections(answer_sdp)
@@ -138,6 +148,7 @@ class PeerLink:
         self._on_ready = on_ready
         self._reliable: RTCDataChannel | None = None
         self._voice: RTCRtpTransceiver | None = None
+        self._track_ids: dict[str, str] = {}
         self._closed = False
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc.on("datachannel", self._datachannel)
@@ -181,6 +192,7 @@ class PeerLink:
 
         ``voice`` is attached (once) to the first audio m-line the client receives on.
         """
+        self._track_ids.update(track_ids(offer_sdp))
         scope = _HOST_ADDRESSES.set(self._hosts)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
@@ -204,6 +216,13 @@ class PeerLink:
                 self._voice = transceiver
                 return
         logger.warning("the client offered no audio m-line to receive the character's voice on")
+
+    def client_track_id(self, track: MediaStreamTrack) -> str | None:
+        """The client's own id (its AddTrackRequest ``cid``) of a remote ``track``, from the offer's msid."""
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track and transceiver.mid is not None:
+                return self._track_ids.get(transceiver.mid)
+        return None
 
     def send(self, packet: bytes) -> bool:
         """Send one packet on the client's reliable channel; False when it is not open."""

@@ -48,8 +48,9 @@ class RoomState:
     created_at: int = field(default_factory=lambda: int(time.time()))
     #: True once the character has joined (at once, or at ``bot-ready`` with a ``bot_ready_delay``).
     character_joined: bool = False
-    #: The user's published tracks: TR_ sid -> TrackInfo.
+    #: The user's published tracks: TR_ sid -> TrackInfo, and the client's track ids (``cid``) -> TR_ sid.
     user_tracks: dict[str, models.TrackInfo] = field(default_factory=dict)
+    user_track_cids: dict[str, str] = field(default_factory=dict)
 
     @property
     def voice_stream_id(self) -> str:
@@ -103,7 +104,13 @@ class RoomState:
                                 muted=request.muted, mime_type="audio/opus" if request.type == models.AUDIO else "",
                                 stream=request.stream)
         self.user_tracks[info.sid] = info
+        self.user_track_cids[request.cid] = info.sid
         return rtc.SignalResponse(track_published=rtc.TrackPublishedResponse(cid=request.cid, track=info))
+
+
+def track_subscribed(track_sid: str) -> rtc.SignalResponse:
+    """Tells the publisher its track now has a subscriber (the character hears it)."""
+    return rtc.SignalResponse(track_subscribed=rtc.TrackSubscribed(track_sid=track_sid))
 
 
 def leave(reason: int, action: int = rtc.LeaveRequest.DISCONNECT) -> rtc.SignalResponse:
