@@ -35,6 +35,10 @@ logger = logging.getLogger("simulator.livekit.carrier")
 
 #: Messages kept while the data channel is not open yet (oldest dropped beyond this, with a warning).
 PENDING_LIMIT = 1000
+#: Bound on waiting for the last messages (e.g. ``usage-limit-reached``) to leave before a ``leave``, and the
+#: head start they get over it: data packets and the leave travel on different connections.
+DRAIN_TIMEOUT = 0.5
+LEAVE_HEAD_START = 0.02
 
 
 class LiveKitCarrier:
@@ -127,6 +131,8 @@ class LiveKitCarrier:
         """Carry out ``plan`` on this connection."""
         logger.info("session %s: LiveKit %s (%s)", self._lk.session.session_id, plan.ending.value, plan.reason.name)
         if plan.ending is Ending.LEAVE:
+            await self.link.drain(DRAIN_TIMEOUT)
+            await asyncio.sleep(LEAVE_HEAD_START)
             await self.send_signal(leave(int(plan.reason)))
             await self.dispose()
         elif plan.ending is Ending.WITHHOLD:

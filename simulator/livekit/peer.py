@@ -38,6 +38,8 @@ logger = logging.getLogger("simulator.livekit.peer")
 #: The data channel the client creates for reliable packets (LiveKit ``RELIABLE_DC_LABEL``).
 RELIABLE_LABEL = "_reliable"
 DATA_LABELS = ("_reliable", "_lossy")
+#: How often :meth:`PeerLink.drain` looks at the channel's buffer (aiortc has no "drained" event).
+DRAIN_POLL = 0.01
 
 _HOST_ADDRESSES: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
     "simulator_livekit_host_addresses", default=None)
@@ -231,6 +233,17 @@ class PeerLink:
             return False
         channel.send(packet)
         return True
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until the reliable channel has handed everything to SCTP."""
+        channel = self._reliable
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while channel is not None and channel.readyState == "open" and channel.bufferedAmount > 0:
+            if loop.time() >= deadline:
+                logger.warning("data channel still holds %d bytes at the end", channel.bufferedAmount)
+                return
+            await asyncio.sleep(DRAIN_POLL)
 
     async def withhold(self) -> None:
         """Stop answering connectivity checks, silently (the client's ICE consent then fails)."""
