@@ -411,6 +411,17 @@ class Simulator:
 
         self._call(act)
 
+    def livekit_stats(self) -> dict[str, int]:
+        """What the LiveKit side holds right now: ``connections`` (participant connections), ``rooms``
+        (remembered rooms, ended ones included) and ``tasks`` (the simulator's running tasks)."""
+        async def read(core: SimCore) -> dict[str, int]:
+            service = core.livekit
+            return {"connections": 0 if service is None else service.connection_count(),
+                    "rooms": 0 if service is None else len(service.rooms),
+                    "tasks": sum(1 for t in core.tasks if not t.done())}
+
+        return self._call(read)
+
     def refuse_livekit_join(self, status: int, times: int = 1, detail: str | None = None) -> None:
         """Answer the next ``times`` LiveKit joins (``GET /rtc/v1``) with HTTP ``status`` (401, 403, 404 or
         429) and ``detail`` (default: a LiveKit-style text). Raises ValueError for other statuses, and
