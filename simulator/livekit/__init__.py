@@ -39,15 +39,42 @@ Note on clients on this machine: libwebrtc ignores loopback adapters when it gat
 client on a machine whose only address is 127.0.0.1 cannot connect without help; the project's tests preload
 ``tests/support/loopback_shim.c`` for that. On a machine with a network interface no help is needed.
 
-Real-client symptoms (``livekit`` 1.2.1 against this simulator, measured by ``tests/test_livekit_faults.py``):
+Real-client symptoms (``livekit`` 1.2.1 against this simulator, asserted by ``tests/test_livekit_faults.py``):
 
 .. Keep this table in step with the README section "LiveKit in the simulator".
 
 =========================================  ====================================================================
-Injected / server-side end                 What the real client shows
+Injected / server-side end                 What the real client shows (``room.on(...)`` events, error text)
 =========================================  ====================================================================
-(filled in from measurements)
+``inject(DisconnectReason.X)``, any 0..16  ``disconnected(X)`` within ~10 ms, no ``reconnecting`` (a ``leave``
+                                           with reason X; ``DUPLICATE_IDENTITY`` as a second join would cause)
+a real second join, same identity          the older room: ``disconnected(DUPLICATE_IDENTITY)``; the newer one
+                                           carries the session on
+idle timeout, usage limit, kill-pipeline,  ``disconnected(ROOM_DELETED)``; the explaining message
+``POST /disconnect``, token expiry,        (``usage-limit-reached``, RTVI ``error``, the ack) arrives first
+``server.fatal_error``
+``Simulator.stop()``                       ``disconnected(SERVER_SHUTDOWN)``
+``transport.signal_disconnected``          ``reconnecting`` at once, then ``disconnected(STATE_MISMATCH)``
+                                           within ~40 ms (resume refused)
+``transport.livekit_error``                ``reconnecting``, then ``disconnected(UNKNOWN_REASON)`` (~30 ms)
+``transport.ice_failed`` /                 nothing for ~15 s (libwebrtc's ICE timeout), then ``reconnecting``
+``transport.peer_connection_failed``       and ``disconnected(MEDIA_FAILURE)``
+``refuse_livekit_join(401|403|429)``       ``room.connect()`` raises ``ConnectError("engine: signal failure:
+                                           handshake error: 401 Unauthorized")`` (403 Forbidden, 429 Too Many
+                                           Requests) after ~0.1 s; the client tries 4 times per connect
+``refuse_livekit_join(404)``               the client falls back to ``/rtc`` (v0), which answers 400:
+                                           ``handshake error: 400 Bad Request``
+bad or foreign token                       ``ConnectError("... client error: 401 Unauthorized - invalid token:
+                                           InvalidSignatureError")``
+expired token (``token_ttl``)              ``ConnectError("... client error: 401 Unauthorized - invalid token:
+                                           token is expired")``
 =========================================  ====================================================================
+
+Measured on loopback (``bench/livekit_loopback.py``, 2 cores): ``room.connect()`` p50 60 ms, max 75-180 ms;
+data round trip (a ``reset-idle-timer`` and its ack) p50 0.8-1.4 ms, p99 1.3 ms; the client runs 2 native threads
+before its first room and 13-14 with a connected room (20 if the video m-lines were accepted), and keeps 13 after
+disconnecting, without growth over 50 rooms; an idle connected session costs the simulator's loop 0.2 % of a
+core (no audio is sent between turns).
 """
 
 from __future__ import annotations
