@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.loopback import ensure_loopback_preload  # noqa: E402
+from tests.support.loopback import ensure_loopback_preload
 
 
 def _cpu_seconds(native_id: int) -> float:
