@@ -1,19 +1,27 @@
 """``ConvaiClient``: the facade an application holds. It owns no thread itself.
 
 Any method may be called from any thread, including from inside an event handler under any
-delivery policy. Blocking calls (``connect``, ``ask``, ``wait_for``, ``wait=True`` sends) take a
-timeout and raise :class:`InvalidStateError` at once when called on the session thread (an
-IMMEDIATE handler), which would have to deliver what they wait for.
+delivery policy. Every blocking call (``connect``, ``reconnect``, ``ask``, ``stream``,
+``wait_for``, ``wait=True`` sends, ``disconnect``, ``close``) has a deadline measured from the
+call that covers all of its work, and raises :class:`InvalidStateError` at once when called on
+the session thread (from an IMMEDIATE handler), which it would otherwise stall.
+
+Sends never block on the network: a frame is written at once when the socket has room, else
+queued (bounded, ``ConvaiConfig.send_queue_bytes``); when the queue is full because the server
+has stopped reading, the send fails at once with :class:`SendQueueFullError` and the frame is
+not sent.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from . import events as ev
 from . import protocol
@@ -22,23 +30,102 @@ from .clock import Clock, SystemClock
 from .config import ConvaiConfig
 from .connect import ConnectApi
 from .disconnect import DisconnectReason
-from .errors import ConfigurationError, ConvaiError, ErrorCode, SessionError, UsageLimitError, error_for, invalid_state
+from .errors import (
+    ConfigurationError,
+    ConvaiError,
+    ErrorCode,
+    InvalidStateError,
+    SessionError,
+    UsageLimitError,
+    error_for,
+    invalid_state,
+)
 from .hub import EventHub
 from .session import PipelineSessionError, Session
 from .state import SessionState
 from .transports import create as create_transport
 from .transports.base import Transport
+from .transports.outbox import OutboxFull
+from .turns import Turn
 
 log = logging.getLogger("convai_sync")
 T = TypeVar("T")
+
+ContextMode = Literal["append", "replace", "reset"]
+RunLLM = Literal["true", "false", "auto"]
 
 
 class ConvaiTimeoutError(ConvaiError, TimeoutError):
     """A blocking call ran out of time (``connection.timeout``); also a ``TimeoutError``."""
 
 
+class SendQueueFullError(InvalidStateError):
+    """The send queue is full because the server stopped reading; the message was not sent.
+
+    A subclass of :class:`InvalidStateError` (``session.invalid_state``): like sending while not
+    CONNECTED, the session cannot take input right now. The keepalive drops a link that stays
+    silent, and the reconnect policy then restores it.
+    """
+
+
 def _timeout_error(message: str, session_id: str | None) -> ConvaiTimeoutError:
     return ConvaiTimeoutError(SessionError.of(ErrorCode.CONNECTION_TIMEOUT, message, session_id=session_id))
+
+
+def _check_timeout(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0 or None, got {value!r}")
+    return float(value)
+
+
+class _Deadline:
+    """A point in wall-clock (monotonic) time; None means no deadline."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, timeout: float | None) -> None:
+        self.at = None if timeout is None else time.monotonic() + timeout
+
+    def remaining(self) -> float | None:
+        return None if self.at is None else max(0.0, self.at - time.monotonic())
+
+
+class ReplyStream(Iterator[ev.BotText]):
+    """The chunks of one reply as they arrive (see :meth:`ConvaiClient.stream`).
+
+    Iterate it on the calling thread; it ends at the end of the turn. :attr:`reply` holds the
+    whole :class:`BotReply` once the iteration has ended.
+    """
+
+    def __init__(self, turn: Turn, deadline: _Deadline, timeout: float | None, client: ConvaiClient) -> None:
+        self._turn = turn
+        self._deadline = deadline
+        self._timeout = timeout
+        self._client = client
+        self._index = 0
+        self.reply: ev.BotReply | None = None
+
+    def __next__(self) -> ev.BotText:
+        at = self._deadline.at if self._deadline.at is not None else float("inf")
+        try:
+            chunk = self._turn.wait_chunk(self._index, at)
+        except TimeoutError:
+            self._client._session.turns.abandon(self._turn)
+            raise _timeout_error(f"no complete reply within {self._timeout} s", self._client.session_id) from None
+        finally:
+            self._client._hub.raise_pending()
+        if chunk is None:
+            self.reply = self._turn.future.result(0)
+            raise StopIteration
+        self._index += 1
+        return chunk
+
+    def close(self) -> None:
+        """Stop waiting: the rest of the reply reaches the event channels only."""
+        if not self._turn.future.done():
+            self._client._session.turns.abandon(self._turn)
 
 
 class ConvaiClient:
@@ -46,7 +133,7 @@ class ConvaiClient:
 
     Args:
         config: The :class:`ConvaiConfig`.
-        clock: Time source (tests pass ``convai_sync.testing.FakeClock``).
+        clock: Time source for the session's timers (tests pass ``convai_sync.testing.FakeClock``).
         transport_factory: Builds a :class:`Transport` per attempt (default: ``config.transport``).
         connect_api: The HTTP connect client (tests pass a fake; default talks to ``config.url``).
 
@@ -67,7 +154,7 @@ class ConvaiClient:
                              config.immediate_handler_budget)
         self._events = ConvaiEvents(self._hub, PipelineSessionError)
         self._api = connect_api or ConnectApi(config)
-        factory = transport_factory or (lambda: create_transport(config.transport))
+        factory = transport_factory or (lambda: create_transport(config))
         self._session = Session(config, self._hub, clock or SystemClock(), factory, self._api)
         self._closed = False
         self._close_lock = threading.Lock()
@@ -77,6 +164,7 @@ class ConvaiClient:
 
     @property
     def config(self) -> ConvaiConfig:
+        """The (frozen) configuration this client was built with."""
         return self._config
 
     @property
@@ -86,10 +174,12 @@ class ConvaiClient:
 
     @property
     def state(self) -> SessionState:
+        """The session's :class:`SessionState` now (a snapshot; it changes on the session thread)."""
         return self._session.state
 
     @property
     def session_id(self) -> str | None:
+        """The id ``POST /connect`` returned for the current (or last) session; None before one."""
         return self._session.session_id
 
     @property
@@ -99,26 +189,29 @@ class ConvaiClient:
 
     @property
     def is_bot_ready(self) -> bool:
+        """True once the character's ``bot-ready`` arrived on the current transport."""
         return self._session.bot_ready
 
     @property
     def last_error(self) -> SessionError | None:
+        """The most recent :class:`SessionError` published (None if none yet)."""
         return self._session.last_error
 
     @property
     def last_disconnect_reason(self) -> DisconnectReason | None:
+        """Why the session last dropped or ended (None before the first drop or disconnect)."""
         return self._session.last_disconnect_reason
 
     # ------------------------------------------------------------------ lifecycle
 
     def _check_open(self) -> None:
         if self._closed:
-            raise invalid_state("the client is closed")
+            raise invalid_state("the client is closed; create a new ConvaiClient")
 
     def _check_may_block(self, what: str) -> None:
         if self._session.on_session_thread():
             raise invalid_state(f"{what} called on the session thread (from an IMMEDIATE handler) would "
-                                f"wait for itself; use a BACKGROUND or MAIN_THREAD handler")
+                                f"stall every event; use a BACKGROUND or MAIN_THREAD handler")
 
     def connect(self, timeout: float | None = None) -> None:
         """Block until CONNECTED (transport joined and ``bot-ready`` received).
@@ -128,7 +221,7 @@ class ConvaiClient:
         CONNECTED.
 
         Args:
-            timeout: Overall seconds to wait; None waits for the policies to finish.
+            timeout: Overall seconds to wait, from the call; None waits for the policies to finish.
 
         Raises:
             ConfigurationError: ``config.api_key_missing`` / ``config.character_id_missing``
@@ -136,9 +229,12 @@ class ConvaiClient:
             ConcurrencyLimitError: the plan's concurrency limit held through every attempt.
             UsageLimitError: the account's quota is exhausted.
             InvalidStateError: called in ERROR (``disconnect()`` first) or on the session thread.
-            ConvaiError: any other final error (its ``error_code`` says which, PROTOCOL.md §2.2).
             ConvaiTimeoutError: ``timeout`` passed first (the connect is cancelled).
+            ConvaiError: any other final error; its ``error_code`` says which
+                (``connection.network_error`` for an unreachable URL, with the host and cause).
+            ValueError: ``timeout`` is negative or NaN.
         """
+        timeout = _check_timeout("timeout", timeout)
         self._check_open()
         self._check_may_block("connect()")
         try:
@@ -155,6 +251,7 @@ class ConvaiClient:
         Raises:
             InvalidStateError: while CONNECTING or DISCONNECTING (Convai Unity's rule).
         """
+        timeout = _check_timeout("timeout", timeout)
         self._check_open()
         self._check_may_block("reconnect()")
         self._config.validate_for_connect()
@@ -178,24 +275,33 @@ class ConvaiClient:
         """End the session: close the transport, then ``POST /disconnect`` to free the slot.
 
         Cancels a connect in progress (``session.cancelled``) and resets ERROR to DISCONNECTED.
-        Idempotent; returns within a bounded time. Called from an IMMEDIATE handler it schedules
-        the disconnect and returns at once (it cannot wait for its own thread).
+        Idempotent. Returns within ``config.close_timeout`` seconds whatever the server does: the
+        ``POST /disconnect`` is best effort (the server frees the slot when it reads the request,
+        even if its answer comes too late to wait for). Called from an IMMEDIATE handler it
+        schedules the disconnect and returns at once (it cannot wait for its own thread).
         """
-        if self._session.thread is None or not self._session.running:
+        self._disconnect(_Deadline(self._config.close_timeout))
+
+    def _disconnect(self, deadline: _Deadline) -> None:
+        session = self._session
+        if session.thread is None or not session.running:
             return
-        if self._session.on_session_thread():
-            self._session.post(lambda: self._session.cmd_disconnect(None))
+        if session.on_session_thread():
+            session.post(lambda: session.cmd_disconnect(None))
             return
         fut: Future[None] = Future()
-        self._session.post(lambda: self._session.cmd_disconnect(fut))
-        bound = self._config.close_timeout + self._config.http_timeout
+        session.post(lambda: session.cmd_disconnect(fut))
         try:
-            fut.result(bound)
+            fut.result(deadline.remaining())
         except FutureTimeout:
-            log.warning("disconnect() did not finish within %.1f s", bound)
+            log.warning("disconnect() did not finish within %.2f s", self._config.close_timeout)
+            return
+        assert deadline.at is not None
+        session.wait_released(deadline.at)
 
     def close(self) -> None:
-        """Disconnect and stop every SDK thread (bounded joins). Idempotent.
+        """Disconnect and stop every SDK thread, within ``config.close_timeout`` seconds from the
+        call whatever the server does. Idempotent.
 
         Raises:
             Exception: with ``strict_handlers=True``, a handler exception not yet re-raised.
@@ -204,19 +310,21 @@ class ConvaiClient:
             if self._closed:
                 return
             self._closed = True
-        self.disconnect()
-        timeout = self._config.close_timeout
+        deadline = _Deadline(self._config.close_timeout)
+        assert deadline.at is not None
+        self._disconnect(deadline)
         if self._session.on_session_thread():
             # Called from an IMMEDIATE handler: the disconnect just posted still has to run and
             # publish; close the hub after it, on this thread's queue, and never join ourselves.
-            self._session.post(lambda: self._hub.close(timeout))
+            hub_timeout = self._config.close_timeout
+            self._session.post(lambda: self._hub.close(hub_timeout))
             self._session.post(self._api.close)
-            self._session.stop(timeout)
+            self._session.stop(deadline.at)
             return
-        self._session.stop(timeout)
+        self._session.stop(deadline.at)
         on_dispatch = self._hub.is_dispatch_thread()
         try:
-            self._hub.close(0.0 if on_dispatch else timeout)
+            self._hub.close(0.0 if on_dispatch else (deadline.remaining() or 0.0))
         finally:
             self._api.close()
 
@@ -231,39 +339,61 @@ class ConvaiClient:
     def _ready_transport(self) -> Transport:
         self._check_open()
         session = self._session
-        if session.state.can_accept_input() and session._transport is not None:
-            return session._transport
+        state = session.state
+        transport = session.transport
+        if state.can_accept_input() and transport is not None:
+            return transport
         last = session.last_error
         if last is not None and last.error_code is ErrorCode.SERVER_USAGE_LIMIT_REACHED:
             raise UsageLimitError(last)
-        raise invalid_state(f"cannot send while {session.state.name}; wait for CONNECTED",
-                            session.session_id)
+        if state is SessionState.DISCONNECTED:
+            hint = "call connect() first" if session.session_id is None else "call connect() to start a new session"
+        elif state is SessionState.ERROR:
+            code = last.error_code.value if last is not None else "unknown"
+            hint = f"the session failed ({code}); call disconnect() to reset it, then connect()"
+        elif state is SessionState.CONNECTED:
+            hint = "the character is not ready yet"
+        else:
+            hint = "wait for CONNECTED (connect() blocks until then; on_reconnected fires after a drop)"
+        raise invalid_state(f"cannot send while {state.name}: {hint}", session.session_id)
 
-    def _send(self, msg_type: str, frame: tuple[str, str], wait: bool,
-              timeout: float | None = None) -> ev.ServerResponse | None:
+    def _send(self, msg_type: str, frame: tuple[str, str], wait: bool, timeout: float | None,
+              register: Callable[[], None] | None = None, unregister: Callable[[], None] | None = None
+              ) -> ev.ServerResponse | None:
+        limit = _check_timeout("timeout", timeout)
+        deadline = _Deadline(self._config.ack_timeout if limit is None else limit)
         transport = self._ready_transport()
         if wait:
             self._check_may_block(f"{msg_type} with wait=True")
         acks = self._session.acks
         with self._send_lock:  # ack FIFO order must be wire order (server-response has no id)
             fut = acks.expect(msg_type, wait)
+            if register is not None:
+                register()
             try:
                 transport.send(frame[1])
             except ConnectionError as exc:
                 acks.forget(msg_type, fut)
-                raise invalid_state(f"cannot send {msg_type}: {exc}", self.session_id) from exc
+                if unregister is not None:
+                    unregister()
+                if isinstance(exc, OutboxFull):
+                    raise SendQueueFullError(SessionError.of(
+                        ErrorCode.SESSION_INVALID_STATE, f"{msg_type} not sent: {exc}",
+                        session_id=self.session_id)) from None
+                raise invalid_state(f"{msg_type} not sent: {exc}", self.session_id) from exc
         self._session.stats["frames_sent"] += 1
         self._session.post(self._session.note_activity)
         if self._config.auto_reset_idle and msg_type != "reset-idle-timer":
-            self._send("reset-idle-timer", protocol.simple("reset-idle-timer"), wait=False)
+            self._send("reset-idle-timer", protocol.simple("reset-idle-timer"), False, None)
         if not wait:
             return None
-        limit = self._config.ack_timeout if timeout is None else timeout
         try:
-            response = fut.result(limit)
+            response = fut.result(deadline.remaining())
         except FutureTimeout:
             acks.abandon(msg_type, fut)
-            raise _timeout_error(f"no server-response for {msg_type} within {limit} s", self.session_id) from None
+            raise _timeout_error(f"no server-response for {msg_type} within "
+                                 f"{self._config.ack_timeout if limit is None else limit} s",
+                                 self.session_id) from None
         if response.is_error:
             text = response.message or "request rejected"
             code = (ErrorCode.SERVER_USAGE_LIMIT_REACHED if "usage limit" in text.lower()
@@ -271,74 +401,227 @@ class ConvaiClient:
             raise error_for(SessionError.of(code, f"{msg_type} rejected: {text}", session_id=self.session_id))
         return response
 
+    @overload
+    def send_text(self, text: str, wait: Literal[False] = False, timeout: float | None = None) -> None: ...
+    @overload
+    def send_text(self, text: str, wait: Literal[True], timeout: float | None = None) -> ev.ServerResponse: ...
+    @overload
+    def send_text(self, text: str, wait: bool, timeout: float | None = None) -> ev.ServerResponse | None: ...
+
     def send_text(self, text: str, wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
-        """Send ``user_text_message``; returns at once, or with ``wait=True`` the ack.
+        """Send ``user_text_message``. Returns at once (the frame is written or queued), or with
+        ``wait=True`` the server's acknowledgement.
+
+        The character's reply reaches the event channels (``on_bot_text``, ``on_message``) only;
+        use :meth:`ask` or :meth:`stream` to get the reply back.
+
+        Args:
+            text: What the user says (non-empty).
+            wait: Block until the ``server-response``.
+            timeout: With ``wait=True``, seconds from the call (default ``config.ack_timeout``).
 
         Raises:
-            ValueError: ``text`` is empty.
-            InvalidStateError: not CONNECTED (``session.invalid_state``).
-            ConvaiError: with ``wait=True``, an ``error`` ack or no ack within ``ack_timeout``.
+            ValueError: ``text`` is empty; ``timeout`` negative.
+            InvalidStateError: not CONNECTED (``session.invalid_state``); SendQueueFullError
+                when the server has stopped reading.
+            ConvaiTimeoutError: with ``wait=True``, no ack before the deadline.
+            ConvaiError: with ``wait=True``, an ``error`` ack (``server.error``, or
+                ``server.usage_limit_reached`` as :class:`UsageLimitError`).
         """
-        return self._send("user_text_message", protocol.user_text_message(text), wait, timeout)
+        mid, data = protocol.user_text_message(text)
+        turns = self._session.turns
+        def register() -> None:
+            turns.sent_text(mid, text, wait=False)
+        return self._send("user_text_message", (mid, data), wait, timeout, register=register,
+                          unregister=lambda: turns.unsent(None, "text"))
+
+    def _begin_turn(self, text: str, what: str, timeout: float | None) -> tuple[Turn, _Deadline]:
+        limit = _check_timeout("timeout", timeout)
+        deadline = _Deadline(limit)
+        mid, data = protocol.user_text_message(text)
+        self._ready_transport()
+        self._check_may_block(what)
+        turns = self._session.turns
+        box: list[Turn] = []
+
+        def register() -> None:
+            turn = turns.sent_text(mid, text, wait=True)
+            assert turn is not None
+            box.append(turn)
+        self._send("user_text_message", (mid, data), False, None, register=register,
+                   unregister=lambda: turns.unsent(box[0] if box else None, "text"))
+        return box[0], deadline
 
     def ask(self, text: str, timeout: float | None = 30.0) -> ev.BotReply:
-        """Send ``text`` and block until the character's whole reply has arrived.
+        """Send ``text`` and block until the character's whole reply to it has arrived.
 
         The reply is assembled from ``bot-llm-text`` chunks up to ``bot-turn-completed`` (or
-        ``llm-no-response``), with the turn's ``bot-emotion`` and ``action-response``.
+        ``llm-no-response``), with the turn's ``bot-emotion`` and ``action-response``. It is the
+        reply to this text and no other: Convai echoes the message's id in
+        ``final-user-transcription`` and the reply that follows is bound to it; where the server
+        sends no echo, replies are matched to the messages that cause them (texts, including
+        ``send_text`` and abandoned asks, and triggers) in the order they were sent. Replies to
+        other messages reach the event channels only.
+
+        Args:
+            text: What the user says (non-empty).
+            timeout: Seconds from the call for the whole exchange (send and reply); None waits
+                until the session ends.
 
         Raises:
             InvalidStateError: not CONNECTED, or called on the session thread.
-            ConvaiTimeoutError: no complete reply within ``timeout`` seconds.
-            ConvaiError: the session ended or failed while waiting.
+            ConvaiTimeoutError: no complete reply within ``timeout`` seconds (a late reply then
+                reaches the event channels only).
+            ConvaiError: the session ended or failed while waiting, or the server rejected the
+                message (its error acknowledgement).
         """
-        frame = protocol.user_text_message(text)
-        self._ready_transport()
-        self._check_may_block("ask()")
-        fut = self._session.turns.expect(frame[0])
+        turn, deadline = self._begin_turn(text, "ask()", timeout)
         try:
-            self._send("user_text_message", frame, wait=False)
-        except ConvaiError:
-            self._session.turns.forget(fut)
-            raise
-        try:
-            return fut.result(timeout)
+            return turn.future.result(deadline.remaining())
         except FutureTimeout:
-            self._session.turns.forget(fut)
+            self._session.turns.abandon(turn)
             raise _timeout_error(f"no complete reply within {timeout} s", self.session_id) from None
         finally:
             self._hub.raise_pending()
 
+    def stream(self, text: str, timeout: float | None = 30.0) -> ReplyStream:
+        """Send ``text`` and return an iterator of the reply's :class:`BotText` chunks as they
+        arrive, on the calling thread; it ends at the end of the turn (``bot-turn-completed``).
+
+        The message is sent at once (before the first ``next()``). The reply is bound to this
+        text exactly as for :meth:`ask`; ``iterator.reply`` holds the whole :class:`BotReply` once
+        the iteration has ended, and ``iterator.close()`` stops waiting early.
+
+        Args:
+            text: What the user says (non-empty).
+            timeout: Seconds from the call for the whole reply; None waits until the session ends.
+
+        Raises:
+            InvalidStateError: not CONNECTED, or called on the session thread (at once).
+            ConvaiTimeoutError: (from ``next()``) the reply did not end within ``timeout``.
+            ConvaiError: (from ``next()``) the session ended or failed while streaming.
+        """
+        turn, deadline = self._begin_turn(text, "stream()", timeout)
+        return ReplyStream(turn, deadline, timeout, self)
+
+    @overload
     def send_trigger(self, name: str | None = None, message: str | None = None,
-                     wait: bool = False) -> ev.ServerResponse | None:
-        """Send ``trigger-message`` with exactly one of ``name`` (saved trigger) or ``message``."""
-        return self._send("trigger-message", protocol.trigger_message(name, message), wait)
+                     wait: Literal[False] = False, timeout: float | None = None) -> None: ...
+    @overload
+    def send_trigger(self, name: str | None = None, message: str | None = None, *,
+                     wait: Literal[True], timeout: float | None = None) -> ev.ServerResponse: ...
+    @overload
+    def send_trigger(self, name: str | None = None, message: str | None = None, *,
+                     wait: bool, timeout: float | None = None) -> ev.ServerResponse | None: ...
 
-    def interrupt(self, wait: bool = False) -> ev.ServerResponse | None:
-        """Send ``interrupt-bot`` (stop the current reply)."""
-        return self._send("interrupt-bot", protocol.simple("interrupt-bot"), wait)
+    def send_trigger(self, name: str | None = None, message: str | None = None,
+                     wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
+        """Send ``trigger-message`` with exactly one of ``name`` (a saved narrative trigger) or
+        ``message`` (an inline event; ``<speak>…</speak>`` is scripted speech). Its reply reaches
+        the event channels only, never an ``ask()``. ``wait``/``timeout``/errors as
+        :meth:`send_text`; ``ValueError`` unless exactly one of ``name``/``message`` is given."""
+        turns = self._session.turns
+        return self._send("trigger-message", protocol.trigger_message(name, message), wait, timeout,
+                          register=turns.sent_trigger, unregister=lambda: turns.unsent(None, "trigger"))
 
-    def update_template_keys(self, keys: Mapping[str, str], wait: bool = False) -> ev.ServerResponse | None:
-        """Send ``update-template-keys`` (``{name: value}``)."""
-        return self._send("update-template-keys", protocol.update_template_keys(keys), wait)
+    @overload
+    def interrupt(self, wait: Literal[False] = False, timeout: float | None = None) -> None: ...
+    @overload
+    def interrupt(self, wait: Literal[True], timeout: float | None = None) -> ev.ServerResponse: ...
+    @overload
+    def interrupt(self, wait: bool, timeout: float | None = None) -> ev.ServerResponse | None: ...
 
-    def update_dynamic_info(self, text: str, wait: bool = False) -> ev.ServerResponse | None:
-        """Send ``update-dynamic-info`` (legacy dynamic context)."""
-        return self._send("update-dynamic-info", protocol.update_dynamic_info(text), wait)
+    def interrupt(self, wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
+        """Send ``interrupt-bot`` (stop the current reply). ``wait``/``timeout``/errors as
+        :meth:`send_text`."""
+        return self._send("interrupt-bot", protocol.simple("interrupt-bot"), wait, timeout)
 
-    def update_context(self, text: str | None, mode: str = "append", run_llm: str = "auto",
-                       wait: bool = False) -> ev.ServerResponse | None:
-        """Send ``context-update``; ``mode`` is ``append``/``replace``/``reset``, ``run_llm`` is
-        ``"true"``/``"false"``/``"auto"``. The ack's extras carry the token budget."""
-        return self._send("context-update", protocol.context_update(text, mode, run_llm), wait)
+    @overload
+    def update_template_keys(self, keys: Mapping[str, str], wait: Literal[False] = False,
+                             timeout: float | None = None) -> None: ...
+    @overload
+    def update_template_keys(self, keys: Mapping[str, str], wait: Literal[True],
+                             timeout: float | None = None) -> ev.ServerResponse: ...
+    @overload
+    def update_template_keys(self, keys: Mapping[str, str], wait: bool,
+                             timeout: float | None = None) -> ev.ServerResponse | None: ...
 
-    def toggle_tts(self, enabled: bool, wait: bool = False) -> ev.ServerResponse | None:
-        """Send ``tts-toggle``."""
-        return self._send("tts-toggle", protocol.tts_toggle(enabled), wait)
+    def update_template_keys(self, keys: Mapping[str, str], wait: bool = False,
+                             timeout: float | None = None) -> ev.ServerResponse | None:
+        """Send ``update-template-keys`` (a non-empty ``{name: value}`` of strings).
+        ``wait``/``timeout``/errors as :meth:`send_text`."""
+        return self._send("update-template-keys", protocol.update_template_keys(keys), wait, timeout)
 
-    def reset_idle_timer(self, wait: bool = False) -> ev.ServerResponse | None:
-        """Send ``reset-idle-timer`` (any message also resets the server's idle timer)."""
-        return self._send("reset-idle-timer", protocol.simple("reset-idle-timer"), wait)
+    @overload
+    def update_dynamic_info(self, text: str, wait: Literal[False] = False,
+                            timeout: float | None = None) -> None: ...
+    @overload
+    def update_dynamic_info(self, text: str, wait: Literal[True],
+                            timeout: float | None = None) -> ev.ServerResponse: ...
+    @overload
+    def update_dynamic_info(self, text: str, wait: bool, timeout: float | None = None) -> ev.ServerResponse | None: ...
+
+    def update_dynamic_info(self, text: str, wait: bool = False,
+                            timeout: float | None = None) -> ev.ServerResponse | None:
+        """Send ``update-dynamic-info`` (the legacy dynamic context). ``wait``/``timeout``/errors
+        as :meth:`send_text`."""
+        return self._send("update-dynamic-info", protocol.update_dynamic_info(text), wait, timeout)
+
+    @overload
+    def update_context(self, text: str | None, mode: ContextMode = "append", run_llm: RunLLM = "auto",
+                       wait: Literal[False] = False, timeout: float | None = None) -> None: ...
+    @overload
+    def update_context(self, text: str | None, mode: ContextMode = "append", run_llm: RunLLM = "auto", *,
+                       wait: Literal[True], timeout: float | None = None) -> ev.ServerResponse: ...
+    @overload
+    def update_context(self, text: str | None, mode: ContextMode = "append", run_llm: RunLLM = "auto", *,
+                       wait: bool, timeout: float | None = None) -> ev.ServerResponse | None: ...
+
+    def update_context(self, text: str | None, mode: ContextMode = "append", run_llm: RunLLM = "auto",
+                       wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
+        """Send ``context-update``.
+
+        Args:
+            text: The context text (required unless ``mode="reset"``).
+            mode: ``"append"`` (default), ``"replace"`` or ``"reset"``.
+            run_llm: ``"true"`` (the character replies; the reply reaches the event channels
+                only), ``"false"`` or ``"auto"`` (strings, as Convai's API takes them).
+            wait, timeout: As :meth:`send_text`; the ack's ``extras`` carry the token budget
+                (``token_count``, ``remaining_tokens``, ``max_tokens``).
+
+        Raises:
+            ValueError: bad ``mode``/``run_llm``, or no text unless resetting. Otherwise as
+                :meth:`send_text`.
+        """
+        turns = self._session.turns
+        replies = run_llm == "true"
+        return self._send("context-update", protocol.context_update(text, mode, run_llm), wait, timeout,
+                          register=turns.sent_trigger if replies else None,
+                          unregister=(lambda: turns.unsent(None, "trigger")) if replies else None)
+
+    @overload
+    def toggle_tts(self, enabled: bool, wait: Literal[False] = False, timeout: float | None = None) -> None: ...
+    @overload
+    def toggle_tts(self, enabled: bool, wait: Literal[True], timeout: float | None = None) -> ev.ServerResponse: ...
+    @overload
+    def toggle_tts(self, enabled: bool, wait: bool, timeout: float | None = None) -> ev.ServerResponse | None: ...
+
+    def toggle_tts(self, enabled: bool, wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
+        """Send ``tts-toggle`` (turn the character's voice on or off). ``wait``/``timeout``/errors
+        as :meth:`send_text`."""
+        return self._send("tts-toggle", protocol.tts_toggle(enabled), wait, timeout)
+
+    @overload
+    def reset_idle_timer(self, wait: Literal[False] = False, timeout: float | None = None) -> None: ...
+    @overload
+    def reset_idle_timer(self, wait: Literal[True], timeout: float | None = None) -> ev.ServerResponse: ...
+    @overload
+    def reset_idle_timer(self, wait: bool, timeout: float | None = None) -> ev.ServerResponse | None: ...
+
+    def reset_idle_timer(self, wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
+        """Send ``reset-idle-timer`` (any message also resets the server's idle timer) and clear
+        the local idle deadline. ``wait``/``timeout``/errors as :meth:`send_text`."""
+        return self._send("reset-idle-timer", protocol.simple("reset-idle-timer"), wait, timeout)
 
     def reset_session(self) -> None:
         """Forget ``character_session_id``: the next connect starts a fresh conversation."""
@@ -367,15 +650,23 @@ class ConvaiClient:
         event you wait for if it may already have fired (this waits for the *next* one).
 
         Raises:
-            InvalidStateError: on the session thread. TimeoutError: nothing within ``timeout``.
+            InvalidStateError: on the session thread, or the client closed while waiting.
+            ConvaiTimeoutError: nothing matched within ``timeout`` seconds (also a TimeoutError).
+            ValueError: ``timeout`` negative.
         """
+        limit = _check_timeout("timeout", timeout)
         self._check_may_block("wait_for()")
-        return self._hub.wait_for(event_type, predicate, timeout)
+        try:
+            return self._hub.wait_for(event_type, predicate, limit)
+        except ConvaiError:
+            raise
+        except TimeoutError as exc:
+            raise _timeout_error(str(exc), self.session_id) from None
 
     # ------------------------------------------------------------------ diagnostics
 
     def diagnostics(self) -> dict[str, Any]:
-        """A snapshot for logs and bug reports; never contains the API key."""
+        """A snapshot for logs and bug reports (plain JSON-able values; never the API key)."""
         threads = [t.name for t in threading.enumerate() if t.name.startswith("convai-")]
         return {
             **self._session.snapshot(),

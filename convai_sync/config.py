@@ -58,8 +58,20 @@ class ConvaiConfig:
             the server's idle timer; this also resets the local idle deadline).
         immediate_handler_budget: An IMMEDIATE handler running longer logs a warning.
         event_queue_size: Bound of the MAIN_THREAD and BACKGROUND queues (overflow is reported).
-        close_timeout: Bound on joining SDK threads in ``disconnect()``/``close()``.
-        http_timeout: Timeout of each HTTP call (``/connect``, ``/disconnect``).
+        close_timeout: Seconds ``disconnect()`` and ``close()`` take at most, from the call,
+            whatever the server does (default 1).
+        http_timeout: Timeout of each socket operation of ``POST /connect`` (the whole attempt,
+            handshake and ``bot-ready`` included, is bounded by ``connection_timeout``).
+        disconnect_timeout: Bound on a ``POST /disconnect`` made while the client goes on
+            (after a drop, before reconnecting); ``close()`` bounds it by ``close_timeout``.
+        keepalive_interval: Seconds between WebSocket pings while CONNECTED; None = no keepalive.
+        keepalive_timeout: A connection from which nothing (frame or pong) arrived for
+            ``keepalive_interval + keepalive_timeout`` seconds is dropped as lost and reconnected.
+        max_message_bytes: Largest inbound message accepted (Convai's own limit is 16 MB);
+            a larger one is discarded unread and reported as ``protocol.message_invalid``.
+        send_queue_bytes: Bound of the bytes waiting while the server is slow to read; beyond
+            it a send fails at once with ``SendQueueFullError``.
+        close_grace: Seconds a transport close waits for the server's close reply.
     """
 
     api_key: str = ""
@@ -84,14 +96,21 @@ class ConvaiConfig:
     auto_reset_idle: bool = False
     immediate_handler_budget: float = 0.02
     event_queue_size: int = 10_000
-    close_timeout: float = 5.0
+    close_timeout: float = 1.0
     http_timeout: float = 15.0
+    disconnect_timeout: float = 2.0
+    keepalive_interval: float | None = 20.0
+    keepalive_timeout: float = 20.0
+    max_message_bytes: int = 16 * 1024 * 1024
+    send_queue_bytes: int = 1024 * 1024
+    close_grace: float = 0.25
 
     def __post_init__(self) -> None:
         for name in ("connection_timeout", "ack_timeout", "close_timeout", "http_timeout",
-                     "immediate_handler_budget", "max_session_duration"):
+                     "immediate_handler_budget", "max_session_duration", "disconnect_timeout",
+                     "keepalive_interval", "keepalive_timeout", "close_grace"):
             value = getattr(self, name)
-            if value is None and name == "max_session_duration":
+            if value is None and name in ("max_session_duration", "keepalive_interval"):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise _invalid(f"{name} must be a finite number of seconds, got {value!r}")
@@ -113,9 +132,16 @@ class ConvaiConfig:
                 f"connection_timeout must be in (0, {MAX_CONNECTION_TIMEOUT:g}] seconds, "
                 f"got {self.connection_timeout!r}"
             )
-        for name in ("ack_timeout", "close_timeout", "http_timeout", "immediate_handler_budget"):
+        for name in ("ack_timeout", "close_timeout", "http_timeout", "immediate_handler_budget",
+                     "disconnect_timeout", "keepalive_timeout", "close_grace"):
             if getattr(self, name) <= 0:
                 raise _invalid(f"{name} must be > 0 seconds")
+        if self.keepalive_interval is not None and self.keepalive_interval <= 0:
+            raise _invalid("keepalive_interval must be > 0 seconds or None")
+        for name in ("max_message_bytes", "send_queue_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+                raise _invalid(f"{name} must be an int >= 1024 bytes, got {value!r}")
         if self.max_session_duration is not None and self.max_session_duration <= 0:
             raise _invalid("max_session_duration must be > 0 seconds or None")
         if any(w <= 0 for w in self.session_duration_warnings):

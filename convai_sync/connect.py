@@ -1,23 +1,28 @@
 """The connect API: ``POST {url}/connect`` and ``POST {url}/disconnect`` over ``requests``.
 
-Maps every HTTP failure to an :class:`ErrorCode` with Convai's own classifier rules
-(``ClassifyConnectApiFailure``, PROTOCOL.md §1.5), including its substring tests. Runs on the
-session thread only; owns no thread. The API key travels in the ``X-API-Key`` header and never
-appears in logs or errors.
+Maps every HTTP failure to an :class:`ErrorCode` with the classifier rules of Convai's Unity SDK
+(``ClassifyConnectApiFailure``), including its substring tests. Owns no thread: the session calls
+it from short-lived worker threads, each call with a :class:`~convai_sync.netio.Canceller` that
+the session aborts at the call's deadline (per-read timeouts alone do not bound a peer that
+drip-feeds its answer). The API key travels in the ``X-API-Key`` header and never appears in
+logs or errors.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from .config import ConvaiConfig
 from .errors import ErrorCode, SessionError, SessionErrorStage
+from .netio import AbortableAdapter, Canceller, cancelled_by
 
 log = logging.getLogger("convai_sync")
 
@@ -130,6 +135,30 @@ def build_request(config: ConvaiConfig, character_session_id: str | None) -> dic
     return body
 
 
+def describe_failure(exc: BaseException, url: str) -> str:
+    """A network failure in words: the host, the cause (refused, DNS, reset…) and a hint."""
+    parts = urlsplit(url)
+    where = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    cause: BaseException | None = exc
+    seen = 0
+    while cause is not None and seen < 10:
+        if isinstance(cause, ConnectionRefusedError) or getattr(cause, "errno", None) == errno.ECONNREFUSED:
+            return f"connection refused by {where} (is the service or simulator running at {parts.scheme}://{where}?)"
+        name = type(cause).__name__
+        if name == "NameResolutionError" or isinstance(cause, OSError) and "Name or service not known" in str(cause):
+            return f"cannot resolve host {parts.hostname!r} (DNS lookup failed; check ConvaiConfig.url)"
+        if isinstance(cause, ConnectionResetError):
+            return f"connection reset by {where}"
+        cause = cause.__cause__ or cause.__context__ or _reason_of(cause)
+        seen += 1
+    return f"{type(exc).__name__} talking to {where} (is the service or simulator running?)"
+
+
+def _reason_of(exc: BaseException) -> BaseException | None:
+    reason = getattr(exc, "reason", None)  # urllib3 MaxRetryError wraps the real error here
+    return reason if isinstance(reason, BaseException) else None
+
+
 def _sanitised(exc: requests.RequestException) -> ConnectionError:
     """A plain copy of a requests error: the original holds the request, whose headers hold the key."""
     return ConnectionError(f"{type(exc).__name__}: {exc}")
@@ -148,29 +177,42 @@ class ConnectApi:
         self._base = config.url.rstrip("/")
         self._http = requests.Session()
         self._http.headers["User-Agent"] = "convai-sync"
+        for prefix in ("http://", "https://"):
+            self._http.mount(prefix, AbortableAdapter())
 
-    def connect(self, character_session_id: str | None, timeout: float) -> Endpoint:
+    def connect(self, character_session_id: str | None, timeout: float,
+                canceller: Canceller | None = None) -> Endpoint:
         """Create a session.
 
         Args:
             character_session_id: Conversation to resume, or None.
-            timeout: Seconds for the whole HTTP exchange.
+            timeout: Seconds for each socket operation (the caller bounds the whole call by
+                aborting ``canceller``).
+            canceller: Aborts the call from another thread (a deadline, or ``close()``).
 
         Raises:
-            ConnectFailed: with the classified error (stage CONNECT_API).
+            ConnectFailed: with the classified error (stage CONNECT_API); an aborted call is
+                ``connection.timeout``.
         """
         body = build_request(self._config, character_session_id)
         url = f"{self._base}/connect"
+        canceller = canceller or Canceller("POST /connect")
         try:
-            # No redirects: requests would forward X-API-Key to another host on a 307/308.
-            resp = self._http.post(url, json=body, timeout=timeout, allow_redirects=False,
-                                   headers={"X-API-Key": self._config.api_key})
-        except requests.Timeout as exc:
-            raise _error(ErrorCode.CONNECTION_TIMEOUT, f"POST /connect timed out after {timeout:.1f} s",
-                         None, _sanitised(exc)) from None
+            with cancelled_by(canceller):
+                # No redirects: requests would forward X-API-Key to another host on a 307/308.
+                resp = self._http.post(url, json=body, timeout=timeout, allow_redirects=False,
+                                       headers={"X-API-Key": self._config.api_key})
         except requests.RequestException as exc:
-            raise _error(ErrorCode.CONNECTION_NETWORK_ERROR,
-                         f"POST /connect failed: {type(exc).__name__}", 0, _sanitised(exc)) from None
+            if canceller.aborted:
+                raise _error(ErrorCode.CONNECTION_TIMEOUT, f"POST /connect aborted: {canceller.reason}",
+                             None) from None
+            if isinstance(exc, requests.Timeout):
+                raise _error(ErrorCode.CONNECTION_TIMEOUT, f"POST /connect timed out after {timeout:.1f} s",
+                             None, _sanitised(exc)) from None
+            raise _error(ErrorCode.CONNECTION_NETWORK_ERROR, f"POST {url} failed: {describe_failure(exc, url)}",
+                         0, _sanitised(exc)) from None
+        finally:
+            canceller.release()
         log.debug("POST %s -> %d", url, resp.status_code)
         if resp.status_code != 200:
             message = self._redact(extract_message(resp.text) or f"HTTP {resp.status_code}")
@@ -208,19 +250,31 @@ class ConnectApi:
             extra={k: v for k, v in data.items() if k not in known},
         )
 
-    def disconnect(self, session_id: str, timeout: float | None = None) -> bool:
+    def disconnect(self, session_id: str, timeout: float | None = None,
+                   canceller: Canceller | None = None) -> bool:
         """``POST /disconnect?session_id=…`` (idempotent). Frees the plan's concurrency slot.
+
+        The server frees the slot when the request arrives, so an answer that comes too late to
+        wait for (``canceller`` aborted) loses nothing but the confirmation.
 
         Returns True on HTTP 200; failures are logged, never raised (teardown must finish).
         """
         url = f"{self._base}/disconnect"
+        canceller = canceller or Canceller("POST /disconnect")
         try:
-            resp = self._http.post(url, params={"session_id": session_id},
-                                   timeout=timeout or self._config.http_timeout)
+            with cancelled_by(canceller):
+                resp = self._http.post(url, params={"session_id": session_id},
+                                       timeout=timeout or self._config.http_timeout, allow_redirects=False)
         except requests.RequestException as exc:
-            log.warning("POST /disconnect failed (%s); the server frees the slot on its own timeout",
-                        type(exc).__name__)
+            if canceller.aborted:
+                log.info("POST /disconnect not answered in time (%s); the request was sent, the server "
+                         "frees the slot when it reads it", canceller.reason)
+            else:
+                log.warning("POST /disconnect failed (%s); the server frees the slot on its own timeout",
+                            describe_failure(exc, url))
             return False
+        finally:
+            canceller.release()
         if resp.status_code != 200:
             log.warning("POST /disconnect -> HTTP %d: %s", resp.status_code, self._redact(extract_message(resp.text)))
             return False

@@ -25,10 +25,12 @@ class SessionLoop:
     """Runs posted work and timers on one named thread."""
 
     def __init__(self, clock: Clock, on_start: Callable[[int], None] | None = None,
-                 on_exit: Callable[[int], None] | None = None) -> None:
+                 on_exit: Callable[[int], None] | None = None,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
         self.clock = clock
         self._on_start = on_start
         self._on_exit = on_exit
+        self._on_error = on_error
         self._inbox: collections.deque[Callable[[], None]] = collections.deque()
         self._wake = threading.Event()
         self._timers: dict[str, tuple[float, Callable[[], None]]] = {}
@@ -102,12 +104,16 @@ class SessionLoop:
             if self._on_exit is not None:
                 self._on_exit(ident)
 
-    @staticmethod
-    def _call(fn: Callable[[], None]) -> None:
+    def _call(self, fn: Callable[[], None]) -> None:
         try:
             fn()
-        except Exception:
+        except Exception as exc:
             log.exception("internal error on the session thread")
+            if self._on_error is not None:
+                try:
+                    self._on_error(exc)  # fail the public calls that would otherwise wait forever
+                except Exception:
+                    log.exception("internal error while handling an internal error")
 
     # ---- timers (loop thread only) ----
 

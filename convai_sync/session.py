@@ -1,23 +1,31 @@
-"""One session's lifecycle: state machine, connect retries, reconnects, timers, acks.
+"""One session's lifecycle: state machine, connect retries, reconnects, timers, keepalive.
 
-Thread ownership: a :class:`Session` owns one thread, ``convai-session-<n>``, started by the
-first ``connect()`` (never in the constructor) and stopped by ``close()``. That thread alone
-changes session state, so the state needs no lock. Other threads talk to it through
-:meth:`Session.post` (an inbox) and wait on ``Future`` objects with timeouts. The blocking
-steps of a connect attempt (``POST /connect``, WebSocket handshake) run on a short-lived
-``convai-connect-<n>`` thread so that ``disconnect()`` cancels a connect at once.
+Thread ownership (one owner per piece of state):
 
-All waiting goes through the injected :class:`~convai_sync.clock.Clock`: the loop sleeps in
-``clock.wait(wake, until_next_timer)``; backoff delays, connect deadlines, duration caps and
-idle deadlines are timers in that loop, so a stop request interrupts any of them and tests
-drive them with a ``FakeClock``.
+* ``convai-session-<n>`` (the :class:`~convai_sync.loop.SessionLoop`) owns the session state:
+  ``state``, the current transport, timers, attempt bookkeeping, and every ``publish``. It is
+  started by the first ``connect()`` (never in the constructor) and stopped by ``close()``. It
+  never blocks on the network.
+* ``convai-connect-<n>`` / ``convai-http-<n>`` workers (:mod:`~convai_sync.workers`) run the
+  blocking HTTP and handshake of one connect attempt, or one ``POST /disconnect``; each is
+  aborted through its canceller by the session thread's deadline timer or by ``close()``.
+* The transport's reader thread decodes frames and completes acknowledgements and ``ask()``
+  replies directly (the :class:`~convai_sync.turns.AckTracker` and
+  :class:`~convai_sync.turns.TurnTracker` own their own locks), then hands every event to the
+  session thread, which changes state and publishes it. A waiting caller thus wakes one thread
+  hand-off after its answer arrives.
+* User threads post commands to the session inbox and wait on futures with deadlines; sends go
+  straight to the thread-safe, non-blocking transport.
+
+All waiting goes through the injected :class:`~convai_sync.clock.Clock`: backoff delays,
+connect deadlines, duration caps, idle deadlines and keepalive ticks are timers in the loop, so a
+stop request interrupts any of them and tests drive them with a ``FakeClock``.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -34,16 +42,17 @@ from .disconnect import DisconnectReason
 from .errors import ConvaiError, ErrorCode, SessionError, SessionErrorStage, error_for
 from .hub import EventHub
 from .loop import SessionLoop
+from .netio import Canceller
 from .state import SessionState, check_transition
-from .transports.base import Transport, TransportClosed, TransportOpenError
+from .transports.base import Transport, TransportClosed, TransportFault, TransportOpenError
 from .turns import AckTracker, TurnTracker
+from .workers import Worker, Workers
 
 log = logging.getLogger("convai_sync")
-_connect_ids = itertools.count(1)
 
 S = SessionState
 
-#: Frames waiting for the session thread beyond this are dropped (and logged and counted), so a
+#: Events waiting for the session thread beyond this are dropped (and logged and counted), so a
 #: blocked session thread cannot make memory grow without bound. Commands are never dropped.
 MAX_INBOX_FRAMES = 10_000
 
@@ -82,27 +91,33 @@ class Session:
         self.bot_ready = False
         self.last_error: SessionError | None = None
         self.last_disconnect_reason: DisconnectReason | None = None
-        self._transport: Transport | None = None
+        self.transport: Transport | None = None
+        self._listener: _Listener | None = None
         self._endpoint: Endpoint | None = None
         self._attempt_id = 0
+        self._attempt: Worker | None = None
         self._phase = "connect"
         self._attempts = 0  # attempts in the current connect/reconnect phase
         self._slot_waited = 0.0
         self._slot_attempts = 0
         self._drop_reason = DisconnectReason.UNKNOWN_REASON
+        self._final: tuple[DisconnectReason, SessionError] | None = None  # why the session is in ERROR
         self._pending_fatal: SessionError | None = None
-        self._early_frames: list[str | bytes] = []
+        self._early_events: list[object] = []
         self._early_close: TransportClosed | None = None
         self._waiters: list[Future[None]] = []
         self._disconnect_waiters: list[Future[None]] = []
         self._duration_started: float | None = None
         self.stats: dict[str, Any] = {
             "connect_attempts": 0, "reconnect_attempts": 0, "reconnects": 0, "retry_delays": [],
-            "frames_received": 0, "frames_sent": 0, "frames_dropped": 0, "protocol_errors": 0, "slot_waits": 0,
+            "frames_received": 0, "frames_sent": 0, "frames_dropped": 0, "frames_unsent": 0,
+            "protocol_errors": 0, "slot_waits": 0, "internal_errors": 0, "keepalive_timeouts": 0,
         }
         self._loop = SessionLoop(clock, on_start=hub.mark_publisher_thread,
-                                 on_exit=lambda ident: hub.mark_publisher_thread(ident, active=False))
-        self._workers: set[threading.Thread] = set()
+                                 on_exit=lambda ident: hub.mark_publisher_thread(ident, active=False),
+                                 on_error=self._internal_error)
+        self._workers = Workers()
+        self._releases = 0
 
     # ================================================================ thread plumbing
 
@@ -110,7 +125,7 @@ class Session:
         self._loop.start()
 
     @property
-    def thread(self) -> threading.Thread | None:
+    def thread(self) -> Any:
         return self._loop.thread
 
     def on_session_thread(self) -> bool:
@@ -125,12 +140,15 @@ class Session:
         """Run ``fn`` on the session thread (thread-safe, non-blocking)."""
         self._loop.post(fn)
 
-    def stop(self, timeout: float) -> None:
-        """Stop the session thread (bounded) and join connect workers."""
-        self._loop.stop(timeout)
-        for worker in list(self._workers):
-            if worker is not threading.current_thread():
-                worker.join(timeout)
+    def stop(self, deadline: float) -> None:
+        """Stop the session thread, then let workers finish until ``deadline`` (monotonic) and
+        abort the rest. Never joins the calling thread."""
+        self._loop.stop(max(0.0, deadline - time.monotonic()))
+        self._workers.stop(deadline)
+
+    def wait_released(self, deadline: float) -> bool:
+        """Wait (until ``deadline``) for ``POST /disconnect`` calls in flight; True if all ended."""
+        return self._workers.wait(deadline, role="http")
 
     # ================================================================ state & publishing
 
@@ -170,6 +188,26 @@ class Session:
         self.acks.fail_all(exc)
         self.turns.fail_all(exc)
 
+    def _internal_error(self, exc: BaseException) -> None:
+        """An unexpected exception on the session thread: no public call may be left waiting."""
+        self.stats["internal_errors"] += 1
+        error = self._err(ErrorCode.CONNECTION_FAILED,
+                          f"internal error on the SDK thread: {type(exc).__name__}: {exc} (please report it)",
+                          exception=exc, is_recoverable=False)
+        try:
+            self._publish_error(error)
+            self._fail_pending(error)
+            if self.state in (S.CONNECTING, S.RECONNECTING):
+                self._attempt_id += 1
+                self._abort_attempt("internal error")
+                self._teardown_link(notify_server=True)
+                self._fail_connect(error)
+            elif self.state is S.DISCONNECTING:
+                self._finish_disconnect(DisconnectReason.CLIENT_INITIATED, error, pending=error)
+        finally:
+            self._resolve_waiters(error_for(error))
+            self._resolve_disconnect_waiters()
+
     # ================================================================ commands
 
     def cmd_connect(self, fut: Future[None], resume: bool = True) -> None:
@@ -184,9 +222,13 @@ class Session:
                 self.character_session_id = None
             self._begin("connect")
         else:
-            msg = ("connect() refused in ERROR: call disconnect() to reset first" if state is S.ERROR
+            msg = (f"connect() refused: the session is in ERROR ({self._final_code()}); call disconnect() "
+                   "to reset it, then connect()" if state is S.ERROR
                    else f"connect() refused while {state.name}")
             fut.set_exception(error_for(self._err(ErrorCode.SESSION_INVALID_STATE, msg)))
+
+    def _final_code(self) -> str:
+        return self._final[1].error_code.value if self._final is not None else "unknown"
 
     def cmd_reconnect(self, fut: Future[None]) -> None:
         state = self.state
@@ -198,7 +240,7 @@ class Session:
             self._waiters.append(fut)
             return
         if state is S.ERROR:
-            self._finish_disconnect(DisconnectReason.CLIENT_INITIATED, None)
+            self._finish_disconnect(*self._reset_cause())
         if self.state is S.DISCONNECTED:
             self.cmd_connect(fut)
             return
@@ -207,6 +249,12 @@ class Session:
         self._fail_pending(self._err(ErrorCode.SESSION_CANCELLED, "reconnect() requested"))
         self._teardown_link(notify_server=True)
         self._start_reconnect(DisconnectReason.CLIENT_INITIATED, None, user=True)
+
+    def _reset_cause(self) -> tuple[DisconnectReason, SessionError | None]:
+        """The reason and error an ERROR session reports when it is reset to DISCONNECTED."""
+        if self._final is None:
+            return DisconnectReason.CLIENT_INITIATED, None
+        return self._final
 
     def cmd_disconnect(self, fut: Future[None] | None) -> None:
         state = self.state
@@ -217,13 +265,14 @@ class Session:
         if fut is not None:
             self._disconnect_waiters.append(fut)
         if state is S.ERROR:
-            self._finish_disconnect(DisconnectReason.CLIENT_INITIATED, None)
+            self._finish_disconnect(*self._reset_cause())
             return
         if state is S.DISCONNECTING:
             return
         cancelled = state in (S.CONNECTING, S.RECONNECTING)
         self._set_state(S.DISCONNECTING)
         self._attempt_id += 1  # late results of an in-flight attempt are discarded
+        self._abort_attempt("disconnect() called")
         self._loop.cancel_timers("attempt")
         error = None
         if cancelled:
@@ -257,6 +306,7 @@ class Session:
         self._slot_waited = 0.0
         self._slot_attempts = 0
         self._pending_fatal = None
+        self._final = None
         if phase == "connect":
             self._set_state(S.CONNECTING)
             self.stats["retry_delays"] = []
@@ -275,79 +325,101 @@ class Session:
         key = "reconnect_attempts" if self._phase == "reconnect" else "connect_attempts"
         self.stats[key] += 1
         self.bot_ready = False
-        self._early_frames = []
+        self._early_events = []
         self._early_close = None
         timeout = self._config.connection_timeout
         self._loop.set_timer("attempt_deadline", timeout, lambda: self._attempt_timed_out(attempt_id))
         csid = self.character_session_id if (self._phase == "connect" or self._config.reconnect_policy.resume) \
             else None
-        worker = threading.Thread(target=self._attempt_worker, args=(attempt_id, csid, timeout),
-                                  name=f"convai-connect-{next(_connect_ids)}", daemon=True)
-        self._workers.add(worker)
-        worker.start()
+        listener = _Listener(self, attempt_id)
+        log.info("%s attempt %d: POST %s/connect", self._phase, self._attempts, self._config.url.rstrip("/"))
+        self._attempt = self._workers.start(
+            "connect", lambda canceller: self._attempt_worker(attempt_id, csid, timeout, listener, canceller),
+            f"connect attempt {self._attempts}")
 
-    def _attempt_worker(self, attempt_id: int, csid: str | None, timeout: float) -> None:
+    def _attempt_worker(self, attempt_id: int, csid: str | None, timeout: float, listener: _Listener,
+                        canceller: Canceller) -> None:
         """Runs on convai-connect-<n>: the blocking HTTP + handshake of one attempt."""
+        started = time.monotonic()
         endpoint: Endpoint | None = None
         transport: Transport | None = None
         error: SessionError | None = None
+        # A session released just before (a drop, a disconnect) must free its slot first, or a
+        # plan at its concurrency limit answers this connect with 429.
+        self._workers.wait(started + min(timeout, self._config.disconnect_timeout), role="http")
         try:
-            endpoint = self._api.connect(csid, timeout=min(timeout, self._config.http_timeout))
+            endpoint = self._api.connect(csid, timeout=min(timeout, self._config.http_timeout),
+                                         canceller=canceller)
             transport = self._new_transport()
-            transport.open(endpoint, _Listener(self, attempt_id), timeout=timeout)
+            remaining = max(0.001, timeout - (time.monotonic() - started))
+            transport.open(endpoint, listener, timeout=remaining, canceller=canceller)
         except ConnectFailed as exc:
             error = exc.error
         except TransportOpenError as exc:
             error = exc.error
         except Exception as exc:
             log.exception("unexpected error during a connect attempt")
-            error = SessionError.of(ErrorCode.CONNECTION_FAILED, f"{type(exc).__name__}: {exc}",
-                                    exception=exc)
+            error = SessionError.of(ErrorCode.CONNECTION_FAILED, f"{type(exc).__name__}: {exc}", exception=exc)
         if error is not None:
             transport = None
         result = _AttemptResult(attempt_id, endpoint, transport, error)
-        if not self._loop.post_if_running(lambda: self._attempt_done(result)):
-            self._discard(result)  # the session is gone: release the slot this attempt acquired
-        self._workers.discard(threading.current_thread())
+        if not self._loop.post_if_running(lambda: self._attempt_done(result, listener)):
+            self._discard_late(result)  # the session is gone: release what this attempt acquired
 
-    def _attempt_done(self, result: _AttemptResult) -> None:
+    def _abort_attempt(self, reason: str) -> None:
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None:
+            attempt.abort(reason)
+
+    def _attempt_done(self, result: _AttemptResult, listener: _Listener) -> None:
         if result.attempt_id != self._attempt_id or self.state not in (S.CONNECTING, S.RECONNECTING):
+            listener.active = False
             self._discard(result)
             return
+        self._attempt = None
         if result.error is not None:
             if result.endpoint is not None:
-                self._api.disconnect(result.endpoint.session_id, timeout=2.0)
+                self._release(result.endpoint.session_id)
             self._attempt_failed(result.error)
             return
         assert result.endpoint is not None and result.transport is not None
         self._endpoint = result.endpoint
-        self._transport = result.transport
+        self.transport = result.transport
+        self._listener = listener
         self.session_id = result.endpoint.session_id
         if result.endpoint.character_session_id:
             self.character_session_id = result.endpoint.character_session_id
         log.info("joined session %s; waiting for bot-ready", self.session_id)
-        frames, self._early_frames = self._early_frames, []
+        events, self._early_events = self._early_events, []
         early_close, self._early_close = self._early_close, None
         transport = result.transport
-        for frame in frames:
-            if self._transport is not transport:
-                return  # a replayed frame ended this attempt (e.g. a fatal error)
-            self._on_frame(frame)
-        if early_close is not None and self._transport is transport:
+        for event in events:
+            if self.transport is not transport:
+                return  # a replayed event ended this attempt (e.g. a fatal error)
+            self._on_event(event)
+        if early_close is not None and self.transport is transport:
             self.transport_closed(result.attempt_id, transport, early_close)
 
     def _discard(self, result: _AttemptResult) -> None:
         """A late attempt result (cancelled or timed out): release what it acquired."""
         if result.transport is not None:
-            result.transport.close(timeout=1.0)
+            result.transport.close(timeout=self._config.close_timeout)
         if result.endpoint is not None:
-            self._api.disconnect(result.endpoint.session_id, timeout=2.0)
+            self._release(result.endpoint.session_id)
+
+    def _discard_late(self, result: _AttemptResult) -> None:
+        """Like :meth:`_discard`, on the worker thread after the session thread stopped."""
+        if result.transport is not None:
+            result.transport.close(timeout=self._config.close_timeout)
+        if result.endpoint is not None:
+            self._api.disconnect(result.endpoint.session_id, timeout=self._config.close_timeout)
 
     def _attempt_timed_out(self, attempt_id: int) -> None:
         if attempt_id != self._attempt_id or self.state not in (S.CONNECTING, S.RECONNECTING):
             return
         self._attempt_id += 1  # a late worker result is released by _discard
-        waited = "bot-ready" if self._transport is not None else "the connect call"
+        waited = "bot-ready" if self.transport is not None else "the connect call"
+        self._abort_attempt(f"connection_timeout={self._config.connection_timeout:g} s elapsed")
         error = self._err(ErrorCode.CONNECTION_TIMEOUT,
                           f"no {waited} within connection_timeout={self._config.connection_timeout:g} s")
         self._teardown_link(notify_server=True)
@@ -357,7 +429,7 @@ class Session:
         self._loop.cancel_timer("attempt_deadline")
         self._teardown_link(notify_server=True)
         code = error.error_code
-        log.info("%s attempt %d failed: %s", self._phase, self._attempts, code.value)
+        log.info("%s attempt %d failed: %s: %s", self._phase, self._attempts, code.value, error.message)
         if self._phase == "reconnect":
             self._reconnect_failed(error)
             return
@@ -377,15 +449,26 @@ class Session:
                                     f"{self._slot_waited:g} s (SlotWaitPolicy.max_wait)",
                               http_status_code=error.http_status_code, is_recoverable=False)
         elif self._config.retry_policy.should_retry(code, self._attempts):
-            self._schedule_attempt(self._config.retry_policy.delay_before(self._attempts + 1))
+            delay = self._config.retry_policy.delay_before(self._attempts + 1)
+            log.info("retrying connect in %g s (attempt %d of %d)", delay, self._attempts + 1,
+                     self._config.retry_policy.max_attempts)
+            self._schedule_attempt(delay)
             return
+        elif self._attempts > 1:
+            error = SessionError.of(error.error_code, f"{error.message} (after {self._attempts} attempts)",
+                                    session_id=error.session_id, stage=error.stage,
+                                    http_status_code=error.http_status_code, exception=error.exception,
+                                    is_recoverable=error.is_recoverable)
         self._fail_connect(error)
 
-    def _fail_connect(self, error: SessionError) -> None:
+    def _fail_connect(self, error: SessionError, reason: DisconnectReason = DisconnectReason.CLIENT_INITIATED
+                      ) -> None:
         self._loop.cancel_timers("attempt")
         self._loop.cancel_timers("duration")
         self._loop.cancel_timer("idle_deadline")
+        self._loop.cancel_timer("keepalive")
         self._duration_started = None
+        self._final = (reason, error)
         self._set_state(S.ERROR, error)
         self._publish_error(error)
         self._fail_pending(error)
@@ -407,6 +490,7 @@ class Session:
         policy = self._config.reconnect_policy
         attempt = self._attempts + 1
         delay = 0.0 if first_delay_zero else policy.delay_before(attempt, self._drop_reason)
+        log.info("reconnecting in %g s (attempt %d of %d)", delay, attempt, policy.max_attempts)
         self._hub.publish(ev.Reconnecting(attempt=attempt, max_attempts=policy.max_attempts, delay=delay,
                                           reason=self._drop_reason, error=error))
         self._schedule_attempt(delay)
@@ -418,25 +502,29 @@ class Session:
             return
         final = SessionError.of(
             error.error_code,
-            f"reconnect failed after {self._attempts} attempt(s): {error.message}",
+            f"reconnect failed after {self._attempts} attempt(s) (dropped: {self._drop_reason.name}): "
+            f"{error.message}",
             session_id=self.session_id, stage=SessionErrorStage.SESSION_RECOVERY,
             http_status_code=error.http_status_code, exception=error.exception, is_recoverable=False)
-        self._fail_connect(final)
+        self._fail_connect(final, self._drop_reason)
 
     # ================================================================ transport events
 
-    def transport_frame(self, attempt_id: int, transport: Transport, data: str | bytes) -> None:
-        if transport is self._transport:
-            self._on_frame(data)
-        elif attempt_id == self._attempt_id and self._transport is None:
-            self._early_frames.append(data)  # arrived before the attempt result was adopted
+    def transport_event(self, attempt_id: int, transport: Transport, event: object) -> None:
+        if transport is self.transport:
+            self._on_event(event)
+        elif attempt_id == self._attempt_id and self.transport is None:
+            self._early_events.append(event)  # arrived before the attempt result was adopted
 
     def transport_closed(self, attempt_id: int, transport: Transport, closed: TransportClosed) -> None:
-        if transport is not self._transport:
-            if attempt_id == self._attempt_id and self._transport is None:
+        if transport is not self.transport:
+            if attempt_id == self._attempt_id and self.transport is None:
                 self._early_close = closed  # closed before the attempt result was adopted: replay it
             return
-        self._transport = None
+        self.transport = None
+        self._deactivate_listener()
+        if transport.unsent:
+            self.stats["frames_unsent"] += transport.unsent
         outcome = classify_close(closed, self.session_id)
         if self._pending_fatal is not None:
             outcome = CloseOutcome(outcome.reason, self._pending_fatal, False)
@@ -454,6 +542,7 @@ class Session:
 
     def _on_drop(self, outcome: CloseOutcome) -> None:
         self.bot_ready = False
+        self._loop.cancel_timer("keepalive")
         idle = self._loop.pop_timer("idle_deadline")
         if idle is not None and outcome.error is not None \
                 and outcome.error.error_code is ErrorCode.SESSION_IDLE_TIMEOUT:
@@ -467,28 +556,52 @@ class Session:
                 ErrorCode.TRANSPORT_SIGNAL_DISCONNECTED, f"connection dropped: {outcome.reason.message}"))
             self._start_reconnect(outcome.reason, outcome.error)
             return
-        if self.session_id:
-            self._api.disconnect(self.session_id, timeout=2.0)
+        self._teardown_link(notify_server=True)
         self._finish_disconnect(outcome.reason, outcome.error,
                                 pending=outcome.error or self._err(
                                     ErrorCode.SESSION_INVALID_STATE,
                                     f"session ended: {outcome.reason.message}"))
 
+    def _deactivate_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.active = False  # its late frames no longer complete acks or asks
+
     def _teardown_link(self, notify_server: bool) -> None:
-        transport, self._transport = self._transport, None
+        transport, self.transport = self.transport, None
+        self._deactivate_listener()
         self.bot_ready = False
+        self._loop.cancel_timer("keepalive")
         if transport is not None:
             transport.close(1000, "client disconnect", timeout=self._config.close_timeout)
+            if transport.unsent:
+                self.stats["frames_unsent"] += transport.unsent
         if notify_server and self.session_id and self._endpoint is not None:
-            self._api.disconnect(self.session_id, timeout=min(self._config.http_timeout, 5.0))
+            self._release(self.session_id)
             self._endpoint = None
+
+    def _release(self, session_id: str) -> None:
+        """``POST /disconnect`` on a worker, bounded by ``disconnect_timeout`` (best effort)."""
+        timeout = self._config.disconnect_timeout
+        self._releases += 1
+        timer = f"release-{self._releases}"
+
+        def call(canceller: Canceller) -> None:
+            try:
+                self._api.disconnect(session_id, timeout=timeout, canceller=canceller)
+            finally:  # done: disarm the deadline timer
+                self._loop.post_if_running(lambda: self._loop.cancel_timer(timer))
+        worker = self._workers.start("http", call, "POST /disconnect")
+        self._loop.set_timer(timer, timeout, lambda: worker.abort(f"disconnect_timeout={timeout:g} s elapsed"))
 
     def _finish_disconnect(self, reason: DisconnectReason, error: SessionError | None,
                            pending: SessionError | None = None) -> None:
         self._loop.cancel_timers("attempt")
         self._loop.cancel_timers("duration")
         self._loop.cancel_timer("idle_deadline")
+        self._loop.cancel_timer("keepalive")
         self._duration_started = None
+        self._final = None
         self.last_disconnect_reason = reason
         if error is not None:
             self.last_error = error
@@ -496,18 +609,38 @@ class Session:
         self._fail_pending(pending or self._err(ErrorCode.SESSION_INVALID_STATE, "session disconnected"))
         self._resolve_waiters(error_for(pending) if pending else None)
         self._hub.publish(ev.Disconnected(reason=reason, error=error, session_id=self.session_id))
+        self._resolve_disconnect_waiters()
+
+    def _resolve_disconnect_waiters(self) -> None:
         waiters, self._disconnect_waiters = self._disconnect_waiters, []
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
 
-    # ================================================================ frames
+    # ================================================================ keepalive
 
-    def _on_frame(self, data: str | bytes) -> None:
-        self.stats["frames_received"] += 1
-        event = protocol.decode(data)
-        if event is None:
+    def _arm_keepalive(self) -> None:
+        interval = self._config.keepalive_interval
+        if interval is not None:
+            self._loop.set_timer("keepalive", interval, self._keepalive_tick)
+
+    def _keepalive_tick(self) -> None:
+        transport = self.transport
+        interval = self._config.keepalive_interval
+        if transport is None or self.state is not S.CONNECTED or interval is None:
             return
+        last = transport.last_received
+        silent = None if last is None else time.monotonic() - last
+        if silent is not None and silent > interval + self._config.keepalive_timeout:
+            self.stats["keepalive_timeouts"] += 1
+            transport.abort(f"nothing received from the server for {silent:.1f} s (keepalive)")
+            return
+        transport.ping()
+        self._arm_keepalive()
+
+    # ================================================================ events
+
+    def _on_event(self, event: object) -> None:
         if isinstance(event, ev.ProtocolFault):
             self.stats["protocol_errors"] += 1
             log.warning("bad frame (%s): %s", event.code.value, event.detail)
@@ -516,10 +649,6 @@ class Session:
         if isinstance(event, ev.BotReady):
             self._hub.publish(event)
             self._on_bot_ready()
-            return
-        if isinstance(event, ev.ServerResponse):
-            self.acks.resolve(event)
-            self._hub.publish(event)
             return
         if isinstance(event, ev.PipelineError):
             self._on_pipeline_error(event)
@@ -535,7 +664,6 @@ class Session:
         if isinstance(event, ev.UserIdleWarningReceived):
             self._on_idle_warning(event)
             return
-        self.turns.feed(event)
         self._hub.publish(event)
 
     def _on_bot_ready(self) -> None:
@@ -555,6 +683,7 @@ class Session:
             self._hub.publish(ev.Connected(session_id=self.session_id or "",
                                            character_session_id=self.character_session_id))
         self._start_duration_clock(reset=not reconnected or self._config.reset_duration_on_reconnect)
+        self._arm_keepalive()
         self._resolve_waiters(None)
 
     def _on_pipeline_error(self, event: ev.PipelineError) -> None:
@@ -570,12 +699,13 @@ class Session:
                 self._finish_disconnect(DisconnectReason.AGENT_ERROR, error, pending=error)
 
     def _on_idle_warning(self, event: ev.UserIdleWarningReceived) -> None:
-        deadline = event.timestamp + timedelta(seconds=event.remaining_seconds)
+        remaining = float(event.remaining_seconds)
+        deadline = event.timestamp + timedelta(seconds=remaining)
         warned_at = event.timestamp
 
         def elapsed() -> None:
             self._hub.publish(ev.UserIdleTimeoutElapsed(warning_received_at=warned_at, deadline=deadline))
-        self._loop.set_timer("idle_deadline", float(event.remaining_seconds), elapsed)
+        self._loop.set_timer("idle_deadline", remaining, elapsed)
         self._hub.publish(event)
 
     # ================================================================ duration cap
@@ -618,27 +748,49 @@ class Session:
             "attempts_in_phase": self._attempts,
             **{k: (list(v) if isinstance(v, list) else v) for k, v in self.stats.items()},
             "pending_acks": len(self.acks),
+            "pending_asks": self.turns.waiting,
         }
 
 
 class _Listener:
-    """Per-attempt transport listener: posts frames and closes to the session inbox."""
+    """Per-attempt transport listener, called on the transport's reader thread.
 
-    __slots__ = ("_session", "_attempt_id")
+    It decodes each frame, completes acknowledgements and ``ask()`` replies at once (so a
+    waiting caller wakes without a hop through the session thread), then posts the event to the
+    session thread for state changes and publishing. ``active`` turns False when the session
+    drops this transport: its late frames then complete nothing.
+    """
+
+    __slots__ = ("_session", "_attempt_id", "active")
 
     def __init__(self, session: Session, attempt_id: int) -> None:
         self._session = session
         self._attempt_id = attempt_id
+        self.active = True
 
-    def on_transport_message(self, transport: Transport, data: str | bytes) -> None:
+    def on_transport_message(self, transport: Transport, data: str | bytes | TransportFault) -> None:
         s, aid = self._session, self._attempt_id
+        s.stats["frames_received"] += 1
+        if isinstance(data, TransportFault):
+            event: object = ev.ProtocolFault(code=data.code, detail=data.detail, raw="")
+        else:
+            decoded = protocol.decode(data)
+            if decoded is None:
+                return
+            event = decoded
+        if self.active:
+            if isinstance(event, ev.ServerResponse):
+                s.acks.resolve(event)
+                s.turns.acked(event)
+            else:
+                s.turns.feed(event)
         if s._loop.pending() >= MAX_INBOX_FRAMES:
             s.stats["frames_dropped"] += 1
             log.warning("session inbox full (%d items; the session thread is blocked, e.g. by a slow "
-                        "IMMEDIATE handler): dropped a frame (total dropped: %d)",
-                        MAX_INBOX_FRAMES, s.stats["frames_dropped"])
+                        "IMMEDIATE handler): dropped a %s event (total dropped: %d)",
+                        MAX_INBOX_FRAMES, type(event).__name__, s.stats["frames_dropped"])
             return
-        s.post(lambda: s.transport_frame(aid, transport, data))
+        s.post(lambda: s.transport_event(aid, transport, event))
 
     def on_transport_closed(self, transport: Transport, closed: TransportClosed) -> None:
         s, aid = self._session, self._attempt_id

@@ -1,10 +1,27 @@
-"""Thread-safe trackers shared by user threads and the session thread.
+"""Thread-safe trackers shared by user threads, the transport's reader and the session thread.
 
 * :class:`AckTracker`: ``server-response`` has no correlation id, so pending ``wait=True``
-  sends are matched per ``event_type`` in FIFO order (PROTOCOL.md §1.10, §5).
-* :class:`TurnTracker`: assembles one :class:`BotReply` per ``ask()`` from the streamed turn
-  (``bot-llm-text`` chunks, ``bot-emotion``, ``action-response``), binding a turn to its question
-  by the ``message_id`` echoed in ``final-user-transcription``, else FIFO.
+  sends are matched per ``event_type`` in FIFO order of the wire (Convai's acknowledgement
+  documentation: "correlate by event_type plus FIFO order").
+* :class:`TurnTracker`: gives each ``ask()``/``stream()`` the reply to its own text.
+
+How a reply is bound to the message that caused it (the rule :meth:`ConvaiClient.ask` documents):
+
+1. Convai echoes a typed message's ``message_id`` in ``final-user-transcription``; a reply that
+   follows that echo belongs to exactly that message. An echo whose id matches no message this
+   client sent (a voice utterance, another participant) starts a reply that belongs to nobody.
+2. An echo without an id is matched by its text to the oldest sent message with the same text;
+   otherwise the reply belongs to nobody.
+3. A reply that starts with no echo (``bot-llm-started`` or ``llm-no-response`` first) belongs to
+   the oldest reply-causing message still waiting, in the order they were sent, counting
+   ``send_text``, abandoned asks and triggers too, so their replies are never handed to a later
+   ``ask()``. Once the server has echoed an id in this session, such a reply is matched only to
+   a waiting trigger (typed messages are known to be echoed).
+
+Every message the client sent stays in the order until its reply arrives, its acknowledgement
+is an error (then a waiting ``ask()`` fails at once with the server's message), or the order
+holds :data:`TurnTracker.MAX_EXPECTED` entries (the oldest is dropped). A reply that belongs to
+nobody still reaches the event channels; only its assembly into a ``BotReply`` is skipped.
 
 Locks here guard only these structures and are never held while user code runs.
 """
@@ -13,10 +30,12 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 from . import events as ev
-from .errors import ConvaiError
+from .errors import ConvaiError, ErrorCode, SessionError, error_for
 
 
 class AckTracker:
@@ -88,101 +107,238 @@ class AckTracker:
             return sum(1 for q in self._pending.values() for f in q if f is not None)
 
 
-class _Turn:
+class Turn:
+    """The reply to one ``ask()``/``stream()``: a future for the whole reply and its chunks.
+
+    Thread notes: filled by the transport's reader thread (under the tracker's lock), read by
+    the asking thread.
+    """
+
     def __init__(self, message_id: str) -> None:
         self.message_id = message_id
         self.future: Future[ev.BotReply] = Future()
-        self.chunks: list[str] = []
+        self.chunks: list[ev.BotText] = []
         self.emotion: str | None = None
         self.scale: int | None = None
         self.actions: tuple[ev.Action, ...] = ()
+        self._cond = threading.Condition()
+
+    def add_chunk(self, chunk: ev.BotText) -> None:
+        with self._cond:
+            self.chunks.append(chunk)
+            self._cond.notify_all()
 
     def finish(self, *, no_response: bool = False, interrupted: bool = False) -> None:
-        if self.future.done():
-            return  # delivered already, or cancelled by an ask() that timed out
-        self.future.set_result(ev.BotReply(
-            text="".join(self.chunks), emotion=self.emotion, emotion_scale=self.scale,
-            actions=self.actions, chunks=tuple(self.chunks), no_response=no_response,
-            was_interrupted=interrupted, message_id=self.message_id))
+        texts = tuple(c.text for c in self.chunks)
+        if not self.future.done():
+            self.future.set_result(ev.BotReply(
+                text="".join(texts), emotion=self.emotion, emotion_scale=self.scale,
+                actions=self.actions, chunks=texts, no_response=no_response,
+                was_interrupted=interrupted, message_id=self.message_id))
+        with self._cond:
+            self._cond.notify_all()
+
+    def fail(self, error: ConvaiError) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_chunk(self, index: int, deadline: float) -> ev.BotText | None:
+        """Chunk ``index`` once it has arrived; None when the turn ended before it.
+
+        Raises:
+            TimeoutError: ``deadline`` (``time.monotonic()``) passed first.
+            ConvaiError: the turn failed (the session ended, an error ack…).
+        """
+        with self._cond:
+            while index >= len(self.chunks) and not self.future.done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("no chunk before the deadline")
+                self._cond.wait(remaining)
+            if index < len(self.chunks):
+                return self.chunks[index]
+        self.future.result(0)  # raises the turn's error, if it failed
+        return None
+
+
+@dataclass
+class _Sent:
+    """One reply-causing message, in send order."""
+
+    kind: str  # "text" or "trigger"
+    message_id: str | None = None
+    text: str | None = None
+    turn: Turn | None = None  # None: nobody waits (send_text, a trigger, an abandoned ask)
+    acked: bool = False
+
+
+@dataclass
+class _Current:
+    """The reply being streamed now, and whether its ``bot-llm-started`` came."""
+
+    sent: _Sent | None
+    started: bool = False
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
 
 
 class TurnTracker:
-    """Collects replies for pending ``ask()`` calls; fed by the session thread.
+    """Binds replies to the messages that caused them (see the module docstring)."""
 
-    A turn is bound to a waiting ``ask`` only where a reply begins: the ``final-user-transcription``
-    echoing the ask's ``message_id``, else the next ``bot-llm-started`` (FIFO), or an
-    ``llm-no-response``. Chunks arriving while no turn is bound (a trigger's reply, say) are
-    never given to an ask; an abandoned ask keeps its turn until that turn completes, so its
-    late chunks cannot leak into the next ask's reply.
-    """
+    MAX_EXPECTED = 256
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiting: collections.deque[_Turn] = collections.deque()
-        self._current: _Turn | None = None
+        self._sent: collections.deque[_Sent] = collections.deque()
+        self._current: _Current | None = None
+        self._echoes_ids = False
 
-    def expect(self, message_id: str) -> Future[ev.BotReply]:
-        turn = _Turn(message_id)
+    # ---- what the client sent (under its send lock, in wire order) ----
+
+    def sent_text(self, message_id: str, text: str, *, wait: bool) -> Turn | None:
+        """Register a ``user_text_message``; returns the :class:`Turn` to wait on when ``wait``."""
+        turn = Turn(message_id) if wait else None
+        self._append(_Sent("text", message_id, _norm(text), turn))
+        return turn
+
+    def sent_trigger(self) -> None:
+        """Register a ``trigger-message`` (its reply must never go to an ``ask``)."""
+        self._append(_Sent("trigger"))
+
+    def _append(self, entry: _Sent) -> None:
         with self._lock:
-            self._waiting.append(turn)
-        return turn.future
+            self._sent.append(entry)
+            if len(self._sent) > self.MAX_EXPECTED:
+                self._sent.popleft()
 
-    def forget(self, fut: Future[ev.BotReply]) -> None:
-        """The asker gave up; a turn already streaming stays bound (and is discarded) until it ends."""
+    def unsent(self, turn: Turn | None, kind: str) -> None:
+        """The send failed after registering: drop its entry (the newest of its kind)."""
         with self._lock:
-            self._waiting = collections.deque(t for t in self._waiting if t.future is not fut)
-        fut.cancel()
+            for i in range(len(self._sent) - 1, -1, -1):
+                entry = self._sent[i]
+                if entry.kind == kind and entry.turn is turn:
+                    del self._sent[i]
+                    return
 
-    def _bind_next(self, message_id: str | None = None) -> _Turn | None:
-        # Called with the lock held.
-        if self._current is None and self._waiting:
-            match = None
-            if message_id is not None:
-                match = next((t for t in self._waiting if t.message_id == message_id), None)
-            if match is None and message_id is None:
-                match = self._waiting[0]
-            if match is not None:
-                self._waiting.remove(match)
-                self._current = match
-        return self._current
+    def abandon(self, turn: Turn) -> None:
+        """The asker gave up: its reply, when it comes, reaches the event channels only."""
+        with self._lock:
+            for entry in self._sent:
+                if entry.turn is turn:
+                    entry.turn = None
+            if self._current is not None and self._current.sent is not None \
+                    and self._current.sent.turn is turn:
+                self._current.sent.turn = None
+        turn.future.cancel()
+
+    def acked(self, response: ev.ServerResponse) -> None:
+        """An ack of a ``user_text_message``/``trigger-message``: an error ack means no reply comes."""
+        kind = {"user_text_message": "text", "trigger-message": "trigger"}.get(response.event_type)
+        if kind is None or not response.is_final:
+            return
+        failed: _Sent | None = None
+        with self._lock:
+            for entry in self._sent:
+                if entry.kind == kind and not entry.acked:
+                    entry.acked = True
+                    if response.is_error:
+                        self._sent.remove(entry)
+                        failed = entry
+                    break
+        if failed is not None and failed.turn is not None:
+            text = response.message or "request rejected"
+            code = ErrorCode.SERVER_USAGE_LIMIT_REACHED if "usage limit" in text.lower() else ErrorCode.SERVER_ERROR
+            failed.turn.fail(error_for(SessionError.of(code, f"{response.event_type} rejected: {text}")))
+
+    # ---- what the server sent (reader thread) ----
 
     def feed(self, event: object) -> None:
         """Route one decoded server event to the turn it belongs to."""
+        finished: tuple[Turn, bool, bool] | None = None
         with self._lock:
             if isinstance(event, ev.FinalUserTranscription):
-                if event.message_id is not None:
-                    self._bind_next(event.message_id)
+                self._begin_echoed(event)
                 return
             if isinstance(event, (ev.BotLLMStarted, ev.LLMNoResponse)):
-                turn = self._bind_next()
-            elif isinstance(event, (ev.BotText, ev.BotEmotion, ev.ActionResponse)):
-                turn = self._current
-            elif isinstance(event, ev.BotTurnCompleted):
-                turn, self._current = self._current, None
+                current = self._current
+                if current is None:
+                    current = self._current = _Current(self._unechoed_owner())
+                current.started = True
+                if isinstance(event, ev.LLMNoResponse):
+                    self._current = None
+                    turn = current.sent.turn if current.sent is not None else None
+                    if turn is not None:
+                        finished = (turn, True, False)
             else:
-                return
-            if isinstance(event, ev.LLMNoResponse):
-                self._current = None
-        if turn is None:
-            return
-        if isinstance(event, ev.BotText):
-            turn.chunks.append(event.text)
-        elif isinstance(event, ev.BotEmotion):
-            turn.emotion, turn.scale = event.emotion, event.scale
-        elif isinstance(event, ev.ActionResponse):
-            turn.actions = event.actions
-        elif isinstance(event, ev.BotTurnCompleted):
-            turn.finish(interrupted=event.was_interrupted)
-        elif isinstance(event, ev.LLMNoResponse):
-            turn.finish(no_response=True)
+                current = self._current
+                if current is None or current.sent is None or current.sent.turn is None:
+                    if isinstance(event, ev.BotTurnCompleted):
+                        self._current = None
+                    return
+                turn = current.sent.turn
+                if isinstance(event, ev.BotText):
+                    turn.add_chunk(event)
+                elif isinstance(event, ev.BotEmotion):
+                    turn.emotion, turn.scale = event.emotion, event.scale
+                elif isinstance(event, ev.ActionResponse):
+                    turn.actions = event.actions
+                elif isinstance(event, ev.BotTurnCompleted):
+                    self._current = None
+                    finished = (turn, False, event.was_interrupted)
+        if finished is not None:
+            turn, no_response, interrupted = finished
+            turn.finish(no_response=no_response, interrupted=interrupted)
+
+    def _begin_echoed(self, event: ev.FinalUserTranscription) -> None:
+        # Called with the lock held. A new echo ends a reply that never completed.
+        previous = self._current
+        if previous is not None and previous.sent is not None and previous.sent.turn is not None:
+            previous.sent.turn.finish(interrupted=True)
+        owner: _Sent | None = None
+        if event.message_id is not None:
+            self._echoes_ids = True
+            owner = next((e for e in self._sent if e.message_id == event.message_id), None)
+        else:
+            wanted = _norm(event.text)
+            owner = next((e for e in self._sent if e.kind == "text" and e.text == wanted), None)
+        if owner is not None:
+            self._sent.remove(owner)
+        self._current = _Current(owner)
+
+    def _unechoed_owner(self) -> _Sent | None:
+        # Called with the lock held: a reply that began without an echo.
+        if not self._sent:
+            return None
+        head = self._sent[0]
+        if head.kind == "trigger" or not self._echoes_ids:
+            return self._sent.popleft()
+        trigger = next((e for e in self._sent if e.kind == "trigger"), None)
+        if trigger is not None:
+            self._sent.remove(trigger)
+        return trigger
 
     def fail_all(self, error: ConvaiError) -> None:
+        """The session ended: fail every waiting turn and forget the order."""
         with self._lock:
-            turns = list(self._waiting)
-            if self._current is not None:
-                turns.append(self._current)
-            self._waiting.clear()
+            turns = [e.turn for e in self._sent if e.turn is not None]
+            current = self._current
+            if current is not None and current.sent is not None and current.sent.turn is not None:
+                turns.append(current.sent.turn)
+            self._sent.clear()
             self._current = None
         for turn in turns:
-            if not turn.future.done():
-                turn.future.set_exception(error)
+            turn.fail(error)
+
+    @property
+    def waiting(self) -> int:
+        """Asks still waiting for their reply."""
+        with self._lock:
+            n = sum(1 for e in self._sent if e.turn is not None)
+            current = self._current
+            if current is not None and current.sent is not None and current.sent.turn is not None:
+                n += 1
+            return n

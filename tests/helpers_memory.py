@@ -115,7 +115,7 @@ class FakeApi:
         self.closed = 0
         self._cond = threading.Condition()
 
-    def connect(self, character_session_id: str | None, timeout: float) -> Endpoint:
+    def connect(self, character_session_id: str | None, timeout: float, canceller: Any = None) -> Endpoint:
         with self._cond:
             self.calls.append((character_session_id, timeout))
             n = len(self.calls)
@@ -127,7 +127,7 @@ class FakeApi:
         return Endpoint(session_id=f"sess-{n}", room_url="memory://room",
                         character_session_id=character_session_id or self.csid)
 
-    def disconnect(self, session_id: str, timeout: float | None = None) -> bool:
+    def disconnect(self, session_id: str, timeout: float | None = None, canceller: Any = None) -> bool:
         with self._cond:
             self.disconnects.append(session_id)
             self._cond.notify_all()
@@ -160,10 +160,10 @@ class GateApi(FakeApi):
         self.gate = threading.Event()
         self.entered = threading.Event()
 
-    def connect(self, character_session_id: str | None, timeout: float) -> Endpoint:
+    def connect(self, character_session_id: str | None, timeout: float, canceller: Any = None) -> Endpoint:
         self.entered.set()
         self.gate.wait(WAIT)
-        return super().connect(character_session_id, timeout)
+        return super().connect(character_session_id, timeout, canceller)
 
 
 # ---------------------------------------------------------------------------- server / transport
@@ -215,8 +215,9 @@ class NotifyingTransport(MemoryTransport):
         super().__init__(server)
         self._server = server
 
-    def open(self, endpoint: Endpoint, listener: TransportListener, *, timeout: float) -> None:
-        super().open(endpoint, listener, timeout=timeout)
+    def open(self, endpoint: Endpoint, listener: TransportListener, *, timeout: float,
+             canceller: Any = None) -> None:
+        super().open(endpoint, listener, timeout=timeout, canceller=canceller)
         self._server.opened()
 
 
@@ -224,8 +225,9 @@ class NotifyingTransport(MemoryTransport):
 
 
 def make_config(**overrides: Any) -> ConvaiConfig:
+    # No keepalive by default: its timer would be one more sleeper for the stepping clock.
     values: dict[str, Any] = {"api_key": "test-key", "character_id": "char-1", "close_timeout": 2.0,
-                              "http_timeout": 2.0}
+                              "http_timeout": 2.0, "keepalive_interval": None}
     values.update(overrides)
     return ConvaiConfig(**values)
 

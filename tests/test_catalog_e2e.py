@@ -535,8 +535,8 @@ class _HeldOpen(WebSocketTransport):
         super().__init__()
         self._opened, self._release = opened, release
 
-    def open(self, endpoint: Any, listener: Any, *, timeout: float) -> None:
-        super().open(endpoint, listener, timeout=timeout)
+    def open(self, endpoint: Any, listener: Any, *, timeout: float, canceller: Any = None) -> None:
+        super().open(endpoint, listener, timeout=timeout, canceller=canceller)
         self._opened.set()
         self._release.wait(10)
 

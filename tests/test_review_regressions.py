@@ -111,8 +111,8 @@ class EarlyCloseTransport(NotifyingTransport):
         super().__init__(server)
         self._early = closed
 
-    def open(self, endpoint: Any, listener: TransportListener, *, timeout: float) -> None:
-        super().open(endpoint, listener, timeout=timeout)
+    def open(self, endpoint: Any, listener: TransportListener, *, timeout: float, canceller: Any = None) -> None:
+        super().open(endpoint, listener, timeout=timeout, canceller=canceller)
         listener.on_transport_message(self, json.dumps(BOT_READY))
         self.closed_by_peer(self._early)
 
@@ -194,32 +194,36 @@ def test_2_reconnect_from_connected_fails_pending_ask_and_ack(harness: Harness) 
 
 def test_3_tracker_abandoned_asks_late_chunks_do_not_leak_into_next_ask() -> None:
     t = TurnTracker()
-    a = t.expect("A")
+    a = t.sent_text("A", "question A", wait=True)
+    assert a is not None
     t.feed(ev.BotLLMStarted(type="bot-llm-started"))
     t.feed(ev.BotText(type="bot-llm-text", text="answer-to-A part1 "))
-    t.forget(a)  # ask("A") timed out
-    b = t.expect("B")
+    t.abandon(a)  # ask("A") timed out
+    b = t.sent_text("B", "question B", wait=True)
+    assert b is not None
     t.feed(ev.BotText(type="bot-llm-text", text="A part2"))
     t.feed(ev.BotTurnCompleted(type="bot-turn-completed"))
-    assert not b.done()  # before the fix: B got "A part2"
+    assert not b.future.done()  # before the fix: B got "A part2"
     t.feed(ev.BotLLMStarted(type="bot-llm-started"))
     t.feed(ev.BotText(type="bot-llm-text", text="answer-to-B"))
     t.feed(ev.BotTurnCompleted(type="bot-turn-completed"))
-    assert b.result(0).text == "answer-to-B"
+    assert b.future.result(0).text == "answer-to-B"
 
 
 def test_3_tracker_trigger_reply_is_not_given_to_an_ask() -> None:
     t = TurnTracker()
-    t.feed(ev.BotLLMStarted(type="bot-llm-started"))  # a trigger's reply: no ask waiting
+    t.sent_trigger()
+    t.feed(ev.BotLLMStarted(type="bot-llm-started"))  # the trigger's reply: no ask waiting
     t.feed(ev.BotText(type="bot-llm-text", text="trigger reply "))
-    c = t.expect("C")
+    c = t.sent_text("C", "question C", wait=True)
+    assert c is not None
     t.feed(ev.BotText(type="bot-llm-text", text="tail"))
     t.feed(ev.BotTurnCompleted(type="bot-turn-completed"))
-    assert not c.done()  # before the fix: C got "tail"
+    assert not c.future.done()  # before the fix: C got "tail"
     t.feed(ev.BotLLMStarted(type="bot-llm-started"))
     t.feed(ev.BotText(type="bot-llm-text", text="answer-to-C"))
     t.feed(ev.BotTurnCompleted(type="bot-turn-completed"))
-    assert c.result(0).text == "answer-to-C"
+    assert c.future.result(0).text == "answer-to-C"
 
 
 def test_3_client_ask_ignores_the_tail_of_a_trigger_reply(harness: Harness) -> None:
@@ -515,16 +519,16 @@ class RecordingApi(ConnectApi):
         self.calls: list[tuple[str, str | None]] = []
         self._calls_lock = threading.Lock()
 
-    def connect(self, character_session_id: str | None, timeout: float) -> Any:
-        endpoint = super().connect(character_session_id, timeout)
+    def connect(self, character_session_id: str | None, timeout: float, canceller: Any = None) -> Any:
+        endpoint = super().connect(character_session_id, timeout, canceller)
         with self._calls_lock:
             self.calls.append(("connect", endpoint.session_id))
         return endpoint
 
-    def disconnect(self, session_id: str, timeout: float | None = None) -> bool:
+    def disconnect(self, session_id: str, timeout: float | None = None, canceller: Any = None) -> bool:
         with self._calls_lock:
             self.calls.append(("disconnect", session_id))
-        return super().disconnect(session_id, timeout)
+        return super().disconnect(session_id, timeout, canceller)
 
 
 def _sim_client(sim: Simulator, factory: Any = None) -> tuple[ConvaiClient, RecordingApi,

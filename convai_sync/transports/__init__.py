@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .base import Transport, TransportClosed, TransportListener, TransportOpenError
+from .base import Transport, TransportClosed, TransportFault, TransportListener, TransportOpenError
+
+if TYPE_CHECKING:
+    from ..config import ConvaiConfig
 
 TransportFactory = Callable[[], Transport]
 
 
-def create(kind: str) -> Transport:
-    """Build a transport by name; ``livekit`` is imported lazily (it needs the extra)."""
-    if kind == "websocket":
+def create(config: ConvaiConfig) -> Transport:
+    """Build the transport ``config.transport`` names; ``livekit`` is imported lazily (extra)."""
+    if config.transport == "websocket":
         from .websocket import WebSocketTransport
 
-        return WebSocketTransport()
-    if kind == "livekit":
+        return WebSocketTransport(max_message_bytes=config.max_message_bytes,
+                                  send_queue_bytes=config.send_queue_bytes, close_grace=config.close_grace)
+    if config.transport == "livekit":
         from .livekit import LiveKitTransport
 
         return LiveKitTransport()
-    raise ValueError(f"unknown transport {kind!r}")
+    raise ValueError(f"unknown transport {config.transport!r}")
 
 
-__all__ = ["Transport", "TransportClosed", "TransportListener", "TransportOpenError", "create",
-           "TransportFactory"]
+__all__ = ["Transport", "TransportClosed", "TransportFault", "TransportListener", "TransportOpenError",
+           "TransportFactory", "create"]

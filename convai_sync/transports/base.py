@@ -1,7 +1,16 @@
-"""The transport seam: a small interface the session drives (STYLE.md §4.3).
+"""The transport seam: a small interface the session drives.
 
 A transport owns its I/O thread(s) and reports to a :class:`TransportListener` from them.
 Reconnect logic lives in the session, not here, so every transport shares one tested policy.
+
+The contract every transport keeps (and ``tests/test_transport_contract.py`` checks):
+
+* ``open()`` blocks at most ``timeout`` seconds, and returns at once after ``canceller.abort()``.
+* ``send()`` never blocks on the network: it writes or queues the frame, or raises.
+* ``close()`` is idempotent, callable from any thread including the listener's, returns within
+  its ``timeout`` whatever the peer does, and leaves no thread of the transport running (when
+  called on the transport's own thread, that thread exits right after).
+* The listener hears ``on_transport_closed`` exactly once per successful ``open()``.
 """
 
 from __future__ import annotations
@@ -11,7 +20,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from ..connect import Endpoint
-from ..errors import SessionError
+from ..errors import ErrorCode, SessionError
+from ..netio import Canceller
 
 Initiator = Literal["client", "server", "network"]
 
@@ -33,10 +43,23 @@ class TransportClosed:
     error: BaseException | None = None
 
 
+@dataclass(frozen=True)
+class TransportFault:
+    """A message the transport refused before handing it on (oversized, not UTF-8).
+
+    Attributes:
+        code: ``protocol.message_invalid`` (too large) or ``protocol.parse_failed`` (bad text).
+        detail: What was wrong, without the message content.
+    """
+
+    code: ErrorCode
+    detail: str
+
+
 class TransportListener(Protocol):
     """Implemented by the session; called on the transport's thread. Must not block."""
 
-    def on_transport_message(self, transport: Transport, data: str | bytes) -> None: ...
+    def on_transport_message(self, transport: Transport, data: str | bytes | TransportFault) -> None: ...
 
     def on_transport_closed(self, transport: Transport, closed: TransportClosed) -> None: ...
 
@@ -55,8 +78,9 @@ class Transport(abc.ABC):
     kind: str = "abstract"
 
     @abc.abstractmethod
-    def open(self, endpoint: Endpoint, listener: TransportListener, *, timeout: float) -> None:
-        """Block until open (at most ``timeout`` s).
+    def open(self, endpoint: Endpoint, listener: TransportListener, *, timeout: float,
+             canceller: Canceller | None = None) -> None:
+        """Block until open (at most ``timeout`` s; at once after ``canceller.abort()``).
 
         Raises:
             TransportOpenError: with ``connection.timeout`` / ``connection.network_error`` / …
@@ -64,16 +88,33 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def send(self, data: str) -> None:
-        """Send one text frame. Thread-safe.
+        """Send one text message. Thread-safe; never blocks on the network.
 
         Raises:
-            ConnectionError: the transport is not open.
+            ConnectionError: the transport is not open, or its send queue is full
+                (:class:`~convai_sync.transports.outbox.OutboxFull`).
         """
 
     @abc.abstractmethod
-    def close(self, code: int = 1000, reason: str = "", *, timeout: float = 2.0) -> None:
-        """Close. Idempotent; callable from any thread including the listener's; after it
-        returns the reader has exited (or, when called on the reader thread, will exit)."""
+    def close(self, code: int = 1000, reason: str = "", *, timeout: float = 1.0) -> None:
+        """Close within ``timeout`` seconds whatever the peer does (see the module docstring)."""
+
+    def ping(self) -> None:  # noqa: B027 - optional: transports without pings keep the default
+        """Send a keepalive ping if the transport has one (never blocks)."""
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection as lost (keepalive timeout); the listener hears a network close."""
+        self.close(1006, reason, timeout=0.0)
+
+    @property
+    def last_received(self) -> float | None:
+        """``time.monotonic()`` of the last frame of any kind received, or None if unknown."""
+        return None
+
+    @property
+    def unsent(self) -> int:
+        """Frames accepted by :meth:`send` that were still queued when the transport closed."""
+        return 0
 
     def __enter__(self) -> Transport:
         return self

@@ -12,6 +12,7 @@ import importlib.util
 
 from ..connect import Endpoint
 from ..errors import ErrorCode, SessionError, SessionErrorStage
+from ..netio import Canceller
 from .base import Transport, TransportListener, TransportOpenError
 
 
@@ -20,7 +21,8 @@ class LiveKitTransport(Transport):
 
     kind = "livekit"
 
-    def open(self, endpoint: Endpoint, listener: TransportListener, *, timeout: float) -> None:
+    def open(self, endpoint: Endpoint, listener: TransportListener, *, timeout: float,
+             canceller: Canceller | None = None) -> None:
         if importlib.util.find_spec("livekit") is None:
             message = "transport='livekit' needs the extra: pip install 'convai-sync[livekit]'"
         else:
@@ -32,5 +34,5 @@ class LiveKitTransport(Transport):
     def send(self, data: str) -> None:
         raise ConnectionError("LiveKit transport is not open")
 
-    def close(self, code: int = 1000, reason: str = "", *, timeout: float = 2.0) -> None:
+    def close(self, code: int = 1000, reason: str = "", *, timeout: float = 1.0) -> None:
         return None

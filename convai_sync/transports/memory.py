@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 from ..connect import Endpoint
+from ..netio import Canceller
 from .base import Transport, TransportClosed, TransportListener
 
 
@@ -72,7 +73,8 @@ class MemoryTransport(Transport):
         self._closed = False
         server.transport = self
 
-    def open(self, endpoint: Endpoint, listener: TransportListener, *, timeout: float) -> None:
+    def open(self, endpoint: Endpoint, listener: TransportListener, *, timeout: float,
+             canceller: Canceller | None = None) -> None:
         self.endpoint = endpoint
         self.listener = listener
         self._open = True
@@ -89,7 +91,11 @@ class MemoryTransport(Transport):
         if self.listener is not None:
             self.listener.on_transport_closed(self, closed)
 
-    def close(self, code: int = 1000, reason: str = "", *, timeout: float = 2.0) -> None:
+    def abort(self, reason: str) -> None:
+        """Drop as lost (keepalive): the listener hears a network close."""
+        self.closed_by_peer(TransportClosed(1006, reason, "network"))
+
+    def close(self, code: int = 1000, reason: str = "", *, timeout: float = 1.0) -> None:
         if self._closed:
             return
         self._closed = True

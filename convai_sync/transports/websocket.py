@@ -1,29 +1,48 @@
-"""WebSocket transport on websocket-client's low-level ``WebSocket`` (Convai ``/chat``).
+"""WebSocket transport on websocket-client (Convai ``/chat``), bounded against any peer.
 
-Thread ownership: this object owns one reader thread, ``convai-transport-<n>``, which is the
-only thread that reads the socket. Sends come from any thread (``enable_multithread=True``
-serialises them). ``close()`` sends a close frame, waits briefly for the reader to see the
-reply, then shuts the socket down so a blocked ``recv`` returns: the reader always exits.
-We do not use ``WebSocketApp.run_forever`` (STYLE.md §2: un-interruptible sleeps, racy stop).
+Thread ownership: this object owns one reader thread, ``convai-transport-<n>``, the only thread
+that reads the socket, and (only while the peer is slow to read) one writer thread owned by its
+:class:`~convai_sync.transports.outbox.Outbox`. Sends come from any thread and never block on
+the network.
+
+Shutdown does not depend on the peer: ``close()`` sends a close frame only if it can go out at
+once, waits at most ``close_grace`` for the server's close reply, then shuts the socket down
+itself (``shutdown(SHUT_RDWR)``, whatever websocket-client's own flags say), which wakes the
+reader and any blocked write at once; both threads are then joined within the timeout.
+
+The handshake runs on a socket the SDK created and registered with the attempt's
+:class:`~convai_sync.netio.Canceller`, so a deadline or ``close()`` aborts a handshake that a
+slow peer drip-feeds. HTTP(S) proxy environment variables are not used for this connection.
+Redirects are refused (one would forward the session to another host).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import socket
 import ssl
 import threading
+import time
+from urllib.parse import urlsplit
 
 import websocket
 
 from ..connect import Endpoint
 from ..errors import ErrorCode, SessionError, SessionErrorStage
-from .base import Transport, TransportClosed, TransportListener, TransportOpenError
+from ..netio import Aborted, Canceller, connect_tcp
+from .base import Transport, TransportClosed, TransportFault, TransportListener, TransportOpenError
+from .frames import OP_CLOSE, OP_PING, Control, Message, MessageReader, ProtocolViolation, Refused
+from .outbox import Outbox
 
 log = logging.getLogger("convai_sync")
 _ids = itertools.count(1)
 
 ABNORMAL_CLOSURE = 1006
+#: Inbound message limit of Convai's service (16 MB per WebSocket message).
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+DEFAULT_SEND_QUEUE_BYTES = 1024 * 1024
+DEFAULT_CLOSE_GRACE = 0.25
 
 
 def _open_error(code: ErrorCode, message: str, exc: BaseException | None, status: int | None = None
@@ -40,84 +59,185 @@ def parse_close_frame(payload: bytes) -> tuple[int, str]:
     return code, payload[2:].decode("utf-8", errors="replace")
 
 
+def _frame(data: str | bytes, opcode: int) -> bytes:
+    formatted: bytes = websocket.ABNF.create_frame(data, opcode).format()
+    return formatted
+
+
 class WebSocketTransport(Transport):
-    """Convai's ``/chat?session_id=…`` WebSocket (RTVI JSON text frames)."""
+    """Convai's ``/chat?session_id=…`` WebSocket (RTVI JSON text frames).
+
+    Args:
+        max_message_bytes: Largest inbound message; larger ones are discarded unread and
+            reported as ``protocol.message_invalid`` (the session goes on).
+        send_queue_bytes: Bound of frames waiting for a slow peer; beyond it ``send`` raises.
+        close_grace: Seconds ``close()`` waits for the server's close reply.
+    """
 
     kind = "websocket"
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 send_queue_bytes: int = DEFAULT_SEND_QUEUE_BYTES,
+                 close_grace: float = DEFAULT_CLOSE_GRACE) -> None:
+        self._max_message = max_message_bytes
+        self._queue_bytes = send_queue_bytes
+        self._grace = close_grace
         self._ws: websocket.WebSocket | None = None
+        self._sock: socket.socket | None = None
+        self._outbox: Outbox | None = None
         self._reader: threading.Thread | None = None
         self._listener: TransportListener | None = None
         self._lock = threading.Lock()
         self._closing = False
+        self._close_initiator: str = "client"
+        self._close_reason = ""
         self._reported = False
+        self._close_reply = threading.Event()
+        self._last_rx: float | None = None
+        self._unsent = 0
 
-    def open(self, endpoint: Endpoint, listener: TransportListener, *, timeout: float) -> None:
+    # ------------------------------------------------------------------ open
+
+    def open(self, endpoint: Endpoint, listener: TransportListener, *, timeout: float,
+             canceller: Canceller | None = None) -> None:
         url = endpoint.room_url
         if url.startswith("http"):
             url = "ws" + url[4:]
-        ws = websocket.WebSocket(enable_multithread=True, sslopt={"cert_reqs": ssl.CERT_REQUIRED})
+        parts = urlsplit(url)
+        secure = parts.scheme == "wss"
+        host = parts.hostname or ""
+        port = parts.port or (443 if secure else 80)
+        canceller = canceller or Canceller("WebSocket handshake")
+        deadline = time.monotonic() + max(timeout, 0.001)
+        sock: socket.socket | None = None
         try:
-            ws.connect(url, timeout=max(timeout, 0.001), suppress_origin=True)
+            sock = connect_tcp(host, port, max(timeout, 0.001), canceller)
+            if secure:
+                context = ssl.create_default_context()  # certificate and host name verified
+                sock = context.wrap_socket(sock, server_hostname=host)
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            ws = websocket.WebSocket(skip_utf8_validation=True)
+            ws.connect(url, socket=sock, suppress_origin=True, redirect_limit=0)
         except websocket.WebSocketBadStatusException as exc:
+            _close_quietly(sock)
             code = ErrorCode.CONNECTION_FAILED if exc.status_code < 500 else ErrorCode.CONNECTION_SERVER_ERROR
-            raise _open_error(code, f"WebSocket handshake refused: HTTP {exc.status_code}", exc,
+            raise _open_error(code, f"WebSocket handshake refused: HTTP {exc.status_code}", None,
                               exc.status_code) from None
         except (TimeoutError, websocket.WebSocketTimeoutException) as exc:
-            raise _open_error(ErrorCode.CONNECTION_TIMEOUT, "WebSocket connect timed out", exc) from None
-        except (OSError, websocket.WebSocketException) as exc:
+            _close_quietly(sock)
+            raise _open_error(ErrorCode.CONNECTION_TIMEOUT, f"WebSocket connect timed out: {exc}", None) from None
+        except Aborted as exc:
+            _close_quietly(sock)
+            raise _open_error(ErrorCode.CONNECTION_TIMEOUT, str(exc), None) from None
+        except (OSError, ssl.SSLError, websocket.WebSocketException, ValueError) as exc:
+            _close_quietly(sock)
+            if canceller.aborted:
+                raise _open_error(ErrorCode.CONNECTION_TIMEOUT,
+                                  f"{canceller.what} aborted: {canceller.reason}", None) from None
             raise _open_error(ErrorCode.CONNECTION_NETWORK_ERROR,
-                              f"WebSocket connect failed: {type(exc).__name__}: {exc}", exc) from None
-        ws.settimeout(None)
+                              f"WebSocket connect to {host}:{port} failed: {type(exc).__name__}: {exc}",
+                              None) from None
+        finally:
+            canceller.release()
+        sock.settimeout(None)
         with self._lock:
-            self._ws = ws
-            self._listener = listener
+            self._ws, self._sock, self._listener = ws, sock, listener
+            self._outbox = Outbox(sock, self._queue_bytes, self._write_failed)
+            self._last_rx = time.monotonic()
             self._reader = threading.Thread(target=self._read_loop, args=(ws,),
                                             name=f"convai-transport-{next(_ids)}", daemon=True)
             self._reader.start()
 
+    # ------------------------------------------------------------------ sending
+
     def send(self, data: str) -> None:
-        ws = self._ws
-        if ws is None or self._closing or not ws.connected:
+        outbox = self._outbox
+        if outbox is None or self._closing:
             raise ConnectionError("WebSocket is not open")
-        try:
-            ws.send(data)
-        except (OSError, websocket.WebSocketException) as exc:
-            raise ConnectionError(f"WebSocket send failed: {exc}") from exc
+        outbox.send(_frame(data, websocket.ABNF.OPCODE_TEXT))
+
+    def ping(self) -> None:
+        outbox = self._outbox
+        if outbox is not None and not self._closing:
+            outbox.try_send_now(_frame(b"", websocket.ABNF.OPCODE_PING))
+
+    def _write_failed(self, exc: OSError) -> None:
+        log.debug("WebSocket write failed: %s", exc)
+        self._shutdown()  # the reader then reports the loss
+
+    @property
+    def last_received(self) -> float | None:
+        return self._last_rx
+
+    @property
+    def unsent(self) -> int:
+        return self._unsent
+
+    # ------------------------------------------------------------------ reading
 
     def _read_loop(self, ws: websocket.WebSocket) -> None:
+        reader = MessageReader(ws, self._max_message)
         closed: TransportClosed
         while True:
             try:
-                opcode, frame = ws.recv_data_frame(control_frame=False)
-            except websocket.WebSocketConnectionClosedException as exc:
-                closed = self._lost(exc)
+                item = reader.next()
+            except ProtocolViolation as exc:
+                log.warning("WebSocket protocol violation by the server: %s", exc)
+                closed = self._lost(exc, f"protocol violation: {exc}")
                 break
             except (OSError, websocket.WebSocketException, ValueError) as exc:
-                closed = self._lost(exc)
+                closed = self._lost(exc, str(exc))
                 break
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                code, reason = parse_close_frame(frame.data or b"")
-                closed = TransportClosed(code, reason, "client" if self._closing else "server")
-                break
-            data = frame.data
-            if opcode == websocket.ABNF.OPCODE_TEXT and isinstance(data, bytes):
-                try:
-                    data = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    pass  # handed on as bytes; the protocol layer reports protocol.parse_failed
+            self._last_rx = time.monotonic()
+            if isinstance(item, Control):
+                if item.opcode == OP_CLOSE:
+                    code, reason = parse_close_frame(item.payload)
+                    self._close_reply.set()
+                    if not self._closing:
+                        self._reply_close(item.payload)
+                        closed = TransportClosed(code, reason, "server")
+                    else:
+                        closed = self._client_close()
+                    break
+                if item.opcode == OP_PING and self._outbox is not None:
+                    self._outbox.try_send_now(_frame(item.payload, websocket.ABNF.OPCODE_PONG))
+                continue
             listener = self._listener
-            if listener is not None and not self._closing:
-                listener.on_transport_message(self, data)
-        ws.shutdown()
+            if listener is None or self._closing:
+                continue
+            if isinstance(item, Refused):
+                fault = ErrorCode.PROTOCOL_MESSAGE_INVALID if item.too_large else ErrorCode.PROTOCOL_PARSE_FAILED
+                listener.on_transport_message(self, TransportFault(fault, item.reason))
+            elif isinstance(item, Message):
+                listener.on_transport_message(self, item.data)
+        self._close_reply.set()
+        self._shutdown()
+        outbox = self._outbox
+        if outbox is not None:
+            unsent = outbox.close(1.0)
+            if unsent:
+                self._unsent = unsent
+                log.warning("%d queued frame(s) were never sent: the connection ended first", unsent)
         self._report(closed)
+        sock = self._sock
+        if sock is not None:
+            sock.close()
 
-    def _lost(self, exc: BaseException) -> TransportClosed:
+    def _reply_close(self, payload: bytes) -> None:
+        outbox = self._outbox
+        if outbox is not None:
+            outbox.try_send_now(_frame(payload[:2] or (1000).to_bytes(2, "big"), OP_CLOSE))
+
+    def _client_close(self) -> TransportClosed:
+        if self._close_initiator == "network":
+            return TransportClosed(ABNORMAL_CLOSURE, self._close_reason, "network")
+        return TransportClosed(1000, self._close_reason, "client")
+
+    def _lost(self, exc: BaseException, text: str) -> TransportClosed:
         if self._closing:
-            return TransportClosed(1000, "", "client")
+            return self._client_close()
         log.debug("WebSocket lost: %s: %s", type(exc).__name__, exc)
-        return TransportClosed(ABNORMAL_CLOSURE, str(exc), "network", exc)
+        return TransportClosed(ABNORMAL_CLOSURE, text, "network", exc)
 
     def _report(self, closed: TransportClosed) -> None:
         with self._lock:
@@ -128,33 +248,61 @@ class WebSocketTransport(Transport):
         if listener is not None:
             listener.on_transport_closed(self, closed)
 
-    def close(self, code: int = 1000, reason: str = "", *, timeout: float = 2.0) -> None:
+    # ------------------------------------------------------------------ closing
+
+    def _shutdown(self) -> None:
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already shut down or never connected
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection as lost (e.g. a keepalive timeout): a network close, retried."""
         with self._lock:
             if self._closing:
-                already = True
-            else:
-                already = False
-                self._closing = True
-            ws, reader = self._ws, self._reader
-        if ws is None:
-            return
-        if not already and ws.connected:
-            # A send stalled on a full TCP buffer holds websocket-client's send lock; never wait
-            # on it for long: abort instead of sending a close frame.
-            lock = getattr(ws, "lock", None)
-            if lock is None or lock.acquire(timeout=min(timeout, 0.5)):
-                if lock is not None:
-                    lock.release()
-                try:
-                    ws.send_close(code, reason.encode("utf-8"))
-                except (OSError, websocket.WebSocketException) as exc:
-                    log.debug("close frame not sent: %s", exc)
+                return
+            self._closing = True
+            self._close_initiator = "network"
+            self._close_reason = reason
+        log.info("WebSocket dropped: %s", reason)
+        self._finish(timeout=1.0, send_close=False)
+
+    def close(self, code: int = 1000, reason: str = "", *, timeout: float = 1.0) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._close_reason = reason
+        self._finish(timeout, send_close=True, code=code, reason=reason)
+
+    def _finish(self, timeout: float, *, send_close: bool, code: int = 1000, reason: str = "") -> None:
+        deadline = time.monotonic() + max(timeout, 0.0)
+        reader, outbox = self._reader, self._outbox
+        if reader is None or outbox is None:
+            return  # never opened
         on_reader = reader is threading.current_thread()
-        if reader is not None and not on_reader:
-            reader.join(min(timeout, 0.5))  # let the server's close reply arrive
-        ws.abort()  # wakes a blocked recv: the reader is guaranteed to exit
-        if reader is not None and not on_reader:
-            reader.join(timeout)
+        if send_close and outbox.try_send_now(_frame(code.to_bytes(2, "big") + reason.encode()[:123], OP_CLOSE)) \
+                and not on_reader:
+            self._close_reply.wait(max(0.0, min(self._grace, deadline - time.monotonic())))
+        self._shutdown()
+        unsent = outbox.close(max(0.0, deadline - time.monotonic()))
+        if unsent:
+            self._unsent = unsent
+            log.warning("%d queued frame(s) were never sent: the connection closed first", unsent)
+        if not on_reader:
+            reader.join(max(0.0, deadline - time.monotonic()))
             if reader.is_alive():
-                log.warning("%s did not exit within %.1f s", reader.name, timeout)
-        ws.shutdown()
+                log.warning("%s did not exit within %.2f s", reader.name, timeout)
+        sock = self._sock
+        if sock is not None and not reader.is_alive():
+            sock.close()
+
+
+def _close_quietly(sock: socket.socket | None) -> None:
+    if sock is not None:
+        try:
+            sock.close()
+        except OSError as exc:
+            log.debug("socket close failed: %s", exc)
