@@ -11,6 +11,13 @@ for line in (ROOT / "convai_sync" / "__init__.py").read_text().splitlines():
         exec(line, version)
 
 SIMULATOR = ["aiohttp>=3.9"]
+# The simulator's LiveKit side. Pinned to what was tested: LiveKit's signalling moves between releases, and
+# simulator/livekit/peer.py relies on aiortc 1.16 / aioice 0.13 internals (the sender's media stream id,
+# aioice's host-address lookup).
+SIMULATOR_LIVEKIT = ["aiortc>=1.16,<1.17", "aioice>=0.13,<0.14", "livekit-protocol>=1.1.29,<1.2",
+                     "livekit-api>=1.2.2,<1.3"]
+# The real LiveKit client the tests drive (tests/support/loopback_shim.c is checked against its FFI library).
+LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3"]
 
 setup(
     name="convai-sync",
@@ -21,12 +28,16 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["convai_sync", "convai_sync.*", "simulator", "simulator.*"]),
     package_data={"convai_sync": ["py.typed"], "simulator": ["scenarios/*.json", "py.typed"]},
-    install_requires=["requests>=2.28", "websocket-client>=1.6"],
+    # The transport reads frames with websocket-client's frame parser and makes urllib3's sockets
+    # abortable (convai_sync.netio): both are pinned to the major versions that code was written for.
+    install_requires=["requests>=2.28", "urllib3>=2,<3", "websocket-client>=1.6,<2"],
     extras_require={
         "simulator": SIMULATOR,
-        "livekit": ["livekit>=0.11"],
-        "test": SIMULATOR + ["pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23",
-                             "mypy>=1.8", "ruff>=0.4", "types-requests>=2.28", "hypothesis>=6.100"],
+        "simulator-livekit": SIMULATOR + SIMULATOR_LIVEKIT,
+        "livekit": LIVEKIT_CLIENT,
+        "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + [
+            "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
+            "types-requests>=2.28", "hypothesis>=6.100"],
     },
     entry_points={
         "console_scripts": ["convai-sim=simulator.__main__:main"],

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--chunk-delay", type=float, default=0.0, metavar="S", help="delay between reply chunks (default 0)")
     add("--scenario", metavar="FILE_OR_NAME", help="scenario JSON file, or a shipped scenario's name")
     add("--control-token", metavar="TOKEN", help="token for the /_sim/* control API (default: random)")
+    add("--transport-default", choices=("livekit", "websocket"), default="livekit",
+        help="transport of a /connect that names none (default livekit, as the real service)")
     add("--log-level", default="INFO", type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), help="logging level (default INFO)")
     return parser
@@ -77,6 +79,7 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         chunk_delay=args.chunk_delay,
         scenario=args.scenario,
         control_token=args.control_token,
+        transport_default=args.transport_default,
     )
 
 
@@ -87,6 +90,8 @@ def _banner(sim: Simulator) -> str:
     lines = [
         f"Convai simulator listening on {sim.url}",
         f"Control token: {sim.control_token}  (header X-Sim-Control-Token for {url}/_sim/*)",
+        f"LiveKit URL: {sim.livekit_url}" + ("" if sim.livekit_available else "  (unavailable: install the "
+                                             "'simulator-livekit' extra)"),
     ]
     if scenario is not None:
         lines.append(f"Scenario: {scenario.name}: {scenario.description}".rstrip(": "))

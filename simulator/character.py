@@ -23,6 +23,8 @@ logger = logging.getLogger("simulator.character")
 Responder = Callable[[str], str | None]
 #: Sends one frame; False when the session can no longer send.
 SendFrame = Callable[[wire.JsonDict], Awaitable[bool]]
+#: Voices a reply: (text, stop) -> returns once the last audio was sent; ``stop()`` True ends it early.
+Speak = Callable[[str, Callable[[], bool]], Awaitable[None]]
 
 DEFAULT_CHUNKS = 4
 _BOUNDARY = re.compile(r"(?<=\s)(?=\S)")
@@ -76,8 +78,13 @@ async def play_turn(
     *,
     tts_enabled: bool,
     chunk_delay: float,
+    speak: Speak | None = None,
 ) -> bool:
-    """Stream the bot part of a turn; returns False when the session stopped accepting frames."""
+    """Stream the bot part of a turn; returns False when the session stopped accepting frames.
+
+    With TTS on, ``speak`` voices the reply between ``bot-started-speaking`` and ``bot-stopped-speaking``
+    (the stopped message goes out once the last audio frame has been sent).
+    """
     if not await send(wire.form_a("bot-llm-started")):
         return False
     for chunk in split_chunks(reply):
@@ -101,6 +108,8 @@ async def play_turn(
             return False
     if chunk_delay > 0:
         await asyncio.sleep(chunk_delay)
+    if speak is not None and tts_enabled:
+        await speak(reply, lambda: turn.interrupted)
     if not await send(wire.speaking("bot-stopped-speaking")):
         return False
     return await send(wire.turn_completed(turn.interrupted))

@@ -11,9 +11,9 @@ import collections
 import concurrent.futures
 import logging
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulator import faults, wire
 from simulator.accounts import Accounts, Limits
@@ -23,12 +23,21 @@ from simulator.runner import ScenarioRunner
 from simulator.scenario import Scenario
 from simulator.sessions import Phase, SimSession
 
+if TYPE_CHECKING:
+    from simulator.carrier import Carrier
+    from simulator.livekit.service import LiveKitService
+
 logger = logging.getLogger("simulator.core")
 
 IDLE_TIMEOUT_REASON = "Idle timeout"
 SHUTDOWN_REASON = "Server shutting down"
 #: Ended sessions remembered for ``wait_for_received`` and expired-token WS answers.
 RECENT_LIMIT = 1024
+
+#: The character's voice: reply text -> (PCM16 mono bytes, sample rate in Hz).
+Synthesizer = Callable[[str], tuple[bytes, int]]
+#: The character's ears: (PCM16 bytes, sample rate in Hz, channels) -> the user's words.
+Transcriber = Callable[[bytes, int, int], str]
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,12 @@ class SimConfig:
     chunk_delay: float = 0.0
     join_window: float = 10.0
     control_token: str = ""
+    #: What a ``/connect`` without ``transport`` gets (the real service's default is ``"livekit"``).
+    transport_default: str = "livekit"
+    synthesizer: Synthesizer | None = None
+    transcriber: Transcriber | None = None
+    #: Addresses the LiveKit side gathers and advertises as ICE host candidates.
+    livekit_host_addresses: tuple[str, ...] = ("127.0.0.1",)
 
 
 class SimCore:
@@ -69,6 +84,8 @@ class SimCore:
         self._slot_waiters: list[tuple[str | None, int, asyncio.Future[None]]] = []
         self._opened: list[SimSession] = []
         self.runner: ScenarioRunner | None = None
+        #: The LiveKit side (``simulator.livekit.service.LiveKitService``) when its extra is installed.
+        self.livekit: LiveKitService | None = None
 
     def set_scenario(self, scenario: Scenario | None) -> None:
         """Run ``scenario`` on sessions whose WebSocket opens from now on (None: no scenario)."""
@@ -126,6 +143,8 @@ class SimCore:
         *,
         tts_enabled: bool,
         send_bot_ready: bool,
+        transport: str = "websocket",
+        room_name: str | None = None,
     ) -> SimSession:
         """Admit a connect: take the slot, register the session and start its join / token timers."""
         conversation = self.accounts.conversation(character_session_id, api_key, character_id)
@@ -138,6 +157,8 @@ class SimCore:
             conversation,
             tts_enabled=tts_enabled,
             send_bot_ready=send_bot_ready,
+            transport=transport,
+            room_name=room_name,
         )
         self.accounts.admit(api_key, end_user_id)
         self._notify_slots()
@@ -148,10 +169,11 @@ class SimCore:
         logger.info("session %s created", session.session_id)
         return session
 
-    def open_session(self, session: SimSession, ws: Any, transport: asyncio.Transport | None) -> None:
-        """The session's WebSocket opened: stop the join timer, start idling, wake waiters."""
+    def open_session(self, session: SimSession, carrier: Carrier) -> None:
+        """The session's connection opened (WebSocket, or LiveKit join): stop the join timer, start idling,
+        wake waiters."""
         session._cancel_timer("join")
-        session._attach(ws, transport)
+        session._attach(carrier)
         self.arm_idle(session)
         self._opened.append(session)
         if len(self._opened) > RECENT_LIMIT:
@@ -160,7 +182,7 @@ class SimCore:
         for future in waiters:
             if not future.done():
                 future.set_result(session)
-        logger.info("session %s opened its WebSocket", session.session_id)
+        logger.info("session %s opened its %s connection", session.session_id, carrier.kind)
 
     def start_scenario(self, session: SimSession) -> None:
         """Start the current scenario on a session whose WebSocket just opened."""
@@ -189,7 +211,8 @@ class SimCore:
             return
         was_open = session._phase is Phase.OPEN
         session._phase = Phase.ENDED
-        session.close_code = code if code is not None else (session._ws.close_code if session._ws else None)
+        carrier = session._carrier
+        session.close_code = code if code is not None else (carrier.close_code if carrier else None)
         session.close_reason = reason
         session._cancel_all_timers()
         if session._turn is not None:
@@ -207,7 +230,7 @@ class SimCore:
         if not was_open:
             return
         if abort:
-            session._abort()
+            session._abort(reason)
         elif code is not None:
             session._close_task = self.spawn(session._close(code, reason))
 
@@ -374,5 +397,7 @@ class SimCore:
                 logger.warning("%d simulator tasks still running at shutdown; cancelled", len(still))
         for future in self._open_waiters:
             future.cancel()
+        if self.livekit is not None:
+            await self.livekit.shutdown(deadline)
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)

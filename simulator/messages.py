@@ -93,8 +93,10 @@ async def _run_turn(
     turn = character.Turn()
     session._turn = turn
     try:
+        carrier = session._carrier
         await character.play_turn(
-            session._send, reply, turn, tts_enabled=session._tts_enabled, chunk_delay=core.config.chunk_delay
+            session._send, reply, turn, tts_enabled=session._tts_enabled, chunk_delay=core.config.chunk_delay,
+            speak=None if carrier is None else carrier.speak,
         )
     finally:
         turn.finished = True
@@ -123,6 +125,22 @@ def start_turn(
             scripted=scripted,
         )
     )
+
+
+async def handle_utterance(core: SimCore, session: SimSession, text: str) -> None:
+    """The user finished speaking and was heard as ``text``: transcribe, count the interaction, reply.
+
+    Sends ``user-transcription`` (final) then, through the turn, ``final-user-transcription`` and the reply,
+    exactly as a typed ``user_text_message`` would after its ack. Loop thread only.
+    """
+    if session._phase is not Phase.OPEN:
+        return
+    core.arm_idle(session)
+    await session._send(wire.form_a("user-transcription", {"text": text, "final": True}))
+    if not core.accounts.try_interaction(session.api_key):  # a spoken turn counts like a typed one
+        await core.usage_limit_flow(session, "interaction", "Usage limit reached for your plan.")
+        return
+    start_turn(core, session, text)
 
 
 # ------------------------------------------------------------------ handlers

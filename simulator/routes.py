@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from simulator import faults, messages, wire
+from simulator import faults, livekit, messages, wire
+from simulator.carrier import WebSocketCarrier
 from simulator.core import SimCore
 from simulator.faults import ConnectKind
 from simulator.sessions import CLOSE_HANDSHAKE_TIMEOUT, Phase
@@ -113,15 +114,23 @@ def _admit(
     character_id = body.get("character_id")
     if not isinstance(character_id, str) or not character_id:
         return _invalid("missing", ["body", "character_id"], "Field required", body)
-    transport = body.get("transport", "livekit")
-    if transport in LIVEKIT_TRANSPORTS:
-        return _error(400, "Simulator supports only transport='websocket'", "bad_request")
-    if transport != "websocket":
+    transport = body.get("transport", core.config.transport_default)
+    is_livekit = transport in LIVEKIT_TRANSPORTS
+    if not is_livekit and transport != "websocket":
         return _invalid("value_error", ["body", "transport"], f"Value error, Invalid transport: {transport}",
                         transport)
-    if body.get("audio_config") is not None:
+    audio_config = body.get("audio_config")
+    if audio_config is not None and not is_livekit:
         return _error(400, "audio_config is only supported with LiveKit transport, but transport is set "
                            f"to '{transport}'", "bad_request")
+    audio_output: dict[str, Any] | None = None
+    if is_livekit:
+        if core.livekit is None:
+            return _error(400, livekit.missing_extra_message(), "bad_request")
+        checked = livekit.check_audio_config(audio_config)
+        if isinstance(checked, str):
+            return _invalid("value_error", ["body", "audio_config"], f"Value error, {checked}", audio_config)
+        audio_output = checked
     if not core.accounts.knows_character(character_id):
         return _error(404, "Character not found or doesn't belong to user", "character_not_found")
     if not core.accounts.limits.realtime_allowed:
@@ -153,6 +162,11 @@ def _admit(
         return web.json_response({"request_trace_id": _trace_id(), "character_session_id": csid,
                                   "room_name": None, "token": ""})
     tts = body.get("default_tts_enabled", True)
+    if is_livekit:
+        assert core.livekit is not None and audio_output is not None
+        return web.json_response(core.livekit.admit(
+            request.host, key, character_id, str(csid), end_user_id, metadata, audio_output,
+            tts_enabled=tts is not False, send_bot_ready=send_bot_ready, request_trace_id=_trace_id()))
     session = core.create_session(key, character_id, str(csid), end_user_id,
                                   tts_enabled=tts is not False, send_bot_ready=send_bot_ready)
     return web.json_response({
@@ -184,7 +198,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         logger.info("second WebSocket for session %s refused", session_id)
         await ws.close(code=1008, message=DUPLICATE_REASON.encode())
         return ws
-    core.open_session(session, ws, request.transport)
+    core.open_session(session, WebSocketCarrier(ws, request.transport, session.session_id))
     await session._send(wire.interaction_created(session.character_session_id))
     core.schedule_bot_ready(session)
     core.start_scenario(session)
@@ -228,4 +242,5 @@ def build_app(core: SimCore) -> web.Application:
     app.router.add_get("/chat", chat)
     app.router.add_post("/disconnect", disconnect)
     app.router.add_get("/healthz", healthz)
+    livekit.install(core, app)
     return app

@@ -28,7 +28,7 @@ from simulator import faults, limits, signals, wire
 from simulator.accounts import Limits
 from simulator.character import Responder
 from simulator.control import add_control_routes
-from simulator.core import SimConfig, SimCore
+from simulator.core import SimConfig, SimCore, Synthesizer, Transcriber
 from simulator.faults import ConnectFault
 from simulator.routes import build_app
 from simulator.scenario import Scenario, load_scenario
@@ -75,6 +75,15 @@ class Simulator:
         scenario: a :mod:`simulator.scenario` every session runs: a shipped name (``"flaky_network"``),
             a file path, JSON text, a dict or a list of steps (see :meth:`load_scenario`).
         control_token: the ``X-Sim-Control-Token`` the ``/_sim/*`` routes require (default: random).
+        synthesizer: the character's voice on LiveKit, ``text -> (pcm, sample_rate)`` (PCM16 mono bytes, Hz);
+            runs on the worker pool. Default: a 440 Hz tone of 20 ms per character (see
+            ``simulator.livekit.media``).
+        transcriber: hears the user on LiveKit, ``(pcm, sample_rate, num_channels) -> str`` (PCM16); runs on
+            the worker pool. Default: ``"[audio 1.20 s]"``.
+        transport_default: what a ``/connect`` without ``transport`` gets: ``"livekit"`` (the real service's
+            default) or ``"websocket"``.
+        livekit_host_addresses: the addresses the LiveKit side gathers and advertises as ICE candidates
+            (default loopback only; add this machine's address to serve clients elsewhere).
     """
 
     def __init__(
@@ -100,6 +109,10 @@ class Simulator:
         idle_warning_interval: float = 60.0,
         scenario: Scenario | Mapping[str, Any] | list[Any] | str | Path | None = None,
         control_token: str | None = None,
+        synthesizer: Synthesizer | None = None,
+        transcriber: Transcriber | None = None,
+        transport_default: str = "livekit",
+        livekit_host_addresses: Iterable[str] = ("127.0.0.1",),
     ) -> None:
         checked = limits.validate({
             "concurrency_limit": concurrency_limit, "speaker_limit": speaker_limit,
@@ -112,6 +125,12 @@ class Simulator:
             ("idle_warning_interval", idle_warning_interval))}
         if responder is not None and not callable(responder):
             raise TypeError("responder must be a callable str -> str | None")
+        for name, function in (("synthesizer", synthesizer), ("transcriber", transcriber)):
+            if function is not None and not callable(function):
+                raise TypeError(f"{name} must be callable")
+        if transport_default not in ("livekit", "websocket"):
+            raise ValueError(f"transport_default must be 'livekit' or 'websocket', got {transport_default!r}")
+        hosts = _names(livekit_host_addresses, "livekit_host_addresses")
         if control_token is not None and (not isinstance(control_token, str) or not control_token.strip()):
             raise ValueError("control_token must be a non-empty string (or None for a random one)")
         self.host = host
@@ -130,6 +149,10 @@ class Simulator:
             chunk_delay=checked["chunk_delay"],
             join_window=windows["join_window"],
             control_token=control_token or secrets.token_urlsafe(24),
+            transport_default=transport_default,
+            synthesizer=synthesizer,
+            transcriber=transcriber,
+            livekit_host_addresses=hosts,
         )
         self._scenario: Scenario | None = None if scenario is None else load_scenario(scenario)
         self._lock = threading.Lock()
@@ -284,6 +307,19 @@ class Simulator:
         return f"http://{self.host}:{self._port}"
 
     @property
+    def livekit_url(self) -> str:
+        """The LiveKit server URL ``/connect`` answers as ``room_url``, e.g. ``"ws://127.0.0.1:54321"``."""
+        return f"ws://{self.host}:{self._port}"
+
+    @property
+    def livekit_available(self) -> bool:
+        """True when the LiveKit side runs (the ``simulator-livekit`` extra is installed)."""
+        async def check(core: SimCore) -> bool:
+            return core.livekit is not None
+
+        return self._call(check)
+
+    @property
     def api_key(self) -> str:
         return self._config.api_keys[0]
 
@@ -374,6 +410,36 @@ class Simulator:
             await core.usage_limit_flow(session, quota_type, text)
 
         self._call(act)
+
+    def livekit_stats(self) -> dict[str, int]:
+        """What the LiveKit side holds right now: ``connections`` (participant connections), ``rooms``
+        (remembered rooms, ended ones included) and ``tasks`` (the simulator's running tasks)."""
+        async def read(core: SimCore) -> dict[str, int]:
+            service = core.livekit
+            return {"connections": 0 if service is None else service.connection_count(),
+                    "rooms": 0 if service is None else len(service.rooms),
+                    "tasks": sum(1 for t in core.tasks if not t.done())}
+
+        return self._call(read)
+
+    def refuse_livekit_join(self, status: int, times: int = 1, detail: str | None = None) -> None:
+        """Answer the next ``times`` LiveKit joins (``GET /rtc/v1``) with HTTP ``status`` (401, 403, 404 or
+        429) and ``detail`` (default: a LiveKit-style text). Raises ValueError for other statuses, and
+        RuntimeError when the LiveKit extra is not installed."""
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError(f"times must be a positive int, got {times!r}")
+        from simulator.livekit import faults as livekit_faults
+
+        livekit_faults.refusal_text(status, detail)
+
+        async def queue(core: SimCore) -> None:
+            if core.livekit is None:
+                from simulator import livekit
+
+                raise RuntimeError(livekit.missing_extra_message())
+            core.livekit.add_refusal(status, detail, times)
+
+        self._call(queue)
 
     # ------------------------------------------------------------------ signals and raw frames
 

@@ -1,7 +1,8 @@
 """One simulated session: its public face (:class:`SimSession`) and its loop-side plumbing.
 
 Public attributes (``session_id``, ``character_session_id``, ``api_key``, ``end_user_id``, ``received``,
-``close_code``, ``close_reason``) may be read from any thread. Everything with a leading underscore, and
+``close_code``, ``close_reason``, ``transport``, ``room_name``, ``received_audio_seconds``) may be read from
+any thread. Everything with a leading underscore, and
 every method, is used on the simulator's loop thread only. Per-session state is kept small (a handful of
 fields, timer handles instead of tasks) so thousands of sessions stay cheap.
 """
@@ -19,17 +20,14 @@ from simulator.character import Turn
 from simulator.context import ContextState
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from simulator.accounts import Conversation
+    from simulator.carrier import Carrier
     from simulator.runner import ScenarioRunner
 
 logger = logging.getLogger("simulator.sessions")
 
 #: Seconds a server-initiated close waits for the client's close frame before dropping the socket.
 CLOSE_HANDSHAKE_TIMEOUT = 1.0
-#: Largest close reason a WebSocket close frame carries (RFC 6455: 125 bytes minus the code).
-MAX_REASON_BYTES = 123
 
 
 class Phase(enum.Enum):
@@ -59,6 +57,8 @@ class SimSession:
         *,
         tts_enabled: bool = True,
         send_bot_ready: bool = True,
+        transport: str = "websocket",
+        room_name: str | None = None,
     ) -> None:
         self.session_id = session_id
         self.character_session_id = character_session_id
@@ -71,10 +71,14 @@ class SimSession:
         #: Close code / reason the session ended with (None while live).
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        #: ``"websocket"`` (the ``/chat`` WebSocket) or ``"livekit"`` (a LiveKit room named ``room_name``).
+        self.transport = transport
+        self.room_name = room_name
+        #: Seconds of user audio received so far (LiveKit microphone track); a float, updated on the loop.
+        self.received_audio_seconds = 0.0
         # ---- loop-thread only
         self._phase = Phase.PENDING
-        self._ws: web.WebSocketResponse | None = None
-        self._transport: asyncio.Transport | None = None
+        self._carrier: Carrier | None = None
         self._conversation = conversation
         self._send_bot_ready = send_bot_ready
         self._tts_enabled = tts_enabled
@@ -98,7 +102,7 @@ class SimSession:
         return (
             f"SimSession(session_id={self.session_id!r}, character_session_id="
             f"{self.character_session_id!r}, api_key={mask_key(self.api_key)!r}, "
-            f"phase={self._phase.value!r}, received={self.received_count})"
+            f"transport={self.transport!r}, phase={self._phase.value!r}, received={self.received_count})"
         )
 
     @property
@@ -123,10 +127,13 @@ class SimSession:
 
     # ------------------------------------------------------------------ loop-side plumbing
 
-    def _attach(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
-        self._ws = ws
-        self._transport = transport
+    def _attach(self, carrier: Carrier) -> None:
+        self._carrier = carrier
         self._phase = Phase.OPEN
+
+    def _replace_carrier(self, carrier: Carrier) -> None:
+        """Carry an open session on a new connection (a LiveKit participant joining again)."""
+        self._carrier = carrier
 
     def _record(self, text: str, decoded: Any) -> None:
         """Append a client frame (its text and decoded value) and wake anyone waiting for its type."""
@@ -177,31 +184,19 @@ class SimSession:
         return await self._send_text(wire.encode(frame))
 
     async def _send_text(self, text: str) -> bool:
-        ws = self._ws
-        if ws is None or ws.closed:
+        carrier = self._carrier
+        if carrier is None:
             return False
-        try:
-            await ws.send_str(text)
-        except (ConnectionError, RuntimeError) as exc:
-            logger.debug("send on session %s failed: %s", self.session_id, exc)
-            return False
-        return True
+        return await carrier.send_text(text)
 
     async def _close(self, code: int, reason: str) -> None:
-        """Close the WebSocket with ``code`` and ``reason`` (handshake bounded by the ws timeout)."""
-        ws = self._ws
-        if ws is None or ws.closed:
-            return
-        message = reason.encode("utf-8")[:MAX_REASON_BYTES]
-        try:
-            await ws.close(code=code, message=message)
-        except (ConnectionError, RuntimeError) as exc:
-            logger.debug("close of session %s failed: %s", self.session_id, exc)
+        """End the connection for ``code`` / ``reason`` (the carrier maps them onto its wire)."""
+        if self._carrier is not None:
+            await self._carrier.close(code, reason)
 
-    def _abort(self) -> None:
-        """Drop the TCP connection without a close frame."""
-        transport = self._transport
-        if transport is not None and not transport.is_closing():
-            transport.abort()
-        elif transport is None:
-            logger.warning("session %s has no transport to abort", self.session_id)
+    def _abort(self, reason: str) -> None:
+        """Drop the connection without a goodbye."""
+        if self._carrier is None:
+            logger.warning("session %s has no connection to abort", self.session_id)
+            return
+        self._carrier.abort(reason)

@@ -138,7 +138,8 @@ def test_connect_auth_and_validation_errors() -> None:
         missing = post_connect(sim, character_id="ghost")
         assert (missing.status_code, missing.json()["detail"]) == (
             404, "Character not found or doesn't belong to user")
-        assert post_connect(sim, transport="livekit").status_code == 400
+        bad_audio = post_connect(sim, transport="livekit", audio_config={"output": {"audio_routing": "radio"}})
+        assert bad_audio.status_code == 422 and "audio_routing" in bad_audio.json()["detail"][0]["msg"]
         assert post_connect(sim, transport="sse").status_code == 422
         bad_csid = post_connect(sim, character_session_id="not-a-uuid")
         assert bad_csid.status_code == 400 and "invalid character_session_id" in bad_csid.json()["detail"].lower()

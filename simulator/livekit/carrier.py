@@ -1,0 +1,251 @@
+"""The LiveKit carrier of one session: one participant connection (signal WebSocket + peer connection).
+
+RTVI JSON goes out as reliable ``DataPacket{user: UserPacket{payload, topic=""}}`` from the character's
+identity on the client's ``_reliable`` data channel; client packets are accepted whatever their topic and
+channel. Until the channel is open and the character has joined, outgoing messages wait in a bounded queue.
+The character's voice is this connection's :class:`~simulator.livekit.media.VoiceTrack`; the user's
+microphone is heard by a :class:`~simulator.livekit.media.Listener`. Loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSCloseCode, web
+from aiortc import MediaStreamTrack
+from google.protobuf.message import DecodeError
+from livekit.protocol import models, rtc
+
+from simulator import messages, wire
+from simulator.livekit import faults, media
+from simulator.livekit.faults import Ending, Plan
+from simulator.livekit.peer import PeerLink
+from simulator.livekit.room import data_packet, leave, track_subscribed
+from simulator.sessions import Phase
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from simulator.livekit.service import LiveKitService, LiveKitSession
+
+logger = logging.getLogger("simulator.livekit.carrier")
+
+#: Messages kept while the data channel is not open yet (oldest dropped beyond this, with a warning).
+PENDING_LIMIT = 1000
+#: Bound on waiting for the last messages (e.g. ``usage-limit-reached``) to leave before a ``leave``, and the
+#: head start they get over it: data packets and the leave travel on different connections.
+DRAIN_TIMEOUT = 0.5
+LEAVE_HEAD_START = 0.02
+
+
+class LiveKitCarrier:
+    """One participant connection carrying a LiveKit session (see the module docstring)."""
+
+    kind = "livekit"
+
+    def __init__(self, service: LiveKitService, lk: LiveKitSession, ws: web.WebSocketResponse,
+                 transport: asyncio.Transport | None) -> None:
+        self._service = service
+        self._lk = lk
+        self._core = service.core
+        self._ws = ws
+        self._transport = transport
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._close_code: int | None = None
+        self._disposed = False
+        self.detached = False
+        self.voice = media.VoiceTrack()
+        self.link = PeerLink(self._core.config.livekit_host_addresses, self._inbox.put_nowait, self._user_track,
+                             self.flush)
+        self._spawn(self._read_inbox())
+
+    def __repr__(self) -> str:
+        return f"LiveKitCarrier(room={self._lk.room.name!r}, session={self._lk.session.session_id!r})"
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = self._core.spawn(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ------------------------------------------------------------------ Carrier
+
+    @property
+    def close_code(self) -> int | None:
+        return self._close_code
+
+    async def send_text(self, text: str) -> bool:
+        if self._disposed or self.detached:
+            return False
+        room = self._lk.room
+        packet = data_packet(text.encode("utf-8"), room.character_id, room.character_sid)
+        if self._pending or not room.character_joined or not self.link.send(packet):
+            if len(self._pending) >= PENDING_LIMIT:
+                self._pending.popleft()
+                logger.warning("session %s: data channel not open; oldest queued message dropped",
+                               self._lk.session.session_id)
+            self._pending.append(packet)
+        return True
+
+    def flush(self) -> None:
+        """Send queued messages once the channel is open and the character is in the room."""
+        if not self._lk.room.character_joined:
+            return
+        while self._pending and self.link.send(self._pending[0]):
+            self._pending.popleft()
+
+    async def speak(self, text: str, stop: Callable[[], bool]) -> None:
+        config = self._core.config
+        try:
+            if config.synthesizer is None:
+                result: object = media.default_synthesizer(text)
+            else:
+                result = await self._core.loop.run_in_executor(self._core.responder_pool(), config.synthesizer,
+                                                               text)
+            pcm, rate = media.check_voice(result)
+        except Exception as exc:  # the user's synthesizer may raise anything: report it, keep the turn going
+            logger.exception("synthesizer failed for session %s", self._lk.session.session_id)
+            await self._lk.session._send(wire.pipeline_error(f"Synthesizer failed: {exc}", False))
+            return
+        await media.speak(pcm, rate, self._lk.output, self.voice, self._lk.session._send,
+                          lambda: stop() or self._disposed)
+
+    async def close(self, code: int, reason: str) -> None:
+        plan = faults.for_close(code, reason)
+        self._lk.end_plan = plan
+        await self.end(plan)
+
+    def abort(self, reason: str) -> None:
+        plan = faults.for_abort(reason)
+        self._lk.end_plan = plan
+        self._spawn(self.end(plan))
+
+    # ------------------------------------------------------------------ endings
+
+    async def end(self, plan: Plan) -> None:
+        """Carry out ``plan`` on this connection."""
+        logger.info("session %s: LiveKit %s (%s)", self._lk.session.session_id, plan.ending.value, plan.reason.name)
+        if plan.ending is Ending.LEAVE:
+            await self.link.drain(DRAIN_TIMEOUT)
+            await asyncio.sleep(LEAVE_HEAD_START)
+            await self.send_signal(leave(int(plan.reason)))
+            await self.dispose()
+        elif plan.ending is Ending.WITHHOLD:
+            await self.link.withhold()
+        elif plan.ending is Ending.CLOSE_PEER:
+            await self.link.close()
+        elif plan.ending is Ending.DROP_SIGNAL:
+            self.drop_signal()
+        else:
+            self.drop_signal()
+            await self.link.close()
+
+    async def send_signal(self, message: rtc.SignalResponse) -> bool:
+        ws = self._ws
+        if ws.closed:
+            return False
+        try:
+            await ws.send_bytes(message.SerializeToString())
+        except (ConnectionError, RuntimeError) as exc:
+            logger.debug("signal send failed: %s", exc)
+            return False
+        return True
+
+    def drop_signal(self) -> None:
+        """Drop the signal connection without a close frame."""
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+
+    async def detach(self, reason: int | None) -> None:
+        """Stop carrying the session (a newer connection took it over); ``reason`` is sent as a leave."""
+        self.detached = True
+        if reason is not None:
+            await self.send_signal(leave(reason))
+        await self.dispose()
+
+    async def dispose(self) -> None:
+        """Close the signal WebSocket and the peer connection and stop this connection's tasks (idempotent)."""
+        if self._disposed:
+            return
+        self._disposed = True
+        self.voice.stop()
+        self._inbox.put_nowait(None)
+        if not self._ws.closed:
+            try:
+                await asyncio.wait_for(self._ws.close(code=WSCloseCode.OK), 1.0)
+            except (asyncio.TimeoutError, ConnectionError, RuntimeError) as exc:
+                logger.debug("signal close failed: %s", exc)
+                self.drop_signal()
+        await self.link.close()
+        current = asyncio.current_task()
+        for task in [t for t in self._tasks if t is not current]:
+            task.cancel()
+        self._service.carriers.discard(self)
+
+    def client_left(self, reason: int) -> None:
+        """The client sent ``leave`` (its DisconnectReason ``reason``)."""
+        self._close_code = faults.REASON_CLOSE_BASE + reason
+
+    # ------------------------------------------------------------------ inbound
+
+    async def _read_inbox(self) -> None:
+        session = self._lk.session
+        while True:
+            raw = await self._inbox.get()
+            if raw is None or session._phase is Phase.ENDED or self.detached:
+                return
+            try:
+                packet = models.DataPacket.FromString(raw)
+            except DecodeError:
+                logger.warning("session %s: undecodable data packet ignored", session.session_id)
+                continue
+            if packet.WhichOneof("value") != "user":
+                continue
+            try:
+                text = packet.user.payload.decode("utf-8")
+            except UnicodeDecodeError:
+                await session._send(wire.parse_error_ack())
+                continue
+            await messages.handle_text(self._core, session, text)
+
+    def _user_track(self, track: MediaStreamTrack) -> None:
+        listener = media.Listener(self._heard_audio, self._speech_started, self._utterance)
+        self._spawn(listener.run(track))
+        # The client's msid track id is the AddTrackRequest cid; tell it the character now listens.
+        cid = self.link.client_track_id(track)
+        sid = None if cid is None else self._lk.room.user_track_cids.get(cid)
+        if sid is not None:
+            self._spawn(self.send_signal(track_subscribed(sid)))
+
+    def _heard_audio(self, seconds: float) -> None:
+        self._lk.session.received_audio_seconds += seconds
+
+    async def _speech_started(self) -> None:
+        await self._lk.session._send(wire.form_a("user-started-speaking"))
+
+    async def _utterance(self, pcm: bytes, rate: int, channels: int) -> None:
+        session = self._lk.session
+        if session._phase is not Phase.OPEN:
+            return
+        await session._send(wire.form_a("user-stopped-speaking"))
+        transcriber = self._core.config.transcriber
+        try:
+            if transcriber is None:
+                text: object = media.default_transcriber(pcm, rate, channels)
+            else:
+                text = await self._core.loop.run_in_executor(self._core.responder_pool(), transcriber, pcm, rate,
+                                                             channels)
+        except Exception as exc:  # the user's transcriber may raise anything: report it as a pipeline error
+            logger.exception("transcriber failed for session %s", session.session_id)
+            await session._send(wire.pipeline_error(f"Transcriber failed: {exc}", False))
+            return
+        if not isinstance(text, str) or not text.strip():
+            logger.info("session %s: utterance heard as nothing; no turn", session.session_id)
+            return
+        await messages.handle_utterance(self._core, session, text)
