@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 
+from .audio import AudioClip, AudioFrame
 from .channels import ConvaiEvents, EventChannel
-from .client import ConvaiClient
+from .client import ConvaiClient, ReplyStream, SendQueueFullError
 from .config import ConvaiConfig
 from .delivery import EventDeliveryPolicy
 from .disconnect import DisconnectReason
@@ -85,7 +86,8 @@ __version__ = "0.1.0"
 logging.getLogger("convai_sync").addHandler(logging.NullHandler())
 
 __all__ = [
-    "CATALOG", "Action", "ActionResponse", "AudioData", "BehaviorTreeResponse", "BlendshapeFrames",
+    "CATALOG", "Action", "ActionResponse", "AudioClip", "AudioData", "AudioFrame", "BehaviorTreeResponse",
+    "BlendshapeFrames",
     "BotEmotion", "BotLLMStarted", "BotLLMStopped", "BotReady", "BotReply", "BotStartedSpeaking",
     "BotStoppedSpeaking", "BotTTSStarted", "BotTTSStopped", "BotTTSText", "BotText",
     "BotTurnCompleted", "ConcurrencyLimitError", "ConfigurationError", "Connected", "ConvaiClient",
@@ -94,9 +96,9 @@ __all__ = [
     "EventQueueOverflow", "FinalUserTranscription", "HandlerError", "InteractionCreated",
     "InvalidStateError", "LLMNoResponse", "Metrics", "ModerationResponse", "ParticipantInfo",
     "ParticipantJoined", "ParticipantLeft", "ParticipantType", "PipelineSessionError",
-    "ReconnectPolicy", "Reconnected", "Reconnecting", "RetryPolicy", "RoomOwnershipRebindStateChanged",
+    "ReconnectPolicy", "Reconnected", "Reconnecting", "ReplyStream", "RetryPolicy", "RoomOwnershipRebindStateChanged",
     "RoomOwnershipRebindStatus", "ServerMessage", "ServerResponse", "SessionDurationWarning",
-    "SessionError", "SessionErrorStage", "SessionState", "SessionStateChanged", "SlotWaitPolicy",
+    "SendQueueFullError", "SessionError", "SessionErrorStage", "SessionState", "SessionStateChanged", "SlotWaitPolicy",
     "Subscription", "UsageLimitError", "UsageLimitReached", "UserIdleTimeoutElapsed",
     "UserIdleWarningReceived", "UserStartedSpeaking", "UserStoppedSpeaking", "UserTranscription",
     "VadSttEvent", "Visemes", "WaitingForSlot", "__version__",

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from . import events as ev
+from .audio import AudioFrame
 from .delivery import EventDeliveryPolicy
 from .errors import SessionError
 from .hub import EventHub, Subscription
@@ -66,6 +67,8 @@ class ConvaiEvents:
         self.on_llm_no_response = EventChannel(hub, ev.LLMNoResponse, "on_llm_no_response")
         self.on_bot_ready = EventChannel(hub, ev.BotReady, "on_bot_ready")
         self.on_message = EventChannel(hub, ev.ServerMessage, "on_message")
+        self.on_bot_text = EventChannel(hub, ev.BotText, "on_bot_text")
+        self.on_audio = EventChannel(hub, AudioFrame, "on_audio")
         self.on_waiting_for_slot = EventChannel(hub, ev.WaitingForSlot, "on_waiting_for_slot")
         self.on_session_duration_warning = EventChannel(hub, ev.SessionDurationWarning,
                                                         "on_session_duration_warning")

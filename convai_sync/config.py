@@ -117,6 +117,18 @@ class ConvaiConfig:
         send_queue_bytes: Bound of the bytes waiting while the server is slow to read, ``int`` in
             [1024, 1 GiB]; beyond it a send fails at once with ``SendQueueFullError``.
         close_grace: Seconds a transport close waits for the server's close reply, in (0, 10].
+        ice_transport_policy: LiveKit only: ``"all"`` (LiveKit's default: direct UDP, falling back
+            to TURN) or ``"relay"`` (TURN only, as Convai's Web SDK 1.2.0 joins).
+        audio_routing: LiveKit only: where the character's voice travels, sent as
+            ``audio_config.output.audio_routing``: ``"audio_only"`` (the audio track, default),
+            ``"data_only"`` (``audio-data`` messages) or ``"both"``.
+        audio_sample_rate: Hz of the character's voice as delivered (``AudioFrame``,
+            ``BotReply.audio``), in [8000, 48000]; None = as the transport gives it.
+        receive_audio: False: do not subscribe to the character's voice at all (text only; pays
+            nothing for audio).
+        audio_queue_frames: Bound of the audio frames waiting per delivery queue (MAIN_THREAD,
+            BACKGROUND); a host that stops pumping loses the oldest audio frames only (counted in
+            ``diagnostics()``), never another event.
 
     Raises:
         ConfigurationError: ``config.invalid``, naming the first invalid field.
@@ -155,6 +167,11 @@ class ConvaiConfig:
     max_message_bytes: int = field(default=MAX_MESSAGE_BYTES, metadata=rule(count(1024, MAX_MESSAGE_BYTES)))
     send_queue_bytes: int = field(default=1024 * 1024, metadata=rule(count(1024, 1 << 30)))
     close_grace: float = field(default=0.25, metadata=_seconds(10.0))
+    ice_transport_policy: str = field(default="all", metadata=rule(one_of("all", "relay")))
+    audio_routing: str = field(default="audio_only", metadata=rule(one_of("audio_only", "data_only", "both")))
+    audio_sample_rate: int | None = field(default=None, metadata=rule(count(8000, 48000, optional=True)))
+    receive_audio: bool = field(default=True, metadata=rule(flag()))
+    audio_queue_frames: int = field(default=500, metadata=rule(count(1, 1_000_000)))
 
     def __post_init__(self) -> None:
         raw_key = self.api_key

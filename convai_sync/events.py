@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .audio import AudioClip
 from .delivery import EventDeliveryPolicy
 from .disconnect import DisconnectReason
 from .errors import ErrorCode, SessionError
@@ -543,6 +544,7 @@ class BotReply:
         no_response: True when the LLM chose not to reply (``llm-no-response``).
         was_interrupted: True when the turn ended interrupted.
         message_id: The id sent with the question (echoed by ``final-user-transcription``).
+        audio: The character's voice for this turn (PCM16), when the session receives audio.
     """
 
     text: str
@@ -553,3 +555,4 @@ class BotReply:
     no_response: bool = False
     was_interrupted: bool = False
     message_id: str | None = None
+    audio: AudioClip | None = None

@@ -35,6 +35,7 @@ from typing import Any
 
 from . import events as ev
 from . import protocol
+from .audio import AudioFrame
 from .clock import Clock
 from .closes import CloseOutcome, classify_close
 from .config import ConvaiConfig
@@ -805,6 +806,12 @@ class _Listener:
                         MAX_INBOX_FRAMES, type(event).__name__, s.stats["frames_dropped"])
             return
         s.post(lambda: s.transport_event(aid, transport, event))
+
+    def on_transport_audio(self, transport: Transport, pcm: bytes, sample_rate: int, num_channels: int) -> None:
+        s, aid = self._session, self._attempt_id
+        frame = AudioFrame(data=pcm, sample_rate=sample_rate, num_channels=num_channels,
+                           samples_per_channel=len(pcm) // (2 * num_channels), timestamp=time.monotonic())
+        s.post(lambda: s.transport_event(aid, transport, frame))
 
     def on_transport_closed(self, transport: Transport, closed: TransportClosed) -> None:
         s, aid = self._session, self._attempt_id

@@ -148,9 +148,9 @@ def number(low: float | None = 0.0, high: float | None = None, *, low_open: bool
     return _Number(low, high, low_open=low_open, integer=integer, unit=unit, optional=optional)
 
 
-def count(low: int, high: int) -> Spec:
-    """An ``int`` (never ``bool``) in ``[low, high]``."""
-    return _Number(low, high, low_open=False, integer=True, unit="", optional=False)
+def count(low: int, high: int, *, optional: bool = False) -> Spec:
+    """An ``int`` (never ``bool``) in ``[low, high]`` (or None when ``optional``)."""
+    return _Number(low, high, low_open=False, integer=True, unit="", optional=optional)
 
 
 class _Flag(Spec):

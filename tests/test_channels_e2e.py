@@ -80,6 +80,7 @@ def test_conversation_and_server_signal_channels(policy: EventDeliveryPolicy) ->
             assert client.ask("one", timeout=10).text == "Sure."
             ch.wait("on_server_response")
             ch.wait("on_message", 5)
+            assert "".join(t.text for t in ch.wait("on_bot_text")) == "Sure."  # typed: no filtering
             no_reply = client.ask("two", timeout=10)
             assert no_reply.no_response
             ch.wait("on_llm_no_response")
@@ -156,9 +157,10 @@ def test_every_channel_is_covered() -> None:
                  "on_session_state_changed", "on_session_error", "on_pipeline_error", "on_usage_limit_reached",
                  "on_user_idle_warning", "on_participant_joined", "on_participant_left",
                  "on_room_ownership_rebind_state_changed", "on_server_response", "on_llm_no_response",
-                 "on_bot_ready", "on_message", "on_waiting_for_slot", "on_session_duration_warning"}
+                 "on_bot_ready", "on_message", "on_bot_text", "on_waiting_for_slot",
+                 "on_session_duration_warning"}
     # on_user_idle_timeout (the local deadline) is covered in test_limits_e2e, on_handler_error
-    # (a raising user handler) in test_handler_errors.
-    assert names - exercised == {"on_user_idle_timeout", "on_handler_error"}
+    # (a raising user handler) in test_handler_errors, on_audio (the character's voice) in the voice tests.
+    assert names - exercised == {"on_user_idle_timeout", "on_handler_error", "on_audio"}
 
 

@@ -110,6 +110,11 @@ INVALID: list[tuple[str, object]] = [
     ("max_message_bytes", True),
     ("send_queue_bytes", 0), ("send_queue_bytes", None), ("send_queue_bytes", 1 << 31),
     ("close_grace", 0), ("close_grace", 11), ("close_grace", None),
+    ("ice_transport_policy", "RELAY"), ("ice_transport_policy", None),
+    ("audio_routing", "audio"), ("audio_routing", None),
+    ("audio_sample_rate", 7999), ("audio_sample_rate", 16000.0), ("audio_sample_rate", True),
+    ("receive_audio", "yes"), ("receive_audio", None),
+    ("audio_queue_frames", 0), ("audio_queue_frames", None),
 ]
 
 

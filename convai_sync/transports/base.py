@@ -61,6 +61,10 @@ class TransportListener(Protocol):
 
     def on_transport_message(self, transport: Transport, data: str | bytes | TransportFault) -> None: ...
 
+    def on_transport_audio(self, transport: Transport, pcm: bytes, sample_rate: int, num_channels: int) -> None:
+        """The character's voice: PCM16 little-endian ``pcm`` (interleaved), ``sample_rate`` Hz."""
+        ...
+
     def on_transport_closed(self, transport: Transport, closed: TransportClosed) -> None: ...
 
 
@@ -98,6 +102,22 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def close(self, code: int = 1000, reason: str = "", *, timeout: float = 1.0) -> None:
         """Close within ``timeout`` seconds whatever the peer does (see the module docstring)."""
+
+    @property
+    def supports_audio(self) -> bool:
+        """True when :meth:`send_audio` works on this transport."""
+        return False
+
+    def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int, *, timeout: float | None) -> None:
+        """Send the user's voice (PCM16 little-endian, interleaved), within ``timeout`` seconds.
+
+        Blocks only for back-pressure (a bounded send queue), never longer than ``timeout``.
+
+        Raises:
+            NotImplementedError: the transport carries no audio.
+            ConnectionError: not open, or the audio could not be queued within ``timeout``.
+        """
+        raise NotImplementedError(f"the {self.kind} transport carries no audio")
 
     def ping(self) -> None:  # noqa: B027 - optional: transports without pings keep the default
         """Send a keepalive ping if the transport has one (never blocks)."""

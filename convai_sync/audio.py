@@ -1,0 +1,104 @@
+"""Audio values: :class:`AudioFrame` (a piece of the character's voice as it arrives) and
+:class:`AudioClip` (a whole utterance, e.g. ``BotReply.audio``), with WAV in and out (stdlib
+``wave``).
+
+All audio in convai_sync is PCM16: signed 16-bit little-endian samples, interleaved when there is
+more than one channel. Sample rates are in Hz, durations and timestamps in seconds.
+"""
+
+from __future__ import annotations
+
+import wave
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from os import PathLike
+
+BYTES_PER_SAMPLE = 2
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def check_format(pcm: bytes, sample_rate: int, num_channels: int) -> None:
+    """Raise ``ValueError`` unless ``pcm`` is whole PCM16 frames at a sensible rate and channel count."""
+    if not isinstance(pcm, (bytes, bytearray, memoryview)):
+        raise ValueError(f"pcm must be bytes of PCM16 samples, got {type(pcm).__name__}")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 192000:
+        raise ValueError(f"sample_rate must be an int in [8000, 192000] Hz, got {sample_rate!r}")
+    if isinstance(num_channels, bool) or not isinstance(num_channels, int) or not 1 <= num_channels <= 8:
+        raise ValueError(f"num_channels must be an int in [1, 8], got {num_channels!r}")
+    if len(pcm) % (BYTES_PER_SAMPLE * num_channels):
+        raise ValueError(f"pcm length {len(pcm)} is not a whole number of {num_channels}-channel PCM16 frames")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioFrame:
+    """A piece of the character's voice (delivered on ``client.events.on_audio``).
+
+    Attributes:
+        data: PCM16 little-endian samples, interleaved by channel.
+        sample_rate: Hz.
+        num_channels: Channels in ``data``.
+        samples_per_channel: Samples per channel in ``data``.
+        timestamp: ``time.monotonic()`` when the frame reached the SDK (seconds).
+        turn_id: Which reply (turn) it belongs to: the same number on every frame of one turn,
+            increasing from turn to turn; None for audio outside any turn. A host that wants to
+            drop stale audio (after an interrupt, say) discards frames of older turns.
+        received_at: Aware UTC datetime of arrival.
+    """
+
+    data: bytes
+    sample_rate: int
+    num_channels: int
+    samples_per_channel: int
+    timestamp: float
+    turn_id: int | None = None
+    received_at: datetime = field(default_factory=_utcnow, compare=False)
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio in this frame."""
+        return self.samples_per_channel / self.sample_rate
+
+
+@dataclass(frozen=True)
+class AudioClip:
+    """A whole piece of audio: PCM16 ``pcm`` at ``sample_rate`` Hz with ``num_channels`` channels."""
+
+    pcm: bytes
+    sample_rate: int
+    num_channels: int = 1
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio."""
+        return len(self.pcm) / (BYTES_PER_SAMPLE * self.num_channels * self.sample_rate)
+
+    def write_wav(self, path: str | PathLike[str]) -> None:
+        """Write a playable WAV file (PCM16) to ``path``."""
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(self.num_channels)
+            out.setsampwidth(BYTES_PER_SAMPLE)
+            out.setframerate(self.sample_rate)
+            out.writeframes(self.pcm)
+
+    @classmethod
+    def read_wav(cls, path: str | PathLike[str]) -> AudioClip:
+        """Read a PCM16 WAV file.
+
+        Raises:
+            ValueError: the file is not 16-bit PCM.
+        """
+        with wave.open(str(path), "rb") as src:
+            if src.getsampwidth() != BYTES_PER_SAMPLE or src.getcomptype() != "NONE":
+                raise ValueError(f"{path}: only 16-bit PCM WAV files are supported")
+            return cls(src.readframes(src.getnframes()), src.getframerate(), src.getnchannels())
+
+    @classmethod
+    def from_frames(cls, frames: list[AudioFrame]) -> AudioClip | None:
+        """Join frames (same format) into one clip; None when there are none."""
+        if not frames:
+            return None
+        first = frames[0]
+        return cls(b"".join(f.data for f in frames), first.sample_rate, first.num_channels)
