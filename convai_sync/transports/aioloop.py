@@ -131,6 +131,7 @@ class LoopThread:
                 if pending:
                     loop.run_until_complete(asyncio.wait(pending, timeout=CANCEL_GRACE))
                 loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())  # in case a library used it
             except Exception:
                 log.exception("%s: cleanup after stop failed", self.name)
             finally:

@@ -382,7 +382,14 @@ class LiveKitTransport(Transport):
                 await participant.publish_data(payload, reliable=True)
                 sent = True
             except Exception as exc:  # noqa: BLE001 - one failed packet must not stop the publisher
-                log.warning("LiveKit: publishing a data packet failed: %s", exc)
+                # e.g. larger than the data channel's negotiated maximum message size (64 kB on
+                # the simulator): the caller's send() had returned, so say it where it is seen.
+                log.warning("LiveKit: a data packet of %d bytes was not published: %s", len(payload), exc)
+                listener = self._live_listener()
+                if listener is not None:
+                    listener.on_transport_message(self, TransportFault(
+                        ErrorCode.PROTOCOL_MESSAGE_INVALID,
+                        f"an outgoing message of {len(payload)} bytes was not published: {exc}"))
             finally:
                 self._sent(payload, sent=sent)
 
