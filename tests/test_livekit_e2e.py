@@ -153,6 +153,8 @@ def test_every_disconnect_reason_reaches_the_session(sim: Simulator) -> None:
         client.events.on_reconnected.subscribe(reconnected, P.IMMEDIATE)
         client.events.on_disconnected.subscribe(disconnected, P.IMMEDIATE)
         client.events.on_session_error.subscribe(errors, P.IMMEDIATE)
+        client.connect(timeout=WAIT)
+        threads = native_threads()
         for reason in R:
             if client.state is not S.CONNECTED:
                 client.connect(timeout=WAIT)
@@ -171,6 +173,12 @@ def test_every_disconnect_reason_reaches_the_session(sim: Simulator) -> None:
                 assert len(reconnecting) == marks[0], reason.name  # not retried
                 new_errors = [e.error_code for e in errors.events[marks[3]:]]
                 assert new_errors == ([E.SERVER_FATAL_ERROR] if reason is R.AGENT_ERROR else []), reason.name
+        if client.state is not S.CONNECTED:
+            client.connect(timeout=WAIT)
+        # 17 rooms later: one loop thread (the current room's), and livekit's native pool has not grown
+        loops = [t.name for t in threading.enumerate() if t.name.startswith("convai-livekit-")]
+        assert len(loops) == 1, loops
+        assert native_threads() - threads <= 3, (threads, native_threads())
     sim.wait_for_slots(0)
 
 
