@@ -4,6 +4,11 @@ Public attributes (``session_id``, ``character_session_id``, ``api_key``, ``end_
 ``close_code``, ``close_reason``) may be read from any thread. Everything with a leading underscore, and
 every method, is used on the simulator's loop thread only. Per-session state is kept small (a handful of
 fields, timer handles instead of tasks) so thousands of sessions stay cheap.
+
+A client that stops reading cannot stall the simulator: every send (and the closing handshake) has a
+deadline, ``send_timeout`` seconds; a send that misses it drops the session as a slow consumer (the
+socket is aborted and the session's end callback frees its slot). The frames a session records are
+bounded too (:data:`MAX_RECORDED_CHARS`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import asyncio
 import enum
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from simulator import wire
 from simulator.character import Turn
@@ -30,6 +37,29 @@ logger = logging.getLogger("simulator.sessions")
 CLOSE_HANDSHAKE_TIMEOUT = 1.0
 #: Largest close reason a WebSocket close frame carries (RFC 6455: 125 bytes minus the code).
 MAX_REASON_BYTES = 123
+#: Default seconds one frame may wait for a client to read before the session is dropped.
+DEFAULT_SEND_TIMEOUT = 5.0
+#: Close code and reason recorded for a session dropped as a slow consumer (no close frame is sent:
+#: the client is not reading; 1006 is RFC 6455's "closed abnormally").
+SLOW_CONSUMER_CODE = 1006
+SLOW_CONSUMER_REASON = "slow consumer"
+#: Characters of client frames a live session keeps in ``received`` (oldest dropped first; each frame
+#: also counts :data:`RECORD_OVERHEAD`), and what an ended session keeps.
+MAX_RECORDED_CHARS = 1024 * 1024
+ENDED_RECORDED_CHARS = 64 * 1024
+RECORD_OVERHEAD = 64
+
+T = TypeVar("T")
+
+if sys.version_info >= (3, 11):
+    async def _within(awaitable: Awaitable[T], timeout: float) -> T:
+        """``await awaitable``, raising TimeoutError after ``timeout`` seconds (cheaper than wait_for)."""
+        async with asyncio.timeout(timeout):
+            return await awaitable
+else:
+    async def _within(awaitable: Awaitable[T], timeout: float) -> T:
+        """``await awaitable``, raising TimeoutError after ``timeout`` seconds."""
+        return await asyncio.wait_for(awaitable, timeout)
 
 
 class Phase(enum.Enum):
@@ -59,6 +89,8 @@ class SimSession:
         *,
         tts_enabled: bool = True,
         send_bot_ready: bool = True,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        on_slow_consumer: Callable[[SimSession], None] | None = None,
     ) -> None:
         self.session_id = session_id
         self.character_session_id = character_session_id
@@ -68,6 +100,8 @@ class SimSession:
         # Client frames as text: strings are not tracked by the garbage collector, so thousands of busy
         # sessions do not lengthen GC pauses; ``received`` decodes them on demand.
         self._received_text: list[str] = []
+        self._received_cost = 0
+        self._received_total = 0
         #: Close code / reason the session ended with (None while live).
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -93,6 +127,9 @@ class SimSession:
         #: The scenario this session runs (set when its WebSocket opens) and its message counts.
         self._runner: ScenarioRunner | None = None
         self._msg_counts: dict[str, int] | None = None
+        self._send_timeout = send_timeout
+        #: Called once when a send misses its deadline (the core ends the session); None: abort only.
+        self._on_slow_consumer = on_slow_consumer
 
     def __repr__(self) -> str:
         return (
@@ -103,13 +140,17 @@ class SimSession:
 
     @property
     def received(self) -> list[Any]:
-        """Decoded client frames (JSON values exactly as sent), in arrival order (a fresh list)."""
+        """Decoded client frames (JSON values exactly as sent), in arrival order (a fresh list).
+
+        The most recent frames only: about :data:`MAX_RECORDED_CHARS` characters of them while the
+        session is live (and always its latest frame), at most :data:`ENDED_RECORDED_CHARS` once it ended.
+        """
         return [json.loads(text) for text in list(self._received_text)]
 
     @property
     def received_count(self) -> int:
-        """How many JSON client frames the session has received."""
-        return len(self._received_text)
+        """How many JSON client frames the session has received (all of them, kept or not)."""
+        return self._received_total
 
     @property
     def is_open(self) -> bool:
@@ -131,6 +172,11 @@ class SimSession:
     def _record(self, text: str, decoded: Any) -> None:
         """Append a client frame (its text and decoded value) and wake anyone waiting for its type."""
         self._received_text.append(text)
+        self._received_total += 1
+        self._received_cost += len(text) + RECORD_OVERHEAD
+        if self._received_cost > MAX_RECORDED_CHARS:
+            # Trim to three quarters so a long-lived session does not trim on every frame.
+            self._trim_record(MAX_RECORDED_CHARS * 3 // 4)
         if not self._waiters:
             return
         msg_type = wire.message_type_of(decoded)
@@ -143,6 +189,19 @@ class SimSession:
             else:
                 remaining.append((wanted, future))
         self._waiters = remaining
+
+    def _trim_record(self, budget: int, *, keep_latest: bool = True) -> None:
+        """Forget the oldest recorded frames until they cost at most ``budget`` (a live session keeps its
+        latest frame whatever its size, so a wait for it always finds it)."""
+        frames = self._received_text
+        drop, cost = 0, self._received_cost
+        while cost > budget and drop < len(frames) - (1 if keep_latest else 0):
+            cost -= len(frames[drop]) + RECORD_OVERHEAD
+            drop += 1
+        if drop:
+            # One slice deletion: ``received`` may copy the list from another thread meanwhile.
+            del frames[:drop]
+            self._received_cost = cost
 
     def _find_received(self, msg_type: str) -> Any | None:
         for text in self._received_text:
@@ -177,31 +236,74 @@ class SimSession:
         return await self._send_text(wire.encode(frame))
 
     async def _send_text(self, text: str) -> bool:
+        """Send one text frame within the send deadline; False when the session can no longer send."""
         ws = self._ws
         if ws is None or ws.closed:
             return False
         try:
-            await ws.send_str(text)
+            if self._cannot_block(text):
+                await ws.send_str(text)
+            else:
+                await _within(ws.send_str(text), self._send_timeout)
+        except asyncio.TimeoutError:  # the builtin TimeoutError on 3.11+, not yet on 3.10
+            self._slow_consumer()
+            return False
         except (ConnectionError, RuntimeError) as exc:
             logger.debug("send on session %s failed: %s", self.session_id, exc)
             return False
         return True
 
+    def _cannot_block(self, text: str) -> bool:
+        """True when sending ``text`` cannot wait on the client, so it needs no deadline (the common case,
+        which a deadline per frame would slow by several microseconds).
+
+        A send waits only while the transport is paused, and asyncio pauses it only when its buffer grows
+        past the high-water mark. With nothing buffered (so not paused: it resumed on the way down to
+        empty) and a frame below the mark, the write cannot take the buffer past it.
+        """
+        transport = self._transport
+        if transport is None or transport.get_write_buffer_size():
+            return False
+        _low, high = transport.get_write_buffer_limits()
+        return 4 * len(text) + 16 < high  # at most 4 UTF-8 bytes per character, plus the frame header
+
+    def _slow_consumer(self) -> None:
+        """A send missed its deadline: drop the session (once, however many sends were waiting)."""
+        if self._phase is not Phase.OPEN:
+            return
+        logger.warning("session %s dropped as a slow consumer: a frame waited more than %.1f s for the "
+                       "client to read", self.session_id, self._send_timeout)
+        if self._on_slow_consumer is not None:
+            self._on_slow_consumer(self)
+        else:
+            self._phase = Phase.ENDED
+            self._abort()
+
     async def _close(self, code: int, reason: str) -> None:
-        """Close the WebSocket with ``code`` and ``reason`` (handshake bounded by the ws timeout)."""
+        """Close the WebSocket with ``code`` and ``reason``; a handshake that does not finish within the
+        send deadline plus :data:`CLOSE_HANDSHAKE_TIMEOUT` (or is cancelled) drops the connection."""
         ws = self._ws
         if ws is None or ws.closed:
             return
         message = reason.encode("utf-8")[:MAX_REASON_BYTES]
+        finished = False
         try:
-            await ws.close(code=code, message=message)
+            await _within(ws.close(code=code, message=message), self._send_timeout + CLOSE_HANDSHAKE_TIMEOUT)
+            finished = True
+        except asyncio.TimeoutError:
+            logger.warning("session %s: closing handshake did not finish in time; dropping the connection",
+                           self.session_id)
         except (ConnectionError, RuntimeError) as exc:
             logger.debug("close of session %s failed: %s", self.session_id, exc)
+        finally:
+            if not finished:  # a timeout, an error or a cancellation (shutdown): never leave it half-open
+                self._abort()
 
     def _abort(self) -> None:
-        """Drop the TCP connection without a close frame."""
+        """Drop the TCP connection without a close frame (also when a graceful close is pending)."""
         transport = self._transport
-        if transport is not None and not transport.is_closing():
+        if transport is not None:
+            # abort() also discards data a stalled client never read; close() would wait for it forever.
             transport.abort()
-        elif transport is None:
+        else:
             logger.warning("session %s has no transport to abort", self.session_id)
