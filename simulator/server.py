@@ -25,14 +25,14 @@ from aiohttp import web
 from convai_sync.disconnect import DisconnectReason
 from convai_sync.errors import ErrorCode
 from simulator import faults, limits, signals, wire
-from simulator.accounts import Limits
+from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
 from simulator.character import Responder
 from simulator.control import add_control_routes
 from simulator.core import SimConfig, SimCore, Synthesizer, Transcriber
 from simulator.faults import ConnectFault
 from simulator.routes import build_app
 from simulator.scenario import Scenario, load_scenario
-from simulator.sessions import SimSession
+from simulator.sessions import DEFAULT_SEND_TIMEOUT, SimSession
 
 if TYPE_CHECKING:
     from convai_sync.config import ConvaiConfig
@@ -84,6 +84,18 @@ class Simulator:
             default) or ``"websocket"``.
         livekit_host_addresses: the addresses the LiveKit side gathers and advertises as ICE candidates
             (default loopback only; add this machine's address to serve clients elsewhere).
+        send_timeout: seconds one frame may wait for a client to read it; a session whose client
+            stops reading for longer is dropped as a slow consumer (logged, slot freed, socket
+            aborted), so it never holds up other sessions, injections or :meth:`stop`.
+        max_conversations: ``character_session_id`` histories remembered (least recently used
+            forgotten first; resuming a forgotten one starts a fresh history, like an unknown id).
+        scenario_dir: the one directory ``POST /_sim/scenario`` may read scenario files from (named
+            relative to it); None (the default): the control API reads no file but the shipped scenarios.
+            The ``scenario`` argument and :meth:`load_scenario` read any path you give them.
+
+    Raises:
+        ValueError: a bad value, e.g. a port outside 0..65535, or ``idle_warning_lead`` without
+            ``idle_timeout`` or longer than it.
     """
 
     def __init__(
@@ -113,6 +125,9 @@ class Simulator:
         transcriber: Transcriber | None = None,
         transport_default: str = "livekit",
         livekit_host_addresses: Iterable[str] = ("127.0.0.1",),
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
+        scenario_dir: str | Path | None = None,
     ) -> None:
         checked = limits.validate({
             "concurrency_limit": concurrency_limit, "speaker_limit": speaker_limit,
@@ -120,9 +135,13 @@ class Simulator:
             "idle_warning_lead": idle_warning_lead, "token_ttl": token_ttl, "realtime_allowed": realtime_allowed,
             "bot_ready_delay": bot_ready_delay, "chunk_delay": chunk_delay,
         })
+        limits.check_idle(checked["idle_timeout"], checked["idle_warning_lead"])
         windows = {name: limits.check_seconds(name, value) for name, value in (
             ("join_window", join_window), ("connect_rate_window", connect_rate_window),
-            ("idle_warning_interval", idle_warning_interval))}
+            ("idle_warning_interval", idle_warning_interval), ("send_timeout", send_timeout))}
+        limits.check_port(port)
+        limits.check_positive_int("max_conversations", max_conversations)
+        allowed_dir = None if scenario_dir is None else limits.check_directory("scenario_dir", scenario_dir)
         if responder is not None and not callable(responder):
             raise TypeError("responder must be a callable str -> str | None")
         for name, function in (("synthesizer", synthesizer), ("transcriber", transcriber)):
@@ -153,6 +172,9 @@ class Simulator:
             synthesizer=synthesizer,
             transcriber=transcriber,
             livekit_host_addresses=hosts,
+            send_timeout=windows["send_timeout"],
+            max_conversations=max_conversations,
+            scenario_dir=allowed_dir,
         )
         self._scenario: Scenario | None = None if scenario is None else load_scenario(scenario)
         self._lock = threading.Lock()
@@ -201,8 +223,8 @@ class Simulator:
         try:
             try:
                 port = loop.run_until_complete(self._startup(loop))
-            except Exception as exc:  # report any start-up failure to start() and end the thread
-                logger.exception("simulator failed to start")
+            except Exception as exc:  # start() raises it to its caller, who reports it (no second traceback)
+                logger.debug("simulator failed to start", exc_info=True)
                 ready.set_exception(exc)
                 return
             ready.set_result(port)
@@ -295,6 +317,11 @@ class Simulator:
         core = self._core
         return asyncio.run_coroutine_threadsafe(factory(core), self._loop).result(timeout)
 
+    def _send_call(self, factory: Callable[[SimCore], Coroutine[Any, Any, T]]) -> T:
+        """:meth:`_call` for work that sends on one session: it may wait up to ``send_timeout`` for a
+        client that stopped reading (which is then dropped) before it returns."""
+        return self._call(factory, CALL_TIMEOUT + self._config.send_timeout)
+
     # ------------------------------------------------------------------ addresses and config
 
     @property
@@ -346,8 +373,10 @@ class Simulator:
     ) -> int:
         """Inject a documented error code or disconnect reason where the real service produces it.
 
-        Connect-API codes answer the next ``times`` ``/connect`` calls (returns 0). Other codes and every
-        disconnect reason act at once on all live sessions, or on ``session_id`` (returns how many).
+        Connect-API codes answer the next ``times`` ``/connect`` calls (returns 0); they answer only a
+        connect that is authenticated and well-formed. Other codes and every disconnect reason act at
+        once on all live sessions, or on ``session_id`` (returns how many), each session on its own,
+        so a client that stopped reading delays no other; this returns without waiting for the frames.
         Raises ValueError for unknown values and for codes only a client can produce.
         """
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
@@ -369,6 +398,16 @@ class Simulator:
             return core.open_sessions()
 
         return self._call(snapshot)
+
+    def stats(self) -> dict[str, Any]:
+        """What the simulator holds, and its bounds, as ``GET /_sim/stats`` answers: ``sessions``
+        ``{"open", "pending"}``, ``recent_sessions``, ``max_recent_sessions``, ``conversations``,
+        ``max_conversations``, ``slots_in_use``, ``queued_connect_faults``, ``tasks``, ``send_timeout`` (s),
+        ``livekit`` ``{"connections", "rooms"}`` (as :meth:`livekit_stats`; zeros without the LiveKit extra)."""
+        async def read(core: SimCore) -> dict[str, Any]:
+            return core.stats()
+
+        return self._call(read)
 
     def slots_in_use(self, api_key: str | None = None) -> int:
         """Concurrency slots currently held (by ``api_key``, or by every key)."""
@@ -392,7 +431,7 @@ class Simulator:
     def send_idle_warning(self, session_id: str, remaining_seconds: int) -> None:
         """Send ``user-idle-warning`` with ``remaining_seconds`` (the idle timer itself is unchanged)."""
         frame = wire.idle_warning(int(remaining_seconds))
-        self._call(lambda core: core.send_frame(session_id, frame))
+        self._send_call(lambda core: core.send_frame(session_id, frame))
 
     def send_usage_limit(
         self, session_id: str, quota_type: str = "interaction", *, message: str | None = None, close: bool = True
@@ -409,7 +448,7 @@ class Simulator:
                 raise ValueError(f"no live session with id {session_id!r}")
             await core.usage_limit_flow(session, quota_type, text)
 
-        self._call(act)
+        self._send_call(act)
 
     def livekit_stats(self) -> dict[str, int]:
         """What the LiveKit side holds right now: ``connections`` (participant connections), ``rooms``
@@ -462,7 +501,7 @@ class Simulator:
         """
         frame = signals.participant_frame(joined, participant_id, identity, display_name, participant_type,
                                           is_local, is_muted)
-        self._call(lambda core: core.send_frame(session_id, frame))
+        self._send_call(lambda core: core.send_frame(session_id, frame))
         return str(frame["data"]["participant_id"])
 
     def send_rebind_state(self, session_id: str, outcome: int, **fields: Any) -> None:
@@ -470,12 +509,12 @@ class Simulator:
         and any of ``has_pending_reconnect``, ``session_state``, ``active_character_id``,
         ``requested_character_id``, ``reconnect_required``."""
         frame = signals.rebind_frame(outcome, **fields)
-        self._call(lambda core: core.send_frame(session_id, frame))
+        self._send_call(lambda core: core.send_frame(session_id, frame))
 
     def send_frame(self, session_id: str, frame: wire.JsonDict | str) -> None:
         """Send one raw frame on a live session: a dict as JSON text, a str exactly as given."""
         text = signals.raw_frame(frame)
-        self._call(lambda core: core.send_frame(session_id, text))
+        self._send_call(lambda core: core.send_frame(session_id, text))
 
     # ------------------------------------------------------------------ limits, scenario, control token
 
@@ -499,13 +538,15 @@ class Simulator:
         """Change runtime limits (``concurrency_limit``, ``speaker_limit``, ``connect_rate_limit``,
         ``usage_quota``, ``idle_timeout``, ``idle_warning_lead``, ``token_ttl``, ``realtime_allowed``,
         ``bot_ready_delay``, ``chunk_delay``); returns them all. Raises ValueError for an unknown name or
-        a bad value. Connect limits apply from the next ``/connect``, ``token_ttl`` to later sessions,
-        idle settings restart live sessions' countdowns."""
+        a bad value, and when ``idle_warning_lead`` would be set without ``idle_timeout`` or longer than
+        it (``idle_timeout=None`` alone also clears the lead). Connect limits apply from the next
+        ``/connect``, ``token_ttl`` to later sessions, idle settings restart live sessions' countdowns."""
         checked = limits.validate(changes)
         if self.running:
             return self._call(lambda core: self._apply_limits(core, checked))
         with self._lock:
             config = self._config
+            checked = limits.with_idle_rules(checked, config.idle_timeout, config.idle_warning_lead)
             account = {k: v for k, v in checked.items() if hasattr(config.limits, k)}
             rest = {k: v for k, v in checked.items() if k not in account}
             self._config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, **account),
