@@ -38,7 +38,7 @@ from simulator.livekit.carrier import PacketInbox
 from tests.livekit_helpers import HTTP_TIMEOUT, Participant, connect_info
 from tests.sim_helpers import close_all_sockets, open_session, recv, recv_until, send
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(30)
 
 JSON = dict[str, Any]
 PARTICIPANT = Path(__file__).parent / "support" / "idle_participant.py"
