@@ -29,6 +29,7 @@ from convai_sync.closes import classify_close
 from convai_sync.connect import Endpoint, build_request
 from convai_sync.testing import Recorder
 from convai_sync.transports import livekit as lk
+from convai_sync.transports import livekit_join
 from convai_sync.transports.base import TransportClosed, TransportOpenError
 from convai_sync.transports.livekit_map import http_status, join_error_code, participant_type
 from tests.helpers_memory import BOT_READY, FakeApi, Harness, SteppingClock, assert_no_convai_threads, make_config
@@ -129,14 +130,14 @@ def test_audio_config_goes_with_livekit_only() -> None:
 
 
 def test_without_the_livekit_package_connect_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = lk.importlib.import_module
+    real = livekit_join.importlib.import_module
 
     def missing(name: str, package: str | None = None) -> Any:
         if name.startswith("livekit"):
             raise ModuleNotFoundError("No module named 'livekit'")
         return real(name, package)
 
-    monkeypatch.setattr(lk.importlib, "import_module", missing)
+    monkeypatch.setattr(livekit_join.importlib, "import_module", missing)
     with pytest.raises(TransportOpenError) as failed:
         lk.LiveKitTransport().open(Endpoint(session_id="s", room_url="ws://127.0.0.1:9", token="t"),
                                    Recorder(), timeout=1.0)  # type: ignore[arg-type]

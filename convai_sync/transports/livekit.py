@@ -18,10 +18,9 @@ Wire (Convai Web SDK 1.2.0, Unity ``RTVIHandler``, LiveKit ``livekit_models.prot
 * Join: ``room.connect(endpoint.room_url, endpoint.token)`` with ``RoomOptions(auto_subscribe=
   receive_audio, rtc_config=RtcConfiguration(ice_transport_type=…))``: ``ice_transport_policy``
   ``"relay"`` is TURN only (as the Web SDK joins), ``"all"`` LiveKit's default.
-* RTVI JSON out: reliable data packets with no topic (``publish_data(payload, reliable=True)``),
-  published in ``send()`` order by one publisher task from a bounded queue (``send_queue_bytes``;
-  a full queue raises :class:`~convai_sync.transports.outbox.OutboxFull`). In: every
-  ``data_received`` payload, whatever its topic, handed on as received (``bytes``).
+* RTVI JSON out: see :mod:`~convai_sync.transports.livekit_data` (reliable, no topic, in order,
+  bounded by ``send_queue_bytes``). In: every ``data_received`` payload, whatever its topic,
+  handed on as received (``bytes``).
 * Participants: those in the room at join (the local one as ``LOCAL_PLAYER``) and every later
   ``participant_connected`` / ``participant_disconnected`` are reported as ``ParticipantJoined``
   / ``ParticipantLeft`` through ``listener.on_transport_participant`` (kind AGENT = the
@@ -58,7 +57,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib
 import itertools
 import logging
 import threading
@@ -68,52 +66,27 @@ from typing import Any
 from ..audio import check_format
 from ..connect import Endpoint
 from ..disconnect import DisconnectReason
-from ..errors import ErrorCode, SessionError, SessionErrorStage
+from ..errors import ErrorCode
 from ..events import ParticipantJoined, ParticipantLeft
 from ..netio import Canceller
 from .aioloop import LoopStopped, LoopThread
-from .base import Initiator, Transport, TransportClosed, TransportFault, TransportListener, TransportOpenError
+from .base import Initiator, Transport, TransportClosed, TransportFault, TransportListener
 from .livekit_audio import Microphone, read_voice
-from .livekit_map import KIND_AGENT, http_status, join_error_code, participant_type
-from .outbox import OutboxFull
+from .livekit_data import DataPublisher
+from .livekit_join import join_failure, load_rtc, open_error, room_options
+from .livekit_map import KIND_AGENT, TRACK_AUDIO, participant_event
 
 log = logging.getLogger("convai_sync")
 _ids = itertools.count(1)
 
-EXTRA_HINT = "pip install 'convai-sync[livekit]'"
 DEFAULT_SEND_QUEUE_BYTES = 1024 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 #: The rate the character's voice is delivered at when ``audio_sample_rate`` is None (Opus's own).
 DEFAULT_VOICE_RATE = 48_000
-#: LiveKit's default per-attempt signal timeout; a shorter open() budget shortens it.
-SIGNAL_ATTEMPT_TIMEOUT = 5.0
-#: Signal attempts ``room.connect()`` makes before it gives up (``livekit`` 1.2.x: 1 + 3 retries).
-SIGNAL_ATTEMPTS = 4
 #: Seconds ``send_audio(timeout=None)`` allows beyond the audio's own duration (it is paced at real time).
 AUDIO_TIMEOUT_MARGIN = 5.0
 #: Longest wait for ``room.disconnect()`` when nobody is waiting on close().
 LEAVE_TIMEOUT = 2.0
-
-_HTTP_CODES = frozenset({ErrorCode.CONNECTION_INVALID_TOKEN, ErrorCode.CONNECTION_AUTH_FAILED,
-                         ErrorCode.CONNECTION_NOT_FOUND, ErrorCode.CONNECTION_RATE_LIMITED,
-                         ErrorCode.CONNECTION_BAD_REQUEST, ErrorCode.CONNECTION_SERVER_ERROR})
-
-
-def _open_error(code: ErrorCode, message: str, exc: BaseException | None = None,
-                status: int | None = None) -> TransportOpenError:
-    return TransportOpenError(SessionError.of(code, message, exception=exc, http_status_code=status,
-                                              stage=SessionErrorStage.TRANSPORT))
-
-
-def load_rtc() -> Any:
-    """Import ``livekit.rtc``, or raise :class:`TransportOpenError` (``transport.livekit_error``)
-    naming the extra to install."""
-    try:
-        return importlib.import_module("livekit.rtc")
-    except ImportError as exc:
-        raise _open_error(ErrorCode.TRANSPORT_LIVEKIT_ERROR,
-                          f"transport='livekit' needs the livekit package: {EXTRA_HINT} ({exc})") from None
-
 
 def _reason(value: int) -> DisconnectReason:
     try:
@@ -155,15 +128,12 @@ class LiveKitTransport(Transport):
         self._close_requested = False
         self._pending_close: TransportClosed | None = None
         self._reported = False
-        self._queued_bytes = 0
-        self._unsent = 0
+        self._publisher: DataPublisher | None = None
         # -- loop-thread state --
         self._rtc: Any = None
         self._room: Any = None
         self._join_task: asyncio.Task[None] | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
-        self._outq: asyncio.Queue[bytes] | None = None
-        self._publisher: asyncio.Task[None] | None = None
         self._readers: set[asyncio.Task[None]] = set()
         self._mic: Microphone | None = None
         self._interrupted = False
@@ -189,13 +159,14 @@ class LiveKitTransport(Transport):
         """
         rtc = load_rtc()
         if not endpoint.token:
-            raise _open_error(ErrorCode.CONNECTION_FAILED, "invalid room details: /connect gave no LiveKit token")
+            raise open_error(ErrorCode.CONNECTION_FAILED, "invalid room details: /connect gave no LiveKit token")
         canceller = canceller or Canceller("LiveKit join")
         with self._lock:
             if self._loop is not None:
                 raise RuntimeError("a LiveKit transport opens once")
             self._listener = listener
             self._loop = loop = LoopThread(f"convai-livekit-{next(_ids)}")
+            self._publisher = DataPublisher(loop, self._queue_limit, self._publish_failed)
         loop.start()
         wake = threading.Event()
         joined = loop.submit(self._join(rtc, endpoint, max(timeout, 0.001)))
@@ -215,26 +186,15 @@ class LiveKitTransport(Transport):
                 self._report(pending)
             return
         if canceller.aborted:
-            error = _open_error(ErrorCode.CONNECTION_TIMEOUT, f"{canceller.what} aborted: {canceller.reason}")
+            error = open_error(ErrorCode.CONNECTION_TIMEOUT, f"{canceller.what} aborted: {canceller.reason}")
         elif not joined.done():
-            error = _open_error(ErrorCode.CONNECTION_TIMEOUT, f"LiveKit join did not complete within {timeout:g} s")
+            error = open_error(ErrorCode.CONNECTION_TIMEOUT, f"LiveKit join did not complete within {timeout:g} s")
         else:
-            error = self._join_failed(None if joined.cancelled() else joined.exception(), rtc, endpoint.token)
+            error = join_failure(None if joined.cancelled() else joined.exception(), rtc, endpoint.token)
         loop.call_soon(self._begin_shutdown, None, LEAVE_TIMEOUT)  # leaves once the join settles
         if joined.done() and not canceller.aborted:
             loop.join(LEAVE_TIMEOUT)  # the join has settled: the thread is about to exit
         raise error
-
-    def _join_failed(self, exc: BaseException | None, rtc: Any, token: str) -> TransportOpenError:
-        if isinstance(exc, rtc.ConnectError):
-            text = str(exc.message).replace(token, "***") if token else str(exc.message)
-            code = join_error_code(text)
-            status = http_status(text) if code in _HTTP_CODES else None
-            log.info("LiveKit join failed: %s -> %s", text, code.value)
-            return _open_error(code, f"LiveKit join failed: {text}", status=status)
-        log.error("LiveKit join failed unexpectedly: %s: %s", type(exc).__name__, exc)
-        return _open_error(ErrorCode.TRANSPORT_LIVEKIT_ERROR,
-                           f"LiveKit join failed: {type(exc).__name__}: {exc}", exc)
 
     async def _join(self, rtc: Any, endpoint: Endpoint, timeout: float) -> None:
         self._rtc = rtc
@@ -245,22 +205,18 @@ class LiveKitTransport(Transport):
         room.on("disconnected", self._on_disconnected)
         room.on("reconnecting", self._on_reconnecting)
         room.on("reconnected", self._on_reconnected)
-        room.on("participant_connected", lambda p: self._participant(ParticipantJoined, p, False))
-        room.on("participant_disconnected", lambda p: self._participant(ParticipantLeft, p, False))
+        room.on("participant_connected", lambda p: self._participant(ParticipantJoined, p, is_local=False))
+        room.on("participant_disconnected", lambda p: self._participant(ParticipantLeft, p, is_local=False))
         room.on("track_subscribed", self._on_track)
-        ice = rtc.IceTransportType.TRANSPORT_RELAY if self._relay else rtc.IceTransportType.TRANSPORT_ALL
-        options = rtc.RoomOptions(auto_subscribe=self._receive_audio,
-                                  rtc_config=rtc.RtcConfiguration(ice_transport_type=ice),
-                                  # all the attempts fit the budget, so an abandoned join settles soon
-                                  connect_timeout=max(0.5, min(timeout / SIGNAL_ATTEMPTS, SIGNAL_ATTEMPT_TIMEOUT)))
+        options = room_options(rtc, relay=self._relay, receive_audio=self._receive_audio, timeout=timeout)
         await room.connect(endpoint.room_url, endpoint.token, options)
         if self._shutdown_task is not None:
             return  # abandoned while joining: the shutdown leaves the room
-        self._outq = asyncio.Queue()
-        self._publisher = asyncio.create_task(self._publish_loop(room))
-        self._participant(ParticipantJoined, room.local_participant, True)
+        assert self._publisher is not None
+        self._publisher.start(room.local_participant)
+        self._participant(ParticipantJoined, room.local_participant, is_local=True)
         for remote in list(room.remote_participants.values()):
-            self._participant(ParticipantJoined, remote, False)
+            self._participant(ParticipantJoined, remote, is_local=False)
 
     # ------------------------------------------------------------------ room events (loop thread)
 
@@ -281,25 +237,17 @@ class LiveKitTransport(Transport):
             return
         listener.on_transport_message(self, data)
 
-    def _participant(self, cls: type[ParticipantJoined] | type[ParticipantLeft], participant: Any,
+    def _participant(self, cls: type[ParticipantJoined] | type[ParticipantLeft], participant: Any, *,
                      is_local: bool) -> None:
         listener = self._live_listener()
-        if listener is None:
-            return
-        kind = int(getattr(participant, "kind", 0))
-        muted = any(pub.muted for pub in participant.track_publications.values()
-                    if int(pub.kind) == int(self._rtc.TrackKind.KIND_AUDIO))
-        event = cls(participant_id=participant.sid, identity=participant.identity,
-                    display_name=participant.name or participant.identity,
-                    participant_type=participant_type(kind, is_local=is_local), is_local=is_local,
-                    is_muted=muted)
-        listener.on_transport_participant(self, event)
+        if listener is not None:
+            listener.on_transport_participant(self, participant_event(cls, participant, is_local=is_local))
 
     def _on_track(self, track: Any, publication: Any, participant: Any) -> None:
         rtc = self._rtc
         if not self._receive_audio or self._shutdown_task is not None:
             return
-        if int(track.kind) != int(rtc.TrackKind.KIND_AUDIO) or int(participant.kind) != KIND_AGENT:
+        if int(track.kind) != TRACK_AUDIO or int(participant.kind) != KIND_AGENT:
             return  # only the character's voice is delivered
         log.info("LiveKit: receiving the character's voice (track %s) at %d Hz", track.sid, self._voice_rate)
         task = asyncio.get_running_loop().create_task(read_voice(rtc, track, self._voice_rate, self._deliver_audio))
@@ -350,52 +298,22 @@ class LiveKitTransport(Transport):
         """
         payload = data.encode("utf-8")
         with self._lock:
-            loop = self._loop
-            if self._outcome != "open" or self._closing or loop is None:
+            publisher = self._publisher
+            if self._outcome != "open" or self._closing or publisher is None:
                 raise ConnectionError("LiveKit room is not open")
-            if self._queued_bytes + len(payload) > self._queue_limit:
-                raise OutboxFull(f"send queue full ({self._queued_bytes} bytes waiting): the room is not "
-                                 "accepting data")
-            if not loop.call_soon(self._enqueue, payload):
-                raise ConnectionError("LiveKit room is not open")
-            self._queued_bytes += len(payload)
+            publisher.send(payload)  # under the lock: a close cannot slip in between
 
-    def _enqueue(self, payload: bytes) -> None:
-        if self._outq is None or self._shutdown_task is not None:
-            self._sent(payload, sent=False)
-            return
-        self._outq.put_nowait(payload)
-
-    def _sent(self, payload: bytes, *, sent: bool) -> None:
-        with self._lock:
-            self._queued_bytes -= len(payload)
-            if not sent:
-                self._unsent += 1
-
-    async def _publish_loop(self, room: Any) -> None:
-        assert self._outq is not None
-        participant = room.local_participant
-        while True:
-            payload = await self._outq.get()
-            sent = False
-            try:
-                await participant.publish_data(payload, reliable=True)
-                sent = True
-            except Exception as exc:  # noqa: BLE001 - one failed packet must not stop the publisher
-                # e.g. larger than the data channel's negotiated maximum message size (64 kB on
-                # the simulator): the caller's send() had returned, so say it where it is seen.
-                log.warning("LiveKit: a data packet of %d bytes was not published: %s", len(payload), exc)
-                listener = self._live_listener()
-                if listener is not None:
-                    listener.on_transport_message(self, TransportFault(
-                        ErrorCode.PROTOCOL_MESSAGE_INVALID,
-                        f"an outgoing message of {len(payload)} bytes was not published: {exc}"))
-            finally:
-                self._sent(payload, sent=sent)
+    def _publish_failed(self, size: int, exc: Exception) -> None:
+        # The caller's send() had returned: say it where it is seen (e.g. a message larger than
+        # the data channel's negotiated maximum, 64 kB on the simulator).
+        listener = self._live_listener()
+        if listener is not None:
+            listener.on_transport_message(self, TransportFault(
+                ErrorCode.PROTOCOL_MESSAGE_INVALID, f"an outgoing message of {size} bytes was not published: {exc}"))
 
     @property
     def unsent(self) -> int:
-        return self._unsent
+        return self._publisher.unsent if self._publisher is not None else 0
 
     # ------------------------------------------------------------------ audio
 
@@ -543,18 +461,13 @@ class LiveKitTransport(Transport):
                 loop.stop()
 
     async def _stop_tasks(self) -> None:
-        tasks = list(self._readers)
         if self._publisher is not None:
-            tasks.append(self._publisher)
+            await self._publisher.stop()
+        tasks = list(self._readers)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        outq = self._outq
-        while outq is not None and not outq.empty():
-            self._sent(outq.get_nowait(), sent=False)
-        if self._unsent:
-            log.warning("%d queued data packet(s) were never sent: the room closed first", self._unsent)
         if self._mic is not None:
             try:
                 await asyncio.wait_for(self._mic.close(), LEAVE_TIMEOUT)

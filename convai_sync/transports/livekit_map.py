@@ -19,10 +19,13 @@ source says which LiveKit failure produces them.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..errors import ErrorCode
-from ..events import ParticipantType
+from ..events import ParticipantJoined, ParticipantLeft, ParticipantType
 
+#: LiveKit ``TrackType`` AUDIO (``livekit_models.proto``; ``livekit.rtc.TrackKind.KIND_AUDIO``).
+TRACK_AUDIO = 1
 #: LiveKit ``ParticipantInfo.Kind`` values (``livekit/protocol`` ``livekit_models.proto``).
 KIND_STANDARD = 0
 KIND_INGRESS = 1
@@ -92,3 +95,14 @@ def participant_type(kind: int, *, is_local: bool) -> ParticipantType:
     if kind == KIND_STANDARD:
         return ParticipantType.REMOTE_PLAYER
     return ParticipantType.UNKNOWN
+
+
+def participant_event(cls: type[ParticipantJoined] | type[ParticipantLeft], participant: Any, *,
+                      is_local: bool) -> ParticipantJoined | ParticipantLeft:
+    """A ``ParticipantJoined``/``ParticipantLeft`` for a ``livekit.rtc`` participant (``sid``,
+    ``identity``, ``name``, ``kind``, ``track_publications``): muted when its audio is."""
+    muted = any(bool(pub.muted) for pub in participant.track_publications.values() if int(pub.kind) == TRACK_AUDIO)
+    return cls(participant_id=participant.sid, identity=participant.identity,
+               display_name=participant.name or participant.identity,
+               participant_type=participant_type(int(getattr(participant, "kind", KIND_STANDARD)), is_local=is_local),
+               is_local=is_local, is_muted=muted)
