@@ -88,6 +88,7 @@ AUDIO_TIMEOUT_MARGIN = 5.0
 #: Longest wait for ``room.disconnect()`` when nobody is waiting on close().
 LEAVE_TIMEOUT = 2.0
 
+
 def _reason(value: int) -> DisconnectReason:
     try:
         return DisconnectReason(value)
