@@ -1,10 +1,8 @@
-"""Footprint of a connected idle client (CPU, threads, RSS per client) and shutdown times per state.
+"""Footprint of one connected idle client: CPU, threads, RSS per extra client; LiveKit beside a raw room.
 
-CPU is this process's user+system time over the idle window (``/proc/self/stat``), so run the
-simulator out of process (the default) for a clean figure; ``--inproc`` adds the simulator's share.
-Shutdown states come from ``tests/support/peers.py``'s misbehaving peers where the simulator is too
-polite to produce them (a hung ``/connect`` or handshake, no ``bot-ready``, a silent or stalled peer,
-a hung ``/disconnect``).
+WebSocket CPU is that of the SDK's own threads (``convai-*``, from ``/proc/self/task``); LiveKit CPU is
+the whole process's (the livekit library's native threads cannot be told apart), beside the same figure
+for a raw ``rtc.Room``. Run the simulator out of process (the default) for clean figures.
 """
 
 from __future__ import annotations
@@ -20,21 +18,15 @@ from bench.common import (
     client_config,
     na,
     native_threads,
-    percentile,
     process_cpu_seconds,
     rss_kib,
+    thread_cpu_seconds,
 )
 from bench.rows_livekit import RawRoom, livekit_info, release
 from bench.rows_ws import RawSession
 from convai_sync import (
     ConvaiClient,
-    ConvaiConfig,
-    ConvaiError,
-    DisconnectReason,
-    ReconnectPolicy,
-    RetryPolicy,
 )
-from tests.support.peers import Mode, Peer
 
 WAIT = 20.0
 
@@ -56,6 +48,15 @@ def _idle_cpu(seconds: float) -> float:
     return 100.0 * (process_cpu_seconds() - before) / (time.monotonic() - start)
 
 
+def _sdk_threads_cpu(seconds: float) -> float:
+    """Percent of one core used by the SDK's own threads (``convai-*``) over an idle window."""
+    _settle()
+    threads = [t.native_id for t in threading.enumerate() if t.name.startswith("convai-") and t.native_id]
+    before, start = sum(thread_cpu_seconds(n) for n in threads), time.monotonic()
+    time.sleep(seconds)  # measuring idleness: there is nothing to wait for
+    return 100.0 * (sum(thread_cpu_seconds(n) for n in threads) - before) / (time.monotonic() - start)
+
+
 def footprint_rows(sim: SimHandle, quick: bool, livekit_sdk: bool) -> list[Row]:
     idle = 3.0 if quick else 10.0
     clients = 30 if quick else 100
@@ -67,12 +68,12 @@ def footprint_rows(sim: SimHandle, quick: bool, livekit_sdk: bool) -> list[Row]:
         client.connect(timeout=WAIT)
         _settle()
         threads = threading.active_count() - threads_before
-        sdk_cpu = _idle_cpu(idle)
+        sdk_cpu = _sdk_threads_cpu(idle)
     raw = RawSession(sim)
     raw_cpu = _idle_cpu(idle)
     raw.close()
     rows.append(Row(group, f"WebSocket idle CPU over {idle:g} s", "%", sdk_cpu, raw_cpu, "value<=", 0.2,
-                    "baseline: a raw idle websocket-client connection"))
+                    "the SDK's threads; baseline: this process with a raw idle websocket-client connection"))
     rows.append(Row(group, "WebSocket Python threads per client", "", float(threads), 0.0, "value<=", 3,
                     "session thread + transport reader (writer only while the peer is slow)"))
     # -- RSS per extra client
@@ -80,13 +81,18 @@ def footprint_rows(sim: SimHandle, quick: bool, livekit_sdk: bool) -> list[Row]:
     # -- LiveKit: the raw client's own figures, the SDK's beside them when it exists
     raw_cpu_lk, raw_threads = asyncio.run(_raw_livekit_idle(sim, idle))
     if livekit_sdk:
+        python_before = threading.active_count()
         with ConvaiClient(client_config(sim, transport="livekit")) as client:
             client.connect(timeout=WAIT)
+            _settle()
+            lk_python = threading.active_count() - python_before
             lk_native = native_threads() - threading.active_count()
             lk_cpu = _idle_cpu(idle)
         rows.append(Row(group, f"LiveKit idle CPU over {idle:g} s", "%", lk_cpu, raw_cpu_lk, "info", None,
                         "baseline: a raw idle rtc.Room"))
-        rows.append(Row(group, "LiveKit native threads, one room", "", float(lk_native), float(raw_threads)))
+        rows.append(Row(group, "LiveKit native threads, one room", "", float(lk_native), float(raw_threads), "info",
+                        None, "the livekit library's threads (they outlive a room and do not grow)"))
+        rows.append(Row(group, "LiveKit Python threads per client", "", float(lk_python), 0.0, "value<=", 3))
     else:
         row = na(group, f"LiveKit idle CPU over {idle:g} s", "%", "transport not available")
         row.baseline = raw_cpu_lk
@@ -137,147 +143,3 @@ async def _raw_livekit_idle(sim: SimHandle, seconds: float) -> tuple[float, int]
     await raw.close()
     release(sim, info["session_id"])
     return cpu, threads
-
-
-# --------------------------------------------------------------------------- shutdown
-
-
-def _timed(action: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
-
-
-def _peer_config(peer: Peer, **kw: object) -> ConvaiConfig:
-    fields: dict[str, object] = {"api_key": "sim-api-key", "character_id": "sim-character", "url": peer.url,
-                                 "retry_policy": RetryPolicy(max_attempts=1)}
-    fields.update(kw)
-    return ConvaiConfig(**fields)  # type: ignore[arg-type]
-
-
-def _while_connecting(config: ConvaiConfig, ready: Callable[[], None], method: str) -> float:
-    """Time ``disconnect()``/``close()`` while ``connect()`` blocks in another thread."""
-    client = ConvaiClient(config)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            client.connect(timeout=WAIT)
-        except ConvaiError as exc:
-            errors.append(exc)
-    thread = threading.Thread(target=run, name="bench-connect", daemon=True)
-    thread.start()
-    ready()
-    took = _timed(getattr(client, method))
-    thread.join(WAIT)
-    client.close()
-    return took
-
-
-def _peer_case(mode: Mode, method: str, stage: str) -> float:
-    with Peer(mode) as peer:
-        config = _peer_config(peer, connection_timeout=WAIT)
-        if stage == "connecting":
-            def seen() -> None:
-                wanted = "GET /chat" if mode.connect == "ok" else "POST /connect"
-                peer.seen.wait(lambda: any(r.startswith(wanted) for r in peer.seen.requests), WAIT)
-            return _while_connecting(config, seen, method)
-        client = ConvaiClient(config)
-        try:
-            client.connect(timeout=WAIT)
-            if mode.after_ready == "stall":
-                for _ in range(2000):  # fill the TCP buffers so a frame waits in the SDK's queue
-                    try:
-                        client.update_dynamic_info("x" * 1024)
-                    except ConvaiError:
-                        break
-            return _timed(getattr(client, method))
-        finally:
-            client.close()
-
-
-def _sim_case(sim: SimHandle, state: str, method: str) -> float:
-    if state == "connected":
-        client = ConvaiClient(client_config(sim))
-        client.connect(timeout=WAIT)
-        try:
-            return _timed(getattr(client, method))
-        finally:
-            client.close()
-    if state == "reconnecting":
-        client = ConvaiClient(client_config(sim, reconnect_policy=ReconnectPolicy(delays=(30.0, 30.0, 30.0))))
-        client.connect(timeout=WAIT)
-        try:
-            got = threading.Event()
-            client.events.on_reconnecting.subscribe(lambda _e: got.set())
-            _drop(sim, client.session_id or "")
-            if not got.wait(WAIT):
-                raise TimeoutError("no Reconnecting")
-            return _timed(getattr(client, method))
-        finally:
-            client.close()
-    client = ConvaiClient(client_config(sim))  # never connected
-    try:
-        return _timed(getattr(client, method))
-    finally:
-        client.close()
-
-
-def _drop(sim: SimHandle, session_id: str) -> None:
-    import requests
-
-    answer = requests.post(f"{sim.url}/_sim/inject", json={"code": DisconnectReason.SIGNAL_CLOSE.name,
-                                                            "session_id": session_id},
-                           headers={"X-Sim-Control-Token": sim.control_token}, timeout=WAIT)
-    answer.raise_for_status()
-
-
-def _error_case(method: str) -> float:
-    with Peer(Mode(connect="error503")) as peer:
-        client = ConvaiClient(_peer_config(peer))
-        try:
-            try:
-                client.connect(timeout=WAIT)
-            except ConvaiError:
-                pass  # the point: the session is now in ERROR
-            return _timed(getattr(client, method))
-        finally:
-            client.close()
-
-
-def shutdown_rows(sim: SimHandle, quick: bool, livekit_sdk: bool) -> list[Row]:
-    repeat = 2 if quick else 5
-    cases: list[tuple[str, Callable[[str], float]]] = [
-        ("connected (simulator)", lambda m: _sim_case(sim, "connected", m)),
-        ("never connected", lambda m: _sim_case(sim, "never", m)),
-        ("RECONNECTING (backoff)", lambda m: _sim_case(sim, "reconnecting", m)),
-        ("ERROR", _error_case),
-        ("CONNECTING: /connect hangs", lambda m: _peer_case(Mode(connect="hang"), m, "connecting")),
-        ("CONNECTING: handshake hangs", lambda m: _peer_case(Mode(handshake="hang"), m, "connecting")),
-        ("CONNECTING: no bot-ready", lambda m: _peer_case(Mode(bot_ready=False), m, "connecting")),
-        ("connected: silent peer", lambda m: _peer_case(Mode(after_ready="silent"), m, "connected")),
-        ("connected: peer ignores close", lambda m: _peer_case(Mode(after_ready="ignore_close"), m, "connected")),
-        ("connected: peer stopped reading", lambda m: _peer_case(Mode(after_ready="stall"), m, "connected")),
-        ("connected: /disconnect hangs", lambda m: _peer_case(Mode(disconnect="hang"), m, "connected")),
-    ]
-    rows: list[Row] = []
-    connected_times: list[float] = []
-    worst = 0.0
-    worst_case = ""
-    for label, case in cases:
-        times = {method: [case(method) for _ in range(repeat)] for method in ("disconnect", "close")}
-        if label.startswith("connected (simulator)"):
-            connected_times += times["disconnect"] + times["close"]
-        longest = max(max(t) for t in times.values())
-        if longest > worst:
-            worst, worst_case = longest, label
-        rows.append(Row("Shutdown (WebSocket)", f"{label}: max", "s", longest, None, "value<=", 1.0,
-                        f"disconnect() {max(times['disconnect']) * 1e3:.0f} ms, close() "
-                        f"{max(times['close']) * 1e3:.0f} ms"))
-    connected_times += [_sim_case(sim, "connected", "disconnect") for _ in range(8 if quick else 40)]
-    rows.insert(0, Row("Shutdown (WebSocket)", "disconnect()/close() when connected p50", "s",
-                       percentile(connected_times, 0.5), None, "value<=", 0.05, f"{len(connected_times)} runs"))
-    rows.insert(1, Row("Shutdown (WebSocket)", "worst case, every state", "s", worst, None, "value<=", 1.0, worst_case))
-    if not livekit_sdk:
-        rows.append(na("Shutdown (LiveKit)", "disconnect()/close() in each state", "s", "transport not available"))
-    return rows

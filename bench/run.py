@@ -54,7 +54,7 @@ def _section(name: str, rows: list[Row], run: Callable[[], list[Row]]) -> None:
 
 
 def run(args: argparse.Namespace) -> list[Row]:
-    from bench import rows_capacity, rows_footprint, rows_livekit, rows_ws
+    from bench import rows_capacity, rows_footprint, rows_livekit, rows_shutdown, rows_ws
 
     wanted = set(args.only.split(",")) if args.only else set(SECTIONS)
     rows: list[Row] = []
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         if "footprint" in wanted:
             _section("footprint", rows, lambda: rows_footprint.footprint_rows(sim, args.quick, livekit_sdk))
         if "shutdown" in wanted:
-            _section("shutdown", rows, lambda: rows_footprint.shutdown_rows(sim, args.quick, livekit_sdk))
+            _section("shutdown", rows, lambda: rows_shutdown.shutdown_rows(sim, args.quick, livekit_sdk))
     finally:
         sim.stop()
     if "capacity" in wanted:

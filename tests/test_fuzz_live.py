@@ -23,10 +23,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convai_sync import ConvaiClient, ConvaiConfig, EventDeliveryPolicy, SessionError, SessionState
+from convai_sync import (
+    BotTurnCompleted,
+    ConvaiClient,
+    ConvaiConfig,
+    EventDeliveryPolicy,
+    SessionError,
+    SessionState,
+)
 from tests.support.peers import Mode, Peer, text_frame
 
 GENEROUS = 10.0
+TURN_DONE = threading.Event()
 MAX_MESSAGE = 64 * 1024  # the client's limit here, so an oversized frame is cheap to send
 FUZZ = settings(max_examples=80, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -48,6 +56,7 @@ def live() -> Iterator[tuple[Peer, ConvaiClient, list[SessionError]]]:
         errors: list[SessionError] = []
         with ConvaiClient(config) as client:
             client.events.on_session_error.subscribe(errors.append, EventDeliveryPolicy.IMMEDIATE)
+            client.events.raw.subscribe(BotTurnCompleted, lambda _e: TURN_DONE.set(), EventDeliveryPolicy.IMMEDIATE)
             client.connect(timeout=GENEROUS)
             yield peer, client, errors
 
@@ -95,8 +104,12 @@ garbage = st.one_of(
 
 
 def _ask_still_works(peer: Peer, client: ConvaiClient, errors: list[SessionError]) -> None:
+    TURN_DONE.clear()
     reply = client.ask("ping", timeout=GENEROUS)
     assert reply.text == "reply to ping"
+    # ask() returns when the reader completes the reply; the session thread publishes events in
+    # frame order, so once the turn's end is published, so is anything the garbage caused.
+    assert TURN_DONE.wait(GENEROUS)
     assert client.state is SessionState.CONNECTED
     assert all(e.error_code.value.startswith("protocol.") for e in errors), [e.error_code for e in errors]
     diagnostics = client.diagnostics()
