@@ -1,4 +1,4 @@
-"""Soak, short: 100 connect/ask/close cycles against one simulator leave nothing behind.
+"""Soak, short: connect/ask/close cycles against one simulator leave nothing behind (WebSocket, LiveKit).
 
 The same code as ``bench/soak.py`` (1,000 cycles per transport there). The simulator runs in its own
 process (``python -m simulator`` on 127.0.0.1), so the RSS measured here is the client's.
@@ -11,10 +11,11 @@ from collections.abc import Iterator
 import pytest
 
 from bench.common import SimProcess, client_config
-from bench.soak import soak
+from bench.soak import raw_livekit_growth, soak
 from convai_sync import ConvaiClient, ConvaiConfig
 
 CYCLES = 100
+LIVEKIT_CYCLES = 40
 RSS_LIMIT_KIB = 5 * 1024
 
 
@@ -34,6 +35,18 @@ def test_websocket_cycles_leak_no_thread_fd_or_memory(sim_process: SimProcess) -
     assert result.leaked_threads == []
     assert result.after.fds <= result.before.fds
     assert result.after.native_threads <= result.before.native_threads
+
+
+@pytest.mark.timeout(180)
+def test_livekit_cycles_leak_nothing_beyond_the_livekit_library(sim_process: SimProcess) -> None:
+    """LiveKit: no Python thread or fd left, native threads flat, RSS no worse than the raw client's.
+
+    The livekit library keeps ~330 KiB per joined room (livekit/python-sdks #449), so the RSS bound
+    is the same number of raw ``rtc.Room`` cycles' growth plus 5 MiB.
+    """
+    result = soak(client_config(sim_process, transport="livekit", tts_enabled=False), LIVEKIT_CYCLES, warmup=10)
+    raw = raw_livekit_growth(sim_process, LIVEKIT_CYCLES, warmup=0)
+    assert result.problems(RSS_LIMIT_KIB + max(0, raw)) == [], (result.summary(), f"raw growth {raw} KiB")
 
 
 @pytest.mark.timeout(60)
