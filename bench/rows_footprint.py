@@ -57,12 +57,13 @@ def _sdk_threads_cpu(seconds: float) -> float:
     return 100.0 * (sum(thread_cpu_seconds(n) for n in threads) - before) / (time.monotonic() - start)
 
 
-def footprint_rows(sim: SimHandle, quick: bool, livekit_sdk: bool) -> list[Row]:
+def footprint_rows(sim: SimHandle, quick: bool, livekit_sdk: Callable[[], bool]) -> list[Row]:
     idle = 3.0 if quick else 10.0
     clients = 30 if quick else 100
     group = "Footprint"
     rows: list[Row] = []
-    # -- one idle client: CPU and threads
+    # -- one idle client: CPU and threads (WebSocket first, before any LiveKit room starts the livekit
+    #    library's native threads in this process)
     threads_before = threading.active_count()
     with ConvaiClient(client_config(sim)) as client:
         client.connect(timeout=WAIT)
@@ -80,7 +81,7 @@ def footprint_rows(sim: SimHandle, quick: bool, livekit_sdk: bool) -> list[Row]:
     rows.append(_rss_row(sim, clients))
     # -- LiveKit: the raw client's own figures, the SDK's beside them when it exists
     raw_cpu_lk, raw_threads = asyncio.run(_raw_livekit_idle(sim, idle))
-    if livekit_sdk:
+    if livekit_sdk():
         python_before = threading.active_count()
         with ConvaiClient(client_config(sim, transport="livekit")) as client:
             client.connect(timeout=WAIT)

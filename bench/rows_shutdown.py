@@ -178,12 +178,12 @@ def _transport_rows(transport: str, cases: list[tuple[str, Callable[[str], float
             Row(group, "worst case, every state", "s", worst, None, "value<=", LIMIT, worst_case), *rows]
 
 
-def shutdown_rows(sim: SimHandle, quick: bool, livekit_sdk: bool) -> list[Row]:
+def shutdown_rows(sim: SimHandle, quick: bool, livekit_sdk: Callable[[], bool]) -> list[Row]:
     repeat = 2 if quick else 5
     sims = _Sims(sim)
     rows: list[Row] = []
     try:
-        for transport in ("websocket", "livekit") if livekit_sdk else ("websocket",):
+        for transport in ("websocket", "livekit") if livekit_sdk() else ("websocket",):
             def case(state: str, t: str = transport) -> Callable[[str], float]:
                 return lambda method: _sim_case(sims, t, state, method)
             cases = [("connected", case("connected")), ("never connected", case("never")),

@@ -1,9 +1,9 @@
 """Security as tests: TLS is verified, the simulator refuses bad credentials and binds loopback, and the
 API key never shows (DEBUG logs, reprs, exceptions, diagnostics) over a whole session on either transport.
 
-The TLS server is a throwaway: a self-signed certificate for 127.0.0.1 made at test time with the
-``cryptography`` package. A control client that trusts that certificate completes the handshake, so a
-refusal by the SDK is its certificate check and nothing else.
+The TLS server is a throwaway: a certificate for 127.0.0.1 signed by a throwaway CA, both made at test
+time with the ``cryptography`` package. A control client that trusts that CA completes the handshake,
+so a refusal by the SDK is its certificate check and nothing else.
 """
 
 from __future__ import annotations
@@ -44,35 +44,46 @@ ODD = f"\t {KEY} \r\n"
 # ---------------------------------------------------------------------------------- TLS
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+def _self_signed(folder: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1 it signed: (CA cert, server cert, server key)."""
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+
+    def build(subject: str, issuer: str, public: Any, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                   .public_key(public).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(hours=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = build("throwaway test CA", "throwaway test CA", ca_key.public_key(), ca_key, True)
+    cert = build("127.0.0.1", "throwaway test CA", key.public_key(), ca_key, False)
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
-    return cert_path, key_path
+    return paths
 
 
 class TlsPeer:
     """A loopback TLS server with a self-signed certificate; answers any request with a /connect body."""
 
     def __init__(self, folder: Path) -> None:
-        self.cert, key = _self_signed(folder)
+        self.ca, cert, key = _self_signed(folder)
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._context.load_cert_chain(self.cert, key)
+        self._context.load_cert_chain(cert, key)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.handshakes = 0
         self.refused = 0
+        self.refusal = threading.Event()  # set once a client has rejected the certificate
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="tls-peer", daemon=True)
         self._thread.start()
@@ -89,6 +100,7 @@ class TlsPeer:
                     tls = self._context.wrap_socket(conn, server_side=True)
                 except (ssl.SSLError, OSError):
                     self.refused += 1  # the client rejected our certificate
+                    self.refusal.set()
                     continue
                 self.handshakes += 1
                 with contextlib.suppress(OSError):
@@ -115,7 +127,7 @@ def tls_peer(tmp_path: Path) -> Iterator[TlsPeer]:
 
 
 def test_the_tls_peer_works_for_a_client_that_trusts_it(tls_peer: TlsPeer) -> None:
-    answer = requests.post(f"https://127.0.0.1:{tls_peer.port}/connect", json={}, verify=str(tls_peer.cert),
+    answer = requests.post(f"https://127.0.0.1:{tls_peer.port}/connect", json={}, verify=str(tls_peer.ca),
                            timeout=GENEROUS)
     assert answer.status_code == 200 and tls_peer.handshakes == 1
 
@@ -126,7 +138,7 @@ def test_connect_api_refuses_a_self_signed_https_server(tls_peer: TlsPeer) -> No
     with ConvaiClient(config) as client, pytest.raises(ConvaiError) as info:
         client.connect(timeout=GENEROUS)
     assert "certificate" in str(info.value).lower(), str(info.value)
-    assert tls_peer.handshakes == 0 and tls_peer.refused >= 1
+    assert tls_peer.refusal.wait(GENEROUS) and tls_peer.handshakes == 0
 
 
 def test_websocket_transport_refuses_a_self_signed_wss_server(tls_peer: TlsPeer) -> None:
@@ -139,8 +151,28 @@ def test_websocket_transport_refuses_a_self_signed_wss_server(tls_peer: TlsPeer)
     with pytest.raises(TransportOpenError) as info:
         transport.open(endpoint, Listener(), timeout=GENEROUS)  # type: ignore[arg-type]
     assert "certificate" in info.value.error.message.lower(), info.value.error.message
-    assert tls_peer.handshakes == 0 and tls_peer.refused >= 1
+    assert tls_peer.refusal.wait(GENEROUS) and tls_peer.handshakes == 0
     transport.close()
+
+
+@pytest.mark.timeout(60)
+def test_livekit_transport_refuses_a_self_signed_wss_server(tls_peer: TlsPeer) -> None:
+    from convai_sync.transports.livekit import LiveKitTransport
+
+    class Listener:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"the listener must not be called ({name})")
+
+    transport = LiveKitTransport()
+    endpoint = Endpoint(session_id="s", room_url=f"wss://127.0.0.1:{tls_peer.port}", token="a.b.c",
+                        transport="livekit")
+    try:
+        with pytest.raises(TransportOpenError) as info:
+            transport.open(endpoint, Listener(), timeout=GENEROUS)  # type: ignore[arg-type]
+        assert "certificate" in info.value.error.message.lower(), info.value.error.message
+        assert tls_peer.refusal.wait(GENEROUS) and tls_peer.handshakes == 0
+    finally:
+        transport.close()
 
 
 # ---------------------------------------------------------------------------------- the simulator
