@@ -134,16 +134,16 @@ async def _raw_figures(sim: SimHandle, joins: int, trips: int, turns: int) -> di
             mark = len(raw.messages)
             start = time.perf_counter()
             await raw.send("reset-idle-timer", {})
-            await raw.wait(lambda m=mark: raw.index_of("server-response", m) is not None)  # type: ignore[misc]
+            await raw.wait(lambda m=mark: raw.index_of("server-response", m) is not None)
             out["rtt"].append(time.perf_counter() - start)
         for _ in range(turns):
             mark, loud_mark = len(raw.messages), len(raw.loud)
             await raw.send("user_text_message", {"text": "hello"})
-            at = await raw.wait(lambda m=mark: raw.index_of("bot-started-speaking", m))  # type: ignore[misc]
+            at = await raw.wait(lambda m=mark: raw.index_of("bot-started-speaking", m))
             spoke = raw.messages[at][0]
-            first = await raw.wait(lambda lm=loud_mark: next((t for t in raw.loud[lm:]), None))  # type: ignore[misc]
+            first = await raw.wait(lambda lm=loud_mark: next((t for t in raw.loud[lm:]), None))
             out["audio"].append(first - spoke)
-            await raw.wait(lambda m=mark: raw.index_of("bot-turn-completed", m) is not None)  # type: ignore[misc]
+            await raw.wait(lambda m=mark: raw.index_of("bot-turn-completed", m) is not None)
     finally:
         await raw.close()
         release(sim, session_id)

@@ -10,6 +10,7 @@ stopped reading, a hung ``/disconnect``).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -202,8 +203,8 @@ def shutdown_rows(sim: SimHandle, quick: bool, livekit_sdk: Callable[[], bool]) 
                     ("connected: /disconnect hangs", lambda m: _peer_case(Mode(disconnect="hang"), m, "connected")),
                 ]
             extra = 8 if quick else 40
-            rows += _transport_rows(transport, cases, repeat, lambda t=transport: _sim_case(sims, t, "connected",
-                                                                                             "disconnect"), extra)
+            connected = case("connected")
+            rows += _transport_rows(transport, cases, repeat, functools.partial(connected, "disconnect"), extra)
     finally:
         sims.stop()
     return rows

@@ -108,7 +108,7 @@ def test_wait_true_send_fails_with_the_drop_not_after_ack_timeout() -> None:
             with ConvaiClient(config) as client:
                 client.connect(timeout=GENEROUS)
                 proxy.delay = 3600.0  # the ack will never come back through the proxy...
-                outcome: list[BaseException] = []
+                outcome: list[ConvaiError] = []
 
                 def send() -> None:
                     try:

@@ -149,7 +149,7 @@ def test_websocket_transport_refuses_a_self_signed_wss_server(tls_peer: TlsPeer)
     transport = WebSocketTransport()
     endpoint = Endpoint(session_id="s", room_url=f"wss://127.0.0.1:{tls_peer.port}/chat?session_id=s")
     with pytest.raises(TransportOpenError) as info:
-        transport.open(endpoint, Listener(), timeout=GENEROUS)  # type: ignore[arg-type]
+        transport.open(endpoint, Listener(), timeout=GENEROUS)
     assert "certificate" in info.value.error.message.lower(), info.value.error.message
     assert tls_peer.refusal.wait(GENEROUS) and tls_peer.handshakes == 0
     transport.close()
@@ -168,7 +168,7 @@ def test_livekit_transport_refuses_a_self_signed_wss_server(tls_peer: TlsPeer) -
                         transport="livekit")
     try:
         with pytest.raises(TransportOpenError) as info:
-            transport.open(endpoint, Listener(), timeout=GENEROUS)  # type: ignore[arg-type]
+            transport.open(endpoint, Listener(), timeout=GENEROUS)
         assert "certificate" in info.value.error.message.lower(), info.value.error.message
         assert tls_peer.refusal.wait(GENEROUS) and tls_peer.handshakes == 0
     finally:
