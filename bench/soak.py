@@ -36,6 +36,7 @@ from convai_sync import ConvaiClient, ConvaiConfig, ConvaiError, ErrorCode
 
 WARMUP = 20
 SETTLE = 5.0
+NATIVE_SETTLE = 15.0
 CYCLE_TIMEOUT = 30.0
 
 
@@ -79,14 +80,22 @@ class SoakResult:
                 f"({self.rss_growth_kib:+d} KiB)")
 
 
-def _settled_reading(baseline_threads: set[str] | None = None) -> tuple[Reading, set[str]]:
-    """Wait (bounded) for SDK threads of finished clients to end, then read the process's resources."""
+def _settled_reading(baseline_threads: set[str] | None = None, baseline: Reading | None = None,
+                     native_settle: float = 0.0) -> tuple[Reading, set[str]]:
+    """Wait (bounded) for SDK threads of finished clients to end, and for native threads and fds to come
+    back down to ``baseline`` (the livekit library's runtime parks idle worker threads for ~10 s before it
+    ends them: a transient thread is not growth), then read the process's resources."""
     deadline = time.monotonic() + SETTLE
     while time.monotonic() < deadline:
         names = {t.name for t in threading.enumerate() if t.name.startswith("convai-")}
         if not names or (baseline_threads is not None and names <= baseline_threads):
             break
         time.sleep(0.01)  # bounded poll: threads of closed clients are already stopping
+    if baseline is not None:
+        deadline = time.monotonic() + native_settle
+        while time.monotonic() < deadline and (native_threads() > baseline.native_threads
+                                               or open_fds() > baseline.fds):
+            time.sleep(0.1)  # bounded poll
     gc.collect()
     names = {t.name for t in threading.enumerate() if t.name.startswith("convai-")}
     return Reading(threading.active_count(), open_fds(), native_threads(), rss_kib()), names
@@ -101,7 +110,7 @@ def cycle(config: ConvaiConfig) -> None:
 
 
 def soak(config: ConvaiConfig, cycles: int, progress: Any = None, *, warmup: int = WARMUP,
-         run_cycle: Callable[[ConvaiConfig], None] = cycle) -> SoakResult:
+         run_cycle: Callable[[ConvaiConfig], None] = cycle, native_settle: float = NATIVE_SETTLE) -> SoakResult:
     """Run ``cycles`` cycles of ``run_cycle`` (after ``warmup`` untimed ones) and compare the resources."""
     for _ in range(warmup):
         run_cycle(config)
@@ -112,7 +121,7 @@ def soak(config: ConvaiConfig, cycles: int, progress: Any = None, *, warmup: int
         if progress is not None and (index + 1) % 100 == 0:
             progress(index + 1)
     seconds = time.monotonic() - started
-    after, names = _settled_reading(baseline)
+    after, names = _settled_reading(baseline, before, native_settle)
     return SoakResult(cycles, seconds, before, after, sorted(names - baseline))
 
 

@@ -60,7 +60,7 @@ def test_soak_detects_a_client_left_open(sim_process: SimProcess) -> None:
         clients.append(client)  # not closed until the soak has measured
 
     try:
-        result = soak(client_config(sim_process), 3, warmup=0, run_cycle=leaky)
+        result = soak(client_config(sim_process), 3, warmup=0, run_cycle=leaky, native_settle=0.2)
     finally:
         for client in clients:
             client.close()
