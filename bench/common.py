@@ -265,7 +265,9 @@ def print_table(rows: list[Row], out: Callable[[str], None] = print) -> None:
         if row.group != group:
             group = row.group
             out(f"[{group}]")
-        ratio = "" if row.ratio is None else f"{row.ratio:.2f}x"
+        # A ratio means something where the target is one, or beside a baseline of the same kind.
+        shown = row.ratio is not None and row.kind != "value<="
+        ratio = f"{row.ratio:.2f}x" if shown and row.ratio is not None else ""
         met = {True: "met", False: "MISSED", None: ""}[row.met]
         base = "" if row.baseline is None else fmt(row.baseline, row.unit)
         value = fmt(row.value, row.unit)

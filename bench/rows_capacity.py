@@ -22,16 +22,25 @@ GROUP = "Simulator capacity"
 
 
 def websocket_rows(quick: bool) -> list[Row]:
+    """Simulator and echo phases alternate, twice; each side's better p99 counts (load from elsewhere
+    on a shared machine shifts a whole 10 s phase, and would otherwise fall on one side only)."""
     phase = simulator_load.Phase(200, 1.0, 3.0) if quick else simulator_load.Phase(2000, 1.0, 10.0)
     simulator_load._raise_fd_limit(phase.sessions)
-    sim = asyncio.run(simulator_load.run_phase("sim", phase))
-    echo = asyncio.run(simulator_load.run_phase("echo", phase))
+    sims, echoes = [], []
+    for _ in range(2):
+        sims.append(asyncio.run(simulator_load.run_phase("sim", phase)))
+        echoes.append(asyncio.run(simulator_load.run_phase("echo", phase)))
+    sim = min(sims, key=lambda r: r.percentile(0.99))
+    echo = min(echoes, key=lambda r: r.percentile(0.99))
     p99, echo_p99 = sim.percentile(0.99) / 1e3, echo.percentile(0.99) / 1e3
-    note = (f"{sim.opened:,} sessions, {sim.sent:,} msgs, errors {sim.errors}/{echo.errors}, "
-            f"p50 {sim.percentile(0.5):.2f} vs {echo.percentile(0.5):.2f} ms")
+    errors = sum(r.errors for r in sims)
+    note = (f"{sim.opened:,} sessions, {sim.sent:,} msgs per phase, errors {errors}/{sum(r.errors for r in echoes)}, "
+            f"p50 {sim.percentile(0.5):.2f} vs {echo.percentile(0.5):.2f} ms; p99 per phase "
+            f"{'/'.join(f'{r.percentile(0.99):.1f}' for r in sims)} vs "
+            f"{'/'.join(f'{r.percentile(0.99):.1f}' for r in echoes)} ms")
     row = Row(GROUP, f"WebSocket {phase.sessions:,} sessions @ 1 msg/s: ack p99", "s", p99, echo_p99, "ratio<=", 2.0,
-              note, {"errors": sim.errors})
-    if sim.errors or sim.opened < phase.sessions:
+              note, {"errors": errors})
+    if errors or min(r.opened for r in sims) < phase.sessions:
         row.note = "ERRORS: " + row.note
         row.limit = 0.0  # a phase with errors cannot meet its target
     return [row]
@@ -98,6 +107,6 @@ def livekit_rows(inproc: bool, quick: bool) -> list[Row]:
             held, detail = count, f"{count}: {text}"
     finally:
         sim.stop()
-    note = detail + ("" if held < levels[-1] else f" (the most tried; --quick tries {levels})")
+    note = detail + ("" if held < levels[-1] else f" (the most this run tries: {levels[-1]})")
     return [Row(GROUP, "LiveKit sessions with audio, replies on time", "sessions", float(held), None, "info", None,
                 note)]

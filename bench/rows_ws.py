@@ -177,7 +177,7 @@ def _raw_burst(sim: SimHandle, frames: int) -> float:
 
 
 def throughput_rows(inproc: bool, quick: bool) -> list[Row]:
-    frames, rounds = (5_000, 4) if quick else (20_000, 8)
+    frames, rounds = (5_000, 4) if quick else (10_000, 8)  # the simulator reads scenario files up to 1 MiB
     sim = start_sim(inproc, write_scenario(burst_scenario(frames), "burst"))
     try:
         sdk: list[float] = []
