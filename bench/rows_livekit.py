@@ -25,6 +25,7 @@ from bench.common import Row, SimHandle, client_config, na, percentile
 GROUP = "LiveKit"
 WAIT = 20.0
 LOUD = 1000  # PCM16 peak above which a frame is the character's voice, not jitter-buffer silence
+QUIET = 0.3
 
 
 def livekit_info(sim: SimHandle) -> dict[str, Any]:
@@ -112,42 +113,81 @@ class RawRoom:
         await asyncio.gather(*self.readers, return_exceptions=True)
 
 
-async def _raw_join(sim: SimHandle) -> tuple[RawRoom, str, float]:
+async def _raw_join(sim: SimHandle, audio: bool = True) -> tuple[RawRoom, str, float]:
+    from livekit import rtc
+
     raw = RawRoom.new()
     start = time.perf_counter()
     info = await asyncio.get_running_loop().run_in_executor(None, livekit_info, sim)
-    await asyncio.wait_for(raw.room.connect(info["room_url"], info["token"]), WAIT)
+    options = rtc.RoomOptions(auto_subscribe=audio)
+    await asyncio.wait_for(raw.room.connect(info["room_url"], info["token"], options), WAIT)
     await raw.wait(lambda: raw.index_of("bot-ready", 0) is not None)
     return raw, info["session_id"], time.perf_counter() - start
 
 
-async def _raw_figures(sim: SimHandle, joins: int, trips: int, turns: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"connect": [], "rtt": [], "audio": []}
-    for _ in range(joins):
-        raw, session_id, took = await _raw_join(sim)
-        out["connect"].append(took)
-        await raw.close()
-        release(sim, session_id)
-    raw, session_id, _ = await _raw_join(sim)
-    try:
-        for _ in range(trips):
-            mark = len(raw.messages)
-            start = time.perf_counter()
-            await raw.send("reset-idle-timer", {})
-            await raw.wait(lambda m=mark: raw.index_of("server-response", m) is not None)
-            out["rtt"].append(time.perf_counter() - start)
-        for _ in range(turns):
-            mark, loud_mark = len(raw.messages), len(raw.loud)
-            await raw.send("user_text_message", {"text": "hello"})
-            at = await raw.wait(lambda m=mark: raw.index_of("bot-started-speaking", m))
-            spoke = raw.messages[at][0]
-            first = await raw.wait(lambda lm=loud_mark: next((t for t in raw.loud[lm:]), None))
-            out["audio"].append(first - spoke)
-            await raw.wait(lambda m=mark: raw.index_of("bot-turn-completed", m) is not None)
-    finally:
-        await raw.close()
-        release(sim, session_id)
-    return out
+async def _raw_connect_once(sim: SimHandle) -> float:
+    raw, session_id, took = await _raw_join(sim)
+    await raw.close()
+    release(sim, session_id)
+    return took
+
+
+async def _raw_trip(raw: RawRoom) -> float:
+    mark = len(raw.messages)
+    start = time.perf_counter()
+    await raw.send("reset-idle-timer", {})
+    await raw.wait(lambda: raw.index_of("server-response", mark) is not None)
+    return time.perf_counter() - start
+
+
+async def _raw_turn(raw: RawRoom) -> float:
+    mark, loud_mark = len(raw.messages), len(raw.loud)
+    await raw.send("user_text_message", {"text": "hello"})
+    at = await raw.wait(lambda: raw.index_of("bot-started-speaking", mark))
+    first = await raw.wait(lambda: next(iter(raw.loud[loud_mark:]), None))
+    await raw.wait(lambda: raw.index_of("bot-turn-completed", mark) is not None)
+    await _quiet(lambda: raw.loud)
+    return float(first - raw.messages[at][0])
+
+
+async def _raw_close(raw: RawRoom, sim: SimHandle, session_id: str) -> None:
+    await raw.close()
+    release(sim, session_id)
+
+
+class _RawLoop:
+    """The raw client's own asyncio loop on a thread (``bench-raw-loop``), so raw and SDK samples can
+    alternate; each raw figure is timed inside its coroutine, on that loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="bench-raw-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(WAIT * 3)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(WAIT)
+        self.loop.close()
+
+
+async def _quiet(loud: Any) -> None:
+    """Until no loud frame has arrived for :data:`QUIET` s (the voice's tail trails the turn's last
+    message by the jitter buffer's delay), so it is not taken for the next turn's first audio."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        frames = loud()
+        if not frames or time.monotonic() - frames[-1] >= QUIET:
+            return
+        await asyncio.sleep(0.02)  # bench pacing, bounded
+
+
+def _quiet_sync(loud: list[float]) -> None:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline and loud and time.monotonic() - loud[-1] < QUIET:
+        time.sleep(0.02)  # bench pacing, bounded
 
 
 # --------------------------------------------------------------------------- SDK client
@@ -169,52 +209,79 @@ def sdk_unavailable(sim: SimHandle) -> str | None:
     return None
 
 
-def _sdk_figures(sim: SimHandle, joins: int, trips: int, turns: int) -> dict[str, list[float]]:
+def _figures(sim: SimHandle, joins: int, trips: int, turns: int, sdk: bool) -> dict[str, dict[str, list[float]]]:
+    """Alternating samples of the SDK (when ``sdk``) and the raw client: connects, round trips, turns."""
     from convai_sync import AudioFrame, BotStartedSpeaking, BotTurnCompleted, ConvaiClient, EventDeliveryPolicy
 
-    out: dict[str, list[float]] = {"connect": [], "rtt": [], "audio": []}
+    out: dict[str, dict[str, list[float]]] = {side: {"connect": [], "rtt": [], "audio": []} for side in ("sdk", "raw")}
     config = client_config(sim, transport="livekit")
-    for _ in range(joins):
-        client = ConvaiClient(config)
+    raw_loop = _RawLoop()
+    try:
+        for _ in range(joins):
+            if sdk:
+                client = ConvaiClient(config)
+                try:
+                    start = time.perf_counter()
+                    client.connect(timeout=WAIT)
+                    out["sdk"]["connect"].append(time.perf_counter() - start)
+                finally:
+                    client.close()
+            out["raw"]["connect"].append(raw_loop.run(_raw_connect_once(sim)))
+        # Round trips with no audio subscribed on either side: the other room's 50 frames/s of decoded
+        # silence would otherwise land on whichever side is being timed.
+        raw, session_id, _ = raw_loop.run(_raw_join(sim, audio=False))
         try:
-            start = time.perf_counter()
-            client.connect(timeout=WAIT)
-            out["connect"].append(time.perf_counter() - start)
+            with ConvaiClient(client_config(sim, transport="livekit", receive_audio=False)) as client:
+                if sdk:
+                    client.connect(timeout=WAIT)
+                for _ in range(trips):
+                    if sdk:
+                        start = time.perf_counter()
+                        client.reset_idle_timer(wait=True, timeout=WAIT)
+                        out["sdk"]["rtt"].append(time.perf_counter() - start)
+                    out["raw"]["rtt"].append(raw_loop.run(_raw_trip(raw)))
         finally:
-            client.close()
-    with ConvaiClient(config) as client:
-        client.connect(timeout=WAIT)
-        for _ in range(trips):
-            start = time.perf_counter()
-            client.reset_idle_timer(wait=True, timeout=WAIT)
-            out["rtt"].append(time.perf_counter() - start)
-        spoke: list[float] = []
-        loud: list[float] = []
-        ended = threading.Event()
-        imm = EventDeliveryPolicy.IMMEDIATE
-        client.events.raw.subscribe(BotStartedSpeaking, lambda _e: spoke.append(time.monotonic()), imm)
-        client.events.raw.subscribe(BotTurnCompleted, lambda _e: ended.set(), imm)
+            raw_loop.run(_raw_close(raw, sim, session_id))
+        raw, session_id, _ = raw_loop.run(_raw_join(sim))
+        try:
+            with ConvaiClient(config) as client:
+                if sdk:
+                    client.connect(timeout=WAIT)
+                spoke: list[float] = []
+                loud: list[float] = []
+                ended = threading.Event()
+                imm = EventDeliveryPolicy.IMMEDIATE
+                client.events.raw.subscribe(BotStartedSpeaking, lambda _e: spoke.append(time.monotonic()), imm)
+                client.events.raw.subscribe(BotTurnCompleted, lambda _e: ended.set(), imm)
 
-        def heard(frame: AudioFrame) -> None:
-            samples = memoryview(frame.data).cast("h")
-            if len(samples) and max(max(samples), -min(samples)) >= LOUD:
-                loud.append(frame.timestamp)
-        client.events.on_audio.subscribe(heard, imm)
-        for _ in range(turns):
-            ended.clear()
-            mark, loud_mark = len(spoke), len(loud)
-            client.send_text("hello")
-            if not ended.wait(WAIT) or len(spoke) <= mark or len(loud) <= loud_mark:
-                raise TimeoutError("no spoken reply over LiveKit")
-            out["audio"].append(loud[loud_mark] - spoke[mark])
+                def heard(frame: AudioFrame) -> None:
+                    samples = memoryview(frame.data).cast("h")
+                    if len(samples) and max(max(samples), -min(samples)) >= LOUD:
+                        loud.append(time.monotonic())  # as delivered, like bot-started-speaking's time
+                client.events.on_audio.subscribe(heard, imm)
+                for _ in range(turns):
+                    if sdk:
+                        ended.clear()
+                        mark, loud_mark = len(spoke), len(loud)
+                        client.send_text("hello")
+                        if not ended.wait(WAIT) or len(spoke) <= mark or len(loud) <= loud_mark:
+                            raise TimeoutError("no spoken reply over LiveKit")
+                        out["sdk"]["audio"].append(loud[loud_mark] - spoke[mark])
+                        _quiet_sync(loud)
+                    out["raw"]["audio"].append(raw_loop.run(_raw_turn(raw)))
+        finally:
+            raw_loop.run(_raw_close(raw, sim, session_id))
+    finally:
+        raw_loop.close()
     return out
 
 
 def livekit_rows(sim: SimHandle, quick: bool) -> list[Row]:
     joins, trips, turns = (5, 100, 3) if quick else (20, 500, 10)
-    raw = asyncio.run(_raw_figures(sim, joins, trips, turns))
     why = sdk_unavailable(sim)
-    sdk: dict[str, list[float]] | None = None if why else _sdk_figures(sim, joins, trips, turns)
+    figures = _figures(sim, joins, trips, turns, sdk=why is None)
+    raw = figures["raw"]
+    sdk: dict[str, list[float]] | None = None if why else figures["sdk"]
     specs = (("connect", "connect (POST /connect + join + bot-ready) p50", "ratio<=", 1.3),
              ("rtt", "data round trip (reset-idle-timer ack) p50", "ratio<=", 1.5),
              ("audio", "first audio after bot-started-speaking p50", "info", None))
