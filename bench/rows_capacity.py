@@ -110,7 +110,7 @@ async def _ask(room: RawRoom) -> tuple[float, float, float]:
 
 
 def livekit_rows(inproc: bool, quick: bool) -> list[Row]:
-    levels = (1, 2, 4) if quick else (1, 2, 4, 8, 12, 16, 24, 32)
+    levels = (1, 2, 4) if quick else (1, 2, 4, 8, 16, 24, 32, 40, 48, 64)
     sim = start_sim(inproc)
     held = 0
     detail = ""
