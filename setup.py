@@ -18,6 +18,9 @@ SIMULATOR_LIVEKIT = ["aiortc>=1.16,<1.17", "aioice>=0.13,<0.14", "livekit-protoc
                      "livekit-api>=1.2.2,<1.3"]
 # The real LiveKit client the tests drive (tests/support/loopback_shim.c is checked against its FFI library).
 LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3"]
+# examples/pygame_character.py and bench/frame_budget.py: a pygame-ce game host. numpy converts the
+# character's voice to the mixer's format (pygame's own sample-array module, pygame.sndarray, uses it too).
+PYGAME = ["pygame-ce>=2.5,<3", "numpy>=1.23"]
 
 setup(
     name="convai-sync",
@@ -35,7 +38,8 @@ setup(
         "simulator": SIMULATOR,
         "simulator-livekit": SIMULATOR + SIMULATOR_LIVEKIT,
         "livekit": LIVEKIT_CLIENT,
-        "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + [
+        "pygame": PYGAME,
+        "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + PYGAME + [
             "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
             "types-requests>=2.28", "hypothesis>=6.100"],
     },
