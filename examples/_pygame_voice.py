@@ -66,8 +66,8 @@ class StreamResampler:
 
     Linear interpolation, stateful: the last input sample and the fractional read position carry
     over to the next frame, so a stream converted frame by frame equals the whole stream converted
-    at once (and lasts ``len(input) / in_rate`` seconds, to within one sample). Call :meth:`reset`
-    when a new utterance starts.
+    at once (and lasts ``len(input) / in_rate`` seconds, to within one input sample: the last one
+    waits for the next frame to interpolate towards). Call :meth:`reset` when a new utterance starts.
     """
 
     def __init__(self, out_rate: int, out_channels: int) -> None:
