@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from _pygame_loop import init_pygame, run_loop
     from _pygame_scene import Scene
     from _pygame_tour import Tour, Voice
-    from _pygame_view import SIZE, View
+    from _pygame_view import LAYOUT, SIZE, View
     from _pygame_voice import VoicePlayer, mixer_format
     from _service import service
 
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     player = VoicePlayer(guard=guard.check) if pygame.mixer.get_init() else None
     clip = load_clip(args.voice_clip)
     voice = Voice()
-    report: dict[str, Any] = {"transport": args.transport, "fps": args.fps}
+    report: dict[str, Any] = {"transport": args.transport, "fps": args.fps, "layout": LAYOUT}
     if player is not None:
         report["mixer"] = dict(zip(("frequency", "size", "channels"), mixer_format(), strict=True))
     tour: Tour | None = None
@@ -164,7 +164,8 @@ def finish(args: argparse.Namespace, report: dict[str, Any], stats: Any, scene: 
     report["audio"] = {"synthesized_seconds": round(voice.seconds, 4), "utterances": voice.utterances,
                        "player": player.stats.as_dict() if player is not None else None}
     report["scene"] = {"turns_completed": scene.turns_completed, "slot_waits": scene.slot_waits,
-                       "reconnects": scene.reconnects, "handler_errors": scene.handler_errors}
+                       "reconnects": scene.reconnects, "handler_errors": scene.handler_errors,
+                       "connect_outcome": scene.connector.outcome, "final_state": scene.state.name}
     violations = guard.violations()
     report["threads"] = {"owner": guard.owner.name, "sites": guard.sites(), "violations": violations}
     if violations:
