@@ -126,12 +126,23 @@ class View:
         mouth = pygame.Rect(0, 0, 46, opening)
         mouth.center = (centre[0], centre[1] + 26)
         pygame.draw.ellipse(screen, (110, 40, 50), mouth)
+        self._anvil(screen, (rect.x + 562, rect.bottom - 26))
         label = "thinking" if scene.thinking else ("speaking" if scene.speaking else "")
         if label:
             dots = "." * (1 + (self.frame // 12) % 3)
             self._text(screen, self.font, label + dots, (centre[0] + 80, centre[1] - 10), (210, 210, 160))
-        if scene.user_line:
-            self._text(screen, self.small, scene.user_line[:70], (centre[0] + 80, centre[1] + 30), (160, 200, 255))
+        for i, line in enumerate(_wrap(self.small, scene.user_line, 250)[:2]):
+            self._text(screen, self.small, line, (centre[0] + 80, centre[1] + 30 + 16 * i), (160, 200, 255))
+
+    def _anvil(self, screen: pygame.Surface, base: tuple[int, int]) -> None:
+        x, y = base
+        steel = (88, 94, 106)
+        pygame.draw.polygon(screen, steel, [(x - 60, y - 40), (x + 50, y - 40), (x + 70, y - 30), (x + 30, y - 22),
+                                            (x + 18, y - 22), (x + 18, y - 8), (x - 30, y - 8), (x - 30, y - 22),
+                                            (x - 40, y - 22)])
+        pygame.draw.rect(screen, steel, (x - 44, y - 8, 74, 10))
+        glow = (255, 150, 60) if self.scene.state is SessionState.CONNECTED else (110, 80, 60)
+        pygame.draw.circle(screen, glow, (x - 75, y - 2), 6)
 
     def _countdown(self, screen: pygame.Surface) -> None:
         left = self.scene.idle_seconds_left
@@ -141,13 +152,13 @@ class View:
         pygame.draw.rect(screen, (250, 246, 226), rect, border_radius=8)
         pygame.draw.rect(screen, (214, 142, 28), rect, width=3, border_radius=8)
         self._text(screen, self.small, "Still there? Closing in", (rect.x + 12, rect.y + 8), (60, 50, 30))
-        self._text(screen, self.big, f"{left} s", (rect.x + 12, rect.y + 26), (160, 60, 20))
-        self._text(screen, self.small, "press any key", (rect.x + 80, rect.y + 36), (60, 50, 30))
+        self._text(screen, self.big, f"{left} s", (rect.x + 46, rect.y + 28), (160, 60, 20))
+        self._text(screen, self.small, "press any key", (rect.x + 90, rect.y + 38), (60, 50, 30))
         # A ring that empties as the deadline nears.
         deadline = self.scene.idle_deadline
         if deadline is not None:
             frac = max(0.0, min(1.0, (deadline - self.scene.clock()) / max(1.0, self.scene.idle_total)))
-            arc = pygame.Rect(rect.right - 34, rect.y + 18, 26, 26)
+            arc = pygame.Rect(rect.x + 12, rect.y + 28, 26, 26)
             pygame.draw.arc(screen, (160, 60, 20), arc, math.pi / 2, math.pi / 2 + 2 * math.pi * frac, 4)
 
     def _subtitles(self, screen: pygame.Surface) -> None:
