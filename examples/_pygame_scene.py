@@ -34,6 +34,7 @@ from _pygame_voice import VoicePlayer
 from convai_sync import (
     AudioClip,
     AudioFrame,
+    AudioInterrupted,
     BotLLMStarted,
     BotStartedSpeaking,
     BotStoppedSpeaking,
@@ -167,8 +168,9 @@ class MicStream:
             return
         piece = self._pcm[self._sent:due]
         try:
-            self._client.send_audio(piece, self._rate, self._channels)
-        except (ConvaiError, ValueError) as exc:
+            # timeout=0: never wait for room in the send queue; a full queue fails this piece at once.
+            self._client.send_audio(piece, self._rate, self._channels, timeout=0)
+        except (ConvaiError, ValueError, ImportError) as exc:
             self.failed = str(exc)
             log.warning("send_audio failed: %s", exc)
             return
@@ -204,6 +206,7 @@ class Scene:
         self.turns_completed = 0
         self.slot_waits = 0
         self.reconnects = 0
+        self.interrupted_turns = 0
         self.handler_errors: list[str] = []
         self._new_turn = True
         self._last_tick = clock()
@@ -227,6 +230,7 @@ class Scene:
             (ev.on_user_idle_timeout, "on_user_idle_timeout", self.on_idle_timeout),
             (ev.on_bot_text, "on_bot_text", self.on_bot_text),
             (ev.on_audio, "on_audio", self.on_audio),
+            (ev.on_audio_interrupted, "on_audio_interrupted", self.on_audio_interrupted),
             (ev.on_handler_error, "on_handler_error", self.on_handler_error),
         ]
         for channel, name, handler in table:
@@ -321,18 +325,22 @@ class Scene:
         if self.player is not None:
             self.player.feed(frame)
 
+    def on_audio_interrupted(self, event: AudioInterrupted) -> None:
+        # The SDK has dropped the voice it had not delivered; drop what the player holds too.
+        self.interrupted_turns += 1
+        if self.player is not None:
+            self.player.interrupt(event.turn_id)
+
     def on_started_speaking(self, _event: BotStartedSpeaking) -> None:
         self.speaking = True
 
     def on_stopped_speaking(self, _event: BotStoppedSpeaking) -> None:
         self.speaking = False
 
-    def on_turn_completed(self, event: BotTurnCompleted) -> None:
+    def on_turn_completed(self, _event: BotTurnCompleted) -> None:
         self.thinking = False
         self._new_turn = True
         self.turns_completed += 1
-        if event.was_interrupted and self.player is not None:
-            self.player.interrupt()
 
     def on_user_transcription(self, event: FinalUserTranscription) -> None:
         self.user_line = f"You (voice): {event.text}"
@@ -405,7 +413,8 @@ class Scene:
         self.user_line = f"You (voice): {self.voice_clip.duration:.1f} s clip…"
 
     def interrupt(self) -> None:
-        """Stop the character (F3): ``interrupt-bot`` to the server, and drop the queued voice."""
+        """Stop the character (F3): the SDK drops the voice it has not delivered and sends
+        ``interrupt-bot``; the player stops at once rather than at the next ``on_audio_interrupted``."""
         if self.player is not None:
             self.player.interrupt()
         try:

@@ -225,15 +225,20 @@ class VoicePlayer:
             log.warning("voice buffer over %.1f s: dropped %.3f s of the oldest audio",
                         self.max_samples / self.rate, dropped / self.rate)
 
-    def interrupt(self) -> None:
-        """Stop the voice now and ignore the rest of every turn heard so far (barge-in)."""
+    def interrupt(self, turn_id: int | None = None) -> None:
+        """Stop the voice now and ignore the rest of turn ``turn_id`` and every earlier one (barge-in).
+
+        ``turn_id`` None means the latest turn heard (``AudioInterrupted.turn_id`` names it when
+        the SDK knows it).
+        """
         self._guard("VoicePlayer.interrupt")
         self.channel.stop()
         self.stats.dropped_stale_seconds += self._buffered / self.rate
         self._buffer.clear()
         self._buffered = 0
-        if self._turn is not None:
-            self._stale_up_to = self._turn if self._stale_up_to is None else max(self._stale_up_to, self._turn)
+        stale = max((t for t in (turn_id, self._turn) if t is not None), default=None)
+        if stale is not None:
+            self._stale_up_to = stale if self._stale_up_to is None else max(self._stale_up_to, stale)
         self._playing = False
         self._drained = False
         self.level = 0.0

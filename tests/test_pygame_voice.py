@@ -200,6 +200,18 @@ def test_interrupt_stops_the_voice_and_drops_the_rest_of_that_turn(mixer: tuple[
     assert channel.get_busy()
 
 
+def test_interrupt_names_the_turn_the_sdk_interrupted(mixer: tuple[int, int, int]) -> None:
+    player, channel, _clock = make_player(prebuffer_seconds=0.0)
+    player.feed(frame(0.1, turn=3))
+    player.interrupt(turn_id=4)  # AudioInterrupted.turn_id: a turn whose audio has not arrived yet
+    player.feed(frame(0.1, turn=4))
+    player.update()
+    assert not channel.get_busy() and player.stats.dropped_stale_seconds == pytest.approx(0.2, abs=1e-3)
+    player.feed(frame(0.1, turn=5))
+    player.update()
+    assert channel.get_busy()
+
+
 def test_running_dry_mid_turn_is_an_underrun_but_a_new_turn_is_not(mixer: tuple[int, int, int]) -> None:
     player, channel, clock = make_player(prebuffer_seconds=0.05, chunk_seconds=0.05)
     player.feed(frame(0.1, turn=1))
@@ -244,7 +256,8 @@ class FakeSender:
         self.pieces: list[tuple[bytes, int, int]] = []
         self.refuse_after = refuse_after
 
-    def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1) -> None:
+    def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1, timeout: float | None = None) -> None:
+        assert timeout == 0, "a frame loop never waits for room in the send queue"
         if self.refuse_after is not None and len(self.pieces) >= self.refuse_after:
             raise invalid_state("cannot send while RECONNECTING")
         self.pieces.append((pcm, sample_rate, num_channels))
