@@ -21,7 +21,6 @@ Convai forum ("UX when Character Session Concurrency is reached"):
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any
 import pygame
 from _main_thread import ThreadGuard
 from _pygame_voice import VoicePlayer
+from _pygame_workers import Connector, MicStream
 
 from convai_sync import (
     AudioClip,
@@ -77,104 +77,6 @@ class Banner:
     text: str
     since: float
     transient: bool = False
-
-
-class Connector:
-    """Runs ``connect()`` (after a ``disconnect()`` for a reload) on a worker thread, so no frame blocks.
-
-    The worker calls only the SDK, never pygame; the scene follows its progress through events
-    (state changes, "Please wait…"). ``outcome`` is ``None`` while running, then ``"connected"`` or
-    the error's text.
-    """
-
-    def __init__(self, client: ConvaiClient) -> None:
-        self._client = client
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._outcome: str | None = None
-        self.error: ConvaiError | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def outcome(self) -> str | None:
-        with self._lock:
-            return self._outcome
-
-    def start(self, reload: bool = False) -> bool:
-        """Start connecting unless a connect is already running; returns whether it started."""
-        if self.running:
-            return False
-        with self._lock:
-            self._outcome = None
-            self.error = None
-        self._thread = threading.Thread(target=self._run, args=(reload,), name="scene-connect", daemon=True)
-        self._thread.start()
-        return True
-
-    def _run(self, reload: bool) -> None:
-        try:
-            if reload and self._client.state is not SessionState.DISCONNECTED:
-                self._client.disconnect()
-            self._client.connect()
-            outcome, error = "connected", None
-        except ConvaiError as exc:
-            outcome, error = f"{exc.error_code.value}: {exc.error.message}", exc
-            log.info("connect failed: %s", outcome)
-        with self._lock:
-            self._outcome, self.error = outcome, error
-
-    def join(self, timeout: float) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-
-class MicStream:
-    """Sends a recorded clip to the character in real time, one frame's worth per :meth:`update`.
-
-    A microphone delivers audio as it is spoken; sending a clip at that pace (then a short
-    silence, which ends the utterance) keeps every ``send_audio`` call small, so none can stall a
-    frame. A piece the SDK refuses (not CONNECTED) is kept and the stream stops, losing nothing
-    already sent.
-    """
-
-    #: Silence after the clip so the character hears the utterance end (seconds).
-    TRAILING_SILENCE = 0.7
-
-    def __init__(self, client: ConvaiClient, clip: AudioClip, clock: Callable[[], float] = time.monotonic) -> None:
-        self._client = client
-        frame_bytes = 2 * clip.num_channels
-        silence = b"\x00" * (round(self.TRAILING_SILENCE * clip.sample_rate) * frame_bytes)
-        self._pcm = clip.pcm + silence
-        self._rate, self._channels, self._frame_bytes = clip.sample_rate, clip.num_channels, frame_bytes
-        self._clock = clock
-        self._started = clock()
-        self._sent = 0  # bytes
-        self.failed: str | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.failed is not None or self._sent >= len(self._pcm)
-
-    def update(self) -> None:
-        if self.done:
-            return
-        piece_bytes = self._rate // 50 * self._frame_bytes  # whole 20 ms pieces
-        elapsed = round((self._clock() - self._started) * self._rate) * self._frame_bytes
-        due = len(self._pcm) if elapsed >= len(self._pcm) else elapsed - elapsed % piece_bytes
-        if due <= self._sent:
-            return
-        piece = self._pcm[self._sent:due]
-        try:
-            # timeout=0: never wait for room in the send queue; a full queue fails this piece at once.
-            self._client.send_audio(piece, self._rate, self._channels, timeout=0)
-        except (ConvaiError, ValueError, ImportError) as exc:
-            self.failed = str(exc)
-            log.warning("send_audio failed: %s", exc)
-            return
-        self._sent += len(piece)
 
 
 class Scene:
@@ -409,7 +311,10 @@ class Scene:
         if not self.state.can_accept_input():
             self.note = "Not connected: the clip was not sent"
             return
-        self.mic = MicStream(self.client, self.voice_clip, self.clock)
+        if self.mic is not None:
+            self.mic.stop(0.0)
+        self.mic = MicStream(self.client, self.voice_clip)
+        self.mic.start()
         self.user_line = f"You (voice): {self.voice_clip.duration:.1f} s clip…"
 
     def interrupt(self) -> None:
@@ -428,6 +333,13 @@ class Scene:
             self.banner = None
             self.note = "Reloading…"
 
+    def close(self, timeout: float) -> None:
+        """End the client (so a running connect returns) and the workers, within about ``timeout`` s."""
+        self.client.close()
+        if self.mic is not None:
+            self.mic.stop(timeout)
+        self.connector.join(timeout)
+
     # ------------------------------------------------------------------ per frame
 
     def tick(self) -> None:
@@ -442,12 +354,10 @@ class Scene:
         banner = self.banner
         if banner is not None and banner.transient and now - banner.since > TRANSIENT_BANNER_SECONDS:
             self.banner = None
-        if self.mic is not None:
-            self.mic.update()
+        if self.mic is not None and self.mic.done:
             if self.mic.failed:
                 self.note = f"Voice clip stopped: {self.mic.failed}"
-            if self.mic.done:
-                self.mic = None
+            self.mic = None
         if self.player is not None:
             self.player.update()
 

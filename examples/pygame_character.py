@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
             stack.callback(tour.close)
         else:
             scene.connector.start()  # on a worker thread: the loop runs (and shows progress) meanwhile
-        stack.callback(scene.connector.join, 2.0)
+        stack.callback(scene.close, 2.0)
         stats = run_loop(screen, fps=args.fps, handle=scene.handle, tick=scene.tick, draw=view.draw,
                          running=lambda: scene.running, pump=client.pump,
                          after_draw=tour.tick if tour is not None else None, max_seconds=args.seconds)

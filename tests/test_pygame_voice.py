@@ -24,8 +24,8 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import pygame  # noqa: E402
 from _main_thread import ThreadGuard  # noqa: E402
-from _pygame_scene import MicStream  # noqa: E402
 from _pygame_voice import StreamResampler, VoicePlayer  # noqa: E402
+from _pygame_workers import MicStream  # noqa: E402
 
 from convai_sync import AudioClip, AudioFrame  # noqa: E402
 from convai_sync.errors import invalid_state  # noqa: E402
@@ -253,43 +253,64 @@ def test_every_second_fed_is_handed_to_the_mixer(mixer: tuple[int, int, int]) ->
 
 class FakeSender:
     def __init__(self, refuse_after: int | None = None) -> None:
-        self.pieces: list[tuple[bytes, int, int]] = []
+        self.pieces: list[tuple[bytes, int, int, float | None]] = []
         self.refuse_after = refuse_after
 
     def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1, timeout: float | None = None) -> None:
-        assert timeout == 0, "a frame loop never waits for room in the send queue"
         if self.refuse_after is not None and len(self.pieces) >= self.refuse_after:
             raise invalid_state("cannot send while RECONNECTING")
-        self.pieces.append((pcm, sample_rate, num_channels))
+        self.pieces.append((pcm, sample_rate, num_channels, timeout))
 
 
-def test_the_voice_clip_is_sent_in_real_time_then_a_silence() -> None:
+class FakeTime:
+    """The mic's clock and stoppable wait: a wait advances the clock at once."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.now += seconds
+        return False
+
+
+def test_the_voice_clip_is_sent_in_real_time_20_ms_pieces_then_a_silence() -> None:
     clip = AudioClip(np.full(16000, 500, dtype="<i2").tobytes(), 16000, 1)  # 1 s
-    client, clock = FakeSender(), Clock()
-    mic = MicStream(client, clip, clock)  # type: ignore[arg-type]
-    mic.update()
-    assert client.pieces == []  # nothing is due at t=0
-    clock.now += 0.05
-    mic.update()
-    assert [len(p) for p, _, _ in client.pieces] == [2 * 640]  # 40 ms: whole 20 ms pieces only
-    while not mic.done:
-        clock.now += 1 / 60
-        mic.update()
-    sent = b"".join(p for p, _, _ in client.pieces)
-    assert len(sent) == 2 * round(16000 * (1 + MicStream.TRAILING_SILENCE))
+    client, fake = FakeSender(), FakeTime()
+    mic = MicStream(client, clip, clock=fake.clock, wait=fake.wait)  # type: ignore[arg-type]
+    mic.run()
+    assert mic.done and mic.failed is None
+    sent = b"".join(p for p, _, _, _ in client.pieces)
+    total = 1 + MicStream.TRAILING_SILENCE
+    assert len(sent) == 2 * round(16000 * total)
     assert sent[: len(clip.pcm)] == clip.pcm and set(sent[len(clip.pcm):]) == {0}
-    assert max(len(p) for p, _, _ in client.pieces) <= 2 * 16000 * 0.05  # no piece stalls a frame
+    assert {len(p) for p, _, _, _ in client.pieces} == {640}  # 20 ms each
+    assert {(rate, channels) for _, rate, channels, _ in client.pieces} == {(16000, 1)}
+    assert all(timeout is not None and timeout > 0 for *_, timeout in client.pieces)  # a bounded wait
+    assert sum(fake.waits) == pytest.approx(total, abs=1e-6)  # paced: one second of audio per second
+    assert mic.sent_seconds == pytest.approx(total)
 
 
-def test_a_refused_piece_stops_the_clip_and_loses_nothing_sent() -> None:
+def test_a_refused_piece_stops_the_clip_and_keeps_what_was_sent() -> None:
     clip = AudioClip(np.zeros(16000, dtype="<i2").tobytes(), 16000, 1)
-    client, clock = FakeSender(refuse_after=2), Clock()
-    mic = MicStream(client, clip, clock)  # type: ignore[arg-type]
-    for _ in range(5):
-        clock.now += 0.02
-        mic.update()
+    client, fake = FakeSender(refuse_after=2), FakeTime()
+    mic = MicStream(client, clip, clock=fake.clock, wait=fake.wait)  # type: ignore[arg-type]
+    mic.run()
     assert mic.done and mic.failed is not None and "RECONNECTING" in mic.failed
-    assert len(client.pieces) == 2
+    assert len(client.pieces) == 2 and mic.sent_seconds == pytest.approx(0.04)
+
+
+def test_stopping_the_mic_ends_its_thread_at_once() -> None:
+    clip = AudioClip(np.zeros(16000 * 30, dtype="<i2").tobytes(), 16000, 1)  # 30 s: far longer than the test
+    client = FakeSender()
+    mic = MicStream(client, clip)  # type: ignore[arg-type]
+    mic.start()
+    mic.stop(5.0)
+    assert mic.done and mic.sent_seconds < 5.0
 
 
 def test_the_thread_guard_reports_a_call_off_the_owner_thread() -> None:
