@@ -35,10 +35,16 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("CONVAI_", "SDL_"))}
 
 
-@pytest.fixture(scope="module")
-def tour(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("tour")
-    command = [sys.executable, str(SCRIPT), "--headless", "--seconds", "45", "--screenshots", str(out),
+#: The character's voice over Convai's WebSocket (Pipecat binary frames, lossless and in order) and
+#: over LiveKit (an audio track through WebRTC, whose receive jitter buffer paces it).
+TRANSPORTS = ("websocket", "livekit")
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def tour(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp(f"tour-{request.param}")
+    command = [sys.executable, str(SCRIPT), "--headless", "--transport", request.param, "--seconds", "45",
+               "--screenshots", str(out),
                "--audio-out", str(out / "mixer.raw"), "--report", str(out / "report.json")]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=75, env=_env(), cwd=EXAMPLES.parent,
                           check=False)
@@ -127,7 +133,7 @@ def _nonsilent_runs(report: dict[str, Any]) -> tuple[float, int, float]:
     return float(np.count_nonzero(loud)) / 100.0, runs, float(np.abs(samples).max(initial=0.0))
 
 
-def test_the_mixer_played_what_the_character_said_without_gaps(tour: dict[str, Any]) -> None:
+def test_the_mixer_played_what_the_character_said(tour: dict[str, Any]) -> None:
     """The disk audio driver's file holds everything the mixer played, in real time.
 
     Expected: the seconds the simulator's synthesizer produced (counted on the simulator's side).
@@ -135,19 +141,33 @@ def test_the_mixer_played_what_the_character_said_without_gaps(tour: dict[str, A
     2 x 5 ms for its fade-in and fade-out, part of which is under the silence threshold. The mixer's
     own buffering (the 512-sample device buffer, the jitter buffer's 120 ms prebuffer) changes when
     audio plays, not how much: the tour ends only after the player's channel has gone quiet, so none
-    is cut off at exit. A gap inside an utterance (an underrun) would split it into two runs.
+    is cut off at exit.
     """
     audio = tour["audio"]
     utterances = audio["utterances"]
     assert len(utterances) >= 2, audio  # the typed line's reply and the voice clip's reply
-    played, runs, peak = _nonsilent_runs(tour)
-    tolerance = 0.03 * len(utterances)
+    played, _runs, peak = _nonsilent_runs(tour)
     assert peak > 0.1, "the mixer's output is silent"
-    assert played == pytest.approx(audio["synthesized_seconds"], abs=tolerance), audio
-    assert runs == len(utterances), f"{runs} separate sounds for {len(utterances)} utterances: a gap (underrun)"
-    player = audio["player"]
+    assert played == pytest.approx(audio["synthesized_seconds"], abs=0.03 * len(utterances)), audio
+
+
+def test_the_voice_plays_without_underruns_or_unbounded_buffering(tour: dict[str, Any]) -> None:
+    """The player never ran dry mid-turn, dropped nothing and stayed far below its bound.
+
+    Over the WebSocket the voice arrives lossless and in order, so the mixer's output must hold
+    exactly one unbroken sound per utterance: any gap would be the player's. Over LiveKit, WebRTC's
+    receive jitter buffer shapes the stream before the SDK sees it (on loopback it can open a
+    60-100 ms hole near a reply's start, present in the frames ``on_audio`` delivers), so there the
+    player's own underrun count is the check.
+    """
+    player = tour["audio"]["player"]
+    assert player["underruns"] == 0, player
     assert player["dropped_overflow_seconds"] == 0 and player["dropped_stale_seconds"] == 0, player
-    assert player["max_buffered_seconds"] < 5.0, player
+    assert 0 < player["max_buffered_seconds"] < 1.0, player  # the bound is 10 s; it never came near
+    _played, runs, _peak = _nonsilent_runs(tour)
+    if tour["transport"] == "websocket":
+        utterances = len(tour["audio"]["utterances"])
+        assert runs == utterances, f"{runs} separate sounds for {utterances} utterances: a gap in the playback"
 
 
 def test_every_handler_and_pygame_call_ran_on_the_main_thread(tour: dict[str, Any]) -> None:
