@@ -245,7 +245,7 @@ class Scene:
         self.turns_completed += 1
 
     def on_user_transcription(self, event: FinalUserTranscription) -> None:
-        self.user_line = f"You (voice): {event.text}"
+        self.user_line = f"You: {event.text}"  # what the character heard (typed, or transcribed speech)
 
     # ------------------------------------------------------------------ the player's input
 
