@@ -61,17 +61,16 @@ def measure(seconds: float, fps: float, transport: str) -> dict[str, Any]:
     voice = Voice()
     with Simulator(responder=lambda _text: LONG_REPLY, synthesizer=voice, chunk_delay=0.05,
                    transport_default="websocket") as sim:
-        # (a) the same loop without the SDK.
+        # (a) the same loop without the SDK. One guard checks both runs' handlers and pygame calls.
         guard = ThreadGuard()
         with ConvaiClient(sim.client_config(transport=transport)) as idle_client:
             scene = Scene(idle_client, VoicePlayer(guard=guard.check), guard)
             view = View(scene, "frame budget")
             stats = run_loop(screen, fps=fps, handle=scene.handle, tick=scene.tick, draw=view.draw,
-                             running=lambda: True, pump=None, max_seconds=seconds)
+                             running=lambda: True, pump=None, max_seconds=seconds, check=guard.check)
         results["empty loop"] = {**stats.summary(), "voice_seconds": 0.0}
 
         # (b) the SDK loop, the character speaking all the time.
-        guard = ThreadGuard()
         player = VoicePlayer(guard=guard.check)
         with ConvaiClient(sim.client_config(transport=transport)) as client:
             scene = Scene(client, player, guard)
@@ -88,7 +87,8 @@ def measure(seconds: float, fps: float, transport: str) -> dict[str, Any]:
                     scene_lines[0] += 1
 
             stats = run_loop(screen, fps=fps, handle=scene.handle, tick=scene.tick, draw=view.draw,
-                             running=lambda: True, pump=client.pump, after_draw=keep_talking, max_seconds=seconds)
+                             running=lambda: True, pump=client.pump, after_draw=keep_talking, max_seconds=seconds,
+                             check=guard.check)
         results["SDK loop"] = {**stats.summary(), "voice_seconds": round(player.stats.seconds_played, 3),
                                "underruns": player.stats.underruns, "turns": scene.turns_completed}
         violations = guard.violations()

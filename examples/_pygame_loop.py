@@ -82,7 +82,8 @@ class FrameStats:
 def run_loop(screen: Any, *, fps: float, handle: Callable[[Any], None], tick: Callable[[], None],
              draw: Callable[[Any], None], running: Callable[[], bool],
              pump: Callable[[], int] | None = None, after_draw: Callable[[Any], None] | None = None,
-             max_seconds: float | None = None, stats: FrameStats | None = None) -> FrameStats:
+             max_seconds: float | None = None, stats: FrameStats | None = None,
+             check: Callable[[str], None] | None = None) -> FrameStats:
     """Run frames until ``running()`` is false or ``max_seconds`` pass; returns the timings.
 
     Args:
@@ -91,6 +92,7 @@ def run_loop(screen: Any, *, fps: float, handle: Callable[[Any], None], tick: Ca
         draw: Draws the frame onto ``screen``.
         pump: ``client.pump`` (None: the same loop without the SDK).
         after_draw: Called with ``screen`` after drawing, before the flip (screenshots, the tour).
+        check: Called with ``"run_loop"`` once per frame (the host's main-thread guard).
     """
     import pygame
 
@@ -103,6 +105,8 @@ def run_loop(screen: Any, *, fps: float, handle: Callable[[Any], None], tick: Ca
             break
         stats.interval.append((frame_start - last) * 1000.0)
         last = frame_start
+        if check is not None:
+            check("run_loop")  # this frame's pygame calls: event.get, display.flip, Clock.tick
         for event in pygame.event.get():
             handle(event)
         if pump is not None:

@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
         stack.callback(scene.close, 2.0)
         stats = run_loop(screen, fps=args.fps, handle=scene.handle, tick=scene.tick, draw=view.draw,
                          running=lambda: scene.running, pump=client.pump,
-                         after_draw=tour.tick if tour is not None else None, max_seconds=args.seconds)
+                         after_draw=tour.tick if tour is not None else None, max_seconds=args.seconds,
+                         check=guard.check)
         report["frames"] = stats.summary()
         report["events"] = client.diagnostics().get("events")
     return finish(args, report, stats, scene, player, voice, tour, guard)

@@ -176,7 +176,7 @@ def test_every_handler_and_pygame_call_ran_on_the_main_thread(tour: dict[str, An
     sites = threads["sites"]
     expected = {"on_session_state_changed", "on_connected", "on_reconnecting", "on_reconnected",
                 "on_disconnected", "on_session_error", "on_waiting_for_slot", "on_user_idle_warning",
-                "on_bot_text", "on_audio", "BotTurnCompleted", "FinalUserTranscription", "init_pygame",
+                "on_bot_text", "on_audio", "BotTurnCompleted", "FinalUserTranscription", "init_pygame", "run_loop",
                 "View.draw", "Scene.handle", "VoicePlayer.feed", "VoicePlayer.update", "Tour.shot", "Tour.press",
                 "pygame.quit"}
     assert expected <= set(sites), sorted(expected - set(sites))
