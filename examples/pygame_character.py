@@ -40,7 +40,6 @@ import json
 import logging
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -190,13 +189,13 @@ def finish(args: argparse.Namespace, report: dict[str, Any], stats: Any, scene: 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    audio_out = args.audio_out
-    if args.headless and audio_out is None:
-        audio_out = Path(tempfile.gettempdir()) / f"pygame-character-{threading.get_native_id()}.raw"
-    configure_sdl(args.headless, audio_out)
     if args.screenshots is not None:
         args.screenshots.mkdir(parents=True, exist_ok=True)
-    return run(args)
+    with tempfile.TemporaryDirectory(prefix="pygame-character-") as scratch:
+        # Headless, the mixer's output goes to --audio-out, else to a file deleted on exit.
+        audio_out = args.audio_out or (Path(scratch) / "mixer.raw" if args.headless else None)
+        configure_sdl(args.headless, audio_out)
+        return run(args)
 
 
 if __name__ == "__main__":
