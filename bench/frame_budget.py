@@ -60,7 +60,7 @@ def measure(seconds: float, fps: float, transport: str) -> dict[str, Any]:
     results: dict[str, Any] = {}
     voice = Voice()
     with Simulator(responder=lambda _text: LONG_REPLY, synthesizer=voice, chunk_delay=0.05,
-                   transport_default="websocket") as sim:
+                   transport_default="websocket", websocket_audio=True) as sim:
         # (a) the same loop without the SDK. One guard checks both runs' handlers and pygame calls.
         guard = ThreadGuard()
         with ConvaiClient(sim.client_config(transport=transport)) as idle_client:

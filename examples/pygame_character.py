@@ -90,7 +90,7 @@ def tour_simulator(voice: Any) -> Any:
     from simulator import Simulator
 
     return Simulator(concurrency_limit=1, responder=respond, synthesizer=voice, chunk_delay=0.08,
-                     transport_default="websocket")
+                     transport_default="websocket", websocket_audio=True)
 
 
 def tour_overrides(transport: str) -> dict[str, Any]:
@@ -126,8 +126,8 @@ def run(args: argparse.Namespace) -> int:
             config = sim.client_config(**tour_overrides(args.transport))
             character = "Blacksmith (simulator)"
         else:
-            config = stack.enter_context(service(args.simulator, simulator_options={"chunk_delay": 0.05},
-                                                 transport=args.transport,
+            embedded = {"chunk_delay": 0.05, "websocket_audio": True}  # used when no credentials are set
+            config = stack.enter_context(service(args.simulator, simulator_options=embedded, transport=args.transport,
                                                  slot_wait=SlotWaitPolicy(max_wait=300.0, interval=5.0)))
             character = config.character_id[:24]
         client = stack.enter_context(ConvaiClient(config))

@@ -35,8 +35,8 @@ def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("CONVAI_", "SDL_"))}
 
 
-#: The character's voice over Convai's WebSocket (Pipecat binary frames, lossless and in order) and
-#: over LiveKit (an audio track through WebRTC, whose receive jitter buffer paces it).
+#: The character's voice over Convai's WebSocket (Pipecat binary frames, lossless and in order, at
+#: twice real time) and over LiveKit (an audio track through WebRTC, whose receive jitter buffer paces it).
 TRANSPORTS = ("websocket", "livekit")
 
 
@@ -163,7 +163,9 @@ def test_the_voice_plays_without_underruns_or_unbounded_buffering(tour: dict[str
     player = tour["audio"]["player"]
     assert player["underruns"] == 0, player
     assert player["dropped_overflow_seconds"] == 0 and player["dropped_stale_seconds"] == 0, player
-    assert 0 < player["max_buffered_seconds"] < 1.0, player  # the bound is 10 s; it never came near
+    # Bounded: the cap is 10 s and it never came near. Over the WebSocket the voice arrives at twice
+    # real time (Pipecat's output pace), so up to half a reply waits in the buffer; LiveKit's is ~0.1 s.
+    assert 0 < player["max_buffered_seconds"] < 5.0, player
     _played, runs, _peak = _nonsilent_runs(tour)
     if tour["transport"] == "websocket":
         utterances = len(tour["audio"]["utterances"])
