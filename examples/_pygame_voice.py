@@ -41,6 +41,8 @@ from convai_sync import AudioFrame
 
 log = logging.getLogger("examples.pygame_voice")
 
+#: RMS (full scale 1.0) under which a 10 ms window counts as silence in ``VoiceStats.voiced_seconds_in``.
+SILENCE_RMS = 0.01
 #: pygame.mixer sample formats this player writes: ``size`` as ``pygame.mixer.get_init()`` reports it.
 _FORMATS: dict[int, Any] = {-16: np.int16, 32: np.float32}
 
@@ -59,6 +61,17 @@ def mixer_format() -> tuple[int, int, int]:
     if size not in _FORMATS:
         raise ValueError(f"unsupported mixer sample format {size} (use size=-16 or size=32)")
     return frequency, size, channels
+
+
+def _voiced_seconds(frame: AudioFrame) -> float:
+    """Seconds of ``frame`` in 10 ms windows whose RMS is at least :data:`SILENCE_RMS`."""
+    window = max(1, frame.sample_rate // 100) * frame.num_channels
+    samples = np.frombuffer(frame.data, dtype="<i2").astype(np.float32) / 32768.0
+    n = len(samples) // window
+    if not n:
+        return 0.0
+    rms = np.sqrt(np.mean(np.square(samples[: n * window].reshape(n, window)), axis=1))
+    return float(np.count_nonzero(rms >= SILENCE_RMS)) / 100.0
 
 
 class StreamResampler:
@@ -127,6 +140,7 @@ class VoiceStats:
 
     frames_in: int = 0
     seconds_in: float = 0.0
+    voiced_seconds_in: float = 0.0  # of seconds_in: 10 ms windows louder than SILENCE_RMS
     seconds_played: float = 0.0  # handed to the mixer
     dropped_stale_seconds: float = 0.0  # late frames of an interrupted turn, and audio flushed by it
     dropped_overflow_seconds: float = 0.0  # oldest audio dropped at max_buffer_seconds
@@ -187,6 +201,7 @@ class VoicePlayer:
             return
         self.stats.frames_in += 1
         self.stats.seconds_in += frame.duration
+        self.stats.voiced_seconds_in += _voiced_seconds(frame)
         if turn != self._turn:
             if turn not in self.stats.turns:
                 self.stats.turns.append(turn)
