@@ -12,10 +12,10 @@ holds one playing sound plus one queued (``Channel.queue``). So :class:`VoicePla
   audio is dropped and counted, so a stalled host never grows memory without bound);
 * starts a turn's playback once ``prebuffer_seconds`` are buffered (or the first audio has waited
   that long: a short utterance still plays), which absorbs arrival jitter;
-* tops the channel up from :meth:`VoicePlayer.update`, once per frame, in ``chunk_seconds`` pieces:
-  SDL_mixer starts the queued sound inside the same mixing callback, so playback is gapless while
-  the buffer has audio; an empty buffer while the same turn is still arriving is an underrun
-  (counted, and the turn re-prebuffers);
+* tops the channel up from :meth:`VoicePlayer.update`, once per frame, in ``chunk_seconds`` pieces,
+  with ``Channel.queue`` only: SDL_mixer starts the queued sound inside the same mixing callback,
+  so playback is gapless while the buffer has audio; an empty buffer while the same turn is still
+  arriving is an underrun (counted, and the turn re-prebuffers);
 * drops stale turns: :meth:`VoicePlayer.interrupt` stops the channel, empties the buffer and
   ignores late frames of every turn up to the one playing (``AudioFrame.turn_id``).
 
@@ -247,7 +247,7 @@ class VoicePlayer:
         the SDK knows it).
         """
         self._guard("VoicePlayer.interrupt")
-        self.channel.stop()
+        self._stop_channel()
         self.stats.dropped_stale_seconds += self._buffered / self.rate
         self._buffer.clear()
         self._buffered = 0
@@ -269,7 +269,7 @@ class VoicePlayer:
     def busy(self) -> bool:
         """True while audio is buffered or the channel is playing."""
         self._guard("VoicePlayer.busy")
-        return bool(self._buffered) or bool(self.channel.get_busy())
+        return bool(self._buffered) or self._channel_busy()
 
     def _take(self, samples: int) -> np.ndarray:
         pieces: list[np.ndarray] = []
@@ -294,12 +294,24 @@ class VoicePlayer:
             data = chunk.astype("<f4")
         return pygame.mixer.Sound(buffer=data.tobytes())
 
+    def _channel_busy(self) -> bool:
+        # A queued sound counts: between the playing sound's end and the queued one's start (SDL's
+        # mixing thread starts it, and needs the GIL to do so), get_busy() is briefly false.
+        return bool(self.channel.get_busy()) or self.channel.get_queue() is not None
+
+    def _stop_channel(self) -> None:
+        # Channel.stop() starts the queued sound (its end-of-sound callback plays the queue), so a
+        # second stop() is needed to silence the channel.
+        for _ in range(2):
+            if not self._channel_busy():
+                return
+            self.channel.stop()
+
     def update(self) -> None:
         """Hand buffered audio to the mixer; call once per frame from the main loop."""
         self._guard("VoicePlayer.update")
-        busy = bool(self.channel.get_busy())
         if not self._buffered:
-            if self._playing and not busy:
+            if self._playing and not self._channel_busy():
                 self._drained = True
                 self.level = 0.0
             return
@@ -308,14 +320,11 @@ class VoicePlayer:
             if self._buffered < self.prebuffer_samples and not waited:
                 return
             self._playing = True
-        # One sound playing and one queued is all a Channel holds.
-        while self._buffered and (not busy or self.channel.get_queue() is None):
+        # A Channel holds one playing sound and one queued. Only Channel.queue() is used: on an idle
+        # channel it plays at once, and it never replaces a sound SDL is about to start, which
+        # Channel.play() would do in the moment between one sound's end and the next one's start.
+        while self._buffered and self.channel.get_queue() is None:
             chunk = self._take(self.chunk_samples)
             self.level = float(np.sqrt(np.mean(np.square(chunk)))) if len(chunk) else 0.0
-            sound = self._sound(chunk)
-            if busy:
-                self.channel.queue(sound)
-            else:
-                self.channel.play(sound)
-                busy = True
+            self.channel.queue(self._sound(chunk))
             self.stats.seconds_played += len(chunk) / self.rate
