@@ -15,8 +15,8 @@ handlers included: feeding and resampling the voice is part of it), frame work p
 the frame but the pacing wait) and the frame interval p50/p99/max (start to start; 16.7 ms is
 on time at 60 fps), plus the seconds of voice played.
 
-    pip install -e '.[simulator,pygame]'
-    python bench/frame_budget.py                 # 8 s per run, WebSocket transport
+    pip install -e '.[simulator,audio,pygame]'
+    python bench/frame_budget.py                 # 10 s per run, WebSocket transport
     python bench/frame_budget.py --seconds 20 --transport livekit
 
 No test asserts these numbers; they are for people (the README quotes them).
@@ -100,7 +100,7 @@ def measure(seconds: float, fps: float, transport: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="length of each run (default 8)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each run (default 10)")
     parser.add_argument("--fps", type=float, default=60.0, help="frame rate (default 60)")
     parser.add_argument("--transport", default="websocket", choices=("websocket", "livekit"))
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")

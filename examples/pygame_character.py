@@ -19,7 +19,7 @@ A real game host: one 60 fps loop on the main thread, and pygame touched from th
 Keys: type and press Enter to talk; F2 sends the voice clip (``--voice-clip``); F3 interrupts the
 character; F5 reloads; F9 or a click dismisses the banner; Esc quits.
 
-    pip install -e '.[simulator,pygame]'
+    pip install -e '.[simulator,audio,pygame]'
     python examples/pygame_character.py                 # an embedded simulator, no account needed
     CONVAI_API_KEY=... CONVAI_CHARACTER_ID=... python examples/pygame_character.py   # the real service
 
