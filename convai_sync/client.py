@@ -149,7 +149,7 @@ class ConvaiClient:
             raise TypeError("config must be a ConvaiConfig")
         self._config = config
         self._hub = EventHub(config.delivery_policy, config.event_queue_size, config.strict_handlers,
-                             config.immediate_handler_budget)
+                             config.immediate_handler_budget, audio_queue_size=config.audio_queue_frames)
         self._events = ConvaiEvents(self._hub, PipelineSessionError)
         self._api = connect_api or ConnectApi(config)
         factory = transport_factory or (lambda: create_transport(config))
