@@ -16,6 +16,9 @@ SIMULATOR = ["aiohttp>=3.9"]
 # aioice's host-address lookup).
 SIMULATOR_LIVEKIT = ["aiortc>=1.16,<1.17", "aioice>=0.13,<0.14", "livekit-protocol>=1.1.29,<1.2",
                      "livekit-api>=1.2.2,<1.3"]
+# Audio on the WebSocket transport: Pipecat's protobuf Frame (convai_sync.transports.pipecat builds the
+# message classes at run time; message_factory.GetMessageClass needs protobuf 5 or later).
+AUDIO = ["protobuf>=5"]
 # The real LiveKit client the tests drive (tests/support/loopback_shim.c is checked against its FFI library).
 LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3"]
 
@@ -34,8 +37,9 @@ setup(
     extras_require={
         "simulator": SIMULATOR,
         "simulator-livekit": SIMULATOR + SIMULATOR_LIVEKIT,
-        "livekit": LIVEKIT_CLIENT,
-        "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + [
+        "audio": AUDIO,
+        "livekit": LIVEKIT_CLIENT + AUDIO,
+        "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + AUDIO + [
             "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
             "types-requests>=2.28", "hypothesis>=6.100"],
     },
