@@ -378,7 +378,8 @@ class ConvaiClient:
                         session_id=self.session_id)) from None
                 raise invalid_state(f"{msg_type} not sent: {exc}", self.session_id) from exc
         self._session.stats["frames_sent"] += 1
-        self._session.post(self._session.note_activity)
+        if self._session.idle_deadline_armed:  # else no thread hand-off per send
+            self._session.post(self._session.note_activity)
         if self._config.auto_reset_idle and msg_type != "reset-idle-timer":
             self._send("reset-idle-timer", protocol.simple("reset-idle-timer"), False, None)
         if not wait:

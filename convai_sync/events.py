@@ -71,6 +71,11 @@ class Disconnected:
 
     @property
     def message(self) -> str:
+        """What happened, in words for a person: the error's message and code when the session
+        ended because of one (``reason`` alone can mislead: a duration cap the SDK enforced is a
+        ``CLIENT_INITIATED`` close), else the reason's meaning."""
+        if self.error is not None:
+            return f"{self.error.message} ({self.error.error_code.value})"
         return self.reason.message
 
 

@@ -96,6 +96,7 @@ class Session:
         self.bot_ready = False
         self.last_error: SessionError | None = None
         self.last_disconnect_reason: DisconnectReason | None = None
+        self.idle_deadline_armed = False  # read by senders: only then is note_activity worth a wake-up
         self.transport: Transport | None = None
         self._listener: _Listener | None = None
         self._endpoint: Endpoint | None = None
@@ -313,6 +314,7 @@ class Session:
 
     def note_activity(self) -> None:
         """Any client message resets the server's idle timer; mirror it locally."""
+        self.idle_deadline_armed = False
         self._loop.cancel_timer("idle_deadline")
 
     # ================================================================ connect attempts
@@ -726,8 +728,10 @@ class Session:
         warned_at = event.timestamp
 
         def elapsed() -> None:
+            self.idle_deadline_armed = False
             self._hub.publish(ev.UserIdleTimeoutElapsed(warning_received_at=warned_at, deadline=deadline))
         self._loop.set_timer("idle_deadline", remaining, elapsed)
+        self.idle_deadline_armed = True  # senders then post note_activity (else they skip the wake-up)
         self._hub.publish(event)
 
     # ================================================================ duration cap

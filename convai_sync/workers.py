@@ -80,8 +80,10 @@ class Workers:
         return True
 
     def stop(self, deadline: float) -> None:
-        """Let the workers finish until ``deadline``, then abort the rest and join them briefly."""
-        self.wait(deadline)
+        """Let the workers finish until shortly before ``deadline``, then abort the rest and join
+        them by ``deadline`` (an aborted worker wakes at once, but needs a moment to exit)."""
+        reserve = min(0.2, max(0.0, deadline - time.monotonic()) * 0.25)
+        self.wait(deadline - reserve)
         current = threading.current_thread()
         for worker in self.running():
             worker.abort("the client is closing")

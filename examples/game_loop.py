@@ -130,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
 
     game = Game()
     loop_thread = threading.current_thread()
-    with service(args.simulator) as config, ConvaiClient(config) as client:
+    # A realistic pace for the embedded character (a real one takes a while to think and speak), so
+    # the indicator visibly goes thinking -> speaking -> idle over several ticks.
+    pace = {"chunk_delay": 0.08, "bot_ready_delay": 0.0}
+    with service(args.simulator, simulator_options=pace) as config, ConvaiClient(config) as client:
         ev = client.events
         ev.on_connected.subscribe(game.on_connected, MAIN)
         ev.on_disconnected.subscribe(game.on_disconnected, MAIN)

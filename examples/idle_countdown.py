@@ -115,12 +115,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             event = outcome["disconnected"]
             assert isinstance(event, Disconnected)
-            say(f"on_disconnected: reason={event.reason.name} ({event.reason.message}), "
-                f"error={event.error.error_code.value if event.error else None}")
+            say(f"on_disconnected: {event.message}")
             if "idle_timeout" not in outcome:
                 say("(the server's close came before the SDK's local idle deadline, so "
                     "on_user_idle_timeout did not fire)")
-            say(f"┃ You were disconnected for inactivity. state={client.state.name}")
+            say(f"┃ The server closed the session because nobody spoke for {args.idle_timeout:g} s. "
+                f"state={client.state.name}")
     return 0
 
 

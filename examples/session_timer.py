@@ -55,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"Session ends in {event.remaining_seconds:g} s (cap {event.max_session_duration:g} s)")
 
     def on_disconnected(event: Disconnected) -> None:
-        cause = event.error.error_code.value if event.error else "no error"
-        say(f"Session over: {cause} — {event.error.message if event.error else event.reason.message}")
+        say(f"Session over: {event.message}")
         outcome.append(event)
         ended.set()
 
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             except ConvaiError as exc:
                 print(f"Convai error {exc.error_code.value}: {exc.error.message}", file=sys.stderr)
                 return 1
-            say(f"state={client.state.name}, last_disconnect_reason={client.last_disconnect_reason!r}")
+            say(f"state={client.state.name}: the SDK ended the session when its {args.cap:g} s cap was reached")
     event = outcome[0]
     return 0 if event.error is not None and event.error.error_code == "session.duration_limit_reached" else 1
 

@@ -38,3 +38,40 @@ def test_example_runs_against_the_embedded_simulator(script: str) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for line in EXPECTED[script]:
         assert line in proc.stdout, f"{script} did not print {line!r}:\n{proc.stdout}"
+
+
+def _run(script: str, env: dict[str, str] | None = None) -> str:
+    base = {k: v for k, v in os.environ.items() if k not in ("CONVAI_API_KEY", "CONVAI_CHARACTER_ID", "CONVAI_URL")}
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script)], capture_output=True, text=True,
+                          timeout=45, env={**base, **(env or {})}, cwd=EXAMPLES.parent, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_game_loop_shows_each_indicator_state_on_its_own_tick() -> None:
+    """Finding: all three indicator states went by within one tick (an instant embedded character)."""
+    import re
+
+    out = _run("game_loop.py")
+    ticks = [int(t) for t, _ in re.findall(r"\[tick\s+(\d+)\] indicator: \S+ -> (\S+)", out)[:3]]
+    assert len(ticks) == 3 and len(set(ticks)) == 3, out
+
+
+def test_session_end_is_said_in_words() -> None:
+    """Findings: session_timer ended reporting CLIENT_INITIATED after the duration cap; idle_countdown
+    showed ROOM_DELETED to a newcomer."""
+    timer = _run("session_timer.py")
+    assert "CLIENT_INITIATED" not in timer and "Session over: max_session_duration of 3 s reached" in timer
+    idle = _run("idle_countdown.py")
+    assert "ROOM_DELETED" not in idle and "nobody spoke" in idle
+
+
+def test_quickstart_against_a_local_simulator_does_not_claim_the_real_service() -> None:
+    """Finding: with CONVAI_URL at a local simulator, quickstart said "Using the real Convai service"."""
+    from simulator import Simulator
+
+    with Simulator() as sim:
+        out = _run("quickstart.py", {"CONVAI_API_KEY": sim.api_key, "CONVAI_CHARACTER_ID": sim.character_id,
+                                     "CONVAI_URL": sim.url})
+    assert "real Convai service" not in out
+    assert f"Using the local Convai service at {sim.url}" in out

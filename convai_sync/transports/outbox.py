@@ -29,6 +29,8 @@ from collections.abc import Callable
 log = logging.getLogger("convai_sync")
 _ids = itertools.count(1)
 
+_HAS_POLL = hasattr(select, "poll")
+
 #: Largest frame written directly on the caller's thread (a writable TCP socket has at least this
 #: much room in practice; bigger frames always go through the writer thread).
 DIRECT_MAX = 4096
@@ -102,9 +104,13 @@ class Outbox:
 
     def _writable(self) -> bool:
         try:
+            if _HAS_POLL:  # poll has no FD_SETSIZE limit (a host with many sockets open)
+                poller = select.poll()
+                poller.register(self._sock, select.POLLOUT)
+                return bool(poller.poll(0))
             _, ready, _ = select.select([], [self._sock], [], 0)
         except (OSError, ValueError):
-            return False
+            return False  # closed or unusable: the queue path reports the failure
         return bool(ready)
 
     def _write(self, frame: bytes) -> None:
