@@ -19,6 +19,8 @@ SIMULATOR_LIVEKIT = ["aiortc>=1.16,<1.17", "aioice>=0.13,<0.14", "livekit-protoc
 # Audio on the WebSocket transport: Pipecat's protobuf Frame (convai_sync.transports.pipecat builds the
 # message classes at run time; message_factory.GetMessageClass needs protobuf 5 or later).
 AUDIO = ["protobuf>=5"]
+# convai_sync.devices (Speaker, Microphone): the PortAudio binding; tests inject fake streams instead.
+DEVICES = ["sounddevice>=0.4"]
 # The real LiveKit client the tests drive (tests/support/loopback_shim.c is checked against its FFI library).
 LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3"]
 
@@ -38,6 +40,7 @@ setup(
         "simulator": SIMULATOR,
         "simulator-livekit": SIMULATOR + SIMULATOR_LIVEKIT,
         "audio": AUDIO,
+        "devices": DEVICES,
         "livekit": LIVEKIT_CLIENT + AUDIO,
         "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + AUDIO + [
             "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
