@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import signal
 import sys
 import threading
@@ -12,11 +13,18 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+from simulator import limits
+from simulator.accounts import DEFAULT_MAX_CONVERSATIONS
+from simulator.control import route_table
 from simulator.scenario import shipped_scenarios
 from simulator.server import Simulator
+from simulator.sessions import DEFAULT_SEND_TIMEOUT
 
 LOOPBACK_NAMES = ("localhost",)
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+DEFAULT_API_KEY = "sim-api-key"
+#: Limit values that mean "not set" (these are left out of the banner).
+_UNSET_LIMITS: dict[str, object] = {"realtime_allowed": True, "bot_ready_delay": 0.0, "chunk_delay": 0.0}
 
 
 def _is_loopback(host: str) -> bool:
@@ -28,16 +36,36 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port number (0 = any free port)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number 0..65535, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0..65535, got {port}")
+    return port
+
+
+def _epilog() -> str:
+    return (f"Shipped scenarios: {', '.join(shipped_scenarios())}.\n\n"
+            "Control API (header X-Sim-Control-Token with the printed token):\n"
+            f"{route_table()}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convai-sim",
-        description="Run the local Convai simulator (Convai's /connect, /chat and /disconnect on one port).",
-        epilog=f"Shipped scenarios: {', '.join(shipped_scenarios())}.",
+        description="Run the local Convai simulator (Convai's /connect, /chat and /disconnect, and a LiveKit "
+                    "server for /connect's LiveKit rooms, on one port).",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the route table's layout
     )
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; anything else is reachable "
                                             "from the network and prints a warning)")
-    add("--port", type=int, default=0, help="port to bind (default 0: any free port; the URL is printed)")
+    add("--port", type=_port, default=0, help="port to bind, 0..65535 (default 0: any free port; the URL is "
+                                              "printed)")
     add("--api-key", action="append", dest="api_keys", metavar="KEY",
         help="accepted API key (repeatable; default sim-api-key)")
     add("--character", action="append", dest="characters", metavar="ID",
@@ -47,12 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("--connect-rate-limit", type=int, metavar="N", help="accepted connects per key per minute")
     add("--usage-quota", type=int, metavar="N", help="interactions per key (then usage-limit-reached)")
     add("--idle-timeout", type=float, metavar="S", help="close a session idle this long (1000 'Idle timeout')")
-    add("--idle-warning-lead", type=float, metavar="S", help="send user-idle-warning this long before")
+    add("--idle-warning-lead", type=float, metavar="S",
+        help="send user-idle-warning this long before the idle timeout (needs --idle-timeout, at most it)")
     add("--token-ttl", type=float, metavar="S", help="session lifetime from /connect ('Session expired')")
     add("--no-realtime", action="store_true", help="answer every /connect with 403 (plan has no realtime)")
     add("--bot-ready-delay", type=float, default=0.0, metavar="S", help="delay before bot-ready (default 0)")
     add("--chunk-delay", type=float, default=0.0, metavar="S", help="delay between reply chunks (default 0)")
     add("--scenario", metavar="FILE_OR_NAME", help="scenario JSON file, or a shipped scenario's name")
+    add("--scenario-dir", metavar="DIR", help="directory POST /_sim/scenario may load scenario files from "
+                                              "(default: none; the control API then reads no files)")
+    add("--send-timeout", type=float, default=DEFAULT_SEND_TIMEOUT, metavar="S",
+        help=f"drop a session whose client does not read a frame for this long (default {DEFAULT_SEND_TIMEOUT:g})")
+    add("--max-conversations", type=int, default=DEFAULT_MAX_CONVERSATIONS, metavar="N",
+        help=f"character_session_id histories remembered (default {DEFAULT_MAX_CONVERSATIONS:,})")
     add("--control-token", metavar="TOKEN", help="token for the /_sim/* control API (default: random)")
     add("--transport-default", choices=("livekit", "websocket"), default="livekit",
         help="transport of a /connect that names none (default livekit, as the real service)")
@@ -80,25 +115,45 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         scenario=args.scenario,
         control_token=args.control_token,
         transport_default=args.transport_default,
+        send_timeout=args.send_timeout,
+        max_conversations=args.max_conversations,
+        scenario_dir=args.scenario_dir,
     )
+
+
+def _limits_line(sim: Simulator) -> str | None:
+    """``Limits: concurrency_limit=2, idle_timeout=30 s`` for the limits that are set (None: none)."""
+    shown = []
+    for name, value in sim.limits.items():
+        if value is None or _UNSET_LIMITS.get(name, object()) == value:
+            continue
+        unit = " s" if limits.LIMITS[name] in (limits.Kind.SECONDS, limits.Kind.DELAY) else ""
+        shown.append(f"{name}={value:g}{unit}" if unit else f"{name}={value}")
+    return f"Limits: {', '.join(shown)}" if shown else None
 
 
 def _banner(sim: Simulator) -> str:
     scenario = sim.scenario
     # A wildcard bind listens on every interface; clients on this machine reach it on loopback.
     url = f"http://127.0.0.1:{sim.port}" if sim.host in WILDCARD_HOSTS else sim.url
+    livekit_url = f"ws://127.0.0.1:{sim.port}" if sim.host in WILDCARD_HOSTS else sim.livekit_url
     lines = [
         f"Convai simulator listening on {sim.url}",
         f"Control token: {sim.control_token}  (header X-Sim-Control-Token for {url}/_sim/*)",
-        f"LiveKit URL: {sim.livekit_url}" + ("" if sim.livekit_available else "  (unavailable: install the "
-                                             "'simulator-livekit' extra)"),
+        f"LiveKit URL: {livekit_url}" + ("" if sim.livekit_available else "  (unavailable: install the "
+                                         "'simulator-livekit' extra)"),
     ]
     if scenario is not None:
         lines.append(f"Scenario: {scenario.name}: {scenario.description}".rstrip(": "))
+    active = _limits_line(sim)
+    if active is not None:
+        lines.append(active)
+    # A key given on the command line is the user's own: never echo it (it would land in logs).
+    key = sim.api_key if sim.api_key == DEFAULT_API_KEY else "<your first --api-key>"
     lines += [
         "Connect with:",
         "    from convai_sync import ConvaiConfig",
-        f'    config = ConvaiConfig(api_key="{sim.api_key}", character_id="{sim.character_id}", url="{url}")',
+        f'    config = ConvaiConfig(api_key="{key}", character_id="{sim.character_id}", url="{url}")',
         "Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)
@@ -130,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             sim.start()
         except OSError as exc:
-            print(f"error: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
+            # asyncio wraps the bind error's text; the errno's own message is the clear part.
+            detail = os.strerror(exc.errno) if exc.errno else str(exc)
+            print(f"error: cannot bind {args.host}:{args.port}: {detail}", file=sys.stderr, flush=True)
             return 1
         print(_banner(sim), flush=True)
         try:

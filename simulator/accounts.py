@@ -14,27 +14,26 @@ from dataclasses import dataclass, field
 
 logger = logging.getLogger("simulator.accounts")
 
-#: Turns of history kept per conversation (``character_session_id``).
-HISTORY_LIMIT = 200
+#: Conversations (``character_session_id`` histories) remembered by default; the least recently used
+#: is forgotten first, and resuming a forgotten one behaves like resuming an unknown id.
+DEFAULT_MAX_CONVERSATIONS = 10_000
 
 
 @dataclass
 class Conversation:
-    """History of one ``character_session_id`` (kept across connects so resumes are observable)."""
+    """History of one ``character_session_id`` (kept across connects so resumes are observable).
+
+    Only the turn count is kept (the reply names it): a few hundred bytes per conversation.
+    """
 
     character_session_id: str
-    api_key: str
+    api_key: str = field(repr=False)
     character_id: str
-    turns: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def turn_count(self) -> int:
-        return len(self.turns)
+    turn_count: int = 0
 
     def record(self, user_text: str, reply: str) -> None:
-        self.turns.append((user_text, reply))
-        if len(self.turns) > HISTORY_LIMIT:
-            del self.turns[: len(self.turns) - HISTORY_LIMIT]
+        """Count one completed turn (``user_text`` and ``reply`` are not stored)."""
+        self.turn_count += 1
 
 
 @dataclass
@@ -66,6 +65,7 @@ class Accounts:
         characters: Iterable[str],
         limits: Limits,
         clock: Callable[[], float] = time.monotonic,
+        max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
     ) -> None:
         self.api_keys: tuple[str, ...] = tuple(api_keys)
         self.characters: tuple[str, ...] = tuple(characters)
@@ -76,7 +76,11 @@ class Accounts:
         self.limits = limits
         self._clock = clock
         self._keys: dict[str, _KeyState] = {key: _KeyState() for key in self.api_keys}
-        self._conversations: dict[str, Conversation] = {}
+        if isinstance(max_conversations, bool) or not isinstance(max_conversations, int) or max_conversations < 1:
+            raise ValueError(f"max_conversations must be a positive int, got {max_conversations!r}")
+        self.max_conversations = max_conversations
+        # Least recently used first: a /connect moves its conversation to the end.
+        self._conversations: collections.OrderedDict[str, Conversation] = collections.OrderedDict()
 
     # ------------------------------------------------------------------ lookups
 
@@ -154,14 +158,27 @@ class Accounts:
 
     # ------------------------------------------------------------------ conversations
 
+    @property
+    def conversation_count(self) -> int:
+        """Conversations remembered now (at most :attr:`max_conversations`)."""
+        return len(self._conversations)
+
     def conversation_owner(self, character_session_id: str) -> str | None:
         conv = self._conversations.get(character_session_id)
         return None if conv is None else conv.api_key
 
     def conversation(self, character_session_id: str, api_key: str, character_id: str) -> Conversation:
-        """The conversation for ``character_session_id``, created when new (resume keeps history)."""
+        """The conversation for ``character_session_id``, created when new or forgotten (resume keeps
+        history); forgets the least recently used conversations beyond :attr:`max_conversations`.
+
+        A live session keeps its own conversation object, so forgetting one only affects later resumes.
+        """
         conv = self._conversations.get(character_session_id)
         if conv is None:
             conv = Conversation(character_session_id, api_key, character_id)
             self._conversations[character_session_id] = conv
+            while len(self._conversations) > self.max_conversations:
+                self._conversations.popitem(last=False)
+        else:
+            self._conversations.move_to_end(character_session_id)
         return conv

@@ -6,14 +6,22 @@ WebSocket (:class:`WebSocketCarrier`, JSON text frames) and a LiveKit room
 only ever asks a carrier to send one RTVI JSON text, to speak a reply, to end the session with a
 WebSocket-style close code and reason (each carrier maps that onto its own wire), or to drop the
 connection without a goodbye. Loop thread only.
+
+Send deadlines: a client that stops reading must not stall the simulator, so each carrier bounds what it
+waits for. A send waits only while the wire's buffer is over its high-water mark (the client is not
+taking data), and then at most ``send_timeout`` seconds: past that, :meth:`Carrier.send_text` raises
+:class:`SlowConsumer` and the session drops the client. A goodbye (a close frame, a LiveKit ``leave``) is
+bounded the same way and the connection is dropped when it does not go through. A send on one session
+never waits for another session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -22,6 +30,56 @@ logger = logging.getLogger("simulator.carrier")
 
 #: Largest close reason a WebSocket close frame carries (RFC 6455: 125 bytes minus the code).
 MAX_REASON_BYTES = 123
+#: Seconds a server-initiated close waits for the client's close frame before dropping the socket (on top
+#: of the send deadline its close frame may take to go out).
+CLOSE_HANDSHAKE_TIMEOUT = 1.0
+
+T = TypeVar("T")
+
+
+class SlowConsumer(Exception):
+    """The client did not take a message within the send deadline (it stopped reading)."""
+
+
+if sys.version_info >= (3, 11):
+    async def within(awaitable: Awaitable[T], timeout: float) -> T:
+        """``await awaitable``, raising TimeoutError after ``timeout`` seconds (cheaper than wait_for)."""
+        async with asyncio.timeout(timeout):
+            return await awaitable
+else:
+    async def within(awaitable: Awaitable[T], timeout: float) -> T:
+        """``await awaitable``, raising TimeoutError after ``timeout`` seconds."""
+        return await asyncio.wait_for(awaitable, timeout)
+
+
+def write_cannot_block(transport: asyncio.BaseTransport | None, size: int) -> bool:
+    """True when writing ``size`` more bytes to ``transport`` cannot wait on the client, so the write needs no
+    deadline (the common case, which a deadline per frame would slow by several microseconds).
+
+    A write waits only while the transport is paused, and asyncio pauses it only when its buffer grows past
+    the high-water mark. With nothing buffered (so not paused: it resumed on the way down to empty) and a
+    write below the mark, the write cannot take the buffer past it.
+    """
+    if not isinstance(transport, asyncio.WriteTransport) or transport.get_write_buffer_size():
+        return False
+    _low, high = transport.get_write_buffer_limits()
+    return size < high
+
+
+async def send_bounded(transport: asyncio.BaseTransport | None, send: Callable[[], Awaitable[None]], size: int,
+                       timeout: float) -> None:
+    """Run ``send()`` (a write of at most ``size`` bytes to ``transport``) within ``timeout`` seconds.
+
+    Raises:
+        SlowConsumer: the write waited longer than ``timeout`` for the client to read.
+    """
+    if write_cannot_block(transport, size):
+        await send()
+        return
+    try:
+        await within(send(), timeout)
+    except asyncio.TimeoutError:  # the builtin TimeoutError on 3.11+, not yet on 3.10
+        raise SlowConsumer(f"a message waited more than {timeout:g} s for the client to read") from None
 
 
 class Carrier(Protocol):
@@ -35,7 +93,11 @@ class Carrier(Protocol):
         """The close code the peer closed with, when it closed first (else None)."""
 
     async def send_text(self, text: str) -> bool:
-        """Send one RTVI JSON text; False (logged at debug) when the wire is gone."""
+        """Send one RTVI JSON text; False (logged at debug) when the wire is gone.
+
+        Raises:
+            SlowConsumer: the client did not take it within the send deadline.
+        """
 
     async def speak(self, text: str, stop: Callable[[], bool]) -> None:
         """Voice ``text`` and return when its last audio has been sent (at once when there is no audio).
@@ -44,21 +106,33 @@ class Carrier(Protocol):
         """
 
     async def close(self, code: int, reason: str) -> None:
-        """End the connection for the server-side reason ``code``/``reason`` (WebSocket close codes)."""
+        """End the connection for the server-side reason ``code``/``reason`` (WebSocket close codes).
+
+        Bounded: a goodbye the client does not take in time (or a cancellation) drops the connection.
+        """
 
     def abort(self, reason: str) -> None:
         """Drop the connection without a goodbye (``reason`` names the fault, for the carrier's own mapping)."""
 
 
 class WebSocketCarrier:
-    """The ``/chat`` WebSocket: RTVI JSON text frames, real close frames, TCP drops; no audio."""
+    """The ``/chat`` WebSocket: RTVI JSON text frames, real close frames, TCP drops; no audio.
+
+    Args:
+        ws: the prepared aiohttp WebSocket.
+        transport: its asyncio transport (``request.transport``), for flow control and drops.
+        session_id: for log lines.
+        send_timeout: seconds a frame may wait for the client to read (see the module docstring).
+    """
 
     kind = "websocket"
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, session_id: str) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, session_id: str,
+                 send_timeout: float) -> None:
         self._ws = ws
         self._transport = transport
         self._session_id = session_id
+        self._send_timeout = send_timeout
 
     @property
     def close_code(self) -> int | None:
@@ -69,7 +143,8 @@ class WebSocketCarrier:
         if ws.closed:
             return False
         try:
-            await ws.send_str(text)
+            # At most 4 UTF-8 bytes per character, plus the frame header.
+            await send_bounded(self._transport, lambda: ws.send_str(text), 4 * len(text) + 16, self._send_timeout)
         except (ConnectionError, RuntimeError) as exc:
             logger.debug("send on session %s failed: %s", self._session_id, exc)
             return False
@@ -79,20 +154,30 @@ class WebSocketCarrier:
         """The WebSocket carries no audio: nothing to play."""
 
     async def close(self, code: int, reason: str) -> None:
-        """Close with ``code`` and ``reason`` (handshake bounded by the WebSocket's timeout)."""
+        """Close with ``code`` and ``reason``; a handshake that does not finish within the send deadline plus
+        :data:`CLOSE_HANDSHAKE_TIMEOUT` (or is cancelled, as at shutdown) drops the connection."""
         ws = self._ws
         if ws.closed:
             return
         message = reason.encode("utf-8")[:MAX_REASON_BYTES]
+        finished = False
         try:
-            await ws.close(code=code, message=message)
+            await within(ws.close(code=code, message=message), self._send_timeout + CLOSE_HANDSHAKE_TIMEOUT)
+            finished = True
+        except asyncio.TimeoutError:
+            logger.warning("session %s: closing handshake did not finish in time; dropping the connection",
+                           self._session_id)
         except (ConnectionError, RuntimeError) as exc:
             logger.debug("close of session %s failed: %s", self._session_id, exc)
+        finally:
+            if not finished:  # a timeout, an error or a cancellation: never leave it half-open
+                self.abort(reason)
 
     def abort(self, reason: str) -> None:
-        """Drop the TCP connection without a close frame."""
+        """Drop the TCP connection without a close frame (also when a graceful close is pending)."""
         transport = self._transport
-        if transport is not None and not transport.is_closing():
+        if transport is not None:
+            # abort() also discards data a stalled client never read; close() would wait for it forever.
             transport.abort()
-        elif transport is None:
+        else:
             logger.warning("session %s has no transport to abort", self._session_id)

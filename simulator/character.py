@@ -30,10 +30,31 @@ DEFAULT_CHUNKS = 4
 _BOUNDARY = re.compile(r"(?<=\s)(?=\S)")
 
 
+#: Punctuation that already ends a sentence (possibly inside closing quotes or brackets).
+_SENTENCE_END = (".", "!", "?", "\u2026")
+_CLOSERS = "\"')]}\u00bb\u201d\u2019"
+_SEPARATORS = ",;:"
+
+
+def _as_sentence(text: str) -> str:
+    """``text`` ending in exactly one full stop: ``"Hello!"`` stays, ``"Hello"`` and ``"Hello,"`` become
+    ``"Hello."``."""
+    sentence = text.strip()
+    if sentence.rstrip(_SEPARATORS):
+        sentence = sentence.rstrip(_SEPARATORS)
+    if sentence.rstrip(_CLOSERS).endswith(_SENTENCE_END):
+        return sentence
+    return f"{sentence}."
+
+
 def default_reply(text: str, turn_number: int) -> str:
-    """The scripted reply: echoes the text and names the turn (so resumed history is observable)."""
+    """The scripted reply: echoes the text and names the turn (so resumed history is observable).
+
+    Deterministic: ``default_reply("Hello!", 1)`` is ``"You said: Hello! This is turn 1 of our
+    conversation. I am a simulated Convai character."``; text without final punctuation gets a full stop.
+    """
     return (
-        f"You said: {text.strip()}. This is turn {turn_number} of our conversation. "
+        f"You said: {_as_sentence(text)} This is turn {turn_number} of our conversation. "
         "I am a simulated Convai character."
     )
 

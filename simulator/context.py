@@ -13,6 +13,10 @@ from typing import Any
 MAX_TOKENS = 50_000
 STATIC_MAX_TOKENS = 20_000
 RUNTIME_MAX_TOKENS = 30_000
+#: ``update_id`` values a session remembers for duplicate detection (the oldest are forgotten first).
+MAX_SEEN_UPDATE_IDS = 1024
+#: Characters in one ``update_id`` (ids are UUIDs; the bound keeps the remembered ids small).
+MAX_UPDATE_ID_LENGTH = 256
 MODES = ("append", "replace", "reset")
 RUN_LLM_VALUES = ("true", "false", "auto")
 
@@ -44,7 +48,8 @@ class ContextState:
     runtime: list[str] = field(default_factory=list)
     runtime_tokens: int = 0
     revision: int = 0
-    seen_update_ids: set[str] = field(default_factory=set)
+    #: Insertion-ordered (a dict used as an ordered set) so the oldest ids can be forgotten.
+    seen_update_ids: dict[str, None] = field(default_factory=dict)
 
     @property
     def static_tokens(self) -> int:
@@ -111,6 +116,8 @@ class ContextState:
         """Apply one ``context-update`` payload; raises ContextError when it is invalid."""
         raw_id = data.get("update_id", envelope_id)
         update_id = None if raw_id is None else str(raw_id)
+        if update_id is not None and len(update_id) > MAX_UPDATE_ID_LENGTH:
+            raise ContextError(f"update_id is longer than {MAX_UPDATE_ID_LENGTH} characters")
         mode = data.get("mode", "append")
         if mode not in MODES:
             raise ContextError(f"invalid mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -129,7 +136,9 @@ class ContextState:
         else:
             self.reset(bool(data.get("remove_static", False)))
         if update_id is not None:
-            self.seen_update_ids.add(update_id)
+            self.seen_update_ids[update_id] = None
+            if len(self.seen_update_ids) > MAX_SEEN_UPDATE_IDS:
+                del self.seen_update_ids[next(iter(self.seen_update_ids))]
         self.revision += 1
         respond = run_llm == "true" and mode != "reset"
         message = f"Context updated ({mode})"

@@ -2,38 +2,29 @@
 
 Every route needs the header ``X-Sim-Control-Token`` with the simulator's control token (printed by the
 CLI, :attr:`simulator.Simulator.control_token` in Python); without it the answer is 401. Bodies and
-answers are JSON; a bad request is 400 ``{"detail": ...}``, an unknown session 404.
+answers are JSON (a body is at most 1 MiB, else 413); a bad request is 400 ``{"detail": ...}``, an
+unknown session 404. ``POST /_sim/scenario`` reads no file except the shipped scenarios and, when one is
+configured (``Simulator(scenario_dir=...)``, ``convai-sim --scenario-dir``), files under that directory.
 
-=======================  ===========================================================================
-``GET /_sim/sessions``   live and pending sessions (ids, end user, frames received, open); no API keys
-``POST /_sim/inject``    ``{"code", "session_id"?, "times"?, ...details}`` as ``Simulator.inject``
-``GET|POST /_sim/limits``  read / change runtime limits (``Simulator.set_limits``)
-``POST /_sim/idle-warning``  ``{"session_id", "remaining_seconds"}``
-``POST /_sim/usage-limit``   ``{"session_id", "quota_type"?, "message"?, "close"?}``
-``POST /_sim/participant``   ``{"session_id", "joined"?, "participant_id"?, "identity"?, ...}``
-``POST /_sim/rebind-state``  ``{"session_id", "outcome", ...}``
-``POST /_sim/send``          ``{"session_id", "frame"}`` (an object is sent as JSON text, a string as is)
-``GET|POST /_sim/scenario``  read / replace the scenario (``{"scenario": name, object, list or null}``)
-=======================  ===========================================================================
-
-Handlers run on the loop thread and touch only :class:`~simulator.core.SimCore`.
+Handlers run on the loop thread and touch only :class:`~simulator.core.SimCore`. The routes, from
+:data:`ROUTES` (the one table that registers them, renders this list and ``convai-sim --help``'s)::
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from simulator import faults, limits, signals, wire
+from simulator import bounds, faults, limits, signals, wire
 from simulator.core import SimCore
 from simulator.faults import ConnectFault
-from simulator.routes import CORE_KEY
-from simulator.scenario import load_scenario
+from simulator.routes import CORE_KEY, read_limited_body, too_large
+from simulator.scenario import ScenarioError, load_allowed_scenario
 from simulator.sessions import SimSession
 
 logger = logging.getLogger("simulator.control")
@@ -60,15 +51,18 @@ def _guarded(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response
 
     async def route(request: web.Request) -> web.Response:
         core = request.app[CORE_KEY]
-        given = request.headers.get(TOKEN_HEADER, "")
-        if not given or not hmac.compare_digest(given.encode(), core.config.control_token.encode()):
+        # aiohttp hands over undecodable header bytes as surrogates: encode them back, never fail on them.
+        given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
+        if not given or not hmac.compare_digest(given, core.config.control_token.encode("utf-8")):
             return _answer(401, f"missing or wrong {TOKEN_HEADER} header")
         body: Body = {}
         if request.method == "POST":
-            raw = await request.text()
+            raw = await read_limited_body(request)
+            if raw is None:
+                return too_large()
             try:
-                decoded = json.loads(raw) if raw.strip() else {}
-            except ValueError as exc:
+                decoded = bounds.decode_json(raw) if raw.strip() else {}
+            except bounds.JsonInputError as exc:
                 return _answer(400, f"body is not valid JSON: {exc}")
             if not isinstance(decoded, dict):
                 return _answer(400, "body must be a JSON object")
@@ -113,6 +107,10 @@ async def _sessions(core: SimCore, body: Body) -> web.Response:
     return web.json_response({"sessions": [describe(s) for s in core.sessions.values()]})
 
 
+async def _stats(core: SimCore, body: Body) -> web.Response:
+    return web.json_response(core.stats())
+
+
 async def _inject(core: SimCore, body: Body) -> web.Response:
     details = dict(body)
     code = details.pop("code", None)
@@ -135,8 +133,9 @@ async def _inject(core: SimCore, body: Body) -> web.Response:
 async def _limits(core: SimCore, body: Body) -> web.Response:
     if body:
         changes = limits.validate(body)
+        applied = limits.apply(core, changes)
         logger.info("limits changed over the control API: %s", sorted(changes))
-        return web.json_response({"limits": limits.apply(core, changes)})
+        return web.json_response({"limits": applied})
     return web.json_response({"limits": limits.current(core)})
 
 
@@ -189,22 +188,59 @@ async def _scenario(core: SimCore, body: Body) -> web.Response:
         if set(body) != {"scenario"}:
             raise RequestError(400, "body must be {'scenario': name, object, list or null}")
         source = body["scenario"]
-        core.set_scenario(None if source is None else load_scenario(source))
+        try:
+            scenario = None if source is None else load_allowed_scenario(source, core.config.scenario_dir)
+        except ScenarioError as exc:
+            raise RequestError(400, str(exc)) from None
+        core.set_scenario(scenario)
     runner = core.runner
     return web.json_response({"scenario": None if runner is None else runner.scenario.name})
 
 
+@dataclass(frozen=True)
+class ControlRoute:
+    """One ``/_sim/*`` route: its methods, path, handler and one-line description."""
+
+    methods: tuple[str, ...]
+    path: str
+    handler: Handler
+    summary: str
+
+
+#: Every control route; registration, this module's docstring and the CLI's ``--help`` all read it.
+ROUTES: tuple[ControlRoute, ...] = (
+    ControlRoute(("GET",), "/_sim/sessions", _sessions,
+                 "live and pending sessions (ids, end user, frames received, open); no API keys"),
+    ControlRoute(("GET",), "/_sim/stats", _stats,
+                 "what the simulator holds (sessions, conversations, slots, tasks, LiveKit) and its bounds"),
+    ControlRoute(("POST",), "/_sim/inject", _inject,
+                 '{"code", "session_id"?, "times"?, ...details} as Simulator.inject'),
+    ControlRoute(("GET", "POST"), "/_sim/limits", _limits, "read / change runtime limits (Simulator.set_limits)"),
+    ControlRoute(("POST",), "/_sim/idle-warning", _idle_warning, '{"session_id", "remaining_seconds"}'),
+    ControlRoute(("POST",), "/_sim/usage-limit", _usage_limit,
+                 '{"session_id", "quota_type"?, "message"?, "close"?}'),
+    ControlRoute(("POST",), "/_sim/participant", _participant,
+                 '{"session_id", "joined"?, "participant_id"?, "identity"?, ...}'),
+    ControlRoute(("POST",), "/_sim/rebind-state", _rebind, '{"session_id", "outcome", ...}'),
+    ControlRoute(("POST",), "/_sim/send", _send,
+                 '{"session_id", "frame"} (an object is sent as JSON text, a string as is)'),
+    ControlRoute(("GET", "POST"), "/_sim/scenario", _scenario,
+                 'read / replace the scenario ({"scenario": name, object, list or null})'),
+)
+
+
+def route_table() -> str:
+    """:data:`ROUTES` as a plain-text table (one route per line), for docs and ``--help``."""
+    cells = [(f"{'|'.join(route.methods)} {route.path}", route.summary) for route in ROUTES]
+    width = max(len(left) for left, _ in cells)
+    return "\n".join(f"  {left.ljust(width)}  {summary}" for left, summary in cells)
+
+
 def add_control_routes(app: web.Application) -> None:
-    """Register every ``/_sim/*`` route on ``app``."""
-    router = app.router
-    router.add_get("/_sim/sessions", _guarded(_sessions))
-    router.add_post("/_sim/inject", _guarded(_inject))
-    router.add_get("/_sim/limits", _guarded(_limits))
-    router.add_post("/_sim/limits", _guarded(_limits))
-    router.add_post("/_sim/idle-warning", _guarded(_idle_warning))
-    router.add_post("/_sim/usage-limit", _guarded(_usage_limit))
-    router.add_post("/_sim/participant", _guarded(_participant))
-    router.add_post("/_sim/rebind-state", _guarded(_rebind))
-    router.add_post("/_sim/send", _guarded(_send))
-    router.add_get("/_sim/scenario", _guarded(_scenario))
-    router.add_post("/_sim/scenario", _guarded(_scenario))
+    """Register every ``/_sim/*`` route of :data:`ROUTES` on ``app``."""
+    for route in ROUTES:
+        for method in route.methods:
+            app.router.add_route(method, route.path, _guarded(route.handler))
+
+
+__doc__ = f"{__doc__ or ''}\n{route_table()}\n"

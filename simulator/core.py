@@ -13,15 +13,23 @@ import logging
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simulator import faults, wire
-from simulator.accounts import Accounts, Limits
+from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Accounts, Limits
 from simulator.character import Responder
 from simulator.faults import ConnectFault, LiveFault, LiveKind
 from simulator.runner import ScenarioRunner
 from simulator.scenario import Scenario
-from simulator.sessions import Phase, SimSession
+from simulator.sessions import (
+    DEFAULT_SEND_TIMEOUT,
+    ENDED_RECORDED_CHARS,
+    SLOW_CONSUMER_CODE,
+    SLOW_CONSUMER_REASON,
+    Phase,
+    SimSession,
+)
 
 if TYPE_CHECKING:
     from simulator.carrier import Carrier
@@ -42,9 +50,10 @@ Transcriber = Callable[[bytes, int, int], str]
 
 @dataclass(frozen=True)
 class SimConfig:
-    """Everything configurable about one simulator (``None`` = unlimited / off)."""
+    """Everything configurable about one simulator (``None`` = unlimited / off). Keys and the control
+    token stay out of its repr."""
 
-    api_keys: tuple[str, ...] = ("sim-api-key",)
+    api_keys: tuple[str, ...] = field(default=("sim-api-key",), repr=False)
     characters: tuple[str, ...] = ("sim-character",)
     limits: Limits = field(default_factory=Limits)
     idle_timeout: float | None = None
@@ -55,13 +64,17 @@ class SimConfig:
     responder: Responder | None = None
     chunk_delay: float = 0.0
     join_window: float = 10.0
-    control_token: str = ""
+    control_token: str = field(default="", repr=False)
     #: What a ``/connect`` without ``transport`` gets (the real service's default is ``"livekit"``).
     transport_default: str = "livekit"
     synthesizer: Synthesizer | None = None
     transcriber: Transcriber | None = None
     #: Addresses the LiveKit side gathers and advertises as ICE host candidates.
     livekit_host_addresses: tuple[str, ...] = ("127.0.0.1",)
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
+    max_conversations: int = DEFAULT_MAX_CONVERSATIONS
+    #: The directory ``POST /_sim/scenario`` may load scenario files from (None: no files at all).
+    scenario_dir: Path | None = None
 
 
 class SimCore:
@@ -70,7 +83,8 @@ class SimCore:
     def __init__(self, config: SimConfig, loop: asyncio.AbstractEventLoop) -> None:
         self.config = config
         self.loop = loop
-        self.accounts = Accounts(config.api_keys, config.characters, config.limits, clock=loop.time)
+        self.accounts = Accounts(config.api_keys, config.characters, config.limits, clock=loop.time,
+                                 max_conversations=config.max_conversations)
         self.sessions: dict[str, SimSession] = {}
         self.recent: collections.OrderedDict[str, SimSession] = collections.OrderedDict()
         self.connect_faults: collections.deque[list[Any]] = collections.deque()
@@ -159,6 +173,8 @@ class SimCore:
             send_bot_ready=send_bot_ready,
             transport=transport,
             room_name=room_name,
+            send_timeout=self.config.send_timeout,
+            on_slow_consumer=self._drop_slow_consumer,
         )
         self.accounts.admit(api_key, end_user_id)
         self._notify_slots()
@@ -223,6 +239,7 @@ class SimCore:
         self.accounts.release(session.api_key)
         self._notify_slots()
         self.sessions.pop(session.session_id, None)
+        session._trim_record(ENDED_RECORDED_CHARS, keep_latest=False)  # up to RECENT_LIMIT are kept
         self.recent[session.session_id] = session
         while len(self.recent) > RECENT_LIMIT:
             self.recent.popitem(last=False)
@@ -233,6 +250,10 @@ class SimCore:
             session._abort(reason)
         elif code is not None:
             session._close_task = self.spawn(session._close(code, reason))
+
+    def _drop_slow_consumer(self, session: SimSession) -> None:
+        """A send to ``session`` missed its deadline: end it and abort its socket (frees its slot)."""
+        self.end(session, SLOW_CONSUMER_CODE, SLOW_CONSUMER_REASON, abort=True)
 
     def _join_expired(self, session: SimSession) -> None:
         if session._phase is Phase.PENDING:
@@ -304,7 +325,12 @@ class SimCore:
                 await session._send_text(fault.text)
 
     async def inject_live(self, fault: LiveFault, session_id: str | None, times: int) -> int:
-        """Apply ``fault`` to every open session (or one); returns how many it reached."""
+        """Apply ``fault`` to every open session (or one); returns how many it targets.
+
+        Each target gets its own task, so one session that cannot take its frames (a slow consumer,
+        dropped after ``send_timeout``) never delays the others; this returns without waiting for them.
+        Tasks start in order, so frames of consecutive injections reach a session in order.
+        """
         if session_id is None:
             targets = self.open_sessions()
         else:
@@ -314,8 +340,8 @@ class SimCore:
             targets = [session]
         if not targets:
             logger.warning("inject %s: no live session to act on", fault.label)
-        for session in targets:
-            await self.apply_live(fault, session, times)
+        for target in targets:
+            self.spawn(self.apply_live(fault, target, times))
         return len(targets)
 
     async def send_frame(self, session_id: str, frame: wire.JsonDict | str) -> None:
@@ -382,10 +408,33 @@ class SimCore:
                 f"slots in use stayed at {self.accounts.slots_in_use(api_key)}, not {count}, for {timeout} s"
             )
 
+    # ------------------------------------------------------------------ stats
+
+    def stats(self) -> dict[str, Any]:
+        """Counts of what the simulator holds, and their bounds (for ``GET /_sim/stats``)."""
+        phases = collections.Counter(s._phase.value for s in self.sessions.values())
+        return {
+            "sessions": {"open": phases[Phase.OPEN.value], "pending": phases[Phase.PENDING.value]},
+            "recent_sessions": len(self.recent),
+            "max_recent_sessions": RECENT_LIMIT,
+            "conversations": self.accounts.conversation_count,
+            "max_conversations": self.accounts.max_conversations,
+            "slots_in_use": self.accounts.slots_in_use(),
+            "queued_connect_faults": sum(entry[1] for entry in self.connect_faults),
+            "tasks": len(self.tasks),
+            "send_timeout": self.config.send_timeout,
+            "livekit": {"connections": 0 if self.livekit is None else self.livekit.connection_count(),
+                        "rooms": 0 if self.livekit is None else len(self.livekit.rooms)},
+        }
+
     # ------------------------------------------------------------------ shutdown
 
     async def shutdown(self, deadline: float) -> None:
-        """Close every session with 1001 and wait (bounded) for the close handshakes."""
+        """Close every session with 1001 and wait (bounded) for the close handshakes.
+
+        The closes run concurrently; one still unfinished at ``deadline`` (a client that stopped
+        reading) is cancelled, which aborts its connection.
+        """
         for session in list(self.sessions.values()):
             self.end(session, 1001, SHUTDOWN_REASON)
         pending = [t for t in self.tasks if not t.done()]

@@ -196,7 +196,9 @@ def connect_fault(code: ErrorCode, details: dict[str, Any]) -> ConnectFault:
         return ConnectFault(code, special)
     _take(details, {"status", "detail"}, code.value)
     status, detail, server_code = _HTTP_ROWS[code]
-    status = int(details.get("status", status))
+    status = details.get("status", status)
+    if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
+        raise ValueError(f"{code.value}: 'status' must be an HTTP error status (an int 400..599), got {status!r}")
     body = _http(status, details.get("detail", detail), server_code)
     return ConnectFault(code, ConnectKind.HTTP_ERROR, status, body)
 

@@ -2,17 +2,22 @@
 
 Every client frame gets its ack before any reply traffic it causes. Replies run as one task per turn,
 chained so turns of one session never overlap. Loop thread only.
+
+Work per message is linear in its size and text fields are bounded (:mod:`simulator.bounds`): a text
+longer than :data:`~simulator.bounds.MAX_TEXT_LENGTH` characters is answered
+``Failed to process <type>: <field> is longer than N characters`` and the session goes on. A handler
+that fails unexpectedly is logged and answered ``Failed to process <type>: internal simulator error``;
+it never ends the session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from simulator import character, wire
+from simulator import bounds, character, wire
 from simulator.context import ContextError
 from simulator.core import SimCore
 from simulator.sessions import Phase, SimSession
@@ -20,8 +25,28 @@ from simulator.sessions import Phase, SimSession
 logger = logging.getLogger("simulator.messages")
 
 Handler = Callable[[SimCore, SimSession, wire.ClientMessage], Awaitable[None]]
-_SPEAK = re.compile(r"<speak>(.*?)</speak>", re.DOTALL)
 USAGE_LIMIT_ACK = "Usage limit exceeded"
+SPEAK_OPEN, SPEAK_CLOSE = "<speak>", "</speak>"
+#: Template keys one session keeps (``update-template-keys`` adds to them); more is refused.
+MAX_TEMPLATE_KEYS = 1000
+
+
+def speak_text(message: str) -> str | None:
+    """The text between the first ``<speak>`` and the ``</speak>`` after it, or None without both.
+
+    Two ``str.find`` calls: linear in the message, whatever it contains (a regex search over unclosed
+    tags is quadratic and froze the loop for seconds on a 100 KiB message).
+    """
+    start = message.find(SPEAK_OPEN)
+    if start < 0:
+        return None
+    start += len(SPEAK_OPEN)
+    end = message.find(SPEAK_CLOSE, start)
+    return None if end < 0 else message[start:end]
+
+
+def _length_error(field: str) -> str:
+    return f"{field} is longer than {bounds.MAX_TEXT_LENGTH} characters"
 
 
 async def handle_text(core: SimCore, session: SimSession, text: str) -> None:
@@ -40,7 +65,11 @@ async def handle_text(core: SimCore, session: SimSession, text: str) -> None:
     if handler is None:
         await session._send(wire.unknown_type_ack(result.type))
     else:
-        await handler(core, session, result)
+        try:
+            await handler(core, session, result)
+        except Exception:  # a handler bug must not end the session; the client still gets its ack
+            logger.exception("handler for %s failed on session %s", result.type, session.session_id)
+            await session._send(wire.failed_ack(result.type, "internal simulator error"))
     if session._runner is not None and session._phase is Phase.OPEN:
         session._runner.message_handled(session, result.type)
 
@@ -160,6 +189,9 @@ async def _user_text(core: SimCore, session: SimSession, msg: wire.ClientMessage
     if not isinstance(text, str) or not text.strip():
         await session._send(wire.failed_ack(msg.type, "text is required"))
         return
+    if bounds.too_long(text):
+        await session._send(wire.failed_ack(msg.type, _length_error("text")))
+        return
     if await _usage_exhausted(core, session, msg.type):
         return
     await session._send(wire.ack(msg.type, "success", "User text message processed", {"text": text}))
@@ -177,16 +209,20 @@ async def _trigger(core: SimCore, session: SimSession, msg: wire.ClientMessage) 
             wire.failed_ack(msg.type, "exactly one of trigger_name or trigger_message is required")
         )
         return
+    for field, value in (("trigger_name", name), ("trigger_message", inline)):
+        if bounds.too_long(value):
+            await session._send(wire.failed_ack(msg.type, _length_error(field)))
+            return
     if await _usage_exhausted(core, session, msg.type):
         return
     extras: dict[str, Any] = {"trigger_name": name if has_name else None}
     scripted: str | None = None
     if has_inline:
         assert isinstance(inline, str)
-        match = _SPEAK.search(inline)
-        extras["has_speak_tag"] = match is not None
-        if match is not None:
-            scripted = match.group(1).strip()
+        spoken = speak_text(inline)
+        extras["has_speak_tag"] = spoken is not None
+        if spoken is not None:
+            scripted = spoken.strip()
         text = inline
     else:
         text = f"[trigger: {name}]"
@@ -200,7 +236,13 @@ async def _template_keys(core: SimCore, session: SimSession, msg: wire.ClientMes
     if not isinstance(keys, dict) or not all(isinstance(v, str) for v in keys.values()):
         await session._send(wire.failed_ack(msg.type, "template_keys must be an object of strings"))
         return
-    session._template_keys.update({str(k): v for k, v in keys.items()})
+    if any(bounds.too_long(k) or bounds.too_long(v) for k, v in keys.items()):
+        await session._send(wire.failed_ack(msg.type, _length_error("a template key or value")))
+        return
+    if len(session._template_keys.keys() | keys.keys()) > MAX_TEMPLATE_KEYS:
+        await session._send(wire.failed_ack(msg.type, f"more than {MAX_TEMPLATE_KEYS} template keys"))
+        return
+    session._template_keys.update(keys)
     await session._send(wire.ack(msg.type, "success", "Template keys updated successfully"))
 
 

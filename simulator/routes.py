@@ -2,23 +2,26 @@
 
 Request, response and error bodies follow PROTOCOL.md §1.3-§1.5 and the lead's wire contract. Handlers
 run on the simulator's loop thread and only touch :class:`simulator.core.SimCore`.
+
+Bodies are bounded (:mod:`simulator.bounds`): over 1 MiB is 413 ``{"detail": ...}``; a body that is not
+UTF-8 JSON, or nests deeper than :data:`~simulator.bounds.MAX_JSON_DEPTH`, is 422 ``json_invalid``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from simulator import faults, livekit, messages, wire
-from simulator.carrier import WebSocketCarrier
+from simulator import bounds, faults, livekit, messages, wire
+from simulator.carrier import CLOSE_HANDSHAKE_TIMEOUT, WebSocketCarrier
 from simulator.core import SimCore
 from simulator.faults import ConnectKind
-from simulator.sessions import CLOSE_HANDSHAKE_TIMEOUT, Phase
+from simulator.sessions import Phase
 
 logger = logging.getLogger("simulator.routes")
 
@@ -55,13 +58,39 @@ def _trace_id() -> str:
     return f"req_{uuid.uuid4().hex}"
 
 
-async def _read_body(request: web.Request) -> dict[str, Any] | web.Response:
-    raw = await request.text()
+def too_large(limit: int = bounds.MAX_BODY_BYTES) -> web.Response:
+    """The 413 answer to a request body over ``limit`` bytes."""
+    return _error(413, f"Request body is larger than {limit} bytes")
+
+
+async def read_limited_body(request: web.Request, limit: int = bounds.MAX_BODY_BYTES) -> bytes | None:
+    """The request body, or None when it is over ``limit`` bytes (refused unread when the
+    ``Content-Length`` says so; the application's ``client_max_size`` stops a chunked one)."""
+    length = request.content_length
+    if length is not None and length > limit:
+        return None
     try:
-        body = json.loads(raw) if raw.strip() else None
-    except ValueError as exc:
-        return _error(422, [{"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error",
-                             "input": {}, "ctx": {"error": str(exc)}}], "bad_request")
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return None
+    return None if len(body) > limit else body
+
+
+def json_invalid(exc: bounds.JsonInputError) -> web.Response:
+    """422 with the pydantic-style ``json_invalid`` detail FastAPI gives a body it cannot decode
+    (``loc`` ``["body", position]``; ``ctx.error`` names the problem, never the body's content)."""
+    return _error(422, [{"type": "json_invalid", "loc": ["body", exc.pos], "msg": "JSON decode error",
+                         "input": {}, "ctx": {"error": exc.msg}}], "bad_request")
+
+
+async def _read_body(request: web.Request) -> dict[str, Any] | web.Response:
+    raw = await read_limited_body(request)
+    if raw is None:
+        return too_large()
+    try:
+        body = bounds.decode_json(raw) if raw.strip() else None
+    except bounds.JsonInputError as exc:
+        return json_invalid(exc)
     if not isinstance(body, dict):
         return _invalid("model_attributes_type", ["body"], "Input should be a valid dictionary", body)
     return body
@@ -79,9 +108,36 @@ def _api_key(request: web.Request, core: SimCore) -> str | web.Response:
     return key
 
 
+@dataclass(frozen=True)
+class _ConnectRequest:
+    """A ``/connect`` body that passed validation."""
+
+    character_id: str
+    character_session_id: str
+    end_user_id: str | None
+    end_user_metadata: dict[str, Any] | None
+    tts_enabled: bool
+    #: The LiveKit ``audio_config`` routing, checked (None: the ``/chat`` WebSocket transport).
+    audio_output: dict[str, Any] | None
+
+
 async def connect(request: web.Request) -> web.StreamResponse:
-    """``POST /connect``: faults first, then auth, validation and every plan limit."""
+    """``POST /connect``: auth, body validation, then injected faults, then every plan limit.
+
+    An injected fault answers only a request the real service would have accepted up to its plan
+    checks: an unauthenticated or malformed request gets its own 401/413/422/400/403/404 answer and
+    leaves the fault for the client it was meant for.
+    """
     core = request.app[CORE_KEY]
+    key = _api_key(request, core)
+    if isinstance(key, web.Response):
+        return key
+    body = await _read_body(request)
+    if isinstance(body, web.Response):
+        return body
+    checked = _validate(core, key, body)
+    if isinstance(checked, web.Response):
+        return checked
     fault = core.next_connect_fault()
     send_bot_ready = True
     if fault is not None:
@@ -93,24 +149,12 @@ async def connect(request: web.Request) -> web.StreamResponse:
         if fault.kind is ConnectKind.HTTP_ERROR:
             return web.json_response(dict(fault.body), status=fault.status)
         send_bot_ready = fault.kind is not ConnectKind.NO_BOT_READY
-    key = _api_key(request, core)
-    if isinstance(key, web.Response):
-        return key
-    body = await _read_body(request)
-    if isinstance(body, web.Response):
-        return body
-    return _admit(request, core, key, body, send_bot_ready, invalid_room=fault is not None
-                  and fault.kind is ConnectKind.INVALID_ROOM)
+    return _admit(request, core, key, checked, send_bot_ready,
+                  invalid_room=fault is not None and fault.kind is ConnectKind.INVALID_ROOM)
 
 
-def _admit(
-    request: web.Request,
-    core: SimCore,
-    key: str,
-    body: dict[str, Any],
-    send_bot_ready: bool,
-    invalid_room: bool,
-) -> web.Response:
+def _validate(core: SimCore, key: str, body: dict[str, Any]) -> _ConnectRequest | web.Response:
+    """Schema checks, the character, and the ``character_session_id``'s owner (before any fault)."""
     character_id = body.get("character_id")
     if not isinstance(character_id, str) or not character_id:
         return _invalid("missing", ["body", "character_id"], "Field required", body)
@@ -133,8 +177,6 @@ def _admit(
         audio_output = checked
     if not core.accounts.knows_character(character_id):
         return _error(404, "Character not found or doesn't belong to user", "character_not_found")
-    if not core.accounts.limits.realtime_allowed:
-        return _error(403, "Realtime access is not available on your plan", "realtime_access_denied")
     csid = body.get("character_session_id")
     if csid in (None, "", "-1"):
         csid = str(uuid.uuid4())
@@ -152,23 +194,38 @@ def _admit(
     ):
         return _invalid("value_error", ["body", "end_user_metadata", "name"], "name must be a string or null",
                         metadata)
-    if core.accounts.speaker_blocked(key, end_user_id):
+    return _ConnectRequest(character_id, str(csid), end_user_id, metadata,
+                           body.get("default_tts_enabled", True) is not False, audio_output)
+
+
+def _admit(
+    request: web.Request,
+    core: SimCore,
+    key: str,
+    checked: _ConnectRequest,
+    send_bot_ready: bool,
+    invalid_room: bool,
+) -> web.Response:
+    """The plan checks (realtime access, speakers, concurrency, rate), then the session."""
+    if not core.accounts.limits.realtime_allowed:
+        return _error(403, "Realtime access is not available on your plan", "realtime_access_denied")
+    if core.accounts.speaker_blocked(key, checked.end_user_id):
         return _error(429, "Speaker limit reached", "speaker_limit")
     if core.accounts.concurrency_blocked(key):
         return _error(429, "Concurrency limit reached for your plan", "concurrency_limit")
     if core.accounts.rate_blocked(key):
         return _error(429, "Rate limit exceeded")
     if invalid_room:
-        return web.json_response({"request_trace_id": _trace_id(), "character_session_id": csid,
-                                  "room_name": None, "token": ""})
-    tts = body.get("default_tts_enabled", True)
-    if is_livekit:
-        assert core.livekit is not None and audio_output is not None
+        return web.json_response({"request_trace_id": _trace_id(), "character_session_id":
+                                  checked.character_session_id, "room_name": None, "token": ""})
+    if checked.audio_output is not None:
+        assert core.livekit is not None  # _validate refused LiveKit without its extra
         return web.json_response(core.livekit.admit(
-            request.host, key, character_id, str(csid), end_user_id, metadata, audio_output,
-            tts_enabled=tts is not False, send_bot_ready=send_bot_ready, request_trace_id=_trace_id()))
-    session = core.create_session(key, character_id, str(csid), end_user_id,
-                                  tts_enabled=tts is not False, send_bot_ready=send_bot_ready)
+            request.host, key, checked.character_id, checked.character_session_id, checked.end_user_id,
+            checked.end_user_metadata, checked.audio_output, tts_enabled=checked.tts_enabled,
+            send_bot_ready=send_bot_ready, request_trace_id=_trace_id()))
+    session = core.create_session(key, checked.character_id, checked.character_session_id, checked.end_user_id,
+                                  tts_enabled=checked.tts_enabled, send_bot_ready=send_bot_ready)
     return web.json_response({
         "session_id": session.session_id,
         "request_trace_id": _trace_id(),
@@ -176,8 +233,8 @@ def _admit(
         "room_url": f"ws://{request.host}/chat?session_id={session.session_id}",
         "room_name": None,
         "token": "",
-        "end_user_id": end_user_id,
-        "end_user_metadata": metadata,
+        "end_user_id": checked.end_user_id,
+        "end_user_metadata": checked.end_user_metadata,
     })
 
 
@@ -198,7 +255,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         logger.info("second WebSocket for session %s refused", session_id)
         await ws.close(code=1008, message=DUPLICATE_REASON.encode())
         return ws
-    core.open_session(session, WebSocketCarrier(ws, request.transport, session.session_id))
+    core.open_session(session, WebSocketCarrier(ws, request.transport, session.session_id, core.config.send_timeout))
     await session._send(wire.interaction_created(session.character_session_id))
     core.schedule_bot_ready(session)
     core.start_scenario(session)
@@ -236,7 +293,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def build_app(core: SimCore) -> web.Application:
-    app = web.Application()
+    app = web.Application(client_max_size=bounds.MAX_BODY_BYTES)
     app[CORE_KEY] = core
     app.router.add_post("/connect", connect)
     app.router.add_get("/chat", chat)

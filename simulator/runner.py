@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from simulator.faults import ConnectFault
-from simulator.scenario import Chain, Scenario, Step
+from simulator.scenario import CLIENT_TYPES, Chain, Scenario, Step
 from simulator.sessions import Phase, SimSession
 
 if TYPE_CHECKING:
@@ -46,7 +46,8 @@ class ScenarioRunner:
         counts = session._msg_counts
         if counts is None:
             counts = session._msg_counts = {}
-        counts[msg_type] = counts.get(msg_type, 0) + 1
+        if msg_type in CLIENT_TYPES:  # triggers name known types only; a client's made-up types add no key
+            counts[msg_type] = counts.get(msg_type, 0) + 1
         counts[ANY_TYPE] = counts.get(ANY_TYPE, 0) + 1
         for chain in self._counted:
             key = chain.trigger.msg_type or ANY_TYPE

@@ -3,7 +3,9 @@
 All simulator state lives on that loop. Public methods called from other threads hand their work over
 with ``asyncio.run_coroutine_threadsafe(...).result(timeout)``; calling them from the loop thread itself
 (e.g. from a handler) raises RuntimeError instead of deadlocking. A custom ``responder`` runs on a small
-worker pool, so it may call these methods.
+worker pool, so it may call these methods. The methods that act on a running simulator (injections, frames,
+waits, counts) are inherited from :class:`simulator.operations.SimulatorOperations`; this module has the
+configuration, the lifecycle and the hand-over to the loop.
 """
 
 from __future__ import annotations
@@ -22,17 +24,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from convai_sync.disconnect import DisconnectReason
-from convai_sync.errors import ErrorCode
-from simulator import faults, limits, signals, wire
-from simulator.accounts import Limits
+from simulator import limits
+from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
 from simulator.character import Responder
 from simulator.control import add_control_routes
 from simulator.core import SimConfig, SimCore, Synthesizer, Transcriber
-from simulator.faults import ConnectFault
+from simulator.operations import CALL_TIMEOUT, SimulatorOperations
 from simulator.routes import build_app
 from simulator.scenario import Scenario, load_scenario
-from simulator.sessions import SimSession
+from simulator.sessions import DEFAULT_SEND_TIMEOUT
 
 if TYPE_CHECKING:
     from convai_sync.config import ConvaiConfig
@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("simulator.server")
 
 T = TypeVar("T")
-#: Seconds a public call waits for the loop thread (on top of any timeout it was given).
-CALL_TIMEOUT = 5.0
 SHUTDOWN_CLOSE_DEADLINE = 2.0
 
 
@@ -52,7 +50,7 @@ def _names(value: Iterable[str] | str, what: str) -> tuple[str, ...]:
     return names
 
 
-class Simulator:
+class Simulator(SimulatorOperations):
     """A local Convai realtime service (DESIGN.md §6). ``None`` limits mean unlimited / off.
 
     Args:
@@ -84,6 +82,18 @@ class Simulator:
             default) or ``"websocket"``.
         livekit_host_addresses: the addresses the LiveKit side gathers and advertises as ICE candidates
             (default loopback only; add this machine's address to serve clients elsewhere).
+        send_timeout: seconds one frame may wait for a client to read it; a session whose client
+            stops reading for longer is dropped as a slow consumer (logged, slot freed, socket
+            aborted), so it never holds up other sessions, injections or :meth:`stop`.
+        max_conversations: ``character_session_id`` histories remembered (least recently used
+            forgotten first; resuming a forgotten one starts a fresh history, like an unknown id).
+        scenario_dir: the one directory ``POST /_sim/scenario`` may read scenario files from (named
+            relative to it); None (the default): the control API reads no file but the shipped scenarios.
+            The ``scenario`` argument and :meth:`load_scenario` read any path you give them.
+
+    Raises:
+        ValueError: a bad value, e.g. a port outside 0..65535, or ``idle_warning_lead`` without
+            ``idle_timeout`` or longer than it.
     """
 
     def __init__(
@@ -113,6 +123,9 @@ class Simulator:
         transcriber: Transcriber | None = None,
         transport_default: str = "livekit",
         livekit_host_addresses: Iterable[str] = ("127.0.0.1",),
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
+        scenario_dir: str | Path | None = None,
     ) -> None:
         checked = limits.validate({
             "concurrency_limit": concurrency_limit, "speaker_limit": speaker_limit,
@@ -120,9 +133,13 @@ class Simulator:
             "idle_warning_lead": idle_warning_lead, "token_ttl": token_ttl, "realtime_allowed": realtime_allowed,
             "bot_ready_delay": bot_ready_delay, "chunk_delay": chunk_delay,
         })
+        limits.check_idle(checked["idle_timeout"], checked["idle_warning_lead"])
         windows = {name: limits.check_seconds(name, value) for name, value in (
             ("join_window", join_window), ("connect_rate_window", connect_rate_window),
-            ("idle_warning_interval", idle_warning_interval))}
+            ("idle_warning_interval", idle_warning_interval), ("send_timeout", send_timeout))}
+        limits.check_port(port)
+        limits.check_positive_int("max_conversations", max_conversations)
+        allowed_dir = None if scenario_dir is None else limits.check_directory("scenario_dir", scenario_dir)
         if responder is not None and not callable(responder):
             raise TypeError("responder must be a callable str -> str | None")
         for name, function in (("synthesizer", synthesizer), ("transcriber", transcriber)):
@@ -153,6 +170,9 @@ class Simulator:
             synthesizer=synthesizer,
             transcriber=transcriber,
             livekit_host_addresses=hosts,
+            send_timeout=windows["send_timeout"],
+            max_conversations=max_conversations,
+            scenario_dir=allowed_dir,
         )
         self._scenario: Scenario | None = None if scenario is None else load_scenario(scenario)
         self._lock = threading.Lock()
@@ -201,8 +221,8 @@ class Simulator:
         try:
             try:
                 port = loop.run_until_complete(self._startup(loop))
-            except Exception as exc:  # report any start-up failure to start() and end the thread
-                logger.exception("simulator failed to start")
+            except Exception as exc:  # start() raises it to its caller, who reports it (no second traceback)
+                logger.debug("simulator failed to start", exc_info=True)
                 ready.set_exception(exc)
                 return
             ready.set_result(port)
@@ -295,6 +315,11 @@ class Simulator:
         core = self._core
         return asyncio.run_coroutine_threadsafe(factory(core), self._loop).result(timeout)
 
+    def _send_call(self, factory: Callable[[SimCore], Coroutine[Any, Any, T]]) -> T:
+        """:meth:`_call` for work that sends on one session: it may wait up to ``send_timeout`` for a
+        client that stopped reading (which is then dropped) before it returns."""
+        return self._call(factory, CALL_TIMEOUT + self._config.send_timeout)
+
     # ------------------------------------------------------------------ addresses and config
 
     @property
@@ -335,148 +360,6 @@ class Simulator:
         fields.update(overrides)
         return ConvaiConfig(**fields)
 
-    # ------------------------------------------------------------------ control API
-
-    def inject(
-        self,
-        code_or_reason: ErrorCode | DisconnectReason | str,
-        session_id: str | None = None,
-        times: int = 1,
-        **details: Any,
-    ) -> int:
-        """Inject a documented error code or disconnect reason where the real service produces it.
-
-        Connect-API codes answer the next ``times`` ``/connect`` calls (returns 0). Other codes and every
-        disconnect reason act at once on all live sessions, or on ``session_id`` (returns how many).
-        Raises ValueError for unknown values and for codes only a client can produce.
-        """
-        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise ValueError(f"times must be a positive int, got {times!r}")
-        fault = faults.resolve(code_or_reason, dict(details))
-        if isinstance(fault, ConnectFault):
-            async def queue(core: SimCore) -> int:
-                core.add_connect_fault(fault, times)
-                return 0
-
-            return self._call(queue)
-        live = fault
-        return self._call(lambda core: core.inject_live(live, session_id, times))
-
-    @property
-    def sessions(self) -> list[SimSession]:
-        """Live sessions (WebSocket open), oldest first."""
-        async def snapshot(core: SimCore) -> list[SimSession]:
-            return core.open_sessions()
-
-        return self._call(snapshot)
-
-    def slots_in_use(self, api_key: str | None = None) -> int:
-        """Concurrency slots currently held (by ``api_key``, or by every key)."""
-        async def count(core: SimCore) -> int:
-            return core.accounts.slots_in_use(api_key)
-
-        return self._call(count)
-
-    def wait_for_slots(self, count: int, api_key: str | None = None, timeout: float = 5.0) -> None:
-        """Wait until exactly ``count`` concurrency slots are held; raises TimeoutError."""
-        self._call(lambda core: core.wait_slots(count, api_key, timeout), timeout + CALL_TIMEOUT)
-
-    def wait_for_session(self, timeout: float = 5.0) -> SimSession:
-        """The most recently opened live session, waiting up to ``timeout``; raises TimeoutError."""
-        return self._call(lambda core: core.wait_open(timeout), timeout + CALL_TIMEOUT)
-
-    def wait_for_received(self, session_id: str, msg_type: str, timeout: float = 5.0) -> Any:
-        """The first client frame of ``msg_type`` the session received (waits; raises TimeoutError)."""
-        return self._call(lambda core: core.wait_received(session_id, msg_type, timeout), timeout + CALL_TIMEOUT)
-
-    def send_idle_warning(self, session_id: str, remaining_seconds: int) -> None:
-        """Send ``user-idle-warning`` with ``remaining_seconds`` (the idle timer itself is unchanged)."""
-        frame = wire.idle_warning(int(remaining_seconds))
-        self._call(lambda core: core.send_frame(session_id, frame))
-
-    def send_usage_limit(
-        self, session_id: str, quota_type: str = "interaction", *, message: str | None = None, close: bool = True
-    ) -> None:
-        """Send ``usage-limit-reached``; with ``close`` (default) then close 1008 as the real service does."""
-        text = message if message is not None else faults.DEFAULT_USAGE_MESSAGE
-
-        async def act(core: SimCore) -> None:
-            if not close:
-                await core.send_frame(session_id, wire.usage_limit_reached(quota_type, text))
-                return
-            session = core.sessions.get(session_id)
-            if session is None or not session.is_open:
-                raise ValueError(f"no live session with id {session_id!r}")
-            await core.usage_limit_flow(session, quota_type, text)
-
-        self._call(act)
-
-    def livekit_stats(self) -> dict[str, int]:
-        """What the LiveKit side holds right now: ``connections`` (participant connections), ``rooms``
-        (remembered rooms, ended ones included) and ``tasks`` (the simulator's running tasks)."""
-        async def read(core: SimCore) -> dict[str, int]:
-            service = core.livekit
-            return {"connections": 0 if service is None else service.connection_count(),
-                    "rooms": 0 if service is None else len(service.rooms),
-                    "tasks": sum(1 for t in core.tasks if not t.done())}
-
-        return self._call(read)
-
-    def refuse_livekit_join(self, status: int, times: int = 1, detail: str | None = None) -> None:
-        """Answer the next ``times`` LiveKit joins (``GET /rtc/v1``) with HTTP ``status`` (401, 403, 404 or
-        429) and ``detail`` (default: a LiveKit-style text). Raises ValueError for other statuses, and
-        RuntimeError when the LiveKit extra is not installed."""
-        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise ValueError(f"times must be a positive int, got {times!r}")
-        from simulator.livekit import faults as livekit_faults
-
-        livekit_faults.refusal_text(status, detail)
-
-        async def queue(core: SimCore) -> None:
-            if core.livekit is None:
-                from simulator import livekit
-
-                raise RuntimeError(livekit.missing_extra_message())
-            core.livekit.add_refusal(status, detail, times)
-
-        self._call(queue)
-
-    # ------------------------------------------------------------------ signals and raw frames
-
-    def send_participant(
-        self,
-        session_id: str,
-        joined: bool = True,
-        participant_id: str | None = None,
-        identity: str | None = None,
-        display_name: str = "",
-        participant_type: str | int = "character",
-        *,
-        is_local: bool = False,
-        is_muted: bool = False,
-    ) -> str:
-        """Send ``room-participant-joined`` (or ``-left`` with ``joined=False``); returns the participant id.
-
-        ``participant_type`` is ``"character"``, ``"remote_player"``, ``"local_player"``, ``"unknown"``
-        (or its ``ParticipantType`` value); ``participant_id`` defaults to a fresh id, ``identity`` to it.
-        """
-        frame = signals.participant_frame(joined, participant_id, identity, display_name, participant_type,
-                                          is_local, is_muted)
-        self._call(lambda core: core.send_frame(session_id, frame))
-        return str(frame["data"]["participant_id"])
-
-    def send_rebind_state(self, session_id: str, outcome: int, **fields: Any) -> None:
-        """Send ``room-ownership-rebind-state-changed`` with ``outcome`` (a RoomOwnershipRebindStatus value)
-        and any of ``has_pending_reconnect``, ``session_state``, ``active_character_id``,
-        ``requested_character_id``, ``reconnect_required``."""
-        frame = signals.rebind_frame(outcome, **fields)
-        self._call(lambda core: core.send_frame(session_id, frame))
-
-    def send_frame(self, session_id: str, frame: wire.JsonDict | str) -> None:
-        """Send one raw frame on a live session: a dict as JSON text, a str exactly as given."""
-        text = signals.raw_frame(frame)
-        self._call(lambda core: core.send_frame(session_id, text))
-
     # ------------------------------------------------------------------ limits, scenario, control token
 
     @property
@@ -499,13 +382,15 @@ class Simulator:
         """Change runtime limits (``concurrency_limit``, ``speaker_limit``, ``connect_rate_limit``,
         ``usage_quota``, ``idle_timeout``, ``idle_warning_lead``, ``token_ttl``, ``realtime_allowed``,
         ``bot_ready_delay``, ``chunk_delay``); returns them all. Raises ValueError for an unknown name or
-        a bad value. Connect limits apply from the next ``/connect``, ``token_ttl`` to later sessions,
-        idle settings restart live sessions' countdowns."""
+        a bad value, and when ``idle_warning_lead`` would be set without ``idle_timeout`` or longer than
+        it (``idle_timeout=None`` alone also clears the lead). Connect limits apply from the next
+        ``/connect``, ``token_ttl`` to later sessions, idle settings restart live sessions' countdowns."""
         checked = limits.validate(changes)
         if self.running:
             return self._call(lambda core: self._apply_limits(core, checked))
         with self._lock:
             config = self._config
+            checked = limits.with_idle_rules(checked, config.idle_timeout, config.idle_warning_lead)
             account = {k: v for k, v in checked.items() if hasattr(config.limits, k)}
             rest = {k: v for k, v in checked.items() if k not in account}
             self._config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, **account),

@@ -2,9 +2,14 @@
 
 Public attributes (``session_id``, ``character_session_id``, ``api_key``, ``end_user_id``, ``received``,
 ``close_code``, ``close_reason``, ``transport``, ``room_name``, ``received_audio_seconds``) may be read from
-any thread. Everything with a leading underscore, and
-every method, is used on the simulator's loop thread only. Per-session state is kept small (a handful of
-fields, timer handles instead of tasks) so thousands of sessions stay cheap.
+any thread. Everything with a leading underscore, and every method, is used on the simulator's loop thread
+only. Per-session state is kept small (a handful of fields, timer handles instead of tasks) so thousands of
+sessions stay cheap.
+
+A client that stops reading cannot stall the simulator: the session's carrier (``simulator.carrier``) gives
+every send, and the goodbye, a deadline of ``send_timeout`` seconds; a send that misses it drops the session
+as a slow consumer (the connection is dropped and the session's end callback frees its slot). The frames a
+session records are bounded too (:data:`MAX_RECORDED_CHARS`).
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ import asyncio
 import enum
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from simulator import wire
+from simulator.carrier import SlowConsumer
 from simulator.character import Turn
 from simulator.context import ContextState
 
@@ -26,8 +33,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("simulator.sessions")
 
-#: Seconds a server-initiated close waits for the client's close frame before dropping the socket.
-CLOSE_HANDSHAKE_TIMEOUT = 1.0
+#: Default seconds one frame may wait for a client to read before the session is dropped.
+DEFAULT_SEND_TIMEOUT = 5.0
+#: Close code and reason recorded for a session dropped as a slow consumer (no close frame is sent:
+#: the client is not reading; 1006 is RFC 6455's "closed abnormally").
+SLOW_CONSUMER_CODE = 1006
+SLOW_CONSUMER_REASON = "slow consumer"
+#: Characters of client frames a live session keeps in ``received`` (oldest dropped first; each frame
+#: also counts :data:`RECORD_OVERHEAD`), and what an ended session keeps.
+MAX_RECORDED_CHARS = 1024 * 1024
+ENDED_RECORDED_CHARS = 64 * 1024
+RECORD_OVERHEAD = 64
 
 
 class Phase(enum.Enum):
@@ -59,6 +75,8 @@ class SimSession:
         send_bot_ready: bool = True,
         transport: str = "websocket",
         room_name: str | None = None,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        on_slow_consumer: Callable[[SimSession], None] | None = None,
     ) -> None:
         self.session_id = session_id
         self.character_session_id = character_session_id
@@ -68,6 +86,8 @@ class SimSession:
         # Client frames as text: strings are not tracked by the garbage collector, so thousands of busy
         # sessions do not lengthen GC pauses; ``received`` decodes them on demand.
         self._received_text: list[str] = []
+        self._received_cost = 0
+        self._received_total = 0
         #: Close code / reason the session ended with (None while live).
         self.close_code: int | None = None
         self.close_reason: str | None = None
@@ -97,6 +117,9 @@ class SimSession:
         #: The scenario this session runs (set when its WebSocket opens) and its message counts.
         self._runner: ScenarioRunner | None = None
         self._msg_counts: dict[str, int] | None = None
+        self._send_timeout = send_timeout
+        #: Called once when a send misses its deadline (the core ends the session); None: abort only.
+        self._on_slow_consumer = on_slow_consumer
 
     def __repr__(self) -> str:
         return (
@@ -107,13 +130,17 @@ class SimSession:
 
     @property
     def received(self) -> list[Any]:
-        """Decoded client frames (JSON values exactly as sent), in arrival order (a fresh list)."""
+        """Decoded client frames (JSON values exactly as sent), in arrival order (a fresh list).
+
+        The most recent frames only: about :data:`MAX_RECORDED_CHARS` characters of them while the
+        session is live (and always its latest frame), at most :data:`ENDED_RECORDED_CHARS` once it ended.
+        """
         return [json.loads(text) for text in list(self._received_text)]
 
     @property
     def received_count(self) -> int:
-        """How many JSON client frames the session has received."""
-        return len(self._received_text)
+        """How many JSON client frames the session has received (all of them, kept or not)."""
+        return self._received_total
 
     @property
     def is_open(self) -> bool:
@@ -138,6 +165,11 @@ class SimSession:
     def _record(self, text: str, decoded: Any) -> None:
         """Append a client frame (its text and decoded value) and wake anyone waiting for its type."""
         self._received_text.append(text)
+        self._received_total += 1
+        self._received_cost += len(text) + RECORD_OVERHEAD
+        if self._received_cost > MAX_RECORDED_CHARS:
+            # Trim to three quarters so a long-lived session does not trim on every frame.
+            self._trim_record(MAX_RECORDED_CHARS * 3 // 4)
         if not self._waiters:
             return
         msg_type = wire.message_type_of(decoded)
@@ -150,6 +182,19 @@ class SimSession:
             else:
                 remaining.append((wanted, future))
         self._waiters = remaining
+
+    def _trim_record(self, budget: int, *, keep_latest: bool = True) -> None:
+        """Forget the oldest recorded frames until they cost at most ``budget`` (a live session keeps its
+        latest frame whatever its size, so a wait for it always finds it)."""
+        frames = self._received_text
+        drop, cost = 0, self._received_cost
+        while cost > budget and drop < len(frames) - (1 if keep_latest else 0):
+            cost -= len(frames[drop]) + RECORD_OVERHEAD
+            drop += 1
+        if drop:
+            # One slice deletion: ``received`` may copy the list from another thread meanwhile.
+            del frames[:drop]
+            self._received_cost = cost
 
     def _find_received(self, msg_type: str) -> Any | None:
         for text in self._received_text:
@@ -184,18 +229,36 @@ class SimSession:
         return await self._send_text(wire.encode(frame))
 
     async def _send_text(self, text: str) -> bool:
+        """Send one text frame within the send deadline; False when the session can no longer send."""
         carrier = self._carrier
         if carrier is None:
             return False
-        return await carrier.send_text(text)
+        try:
+            return await carrier.send_text(text)
+        except SlowConsumer:
+            self._slow_consumer()
+            return False
+
+    def _slow_consumer(self) -> None:
+        """A send missed its deadline: drop the session (once, however many sends were waiting)."""
+        if self._phase is not Phase.OPEN:
+            return
+        logger.warning("session %s dropped as a slow consumer: a frame waited more than %.1f s for the "
+                       "client to read", self.session_id, self._send_timeout)
+        if self._on_slow_consumer is not None:
+            self._on_slow_consumer(self)
+        else:
+            self._phase = Phase.ENDED
+            self._abort(SLOW_CONSUMER_REASON)
 
     async def _close(self, code: int, reason: str) -> None:
-        """End the connection for ``code`` / ``reason`` (the carrier maps them onto its wire)."""
+        """End the connection for ``code`` / ``reason``: the carrier maps them onto its wire, and bounds the
+        goodbye (a client that does not take it within its deadline has its connection dropped)."""
         if self._carrier is not None:
             await self._carrier.close(code, reason)
 
     def _abort(self, reason: str) -> None:
-        """Drop the connection without a goodbye."""
+        """Drop the connection without a goodbye (also when a graceful close is pending)."""
         if self._carrier is None:
             logger.warning("session %s has no connection to abort", self.session_id)
             return

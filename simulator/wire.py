@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from simulator import bounds
+
 LABEL = "rtvi-ai"
 
 #: The 12 types in ``extras.supported_types`` of the unknown-type error (PROTOCOL.md §1.8, §1.10).
@@ -245,10 +247,14 @@ class BadFrame:
 
 
 def parse_client_frame(text: str) -> tuple[Any, ClientMessage | BadFrame]:
-    """Decode one text frame; returns ``(decoded_json_or_None, message_or_error)``."""
+    """Decode one text frame; returns ``(decoded_json_or_None, message_or_error)``.
+
+    Invalid JSON, and JSON nested deeper than :data:`simulator.bounds.MAX_JSON_DEPTH`, get the
+    documented ``parse-error`` ack (decoded None).
+    """
     try:
-        decoded = json.loads(text)
-    except ValueError:
+        decoded = bounds.decode_json(text)
+    except bounds.JsonInputError:
         return None, BadFrame(parse_error_ack())
     return decoded, normalise(decoded)
 

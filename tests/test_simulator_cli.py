@@ -5,10 +5,12 @@ Output is read by a reader thread into a queue, and every wait on it has a deadl
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -101,9 +103,12 @@ def test_cli_serves_a_client_and_stops_on_ctrl_c(cli: list[CliProcess]) -> None:
     process, url = start(cli, "--api-key", "k1", "--api-key", "k2", "--character", "npc-1",
                          "--usage-quota", "5", "--control-token", "tok", "--chunk-delay", "0")
     assert process.read_until(r"Control token: (\S+)").group(1) == "tok"
+    assert process.read_until("^Limits: ").string == "Limits: usage_quota=5"  # only the limits that are set
     snippet = process.read_until(r"ConvaiConfig\(.*\)").group(0)
-    assert snippet == f'ConvaiConfig(api_key="k1", character_id="npc-1", url="{url}")'
+    # The user's own keys are never echoed (the banner lands in terminals and CI logs).
+    assert snippet == f'ConvaiConfig(api_key="<your first --api-key>", character_id="npc-1", url="{url}")'
     process.read_until("Press Ctrl-C")
+    assert not [line for line in process.seen if "k1" in line or "k2" in line]
     with ConvaiClient(ConvaiConfig(api_key="k2", character_id="npc-1", url=url)) as client:
         client.connect(timeout=5)
         assert "hello from a test" in client.ask("hello from a test", timeout=5).text
@@ -147,13 +152,72 @@ def test_cli_runs_a_shipped_scenario_by_name(cli: list[CliProcess]) -> None:
     assert process.stop() == 0
 
 
+def test_cli_banner_shows_the_default_key_and_the_limits_set(cli: list[CliProcess]) -> None:
+    process, url = start(cli, "--concurrency-limit", "2", "--idle-timeout", "30", "--idle-warning-lead", "10",
+                         "--no-realtime", "--chunk-delay", "0.5")
+    assert process.read_until("^Limits: ").string == (
+        "Limits: concurrency_limit=2, idle_timeout=30 s, idle_warning_lead=10 s, realtime_allowed=False, "
+        "chunk_delay=0.5 s")
+    snippet = process.read_until(r"ConvaiConfig\(.*\)").group(0)
+    assert snippet == f'ConvaiConfig(api_key="sim-api-key", character_id="sim-character", url="{url}")'
+    assert process.stop() == 0
+
+
+def test_cli_banner_has_no_limits_line_without_limits(cli: list[CliProcess]) -> None:
+    process, _ = start(cli)
+    process.read_until("Press Ctrl-C")
+    assert not [line for line in process.seen if line.startswith("Limits")]
+    assert process.stop() == 0
+
+
+def _stderr(process: CliProcess) -> str:
+    """Everything the (exited) process wrote to stderr."""
+    lines = []
+    while (line := process.err.get(timeout=EXIT_TIMEOUT)) is not None:
+        lines.append(line)
+    return "\n".join(lines)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--concurrency-limit", "0"), "concurrency_limit must be a positive int"),
     (("--scenario", "no_such_scenario"), "no shipped scenario"),
     (("--idle-timeout", "-1"), "idle_timeout must be"),
+    (("--port", "99999"), "argument --port: must be a port number 0..65535, got 99999"),
+    (("--port", "http"), "argument --port: must be a port number 0..65535, got 'http'"),
+    (("--idle-warning-lead", "5"), "idle_warning_lead needs idle_timeout"),
+    (("--idle-timeout", "3", "--idle-warning-lead", "5"), "must not be longer than idle_timeout"),
+    (("--send-timeout", "0"), "send_timeout must be"),
+    (("--max-conversations", "0"), "max_conversations must be a positive int"),
+    (("--scenario-dir", "/no/such/dir"), "is not a directory"),
 ])
 def test_cli_rejects_bad_arguments(cli: list[CliProcess], args: tuple[str, ...], message: str) -> None:
-    process = CliProcess("--port", "0", *args)
+    process = CliProcess(*args) if args[0] == "--port" else CliProcess("--port", "0", *args)
     cli.append(process)
-    process.read_until(message, stream="err")
     assert process.proc.wait(EXIT_TIMEOUT) == 2
+    stderr = _stderr(process)
+    assert message in stderr and "usage: convai-sim" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_cli_port_in_use_is_one_clean_error(cli: list[CliProcess]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = CliProcess("--port", str(port))
+        cli.append(process)
+        assert process.proc.wait(EXIT_TIMEOUT) == 1
+    stderr = _stderr(process)
+    assert stderr == f"error: cannot bind 127.0.0.1:{port}: {os.strerror(errno.EADDRINUSE)}"
+
+
+def test_cli_help_lists_the_control_routes(cli: list[CliProcess]) -> None:
+    process = CliProcess("--help")
+    cli.append(process)
+    assert process.proc.wait(EXIT_TIMEOUT) == 0
+    assert process.proc.stdout is not None
+    process.read_until("Control API")
+    routes = [process.read_until(r"^\s+(\S+ /_sim/\S+)").group(1) for _ in range(10)]
+    assert routes == ["GET /_sim/sessions", "GET /_sim/stats", "POST /_sim/inject", "GET|POST /_sim/limits",
+                      "POST /_sim/idle-warning", "POST /_sim/usage-limit", "POST /_sim/participant",
+                      "POST /_sim/rebind-state", "POST /_sim/send", "GET|POST /_sim/scenario"]

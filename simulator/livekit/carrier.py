@@ -5,6 +5,19 @@ identity on the client's ``_reliable`` data channel; client packets are accepted
 channel. Until the channel is open and the character has joined, outgoing messages wait in a bounded queue.
 The character's voice is this connection's :class:`~simulator.livekit.media.VoiceTrack`; the user's
 microphone is heard by a :class:`~simulator.livekit.media.Listener`. Loop thread only.
+
+Send deadlines (as on the ``/chat`` WebSocket, ``simulator.carrier``): a client that stops reading cannot
+stall other sessions. Its data channel is flow-controlled: once the reliable channel holds more than
+:data:`~simulator.livekit.peer.HIGH_WATER` bytes the client has not acknowledged, a send waits for it to drain,
+for at most ``send_timeout`` seconds, and then the session is dropped as a slow consumer. A signal message
+(``pong``, ``answer``, ``leave``, ...) that waits longer than ``send_timeout`` for the client to read its
+signal WebSocket drops the session the same way. A slow consumer's connection is dropped without a goodbye
+(signal WebSocket aborted, peer connection closed): it would not read one. A message larger than the
+client's SDP ``max-message-size`` cannot travel on a data channel; it is dropped with a warning.
+
+Inbound, at most :data:`INBOX_LIMIT_BYTES` of the client's data packets wait to be handled (the message core
+handles them one at a time, with the same text bounds as ``/chat`` frames); packets beyond that are dropped
+with a warning.
 """
 
 from __future__ import annotations
@@ -20,9 +33,10 @@ from google.protobuf.message import DecodeError
 from livekit.protocol import models, rtc
 
 from simulator import messages, wire
+from simulator.carrier import SlowConsumer, send_bounded
 from simulator.livekit import faults, media
 from simulator.livekit.faults import Ending, Plan
-from simulator.livekit.peer import PeerLink
+from simulator.livekit.peer import HIGH_WATER, PeerLink
 from simulator.livekit.room import data_packet, leave, track_subscribed
 from simulator.sessions import Phase
 
@@ -39,6 +53,39 @@ PENDING_LIMIT = 1000
 #: head start they get over it: data packets and the leave travel on different connections.
 DRAIN_TIMEOUT = 0.5
 LEAVE_HEAD_START = 0.02
+#: Bytes of client data packets waiting to be handled (the ``/chat`` WebSocket's 16 MB message bound).
+INBOX_LIMIT_BYTES = 16 * 1024 * 1024
+
+
+class PacketInbox:
+    """Client data packets waiting to be handled, at most ``limit_bytes`` of them (loop thread only)."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._bytes = 0
+        self._limit = limit_bytes
+        #: Packets refused because the inbox was full.
+        self.dropped = 0
+
+    def put(self, raw: bytes) -> bool:
+        """Queue ``raw``; False (and counted in :attr:`dropped`) when it would take the inbox over its limit."""
+        if self._bytes + len(raw) > self._limit:
+            self.dropped += 1
+            return False
+        self._bytes += len(raw)
+        self._queue.put_nowait(raw)
+        return True
+
+    def close(self) -> None:
+        """Wake the reader with None (queued behind the packets already waiting)."""
+        self._queue.put_nowait(None)
+
+    async def get(self) -> bytes | None:
+        """The oldest waiting packet, or None once closed."""
+        raw = await self._queue.get()
+        if raw is not None:
+            self._bytes -= len(raw)
+        return raw
 
 
 class LiveKitCarrier:
@@ -54,14 +101,15 @@ class LiveKitCarrier:
         self._ws = ws
         self._transport = transport
         self._pending: collections.deque[bytes] = collections.deque()
-        self._inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._inbox = PacketInbox(INBOX_LIMIT_BYTES)
+        self._send_timeout = self._core.config.send_timeout
         self._tasks: set[asyncio.Task[Any]] = set()
         self._close_code: int | None = None
         self._disposed = False
         self.detached = False
         self.voice = media.VoiceTrack()
-        self.link = PeerLink(self._core.config.livekit_host_addresses, self._inbox.put_nowait, self._user_track,
-                             self.flush)
+        self.link = PeerLink(self._core.config.livekit_host_addresses, self._received, self._user_track,
+                             self.flush, self._core.spawn)
         self._spawn(self._read_inbox())
 
     def __repr__(self) -> str:
@@ -84,19 +132,31 @@ class LiveKitCarrier:
             return False
         room = self._lk.room
         packet = data_packet(text.encode("utf-8"), room.character_id, room.character_sid)
-        if self._pending or not room.character_joined or not self.link.send(packet):
+        if self._pending or not room.character_joined or not self._send_packet(packet):
             if len(self._pending) >= PENDING_LIMIT:
                 self._pending.popleft()
                 logger.warning("session %s: data channel not open; oldest queued message dropped",
                                self._lk.session.session_id)
             self._pending.append(packet)
+            return True
+        if not await self.link.writable(self._send_timeout):
+            raise SlowConsumer(f"the data channel held over {HIGH_WATER} unacknowledged bytes for "
+                               f"{self._send_timeout:g} s")
         return True
+
+    def _send_packet(self, packet: bytes) -> bool:
+        """Hand one packet to the data channel; False while it is not open (an oversize packet is dropped)."""
+        try:
+            return self.link.send(packet)
+        except ValueError as exc:  # over the client's max-message-size: it could never arrive
+            logger.warning("session %s: message dropped: %s", self._lk.session.session_id, exc)
+            return True
 
     def flush(self) -> None:
         """Send queued messages once the channel is open and the character is in the room."""
         if not self._lk.room.character_joined:
             return
-        while self._pending and self.link.send(self._pending[0]):
+        while self._pending and self._send_packet(self._pending[0]):
             self._pending.popleft()
 
     async def speak(self, text: str, stop: Callable[[], bool]) -> None:
@@ -146,20 +206,36 @@ class LiveKitCarrier:
             await self.link.close()
 
     async def send_signal(self, message: rtc.SignalResponse) -> bool:
+        """Send one signal message within the send deadline; False when it could not be sent (a client that
+        did not read it in time is dropped as a slow consumer)."""
         ws = self._ws
         if ws.closed:
             return False
+        data = message.SerializeToString()
         try:
-            await ws.send_bytes(message.SerializeToString())
+            await send_bounded(self._transport, lambda: ws.send_bytes(data), len(data) + 16, self._send_timeout)
+        except SlowConsumer:
+            self._signal_stalled()
+            return False
         except (ConnectionError, RuntimeError) as exc:
             logger.debug("signal send failed: %s", exc)
             return False
         return True
 
+    def _signal_stalled(self) -> None:
+        session = self._lk.session
+        if self._lk.carrier is self and not self.detached and session._phase is Phase.OPEN:
+            session._slow_consumer()  # ends the session; its abort drops this connection
+        else:
+            logger.warning("room %s: a signal message waited more than %.1f s for the client to read; dropping "
+                           "the connection", self._lk.room.name, self._send_timeout)
+        self.drop_signal()
+
     def drop_signal(self) -> None:
-        """Drop the signal connection without a close frame."""
+        """Drop the signal connection without a close frame (also when a graceful close is pending)."""
         transport = self._transport
-        if transport is not None and not transport.is_closing():
+        if transport is not None:
+            # abort() also discards data a stalled client never read; close() would wait for it forever.
             transport.abort()
 
     async def detach(self, reason: int | None) -> None:
@@ -175,7 +251,7 @@ class LiveKitCarrier:
             return
         self._disposed = True
         self.voice.stop()
-        self._inbox.put_nowait(None)
+        self._inbox.close()
         if not self._ws.closed:
             try:
                 await asyncio.wait_for(self._ws.close(code=WSCloseCode.OK), 1.0)
@@ -193,6 +269,13 @@ class LiveKitCarrier:
         self._close_code = faults.REASON_CLOSE_BASE + reason
 
     # ------------------------------------------------------------------ inbound
+
+    def _received(self, raw: bytes) -> None:
+        """A data packet from the client (called by aiortc); queued for :meth:`_read_inbox`, within bounds."""
+        inbox = self._inbox
+        if not inbox.put(raw) and (inbox.dropped == 1 or inbox.dropped % 1000 == 0):
+            logger.warning("session %s: %d client data packets dropped: over %d bytes wait to be handled",
+                           self._lk.session.session_id, inbox.dropped, INBOX_LIMIT_BYTES)
 
     async def _read_inbox(self) -> None:
         session = self._lk.session

@@ -13,7 +13,10 @@ what a LiveKit server does (LiveKit ``livekit_models.proto`` ``DisconnectReason`
 * ``transport.ice_failed``: connectivity is withheld (no more STUN answers, nothing sent);
   ``transport.peer_connection_failed``: the peer connection is closed (DTLS close) with no leave;
   ``transport.livekit_error`` and ``transport.signal_disconnected``: the signal WebSocket is dropped without a
-  close frame (``livekit_error`` also closes the peer connection).
+  close frame (``livekit_error`` also closes the peer connection);
+* a slow consumer (a client that stopped reading its data channel or its signal WebSocket for longer than the
+  send deadline): the signal WebSocket is dropped and the peer connection closed, with no ``leave`` (the
+  client is not reading); a later resume is refused with ``SIGNAL_CLOSE``.
 
 Resuming (a join with ``reconnect=true``) is refused deliberately: aiortc cannot restart ICE on a live
 connection, so a resume could never complete. While the session is still live the refusal is
@@ -27,6 +30,7 @@ import enum
 from dataclasses import dataclass
 
 from convai_sync.disconnect import DisconnectReason
+from simulator.sessions import SLOW_CONSUMER_REASON
 
 #: Close code the simulator uses for transport faults (reason = the ErrorCode value).
 TRANSPORT_FAULT_CLOSE_CODE = 4100
@@ -84,6 +88,8 @@ def for_abort(reason: str) -> Plan:
     """The LiveKit ending for a connection drop (``reason`` names the injected fault)."""
     if SIGNAL_DISCONNECTED in reason:
         return Plan(Ending.DROP_SIGNAL, DisconnectReason.STATE_MISMATCH)
+    if reason == SLOW_CONSUMER_REASON:
+        return Plan(Ending.DROP_ALL, DisconnectReason.SIGNAL_CLOSE)
     return Plan(Ending.LEAVE, DisconnectReason.UNKNOWN_REASON)
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 import aioice.ice
 from aiortc import (
@@ -33,6 +34,8 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from simulator.carrier import within
+
 logger = logging.getLogger("simulator.livekit.peer")
 
 #: The data channel the client creates for reliable packets (LiveKit ``RELIABLE_DC_LABEL``).
@@ -40,6 +43,13 @@ RELIABLE_LABEL = "_reliable"
 DATA_LABELS = ("_reliable", "_lossy")
 #: How often :meth:`PeerLink.drain` looks at the channel's buffer (aiortc has no "drained" event).
 DRAIN_POLL = 0.01
+#: Flow control of the reliable channel: bytes it may hold that SCTP has not handed on (its
+#: ``bufferedAmount``, which grows while the client does not acknowledge) before a send waits, and the level at
+#: which a waiting send resumes. aiortc itself buffers without bound.
+HIGH_WATER = 1024 * 1024
+LOW_WATER = 256 * 1024
+#: Seconds closing a peer connection may take.
+CLOSE_TIMEOUT = 2.0
 
 _HOST_ADDRESSES: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
     "simulator_livekit_host_addresses", default=None)
@@ -134,6 +144,7 @@ class PeerLink:
         on_data: called with every data packet (bytes) the client sends on ``_reliable`` or ``_lossy``.
         on_track: called with every remote media track (the user's microphone).
         on_ready: called once the client's ``_reliable`` data channel is open.
+        spawn: runs a coroutine as a task the simulator tracks (and waits for at shutdown).
     """
 
     def __init__(
@@ -142,6 +153,7 @@ class PeerLink:
         on_data: Callable[[bytes], None],
         on_track: Callable[[MediaStreamTrack], None],
         on_ready: Callable[[], None],
+        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
     ) -> None:
         _install_scoped_host_addresses()
         self._hosts = tuple(host_addresses)
@@ -151,7 +163,8 @@ class PeerLink:
         self._reliable: RTCDataChannel | None = None
         self._voice: RTCRtpTransceiver | None = None
         self._track_ids: dict[str, str] = {}
-        self._closed = False
+        self._spawn = spawn
+        self._closing: asyncio.Task[None] | None = None
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.pc.on("datachannel", self._datachannel)
         self.pc.on("track", self._track)
@@ -177,6 +190,7 @@ class PeerLink:
         if channel.label != RELIABLE_LABEL:
             return
         self._reliable = channel
+        channel.bufferedAmountLowThreshold = LOW_WATER
         if channel.readyState == "open":
             self._on_ready()
         else:
@@ -227,11 +241,43 @@ class PeerLink:
         return None
 
     def send(self, packet: bytes) -> bool:
-        """Send one packet on the client's reliable channel; False when it is not open."""
+        """Send one packet on the client's reliable channel; False when it is not open.
+
+        Raises:
+            ValueError: the packet is larger than the client's SDP ``max-message-size``.
+        """
         channel = self._reliable
         if channel is None or channel.readyState != "open":
             return False
         channel.send(packet)
+        return True
+
+    async def writable(self, timeout: float) -> bool:
+        """When the reliable channel holds more than :data:`HIGH_WATER` bytes, wait until it holds at most
+        :data:`LOW_WATER` (or closes), for at most ``timeout`` seconds.
+
+        Returns False when the channel stayed full for ``timeout`` (the client stopped acknowledging), True
+        otherwise (at once in the common case).
+        """
+        channel = self._reliable
+        if channel is None or channel.readyState != "open" or channel.bufferedAmount <= HIGH_WATER:
+            return True
+        resumed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def wake() -> None:
+            if not resumed.done():
+                resumed.set_result(None)
+
+        # aiortc emits "bufferedamountlow" when bufferedAmount falls to bufferedAmountLowThreshold (LOW_WATER).
+        channel.on("bufferedamountlow", wake)
+        channel.on("close", wake)
+        try:
+            await within(resumed, timeout)
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            channel.remove_listener("bufferedamountlow", wake)
+            channel.remove_listener("close", wake)
         return True
 
     async def drain(self, timeout: float) -> None:
@@ -263,11 +309,17 @@ class PeerLink:
         return seen
 
     async def close(self) -> None:
-        """Close the peer connection (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
+        """Close the peer connection (idempotent; bounded by :data:`CLOSE_TIMEOUT`).
+
+        Every caller waits for the one close, and a caller that is cancelled does not interrupt it: a
+        half-closed aiortc connection would leave its ICE, DTLS and RTCP tasks running.
+        """
+        if self._closing is None:
+            self._closing = self._spawn(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         try:
-            await asyncio.wait_for(self.pc.close(), 2.0)
+            await asyncio.wait_for(self.pc.close(), CLOSE_TIMEOUT)
         except (asyncio.TimeoutError, ConnectionError, RuntimeError) as exc:
             logger.warning("closing a peer connection failed: %s", exc)

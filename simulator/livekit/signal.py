@@ -6,6 +6,11 @@ and a text before the upgrade (the client then calls ``/rtc/v1/validate``, which
 After the upgrade every frame is a binary protobuf (``SignalResponse`` out, ``SignalRequest`` in). The older
 dual-peer-connection mode (``/rtc``) is not served: it answers 400 saying so (never 404, which makes clients
 fall back to it). Loop thread only.
+
+Inputs are bounded: a signal message is at most :data:`MAX_SIGNAL_MESSAGE` bytes, so is a ``join_request``
+once decompressed, and a participant publishes at most :data:`MAX_USER_TRACKS` tracks (further
+``add_track`` requests are ignored, with a warning). Every signal message the simulator sends has the send
+deadline of ``simulator.livekit.carrier``.
 """
 
 from __future__ import annotations
@@ -13,14 +18,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import gzip
 import logging
+import zlib
 
 from aiohttp import WSMsgType, web
 from google.protobuf.message import DecodeError
 from livekit.protocol import models, rtc
 
 from simulator import wire
+from simulator.carrier import CLOSE_HANDSHAKE_TIMEOUT, within
 from simulator.livekit.carrier import LiveKitCarrier
 from simulator.livekit.faults import Ending
 from simulator.livekit.room import leave, pong
@@ -32,6 +38,8 @@ logger = logging.getLogger("simulator.livekit.signal")
 
 SERVICE_KEY: web.AppKey[LiveKitService] = web.AppKey("simulator_livekit", LiveKitService)
 MAX_SIGNAL_MESSAGE = 1024 * 1024
+#: Tracks one participant may publish (a Convai user publishes its microphone, perhaps a camera).
+MAX_USER_TRACKS = 16
 #: Seconds a session whose participant vanished (signal lost, no leave) waits for it to join again.
 DEPARTURE_TIMEOUT = 10.0
 V0_REFUSAL = "this simulator serves LiveKit signalling v1 only (/rtc/v1, single peer connection)"
@@ -63,10 +71,21 @@ def _join_request(request: web.Request) -> rtc.JoinRequest:
         wrapped = rtc.WrappedJoinRequest.FromString(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
         body = wrapped.join_request
         if wrapped.compression == rtc.WrappedJoinRequest.GZIP:
-            body = gzip.decompress(body)
+            body = _gunzip(body, MAX_SIGNAL_MESSAGE)
         return rtc.JoinRequest.FromString(body)
-    except (binascii.Error, DecodeError, OSError, EOFError) as exc:
+    except (binascii.Error, DecodeError, zlib.error) as exc:
         raise ValueError(f"undecodable join_request: {exc}") from None
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """``data`` gunzipped; ValueError when it would exceed ``limit`` bytes or is truncated."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip framing
+    body = inflater.decompress(data, limit)
+    if inflater.unconsumed_tail:
+        raise ValueError(f"join_request decompresses to more than {limit} bytes")
+    if not inflater.eof:
+        raise ValueError("undecodable join_request: truncated gzip data")
+    return body
 
 
 async def validate(request: web.Request) -> web.Response:
@@ -127,9 +146,19 @@ async def _refuse_resume(request: web.Request, lk: LiveKitSession) -> web.Stream
     else:
         message = leave(models.DisconnectReason.STATE_MISMATCH, rtc.LeaveRequest.RECONNECT)
     logger.info("LiveKit resume of room %s refused (%s)", lk.room.name, message.leave)
+    try:  # bounded like every other send: a client that does not read this is dropped
+        deadline = request.app[SERVICE_KEY].core.config.send_timeout + CLOSE_HANDSHAKE_TIMEOUT
+        await within(_send_and_close(ws, message), deadline)
+    except asyncio.TimeoutError:
+        logger.warning("room %s: the resume refusal was not read in time; dropping the connection", lk.room.name)
+        if request.transport is not None:
+            request.transport.abort()
+    return ws
+
+
+async def _send_and_close(ws: web.WebSocketResponse, message: rtc.SignalResponse) -> None:
     await ws.send_bytes(message.SerializeToString())
     await ws.close()
-    return ws
 
 
 async def _start(service: LiveKitService, lk: LiveKitSession, carrier: LiveKitCarrier, join: rtc.JoinRequest) -> None:
@@ -220,7 +249,11 @@ async def _handle(lk: LiveKitSession, carrier: LiveKitCarrier, request: rtc.Sign
     elif which == "offer":
         await _answer(lk, carrier, request.offer)
     elif which == "add_track":
-        await carrier.send_signal(lk.room.add_user_track(request.add_track))
+        if len(lk.room.user_tracks) >= MAX_USER_TRACKS:
+            logger.warning("room %s: add_track ignored: the participant already publishes %d tracks", lk.room.name,
+                           MAX_USER_TRACKS)
+        else:
+            await carrier.send_signal(lk.room.add_user_track(request.add_track))
     elif which == "leave":
         carrier.client_left(int(request.leave.reason))
         return True
