@@ -10,7 +10,8 @@ for line in (ROOT / "convai_sync" / "__init__.py").read_text().splitlines():
     if line.startswith("__version__"):
         exec(line, version)
 
-SIMULATOR = ["aiohttp>=3.9"]
+# protobuf: the /chat WebSocket's binary Pipecat frames (the user's voice in, the character's out).
+SIMULATOR = ["aiohttp>=3.9", "protobuf>=5"]
 # The simulator's LiveKit side. Pinned to what was tested: LiveKit's signalling moves between releases, and
 # simulator/livekit/peer.py relies on aiortc 1.16 / aioice 0.13 internals (the sender's media stream id,
 # aioice's host-address lookup).

@@ -8,7 +8,8 @@ only its own fields and is never held while user code runs or while it calls the
 
 **Turns** (``AudioFrame.turn_id``: 1, 2, … per client, one number per reply):
 
-* ``bot-started-speaking`` opens a turn: every frame from then on carries its ``turn_id``.
+* ``bot-started-speaking`` opens a turn: every frame from then on carries its ``turn_id``, except
+  digital silence before its first sound (audio that lags the message plays silence first).
 * After ``bot-stopped-speaking`` the turn keeps a **tail** on transports whose audio travels
   apart from the data messages (LiveKit's audio track: the receiver's jitter buffer plays the
   last packets after the message that ends them has arrived). The tail lasts the transport's
@@ -73,6 +74,7 @@ class _AudioTurn:
     ask: Turn | None  # the ask() waiting for this reply, if any
     state: str = _SPEAKING
     interrupted: bool = False
+    heard: bool = False  # a frame with sound has come
 
 
 class VoiceTracker:
@@ -203,11 +205,14 @@ class VoiceTracker:
             if current is not None and current.state is _TAIL and silent:
                 ended = current.ask  # the lagging audio has played out: the turn is over
                 self._current = current = None
-            if current is None and silent:
+            if silent and (current is None or not current.heard):
                 self.stats["dropped_silent"] += 1
+                current = None
             elif current is not None and current.interrupted:
                 self.stats["dropped_interrupted"] += 1
             else:
+                if current is not None:
+                    current.heard = True
                 frame = AudioFrame(data=pcm, sample_rate=sample_rate, num_channels=num_channels,
                                    samples_per_channel=samples, timestamp=time.monotonic(),
                                    turn_id=current.turn_id if current is not None else None)

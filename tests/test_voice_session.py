@@ -113,6 +113,21 @@ def test_frames_carry_their_turn_and_silence_between_turns_is_dropped(make: Any)
     assert audio["turns"] == 2 and audio["dropped_silent"] == 1 and audio["frames_published"] == 6
 
 
+def test_a_turns_leading_silence_is_dropped_and_its_pauses_kept(make: Any) -> None:
+    h = make()
+    got: Recorder[AudioFrame] = Recorder()
+    h.client.events.on_audio.subscribe(got, P.IMMEDIATE)
+    h.connect()
+    h.server.push(form_b("bot-started-speaking"))
+    h.server.push_audio(SILENCE)  # the voice lags its message: silence first
+    h.server.push_audio(voice(0))
+    h.server.push_audio(SILENCE)  # a pause inside the reply is part of it
+    h.server.push_audio(voice(1))
+    h.server.push(form_b("bot-stopped-speaking"))
+    frames = got.wait(3)
+    assert [f.data for f in frames] == [voice(0), SILENCE, voice(1)] and {f.turn_id for f in frames} == {1}
+
+
 def test_audio_keeps_its_place_among_the_other_events(make: Any) -> None:
     h = make()
     order: Recorder[Any] = Recorder()

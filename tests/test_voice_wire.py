@@ -106,10 +106,10 @@ def test_inbound_binary_pipecat_frames(peer_factory: Callable[..., Peer], client
         {"label": "rtvi-ai", "type": "bot-llm-text", "data": {"text": "as a Pipecat MessageFrame"}}))))
     peer.send_raw(binary(json.dumps({"label": "rtvi-ai", "type": "bot-llm-text",
                                      "data": {"text": "JSON in a binary frame"}}).encode()))
-    peer.send_raw(binary(pipecat.encode_interruption()))
     [frame] = audio.wait(1)
     assert (frame.data, frame.sample_rate, frame.num_channels, frame.turn_id) == (pcm, 24000, 1, 1)
     assert [t.text for t in texts.wait(2)] == ["as a Pipecat MessageFrame", "JSON in a binary frame"]
+    peer.send_raw(binary(pipecat.encode_interruption()))  # after the frame was delivered: it would drop it
     [stop] = stops.wait(1)
     assert stop.source == "server" and stop.turn_id == 1
 
