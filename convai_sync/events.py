@@ -588,7 +588,9 @@ class BotReply:
         no_response: True when the LLM chose not to reply (``llm-no-response``).
         was_interrupted: True when the turn ended interrupted.
         message_id: The id sent with the question (echoed by ``final-user-transcription``).
-        audio: The character's voice for this turn (PCM16), when the session receives audio.
+        audio: The character's voice for this turn (PCM16, as an ``AudioClip``) when the session
+            receives audio and the reply was spoken; for an interrupted reply, the voice that came
+            before the interruption; None otherwise.
     """
 
     text: str
