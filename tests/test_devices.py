@@ -244,9 +244,7 @@ def test_microphone_streams_to_a_client() -> None:
         h.connect()
         mic.stream_to(h.client)
         factory.streams[0].capture(frame(5, samples=320).data)
-        with h.server._cond:
-            assert h.server._cond.wait_for(lambda: h.server.audio_sent, WAIT)
-        assert h.server.audio_sent == [(frame(5, samples=320).data, 16000, 1)]
+        assert h.server.wait_audio_sent(1, WAIT) == [(frame(5, samples=320).data, 16000, 1)]
     finally:
         mic.stop()
         h.close()

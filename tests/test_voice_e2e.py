@@ -88,11 +88,14 @@ def test_ask_audio_write_wav_is_a_playable_wav_of_the_right_length(client: Conva
 def test_the_users_voice_is_counted_heard_and_answered(sim: Simulator, client: ConvaiClient) -> None:
     heard: Recorder[ServerMessage] = Recorder()
     client.events.on_message.subscribe(heard, P.IMMEDIATE)
+    finals: Recorder[ServerMessage] = Recorder(lambda e: isinstance(e, UserTranscription) and e.final)
+    client.events.on_message.subscribe(finals, P.IMMEDIATE)
     texts: Recorder[BotText] = Recorder()
     client.events.on_bot_text.subscribe(texts, P.IMMEDIATE)
     voice = tone(1.0) + bytes(2 * int(0.7 * 16000))  # a second of "speech", then enough silence to end it
     client.send_audio(voice, 16000)
-    transcription = client.wait_for(UserTranscription, lambda e: e.final, timeout=WAIT)
+    [transcription] = finals.wait(1)
+    assert isinstance(transcription, UserTranscription)
     assert transcription.text == "[audio 1.00 s]"  # the default transcriber; trailing silence cut
     types = [e.type for e in heard.wait(3)]
     assert types[:3] == ["user-started-speaking", "user-stopped-speaking", "user-transcription"]

@@ -49,6 +49,13 @@ class MemoryServer:
             self.audio_sent.append((pcm, sample_rate, num_channels))
             self._cond.notify_all()
 
+    def wait_audio_sent(self, count: int = 1, timeout: float = 5.0) -> list[tuple[bytes, int, int]]:
+        """Block until the client has sent ``count`` pieces of audio; return them all."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.audio_sent) >= count, timeout):
+                raise TimeoutError(f"client sent {len(self.audio_sent)} of {count} pieces of audio within {timeout} s")
+            return list(self.audio_sent)
+
     def push(self, frame: str | bytes | dict[str, Any]) -> None:
         data = json.dumps(frame) if isinstance(frame, dict) else frame
         t = self.transport
