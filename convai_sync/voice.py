@@ -169,10 +169,10 @@ class VoiceTracker:
             current = self._current
             if current is None or current.state is not _SPEAKING:
                 return
-            if self._lag <= 0 or current.interrupted:
+            if self._lag <= 0:
                 self._current = None
             else:
-                current.state = _TAIL
+                current.state = _TAIL  # an interrupted turn too: its lagging frames are dropped
         if current.state is _TAIL:
             turn_id, lag = current.turn_id, self._lag
             self._post(lambda: self._set_timer("audio_tail", lag, lambda: self._end_tail(turn_id)))

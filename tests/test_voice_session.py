@@ -295,6 +295,28 @@ def test_server_interruptions_drop_the_voice(make: Any, signal: str) -> None:
     assert [s.source for s in stops] == [expected] and stops[0].dropped == 10
 
 
+def test_lagging_frames_of_an_interrupted_turn_are_dropped_too(make: Any) -> None:
+    clock = SteppingClock()
+    h = make(clock=clock)
+    h.server.audio_lag = 0.5
+    got: Recorder[AudioFrame] = Recorder()
+    h.client.events.on_audio.subscribe(got, P.IMMEDIATE)
+    h.connect()
+    h.server.push(form_b("bot-started-speaking"))
+    h.server.push_audio(voice(0))
+    got.wait(1)
+    h.client.interrupt()
+    h.server.push(form_b("bot-stopped-speaking"))
+    h.server.push(form_b("bot-turn-completed", was_interrupted=True))
+    h.server.push_audio(voice(1))  # still in the jitter buffer when the messages came
+    clock.step(0.5)  # the tail ends
+    for _ in range(2):  # connect() while CONNECTED is answered by the session thread: two span its timers
+        h.client.connect(timeout=WAIT)
+    h.server.push_audio(voice(2))  # sound after the tail is outside any turn again
+    frames = got.wait(2)
+    assert [(marker(f), f.turn_id) for f in frames] == [(0, 1), (2, None)]
+
+
 def test_user_speaking_alone_does_not_cut_the_voice(make: Any) -> None:
     h = make()
     got: Recorder[AudioFrame] = Recorder()
