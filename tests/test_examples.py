@@ -22,12 +22,14 @@ EXPECTED = {
     "please_wait.py": ["Please wait", "Slot free"],
     "session_timer.py": ["Session ends in", "session.duration_limit_reached"],
     "idle_countdown.py": ["disconnected in", "session.idle_timeout"],
-    "voice_chat.py": ["You say: tone.wav (1.70 s, 16000 Hz)", "Character heard: [audio 1.00 s]",
-                      "Character: You said: [audio 1.00 s].", "Character's voice: "],
+    # LiveKit's Opus smears the tone's edges by a frame: "[audio 1.02 s]" there, "1.00" on the WebSocket.
+    "voice_chat.py": ["You say: tone.wav (1.70 s, 16000 Hz)", "Character heard: [audio 1.0",
+                      "Character: You said: [audio 1.0", "Character's voice: "],
 }
 
 #: example -> its command-line arguments. voice_chat.py defaults to LiveKit; until the LiveKit transport is
-#: in this tree it runs over the WebSocket's audio (drop this entry once it is).
+#: in this tree the no-argument run goes over the WebSocket's audio (drop this entry once it is: the
+#: WAV-length test below keeps the WebSocket run).
 ARGS = {"voice_chat.py": ["--transport", "websocket"]}
 
 
@@ -91,7 +93,7 @@ def test_voice_chat_writes_the_characters_voice(tmp_path: Path) -> None:
     reply = "You said: [audio 1.00 s]. This is turn 1 of our conversation. I am a simulated Convai character."
     out = tmp_path / "reply.wav"
     env = {k: v for k, v in os.environ.items() if k not in ("CONVAI_API_KEY", "CONVAI_CHARACTER_ID", "CONVAI_URL")}
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "voice_chat.py"), *ARGS["voice_chat.py"], "--output",
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "voice_chat.py"), "--transport", "websocket", "--output",
                            str(out)], capture_output=True, text=True, timeout=45, env=env, cwd=tmp_path, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with wave.open(str(out), "rb") as wav:
