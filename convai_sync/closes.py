@@ -3,6 +3,10 @@
 Pure function of PROTOCOL.md §1.5 (WS close codes 1008/1011 and their exact reason strings),
 §2.6 (reasons and retry), §1.12 (PROPOSED idle/usage/kill closes) and the simulator extensions
 of DESIGN.md §6 (close code ``4000 + reason``; ``4100`` with an ``ErrorCode`` as the reason).
+
+A LiveKit end (``TransportClosed.disconnect_reason`` set; ``code`` is LiveKit's
+``DisconnectReason`` 0..16 from ``livekit_models.proto``, not a WebSocket code) is classified by
+:func:`classify_livekit_close`.
 """
 
 from __future__ import annotations
@@ -45,8 +49,17 @@ def _err(code: ErrorCode, message: str, session_id: str | None,
     return SessionError.of(code, message, session_id=session_id, stage=stage, exception=exc)
 
 
+#: Reasons that end a Convai session for good even when they arrive while LiveKit is recovering
+#: the link: a failed resume with any other reason is a lost link, and the session reconnects.
+_FINAL_REASONS: frozenset[DisconnectReason] = frozenset({
+    DisconnectReason.CLIENT_INITIATED, DisconnectReason.DUPLICATE_IDENTITY, DisconnectReason.PARTICIPANT_REMOVED,
+    DisconnectReason.ROOM_DELETED, DisconnectReason.ROOM_CLOSED, DisconnectReason.AGENT_ERROR})
+
+
 def classify_close(closed: TransportClosed, session_id: str | None = None) -> CloseOutcome:
     """Classify a :class:`TransportClosed` (see module docstring)."""
+    if closed.disconnect_reason is not None:
+        return classify_livekit_close(closed, session_id)
     code, text = closed.code, closed.reason or ""
     lowered = text.lower()
     if closed.initiator == "client":
@@ -88,3 +101,37 @@ def classify_close(closed: TransportClosed, session_id: str | None = None) -> Cl
             return CloseOutcome(DisconnectReason.ROOM_DELETED, err, False)
         return CloseOutcome(DisconnectReason.ROOM_DELETED, None, False)
     return CloseOutcome(DisconnectReason.UNKNOWN_REASON, None, True)
+
+
+def classify_livekit_close(closed: TransportClosed, session_id: str | None = None) -> CloseOutcome:
+    """Classify the end of a LiveKit room (``closed.disconnect_reason`` set).
+
+    * ``initiator="client"``: ``CLIENT_INITIATED``, not retried.
+    * ``initiator="server"`` (a leave from the server): the reason itself, retried when
+      :attr:`DisconnectReason.should_retry`; ``AGENT_ERROR`` is ``server.fatal_error``, not
+      retried (as for the WebSocket's ``4000 + reason`` closes).
+    * ``initiator="network"`` (the link failed, or LiveKit's own recovery of it did): a lost link,
+      retried unless the reason ends the session for good (``DUPLICATE_IDENTITY``,
+      ``PARTICIPANT_REMOVED``, ``ROOM_DELETED``, ``ROOM_CLOSED``, ``AGENT_ERROR``). Its error is
+      ``transport.ice_failed`` for ``MEDIA_FAILURE`` (libwebrtc gave up on the peer connection:
+      ICE, or the DTLS/SCTP transport on top of it, which the client cannot tell apart) and
+      ``transport.signal_disconnected`` otherwise.
+    """
+    reason = closed.disconnect_reason or DisconnectReason.UNKNOWN_REASON
+    text = closed.reason or reason.message
+    if closed.initiator == "client":
+        return CloseOutcome(DisconnectReason.CLIENT_INITIATED, None, False)
+    if reason is DisconnectReason.AGENT_ERROR:
+        err = _err(ErrorCode.SERVER_FATAL_ERROR, f"agent error: {text}", session_id)
+        return CloseOutcome(reason, err, False)
+    if closed.initiator == "server":
+        return CloseOutcome(reason, None, reason.should_retry)
+    if reason in _FINAL_REASONS:
+        return CloseOutcome(reason, None, False)
+    if reason is DisconnectReason.MEDIA_FAILURE:
+        err = _err(ErrorCode.TRANSPORT_ICE_FAILED, f"LiveKit peer connection failed ({text})", session_id,
+                   SessionErrorStage.TRANSPORT, closed.error)
+    else:
+        err = _err(ErrorCode.TRANSPORT_SIGNAL_DISCONNECTED, f"LiveKit connection lost ({text})", session_id,
+                   SessionErrorStage.TRANSPORT, closed.error)
+    return CloseOutcome(reason, err, True)

@@ -133,6 +133,14 @@ def build_request(config: ConvaiConfig, character_session_id: str | None) -> dic
     if config.enable_emotion:
         body["emotion_config"] = {"provider": "llm", "min_word_threshold": 3,
                                   "low_intensity_threshold": 0.33, "high_intensity_threshold": 0.66}
+    # Convai's /connect accepts audio_config with LiveKit only (any other transport: HTTP 400
+    # "audio_config is only supported with LiveKit transport"); "audio_only" is its default, so it
+    # is sent only to route the voice to audio-data messages.
+    if config.transport == "livekit" and config.audio_routing != "audio_only":
+        output: dict[str, Any] = {"audio_routing": config.audio_routing}
+        if config.audio_sample_rate is not None:
+            output["sample_rate"] = config.audio_sample_rate
+        body["audio_config"] = {"output": output}
     return body
 
 

@@ -107,6 +107,7 @@ class Session:
         self._slot_waited = 0.0
         self._slot_attempts = 0
         self._drop_reason = DisconnectReason.UNKNOWN_REASON
+        self._resuming = False  # reconnect attempt 1 is the transport's own link recovery (LiveKit)
         self._final: tuple[DisconnectReason, SessionError] | None = None  # why the session is in ERROR
         self._pending_fatal: SessionError | None = None
         self._early_events: list[object] = []
@@ -118,6 +119,7 @@ class Session:
             "connect_attempts": 0, "reconnect_attempts": 0, "reconnects": 0, "retry_delays": [],
             "frames_received": 0, "frames_sent": 0, "frames_dropped": 0, "frames_unsent": 0,
             "protocol_errors": 0, "slot_waits": 0, "internal_errors": 0, "keepalive_timeouts": 0,
+            "transport_resumes": 0,
         }
         self._loop = SessionLoop(clock, on_start=hub.mark_publisher_thread,
                                  on_exit=lambda ident: hub.mark_publisher_thread(ident, active=False),
@@ -340,6 +342,7 @@ class Session:
             return
         self._attempts += 1
         self._attempt_id += 1
+        self._resuming = False
         attempt_id = self._attempt_id
         key = "reconnect_attempts" if self._phase == "reconnect" else "connect_attempts"
         self.stats[key] += 1
@@ -441,7 +444,9 @@ class Session:
         if attempt_id != self._attempt_id or self.state not in (S.CONNECTING, S.RECONNECTING):
             return
         self._attempt_id += 1  # a late worker result is released by _discard
-        waited = "bot-ready" if self.transport is not None else "the connect call"
+        waited = ("the transport's link recovery" if self._resuming
+                  else "bot-ready" if self.transport is not None else "the connect call")
+        self._resuming = False
         self._abort_attempt(f"connection_timeout={self._config.connection_timeout:g} s elapsed")
         error = self._err(ErrorCode.CONNECTION_TIMEOUT,
                           f"no {waited} within connection_timeout={self._config.connection_timeout:g} s")
@@ -491,6 +496,7 @@ class Session:
         self._loop.cancel_timer("idle_deadline")
         self._loop.cancel_timer("keepalive")
         self._duration_started = None
+        self._resuming = False
         self._final = (reason, error)
         self._set_state(S.ERROR, error)
         self._publish_error(error)
@@ -553,6 +559,9 @@ class Session:
             outcome = CloseOutcome(outcome.reason, self._pending_fatal, False)
         log.info("transport closed: code=%s reason=%r -> %s (retry=%s)", closed.code, closed.reason,
                  outcome.reason.name, outcome.retry)
+        if self._resuming and self.state is S.RECONNECTING:
+            self._resume_failed(outcome)
+            return
         if self.state in (S.CONNECTING, S.RECONNECTING):
             error = outcome.error or self._err(
                 ErrorCode.CONNECTION_NETWORK_ERROR if outcome.retry else ErrorCode.CONNECTION_FAILED,
@@ -562,6 +571,64 @@ class Session:
         if self.state is not S.CONNECTED:
             return
         self._on_drop(outcome)
+
+    # ---------------------------------------------------------------- transport-level recovery (LiveKit)
+
+    def transport_reconnecting(self, attempt_id: int, transport: Transport) -> None:
+        """The transport lost its link and is recovering it itself (LiveKit's resume / rejoin).
+
+        That recovery is reconnect attempt 1 of the session's one policy: RECONNECTING at once,
+        bounded by ``connection_timeout``, counted against ``ReconnectPolicy.max_attempts``
+        (with 0 the room is dropped instead). If it fails, the next attempts make a new
+        ``POST /connect``.
+        """
+        if transport is not self.transport or self.state is not S.CONNECTED:
+            return
+        policy = self._config.reconnect_policy
+        if policy.max_attempts == 0:
+            transport.abort("link lost, and ReconnectPolicy.max_attempts is 0")
+            return
+        self._loop.cancel_timer("keepalive")
+        error = self._err(ErrorCode.TRANSPORT_SIGNAL_DISCONNECTED, "connection interrupted; recovering it")
+        self._fail_pending(error)
+        self._drop_reason = DisconnectReason.UNKNOWN_REASON
+        self._set_state(S.RECONNECTING)
+        self._phase = "reconnect"
+        self._attempts = 1
+        self._resuming = True
+        self._pending_fatal = None
+        self.stats["reconnects"] += 1
+        self.stats["reconnect_attempts"] += 1
+        self.stats["transport_resumes"] += 1
+        log.info("reconnect attempt 1 of %d: the transport is recovering its link", policy.max_attempts)
+        self._hub.publish(ev.Reconnecting(attempt=1, max_attempts=policy.max_attempts, delay=0.0,
+                                          reason=self._drop_reason, error=error))
+        aid = self._attempt_id
+        self._loop.set_timer("attempt_deadline", self._config.connection_timeout, lambda: self._attempt_timed_out(aid))
+
+    def transport_reconnected(self, attempt_id: int, transport: Transport) -> None:
+        """The transport recovered its link: the same session (and character) go on."""
+        if transport is not self.transport or self.state is not S.RECONNECTING or not self._resuming:
+            return
+        self._resuming = False
+        self._loop.cancel_timer("attempt_deadline")
+        log.info("the transport recovered its link; session %s goes on", self.session_id)
+        self._became_connected(reconnected=True)
+
+    def _resume_failed(self, outcome: CloseOutcome) -> None:
+        self._resuming = False
+        self._drop_reason = outcome.reason
+        self.last_disconnect_reason = outcome.reason
+        if outcome.error is not None:
+            self._publish_error(outcome.error)
+        if not outcome.retry:
+            self._loop.cancel_timer("attempt_deadline")
+            self._teardown_link(notify_server=True)
+            self._finish_disconnect(outcome.reason, outcome.error, pending=outcome.error or self._err(
+                ErrorCode.SESSION_INVALID_STATE, f"session ended: {outcome.reason.message}"))
+            return
+        self._attempt_failed(outcome.error or self._err(
+            ErrorCode.TRANSPORT_SIGNAL_DISCONNECTED, f"link recovery failed: {outcome.reason.message}"))
 
     def _on_drop(self, outcome: CloseOutcome) -> None:
         self.bot_ready = False
@@ -626,6 +693,7 @@ class Session:
         self._loop.cancel_timer("keepalive")
         self._duration_started = None
         self._final = None
+        self._resuming = False
         self.last_disconnect_reason = reason
         if error is not None:
             self.last_error = error
@@ -696,7 +764,9 @@ class Session:
             return
         self.bot_ready = True
         self._loop.cancel_timer("attempt_deadline")
-        reconnected = self.state is S.RECONNECTING
+        self._became_connected(reconnected=self.state is S.RECONNECTING)
+
+    def _became_connected(self, reconnected: bool) -> None:
         attempts = self._attempts
         self._set_state(S.CONNECTED)
         if reconnected:
@@ -845,3 +915,16 @@ class _Listener:
     def on_transport_closed(self, transport: Transport, closed: TransportClosed) -> None:
         s, aid = self._session, self._attempt_id
         s.post(lambda: s.transport_closed(aid, transport, closed))
+
+    def on_transport_reconnecting(self, transport: Transport) -> None:
+        s, aid = self._session, self._attempt_id
+        s.post(lambda: s.transport_reconnecting(aid, transport))
+
+    def on_transport_reconnected(self, transport: Transport) -> None:
+        s, aid = self._session, self._attempt_id
+        s.post(lambda: s.transport_reconnected(aid, transport))
+
+    def on_transport_participant(self, transport: Transport, event: ev.ParticipantJoined | ev.ParticipantLeft
+                                 ) -> None:
+        s, aid = self._session, self._attempt_id
+        s.post(lambda: s.transport_event(aid, transport, event))

@@ -366,6 +366,8 @@ class Simulator(SimulatorOperations):
         from convai_sync.config import ConvaiConfig
 
         fields: dict[str, Any] = {"api_key": self.api_key, "character_id": self.character_id, "url": self.url}
+        if overrides.get("transport") == "livekit":
+            fields["ice_transport_policy"] = "all"  # the simulator runs no TURN server: "relay" cannot connect
         fields.update(overrides)
         return ConvaiConfig(**fields)
 

@@ -146,7 +146,7 @@ def test_withheld_connectivity_fails_the_peer_connection(sim: Simulator) -> None
 @pytest.mark.timeout(30)
 def test_injected_join_refusals() -> None:
     expected = {401: "401 Unauthorized", 403: "403 Forbidden", 429: "429 Too Many Requests",
-                404: "400 Bad Request"}  # a 404 sends the client to the v0 /rtc, which answers 400
+                404: "404 Not Found"}  # a 404 sends the client to the v0 /rtc, which repeats it
 
     async def scenario() -> None:
         for status, text in expected.items():

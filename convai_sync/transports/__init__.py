@@ -23,7 +23,12 @@ def create(config: ConvaiConfig) -> Transport:
     if config.transport == "livekit":
         from .livekit import LiveKitTransport
 
-        return LiveKitTransport()
+        return LiveKitTransport(ice_transport_policy=config.ice_transport_policy,
+                                # routed to data only, the voice arrives as audio-data messages, not on a track
+                                receive_audio=config.receive_audio and config.audio_routing != "data_only",
+                                audio_sample_rate=config.audio_sample_rate,
+                                max_message_bytes=config.max_message_bytes,
+                                send_queue_bytes=config.send_queue_bytes)
     raise ValueError(f"unknown transport {config.transport!r}")
 
 

@@ -10,7 +10,11 @@ The contract every transport keeps (and ``tests/test_transport_contract.py`` che
 * ``close()`` is idempotent, callable from any thread including the listener's, returns within
   its ``timeout`` whatever the peer does, and leaves no thread of the transport running (when
   called on the transport's own thread, that thread exits right after).
-* The listener hears ``on_transport_closed`` exactly once per successful ``open()``.
+* The listener hears ``on_transport_closed`` exactly once per successful ``open()``, and nothing
+  after it; a failed ``open()`` reports nothing.
+* A transport that recovers its link by itself (LiveKit's resume) reports it with
+  ``on_transport_reconnecting`` / ``on_transport_reconnected``; the session decides whether to
+  wait for it (the only reconnect policy is the session's).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from ..connect import Endpoint
+from ..disconnect import DisconnectReason
 from ..errors import ErrorCode, SessionError
+from ..events import ParticipantJoined, ParticipantLeft
 from ..netio import Canceller
 
 Initiator = Literal["client", "server", "network"]
@@ -38,14 +44,18 @@ class TransportClosed:
     Attributes:
         code: WebSocket close code (1006 when no close frame came), or a LiveKit reason value.
         reason: Close reason text.
-        initiator: ``"client"`` (we closed), ``"server"`` (close frame) or ``"network"``.
+        initiator: ``"client"`` (we closed), ``"server"`` (close frame, or a LiveKit leave) or
+            ``"network"`` (the link failed).
         error: Underlying exception for network failures.
+        disconnect_reason: Set by transports that carry LiveKit's ``DisconnectReason`` natively
+            (``code`` is then its value, 0..16, not a WebSocket close code).
     """
 
     code: int | None
     reason: str
     initiator: Initiator
     error: BaseException | None = None
+    disconnect_reason: DisconnectReason | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,18 @@ class TransportListener(Protocol):
         ...
 
     def on_transport_closed(self, transport: Transport, closed: TransportClosed) -> None: ...
+
+    def on_transport_reconnecting(self, transport: Transport) -> None:
+        """The transport's own link recovery started (LiveKit ``reconnecting``); the link is down."""
+        ...
+
+    def on_transport_reconnected(self, transport: Transport) -> None:
+        """The transport's own link recovery succeeded (LiveKit ``reconnected``)."""
+        ...
+
+    def on_transport_participant(self, transport: Transport, event: ParticipantJoined | ParticipantLeft) -> None:
+        """A room participant joined or left (LiveKit rooms; the local participant included)."""
+        ...
 
 
 class TransportOpenError(Exception):

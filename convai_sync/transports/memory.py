@@ -15,8 +15,9 @@ import threading
 from typing import Any
 
 from ..connect import Endpoint
+from ..errors import ErrorCode, SessionError
 from ..netio import Canceller
-from .base import Transport, TransportClosed, TransportListener
+from .base import Transport, TransportClosed, TransportListener, TransportOpenError
 
 
 class MemoryServer:
@@ -107,6 +108,9 @@ class MemoryTransport(Transport):
 
     def open(self, endpoint: Endpoint, listener: TransportListener, *, timeout: float,
              canceller: Canceller | None = None) -> None:
+        if canceller is not None and canceller.aborted:
+            raise TransportOpenError(SessionError.of(ErrorCode.CONNECTION_TIMEOUT,
+                                                     f"{canceller.what} aborted: {canceller.reason}"))
         self.endpoint = endpoint
         self.listener = listener
         self._open = True

@@ -62,8 +62,8 @@ idle timeout, usage limit, kill-pipeline,  ``disconnected(ROOM_DELETED)``; the e
 ``refuse_livekit_join(401|403|429)``       ``room.connect()`` raises ``ConnectError("engine: signal failure:
                                            handshake error: 401 Unauthorized")`` (403 Forbidden, 429 Too Many
                                            Requests) after ~0.1 s; the client tries 4 times per connect
-``refuse_livekit_join(404)``               the client falls back to ``/rtc`` (v0), which answers 400:
-                                           ``handshake error: 400 Bad Request``
+``refuse_livekit_join(404)``               the client falls back to ``/rtc`` (v0), which repeats the 404:
+                                           ``handshake error: 404 Not Found``
 bad or foreign token                       ``ConnectError("... client error: 401 Unauthorized - invalid token:
                                            InvalidSignatureError")``
 expired token (``token_ttl``)              ``ConnectError("... client error: 401 Unauthorized - invalid token:

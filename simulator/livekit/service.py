@@ -57,6 +57,9 @@ class LiveKitService:
         self.tokens = TokenIssuer()
         self.rooms: collections.OrderedDict[str, LiveKitSession] = collections.OrderedDict()
         self._refusals: collections.deque[list[Any]] = collections.deque()
+        #: An injected 404 also answers the client's fallback to ``/rtc`` (v0) that it triggers, as a
+        #: server without the room would: otherwise the client reports the fallback's 400.
+        self.fallback_refusal: tuple[int, str] | None = None
         self.carriers: set[LiveKitCarrier] = set()
 
     # ------------------------------------------------------------------ /connect
@@ -114,7 +117,9 @@ class LiveKitService:
         entry[2] -= 1
         if entry[2] <= 0:
             self._refusals.popleft()
-        return int(entry[0]), str(entry[1])
+        refusal = int(entry[0]), str(entry[1])
+        self.fallback_refusal = refusal if refusal[0] == 404 else None
+        return refusal
 
     # ------------------------------------------------------------------ lifecycle
 

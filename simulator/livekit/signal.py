@@ -5,7 +5,7 @@ like LiveKit checks it: a bad, expired or foreign token, or a room that is not o
 and a text before the upgrade (the client then calls ``/rtc/v1/validate``, which gives the same answer).
 After the upgrade every frame is a binary protobuf (``SignalResponse`` out, ``SignalRequest`` in). The older
 dual-peer-connection mode (``/rtc``) is not served: it answers 400 saying so (never 404, which makes clients
-fall back to it). Loop thread only.
+fall back to it), except right after an injected 404 on ``/rtc/v1``, which it repeats. Loop thread only.
 
 Inputs are bounded: a signal message is at most :data:`MAX_SIGNAL_MESSAGE` bytes, so is a ``join_request``
 once decompressed, and a participant publishes at most :data:`MAX_USER_TRACKS` tracks (further
@@ -101,6 +101,10 @@ async def validate(request: web.Request) -> web.Response:
 
 
 async def v0(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    refusal, service.fallback_refusal = service.fallback_refusal, None
+    if refusal is not None:  # the fallback an injected 404 on /rtc/v1 caused: refused the same way
+        return web.Response(status=refusal[0], text=refusal[1])
     return web.Response(status=400, text=V0_REFUSAL)
 
 
