@@ -27,11 +27,6 @@ EXPECTED = {
                       "Character: You said: [audio 1.0", "Character's voice: "],
 }
 
-#: example -> its command-line arguments. voice_chat.py defaults to LiveKit; until the LiveKit transport is
-#: in this tree the no-argument run goes over the WebSocket's audio (drop this entry once it is: the
-#: WAV-length test below keeps the WebSocket run).
-ARGS = {"voice_chat.py": ["--transport", "websocket"]}
-
 
 def test_every_example_is_covered() -> None:
     scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
@@ -41,8 +36,8 @@ def test_every_example_is_covered() -> None:
 @pytest.mark.parametrize("script", sorted(EXPECTED))
 def test_example_runs_against_the_embedded_simulator(script: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("CONVAI_API_KEY", "CONVAI_CHARACTER_ID")}
-    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *ARGS.get(script, [])], capture_output=True,
-                          text=True, timeout=45, env=env, cwd=tmp_path, check=False)
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script)], capture_output=True, text=True,
+                          timeout=45, env=env, cwd=tmp_path, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for line in EXPECTED[script]:
         assert line in proc.stdout, f"{script} did not print {line!r}:\n{proc.stdout}"
@@ -85,7 +80,9 @@ def test_quickstart_against_a_local_simulator_does_not_claim_the_real_service() 
     assert f"Using the local Convai service at {sim.url}" in out
 
 
-def test_voice_chat_writes_the_characters_voice(tmp_path: Path) -> None:
+def test_voice_chat_over_the_websocket_writes_the_characters_voice(tmp_path: Path) -> None:
+    """The no-argument run above goes over LiveKit; this one over the WebSocket's audio, where the WAV's
+    length is exactly the synthesizer's (no codec in between)."""
     import wave
 
     from simulator.speech import voice_seconds
