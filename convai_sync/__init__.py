@@ -31,6 +31,7 @@ from .events import (
                      Action,
                      ActionResponse,
                      AudioData,
+                     AudioInterrupted,
                      BehaviorTreeResponse,
                      BlendshapeFrames,
                      BotEmotion,
@@ -86,8 +87,8 @@ __version__ = "0.1.0"
 logging.getLogger("convai_sync").addHandler(logging.NullHandler())
 
 __all__ = [
-    "CATALOG", "Action", "ActionResponse", "AudioClip", "AudioData", "AudioFrame", "BehaviorTreeResponse",
-    "BlendshapeFrames",
+    "CATALOG", "Action", "ActionResponse", "AudioClip", "AudioData", "AudioFrame", "AudioInterrupted",
+    "BehaviorTreeResponse", "BlendshapeFrames",
     "BotEmotion", "BotLLMStarted", "BotLLMStopped", "BotReady", "BotReply", "BotStartedSpeaking",
     "BotStoppedSpeaking", "BotTTSStarted", "BotTTSStopped", "BotTTSText", "BotText",
     "BotTurnCompleted", "ConcurrencyLimitError", "ConfigurationError", "Connected", "ConvaiClient",

@@ -25,6 +25,7 @@ from typing import Any, Literal, TypeVar, overload
 
 from . import events as ev
 from . import protocol
+from .audio import check_format
 from .channels import ConvaiEvents
 from .clock import Clock, SystemClock
 from .config import ConvaiConfig
@@ -149,7 +150,7 @@ class ConvaiClient:
             raise TypeError("config must be a ConvaiConfig")
         self._config = config
         self._hub = EventHub(config.delivery_policy, config.event_queue_size, config.strict_handlers,
-                             config.immediate_handler_budget)
+                             config.immediate_handler_budget, audio_queue_size=config.audio_queue_frames)
         self._events = ConvaiEvents(self._hub, PipelineSessionError)
         self._api = connect_api or ConnectApi(config)
         factory = transport_factory or (lambda: create_transport(config))
@@ -452,7 +453,14 @@ class ConvaiClient:
         """Send ``text`` and block until the character's whole reply to it has arrived.
 
         The reply is assembled from ``bot-llm-text`` chunks up to ``bot-turn-completed`` (or
-        ``llm-no-response``), with the turn's ``bot-emotion`` and ``action-response``. It is the
+        ``llm-no-response``), with the turn's ``bot-emotion`` and ``action-response``. When the
+        session receives the character's voice (``ConvaiConfig.receive_audio``, TTS on) and the
+        reply was spoken (``bot-started-speaking``), ``ask()`` also waits for the end of that voice
+        (``bot-stopped-speaking``, plus the transport's short tail for audio that lags the
+        messages: 0 on the WebSocket, at most 0.5 s on LiveKit), still within ``timeout``, and
+        ``BotReply.audio`` holds it as an :class:`AudioClip` (PCM16; what arrived before an
+        interruption, for an interrupted reply). Otherwise ``BotReply.audio`` is None and it
+        returns at ``bot-turn-completed``. It is the
         reply to this text and no other: Convai echoes the message's id in
         ``final-user-transcription`` and the reply that follows is bound to it; where the server
         sends no echo, replies are matched to the messages that cause them (texts, including
@@ -466,17 +474,17 @@ class ConvaiClient:
 
         Raises:
             InvalidStateError: not CONNECTED, or called on the session thread.
-            ConvaiTimeoutError: no complete reply within ``timeout`` seconds (a late reply then
-                reaches the event channels only).
+            ConvaiTimeoutError: no complete reply (text, and voice when expected) within
+                ``timeout`` seconds (a late reply then reaches the event channels only).
             ConvaiError: the session ended or failed while waiting, or the server rejected the
                 message (its error acknowledgement).
         """
         turn, deadline = self._begin_turn(text, "ask()", timeout)
         try:
-            return turn.future.result(deadline.remaining())
-        except FutureTimeout:
+            return turn.reply(deadline.at)
+        except TimeoutError as exc:
             self._session.turns.abandon(turn)
-            raise _timeout_error(f"no complete reply within {timeout} s", self.session_id) from None
+            raise _timeout_error(f"{exc} ({timeout} s)", self.session_id) from None
         finally:
             self._hub.raise_pending()
 
@@ -528,8 +536,16 @@ class ConvaiClient:
     def interrupt(self, wait: bool, timeout: float | None = None) -> ev.ServerResponse | None: ...
 
     def interrupt(self, wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
-        """Send ``interrupt-bot`` (stop the current reply). ``wait``/``timeout``/errors as
-        :meth:`send_text`."""
+        """Stop the character (barge-in): drop its undelivered voice at once, then send
+        ``interrupt-bot`` so the server stops the reply.
+
+        The voice is dropped first, in every state, on the calling thread: the frames waiting in
+        the MAIN_THREAD and BACKGROUND queues and in the session's inbox, and the interrupted
+        turn's later frames; ``on_audio_interrupted`` then fires (a player drops its own buffer).
+        ``wait``/``timeout``/errors of the send as :meth:`send_text`.
+        """
+        self._check_open()
+        self._session.voice.interrupt("client")
         return self._send("interrupt-bot", protocol.simple("interrupt-bot"), wait, timeout)
 
     @overload
@@ -603,9 +619,55 @@ class ConvaiClient:
     def toggle_tts(self, enabled: bool, wait: bool, timeout: float | None = None) -> ev.ServerResponse | None: ...
 
     def toggle_tts(self, enabled: bool, wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
-        """Send ``tts-toggle`` (turn the character's voice on or off). ``wait``/``timeout``/errors
-        as :meth:`send_text`."""
-        return self._send("tts-toggle", protocol.tts_toggle(enabled), wait, timeout)
+        """Send ``tts-toggle`` (turn the character's voice on or off; ``ask()`` then stops or starts
+        waiting for the voice). ``wait``/``timeout``/errors as :meth:`send_text`."""
+        response = self._send("tts-toggle", protocol.tts_toggle(enabled), wait, timeout)
+        self._session.voice.tts_enabled = bool(enabled)
+        return response
+
+    def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1, timeout: float | None = None) -> None:
+        """Send the user's voice: PCM16 of any length, which the transport frames (20 ms frames).
+
+        The character hears it as speech (the server's VAD and speech-to-text, then a reply, as
+        for a spoken utterance). Returns once all of it is written or queued; blocks only while
+        the send queue is full (the server reads more slowly than the audio comes), never longer
+        than ``timeout``. On the WebSocket the audio travels as Pipecat protobuf ``Frame.audio``
+        binary frames (PROPOSED: Convai does not document audio on ``/chat``; Convai's Web SDK
+        WebSocket transport uses Pipecat's ``ProtobufFrameSerializer``).
+
+        Args:
+            pcm: PCM16 little-endian samples, interleaved by channel (``bytes``-like).
+            sample_rate: Hz, 8000..192000 (16000 or 48000 are usual).
+            num_channels: 1..8 (mono is what speech-to-text expects).
+            timeout: Seconds from the call for the back-pressure wait; None means
+                ``config.ack_timeout``; 0 never waits.
+
+        Raises:
+            ValueError: not whole PCM16 frames, a bad ``sample_rate``/``num_channels``, or a
+                negative ``timeout``.
+            InvalidStateError: not CONNECTED, or the transport carries no audio (the message says
+                which to use); :class:`SendQueueFullError` when the queue stayed full until
+                ``timeout`` (the audio queued before then is sent, the rest is not).
+            ImportError: the WebSocket transport needs the ``protobuf`` package:
+                ``pip install 'convai-sync[audio]'``.
+        """
+        check_format(pcm, sample_rate, num_channels)
+        limit = _check_timeout("timeout", timeout)
+        deadline = _Deadline(self._config.ack_timeout if limit is None else limit)
+        transport = self._ready_transport()
+        if not transport.supports_audio:
+            raise invalid_state(f"the {transport.kind} transport carries no audio: use ConvaiConfig(transport="
+                                "'websocket') (with the [audio] extra) or transport='livekit'", self.session_id)
+        if not pcm:
+            return
+        try:
+            transport.send_audio(bytes(pcm), sample_rate, num_channels, timeout=deadline.remaining())
+        except OutboxFull as exc:
+            raise SendQueueFullError(SessionError.of(ErrorCode.SESSION_INVALID_STATE, f"audio not sent: {exc}",
+                                                     session_id=self.session_id)) from None
+        except ConnectionError as exc:
+            raise invalid_state(f"audio not sent: {exc}", self.session_id) from exc
+        self._session.voice.sent(len(pcm), sample_rate, num_channels)
 
     @overload
     def reset_idle_timer(self, wait: Literal[False] = False, timeout: float | None = None) -> None: ...

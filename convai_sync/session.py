@@ -13,7 +13,8 @@ Thread ownership (one owner per piece of state):
   replies directly (the :class:`~convai_sync.turns.AckTracker` and
   :class:`~convai_sync.turns.TurnTracker` own their own locks), then hands every event to the
   session thread, which changes state and publishes it. A waiting caller thus wakes one thread
-  hand-off after its answer arrives.
+  hand-off after its answer arrives. The character's voice takes the same path through the
+  :class:`~convai_sync.voice.VoiceTracker`, which tags each frame with its turn in wire order.
 * User threads post commands to the session inbox and wait on futures with deadlines; sends go
   straight to the thread-safe, non-blocking transport.
 
@@ -35,7 +36,7 @@ from typing import Any
 
 from . import events as ev
 from . import protocol
-from .audio import AudioFrame
+from .audio import check_format
 from .clock import Clock
 from .closes import CloseOutcome, classify_close
 from .config import ConvaiConfig
@@ -49,6 +50,7 @@ from .redact import scrub, scrubbed_copy
 from .state import SessionState, check_transition
 from .transports.base import Transport, TransportClosed, TransportFault, TransportOpenError
 from .turns import AckTracker, TurnTracker
+from .voice import VoiceTracker
 from .workers import Worker, Workers
 
 log = logging.getLogger("convai_sync")
@@ -122,6 +124,8 @@ class Session:
         self._loop = SessionLoop(clock, on_start=hub.mark_publisher_thread,
                                  on_exit=lambda ident: hub.mark_publisher_thread(ident, active=False),
                                  on_error=self._internal_error)
+        self.voice = VoiceTracker(hub, self.turns, self._loop.post, self._loop.set_timer,
+                                  enabled=config.receive_audio, tts_enabled=config.tts_enabled)
         self._workers = Workers()
         self._releases = 0
 
@@ -406,6 +410,8 @@ class Session:
         self._endpoint = result.endpoint
         self.transport = result.transport
         self._listener = listener
+        # audio-data messages travel with the other messages: no tail for them.
+        self.voice.attach(0.0 if self._config.audio_routing == "data_only" else result.transport.audio_lag)
         self.session_id = result.endpoint.session_id
         if result.endpoint.character_session_id:
             self.character_session_id = result.endpoint.character_session_id
@@ -650,6 +656,7 @@ class Session:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.active = False  # its late frames no longer complete acks or asks
+            self.voice.detach()
 
     def _teardown_link(self, notify_server: bool) -> None:
         transport, self.transport = self.transport, None
@@ -838,6 +845,7 @@ class Session:
             **{k: (list(v) if isinstance(v, list) else v) for k, v in self.stats.items()},
             "pending_acks": len(self.acks),
             "pending_asks": self.turns.waiting,
+            "audio": self.voice.snapshot(),
         }
 
 
@@ -867,13 +875,19 @@ class _Listener:
             if decoded is None:
                 return
             event = decoded
+        if isinstance(event, ev.AudioData):
+            # The voice as data messages; with audio_routing "both" the track carries the same voice.
+            if self.active and s._config.audio_routing != "both":
+                s.voice.receive(event.pcm, event.sample_rate, event.num_channels, self.is_active)
+            return
         if self.active:
             if isinstance(event, ev.ServerResponse):
                 s.acks.resolve(event)
                 s.turns.acked(event)
             else:
                 s.turns.feed(event)
-        if s._loop.pending() >= MAX_INBOX_FRAMES:
+                s.voice.on_event(event)
+        if s._loop.pending() - s.voice.inbox_pending >= MAX_INBOX_FRAMES:
             s.stats["frames_dropped"] += 1
             log.warning("session inbox full (%d items; the session thread is blocked, e.g. by a slow "
                         "IMMEDIATE handler): dropped a %s event (total dropped: %d)",
@@ -881,11 +895,22 @@ class _Listener:
             return
         s.post(lambda: s.transport_event(aid, transport, event))
 
+    def is_active(self) -> bool:
+        return self.active
+
     def on_transport_audio(self, transport: Transport, pcm: bytes, sample_rate: int, num_channels: int) -> None:
-        s, aid = self._session, self._attempt_id
-        frame = AudioFrame(data=pcm, sample_rate=sample_rate, num_channels=num_channels,
-                           samples_per_channel=len(pcm) // (2 * num_channels), timestamp=time.monotonic())
-        s.post(lambda: s.transport_event(aid, transport, frame))
+        if not self.active:
+            return
+        try:
+            check_format(pcm, sample_rate, num_channels)
+        except ValueError as exc:
+            log.warning("audio from the %s transport dropped: %s", transport.kind, exc)
+            return
+        self._session.voice.receive(bytes(pcm), sample_rate, num_channels, self.is_active)
+
+    def on_transport_interruption(self, transport: Transport) -> None:
+        if self.active:
+            self._session.voice.interrupt("server")
 
     def on_transport_closed(self, transport: Transport, closed: TransportClosed) -> None:
         s, aid = self._session, self._attempt_id
