@@ -11,7 +11,7 @@ import logging
 
 from .audio import AudioClip, AudioFrame
 from .channels import ConvaiEvents, EventChannel
-from .client import ConvaiClient, ReplyStream, SendQueueFullError
+from .client import ConvaiClient
 from .config import ConvaiConfig
 from .delivery import EventDeliveryPolicy
 from .disconnect import DisconnectReason
@@ -23,6 +23,7 @@ from .errors import (
                      ConvaiTimeoutError,
                      ErrorCode,
                      InvalidStateError,
+                     SendQueueFullError,
                      SessionError,
                      SessionErrorStage,
                      UsageLimitError,
@@ -78,6 +79,7 @@ from .events import (
                      WaitingForSlot,
 )
 from .hub import EventHub, Subscription
+from .replies import ReplyStream
 from .retry import ReconnectPolicy, RetryPolicy, SlotWaitPolicy
 from .session import PipelineSessionError
 from .state import SessionState

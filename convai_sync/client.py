@@ -15,17 +15,14 @@ not sent.
 from __future__ import annotations
 
 import logging
-import math
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Literal, TypeVar, overload
 
 from . import events as ev
 from . import protocol
-from .audio import check_format
 from .channels import ConvaiEvents
 from .clock import Clock, SystemClock
 from .config import ConvaiConfig
@@ -34,97 +31,24 @@ from .disconnect import DisconnectReason
 from .errors import (
     ConfigurationError,
     ConvaiError,
-    ConvaiTimeoutError,
-    ErrorCode,
-    InvalidStateError,
     SessionError,
-    UsageLimitError,
-    error_for,
     invalid_state,
     timeout_error,
 )
+from .errors import ConvaiTimeoutError as ConvaiTimeoutError  # re-exported: it was defined here
 from .hub import EventHub
+from .replies import Deadline, ReplyStream, check_timeout
+from .sending import Sender
 from .session import PipelineSessionError, Session
 from .state import SessionState
 from .transports import create as create_transport
 from .transports.base import Transport
-from .transports.outbox import OutboxFull
-from .turns import Turn
 
 log = logging.getLogger("convai_sync")
 T = TypeVar("T")
 
 ContextMode = Literal["append", "replace", "reset"]
 RunLLM = Literal["true", "false", "auto"]
-
-
-class SendQueueFullError(InvalidStateError):
-    """The send queue is full because the server stopped reading; the message was not sent.
-
-    A subclass of :class:`InvalidStateError` (``session.invalid_state``): like sending while not
-    CONNECTED, the session cannot take input right now. The keepalive drops a link that stays
-    silent, and the reconnect policy then restores it.
-    """
-
-
-def _timeout_error(message: str, session_id: str | None) -> ConvaiTimeoutError:
-    return timeout_error(message, session_id)
-
-
-def _check_timeout(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0 or None, got {value!r}")
-    return float(value)
-
-
-class _Deadline:
-    """A point in wall-clock (monotonic) time; None means no deadline."""
-
-    __slots__ = ("at",)
-
-    def __init__(self, timeout: float | None) -> None:
-        self.at = None if timeout is None else time.monotonic() + timeout
-
-    def remaining(self) -> float | None:
-        return None if self.at is None else max(0.0, self.at - time.monotonic())
-
-
-class ReplyStream(Iterator[ev.BotText]):
-    """The chunks of one reply as they arrive (see :meth:`ConvaiClient.stream`).
-
-    Iterate it on the calling thread; it ends at the end of the turn. :attr:`reply` holds the
-    whole :class:`BotReply` once the iteration has ended.
-    """
-
-    def __init__(self, turn: Turn, deadline: _Deadline, timeout: float | None, client: ConvaiClient) -> None:
-        self._turn = turn
-        self._deadline = deadline
-        self._timeout = timeout
-        self._client = client
-        self._index = 0
-        self.reply: ev.BotReply | None = None
-
-    def __next__(self) -> ev.BotText:
-        at = self._deadline.at if self._deadline.at is not None else float("inf")
-        try:
-            chunk = self._turn.wait_chunk(self._index, at)
-        except TimeoutError:
-            self._client._session.turns.abandon(self._turn)
-            raise _timeout_error(f"no complete reply within {self._timeout} s", self._client.session_id) from None
-        finally:
-            self._client._hub.raise_pending()
-        if chunk is None:
-            self.reply = self._turn.future.result(0)
-            raise StopIteration
-        self._index += 1
-        return chunk
-
-    def close(self) -> None:
-        """Stop waiting: the rest of the reply reaches the event channels only."""
-        if not self._turn.future.done():
-            self._client._session.turns.abandon(self._turn)
 
 
 class ConvaiClient:
@@ -157,7 +81,7 @@ class ConvaiClient:
         self._session = Session(config, self._hub, clock or SystemClock(), factory, self._api)
         self._closed = False
         self._close_lock = threading.Lock()
-        self._send_lock = threading.Lock()
+        self._sender = Sender(config, self._session, self._check_open, self._check_may_block)
 
     # ------------------------------------------------------------------ properties
 
@@ -233,7 +157,7 @@ class ConvaiClient:
                 (``connection.network_error`` for an unreachable URL, with the host and cause).
             ValueError: ``timeout`` is negative or NaN.
         """
-        timeout = _check_timeout("timeout", timeout)
+        timeout = check_timeout("timeout", timeout)
         self._check_open()
         self._check_may_block("connect()")
         try:
@@ -250,7 +174,7 @@ class ConvaiClient:
         Raises:
             InvalidStateError: while CONNECTING or DISCONNECTING (Convai Unity's rule).
         """
-        timeout = _check_timeout("timeout", timeout)
+        timeout = check_timeout("timeout", timeout)
         self._check_open()
         self._check_may_block("reconnect()")
         self._config.validate_for_connect()
@@ -266,7 +190,7 @@ class ConvaiClient:
             fut.result(timeout)
         except FutureTimeout:
             self._session.post(lambda: self._session.cmd_disconnect(None))
-            raise _timeout_error(f"{what} did not complete within {timeout} s", self.session_id) from None
+            raise timeout_error(f"{what} did not complete within {timeout} s", self.session_id) from None
         finally:
             self._hub.raise_pending()
 
@@ -279,9 +203,9 @@ class ConvaiClient:
         even if its answer comes too late to wait for). Called from an IMMEDIATE handler it
         schedules the disconnect and returns at once (it cannot wait for its own thread).
         """
-        self._disconnect(_Deadline(self._config.close_timeout))
+        self._disconnect(Deadline(self._config.close_timeout))
 
-    def _disconnect(self, deadline: _Deadline) -> None:
+    def _disconnect(self, deadline: Deadline) -> None:
         session = self._session
         if session.thread is None or not session.running:
             return
@@ -309,7 +233,7 @@ class ConvaiClient:
             if self._closed:
                 return
             self._closed = True
-        deadline = _Deadline(self._config.close_timeout)
+        deadline = Deadline(self._config.close_timeout)
         assert deadline.at is not None
         self._disconnect(deadline)
         # From an IMMEDIATE handler (the session thread) all of this runs on that thread after
@@ -331,72 +255,6 @@ class ConvaiClient:
         self.close()
 
     # ------------------------------------------------------------------ sending
-
-    def _ready_transport(self) -> Transport:
-        self._check_open()
-        session = self._session
-        state = session.state
-        transport = session.transport
-        if state.can_accept_input() and transport is not None:
-            return transport
-        last = session.last_error
-        if last is not None and last.error_code is ErrorCode.SERVER_USAGE_LIMIT_REACHED:
-            raise UsageLimitError(last)
-        if state is SessionState.DISCONNECTED:
-            hint = "call connect() first" if session.session_id is None else "call connect() to start a new session"
-        elif state is SessionState.ERROR:
-            code = last.error_code.value if last is not None else "unknown"
-            hint = f"the session failed ({code}); call disconnect() to reset it, then connect()"
-        elif state is SessionState.CONNECTED:
-            hint = "the character is not ready yet"
-        else:
-            hint = "wait for CONNECTED (connect() blocks until then; on_reconnected fires after a drop)"
-        raise invalid_state(f"cannot send while {state.name}: {hint}", session.session_id)
-
-    def _send(self, msg_type: str, frame: tuple[str, str], wait: bool, timeout: float | None,
-              register: Callable[[], None] | None = None, unregister: Callable[[], None] | None = None
-              ) -> ev.ServerResponse | None:
-        limit = _check_timeout("timeout", timeout)
-        deadline = _Deadline(self._config.ack_timeout if limit is None else limit)
-        transport = self._ready_transport()
-        if wait:
-            self._check_may_block(f"{msg_type} with wait=True")
-        acks = self._session.acks
-        with self._send_lock:  # ack FIFO order must be wire order (server-response has no id)
-            fut = acks.expect(msg_type, wait)
-            if register is not None:
-                register()
-            try:
-                transport.send(frame[1])
-            except ConnectionError as exc:
-                acks.forget(msg_type, fut)
-                if unregister is not None:
-                    unregister()
-                if isinstance(exc, OutboxFull):
-                    raise SendQueueFullError(SessionError.of(
-                        ErrorCode.SESSION_INVALID_STATE, f"{msg_type} not sent: {exc}",
-                        session_id=self.session_id)) from None
-                raise invalid_state(f"{msg_type} not sent: {exc}", self.session_id) from exc
-        self._session.stats["frames_sent"] += 1
-        if self._session.idle_deadline_armed:  # else no thread hand-off per send
-            self._session.post(self._session.note_activity)
-        if self._config.auto_reset_idle and msg_type != "reset-idle-timer":
-            self._send("reset-idle-timer", protocol.simple("reset-idle-timer"), False, None)
-        if not wait:
-            return None
-        try:
-            response = fut.result(deadline.remaining())
-        except FutureTimeout:
-            acks.abandon(msg_type, fut)
-            raise _timeout_error(f"no server-response for {msg_type} within "
-                                 f"{self._config.ack_timeout if limit is None else limit} s",
-                                 self.session_id) from None
-        if response.is_error:
-            text = response.message or "request rejected"
-            code = (ErrorCode.SERVER_USAGE_LIMIT_REACHED if "usage limit" in text.lower()
-                    else ErrorCode.SERVER_ERROR)
-            raise error_for(SessionError.of(code, f"{msg_type} rejected: {text}", session_id=self.session_id))
-        return response
 
     @overload
     def send_text(self, text: str, wait: Literal[False] = False, timeout: float | None = None) -> None: ...
@@ -425,29 +283,7 @@ class ConvaiClient:
             ConvaiError: with ``wait=True``, an ``error`` ack (``server.error``, or
                 ``server.usage_limit_reached`` as :class:`UsageLimitError`).
         """
-        mid, data = protocol.user_text_message(text)
-        turns = self._session.turns
-        def register() -> None:
-            turns.sent_text(mid, text, wait=False)
-        return self._send("user_text_message", (mid, data), wait, timeout, register=register,
-                          unregister=lambda: turns.unsent(None, "text"))
-
-    def _begin_turn(self, text: str, what: str, timeout: float | None) -> tuple[Turn, _Deadline]:
-        limit = _check_timeout("timeout", timeout)
-        deadline = _Deadline(limit)
-        mid, data = protocol.user_text_message(text)
-        self._ready_transport()
-        self._check_may_block(what)
-        turns = self._session.turns
-        box: list[Turn] = []
-
-        def register() -> None:
-            turn = turns.sent_text(mid, text, wait=True)
-            assert turn is not None
-            box.append(turn)
-        self._send("user_text_message", (mid, data), False, None, register=register,
-                   unregister=lambda: turns.unsent(box[0] if box else None, "text"))
-        return box[0], deadline
+        return self._sender.send_text(text, wait, timeout)
 
     def ask(self, text: str, timeout: float | None = 30.0) -> ev.BotReply:
         """Send ``text`` and block until the character's whole reply to it has arrived.
@@ -479,12 +315,12 @@ class ConvaiClient:
             ConvaiError: the session ended or failed while waiting, or the server rejected the
                 message (its error acknowledgement).
         """
-        turn, deadline = self._begin_turn(text, "ask()", timeout)
+        turn, deadline = self._sender.begin_turn(text, "ask()", timeout)
         try:
             return turn.reply(deadline.at)
         except TimeoutError as exc:
             self._session.turns.abandon(turn)
-            raise _timeout_error(f"{exc} ({timeout} s)", self.session_id) from None
+            raise timeout_error(f"{exc} ({timeout} s)", self.session_id) from None
         finally:
             self._hub.raise_pending()
 
@@ -505,8 +341,9 @@ class ConvaiClient:
             ConvaiTimeoutError: (from ``next()``) the reply did not end within ``timeout``.
             ConvaiError: (from ``next()``) the session ended or failed while streaming.
         """
-        turn, deadline = self._begin_turn(text, "stream()", timeout)
-        return ReplyStream(turn, deadline, timeout, self)
+        turn, deadline = self._sender.begin_turn(text, "stream()", timeout)
+        return ReplyStream(turn, deadline, timeout, self._session.turns, self._hub.raise_pending,
+                            lambda: self.session_id)
 
     @overload
     def send_trigger(self, name: str | None = None, message: str | None = None,
@@ -525,7 +362,7 @@ class ConvaiClient:
         the event channels only, never an ``ask()``. ``wait``/``timeout``/errors as
         :meth:`send_text`; ``ValueError`` unless exactly one of ``name``/``message`` is given."""
         turns = self._session.turns
-        return self._send("trigger-message", protocol.trigger_message(name, message), wait, timeout,
+        return self._sender.send("trigger-message", protocol.trigger_message(name, message), wait, timeout,
                           register=turns.sent_trigger, unregister=lambda: turns.unsent(None, "trigger"))
 
     @overload
@@ -546,7 +383,7 @@ class ConvaiClient:
         """
         self._check_open()
         self._session.voice.interrupt("client")
-        return self._send("interrupt-bot", protocol.simple("interrupt-bot"), wait, timeout)
+        return self._sender.send("interrupt-bot", protocol.simple("interrupt-bot"), wait, timeout)
 
     @overload
     def update_template_keys(self, keys: Mapping[str, str], wait: Literal[False] = False,
@@ -562,7 +399,7 @@ class ConvaiClient:
                              timeout: float | None = None) -> ev.ServerResponse | None:
         """Send ``update-template-keys`` (a non-empty ``{name: value}`` of strings).
         ``wait``/``timeout``/errors as :meth:`send_text`."""
-        return self._send("update-template-keys", protocol.update_template_keys(keys), wait, timeout)
+        return self._sender.send("update-template-keys", protocol.update_template_keys(keys), wait, timeout)
 
     @overload
     def update_dynamic_info(self, text: str, wait: Literal[False] = False,
@@ -577,7 +414,7 @@ class ConvaiClient:
                             timeout: float | None = None) -> ev.ServerResponse | None:
         """Send ``update-dynamic-info`` (the legacy dynamic context). ``wait``/``timeout``/errors
         as :meth:`send_text`."""
-        return self._send("update-dynamic-info", protocol.update_dynamic_info(text), wait, timeout)
+        return self._sender.send("update-dynamic-info", protocol.update_dynamic_info(text), wait, timeout)
 
     @overload
     def update_context(self, text: str | None, mode: ContextMode = "append", run_llm: RunLLM = "auto",
@@ -607,7 +444,7 @@ class ConvaiClient:
         """
         turns = self._session.turns
         replies = run_llm == "true"
-        return self._send("context-update", protocol.context_update(text, mode, run_llm), wait, timeout,
+        return self._sender.send("context-update", protocol.context_update(text, mode, run_llm), wait, timeout,
                           register=turns.sent_trigger if replies else None,
                           unregister=(lambda: turns.unsent(None, "trigger")) if replies else None)
 
@@ -621,7 +458,7 @@ class ConvaiClient:
     def toggle_tts(self, enabled: bool, wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
         """Send ``tts-toggle`` (turn the character's voice on or off; ``ask()`` then stops or starts
         waiting for the voice). ``wait``/``timeout``/errors as :meth:`send_text`."""
-        response = self._send("tts-toggle", protocol.tts_toggle(enabled), wait, timeout)
+        response = self._sender.send("tts-toggle", protocol.tts_toggle(enabled), wait, timeout)
         self._session.voice.tts_enabled = bool(enabled)
         return response
 
@@ -651,23 +488,7 @@ class ConvaiClient:
             ImportError: the WebSocket transport needs the ``protobuf`` package:
                 ``pip install 'convai-sync[audio]'``.
         """
-        check_format(pcm, sample_rate, num_channels)
-        limit = _check_timeout("timeout", timeout)
-        deadline = _Deadline(self._config.ack_timeout if limit is None else limit)
-        transport = self._ready_transport()
-        if not transport.supports_audio:
-            raise invalid_state(f"the {transport.kind} transport carries no audio: use ConvaiConfig(transport="
-                                "'websocket') (with the [audio] extra) or transport='livekit'", self.session_id)
-        if not pcm:
-            return
-        try:
-            transport.send_audio(bytes(pcm), sample_rate, num_channels, timeout=deadline.remaining())
-        except OutboxFull as exc:
-            raise SendQueueFullError(SessionError.of(ErrorCode.SESSION_INVALID_STATE, f"audio not sent: {exc}",
-                                                     session_id=self.session_id)) from None
-        except ConnectionError as exc:
-            raise invalid_state(f"audio not sent: {exc}", self.session_id) from exc
-        self._session.voice.sent(len(pcm), sample_rate, num_channels)
+        self._sender.send_audio(pcm, sample_rate, num_channels, timeout)
 
     @overload
     def reset_idle_timer(self, wait: Literal[False] = False, timeout: float | None = None) -> None: ...
@@ -679,7 +500,7 @@ class ConvaiClient:
     def reset_idle_timer(self, wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
         """Send ``reset-idle-timer`` (any message also resets the server's idle timer) and clear
         the local idle deadline. ``wait``/``timeout``/errors as :meth:`send_text`."""
-        return self._send("reset-idle-timer", protocol.simple("reset-idle-timer"), wait, timeout)
+        return self._sender.send("reset-idle-timer", protocol.simple("reset-idle-timer"), wait, timeout)
 
     def reset_session(self) -> None:
         """Forget ``character_session_id``: the next connect starts a fresh conversation."""
@@ -712,14 +533,14 @@ class ConvaiClient:
             ConvaiTimeoutError: nothing matched within ``timeout`` seconds (also a TimeoutError).
             ValueError: ``timeout`` negative.
         """
-        limit = _check_timeout("timeout", timeout)
+        limit = check_timeout("timeout", timeout)
         self._check_may_block("wait_for()")
         try:
             return self._hub.wait_for(event_type, predicate, limit)
         except ConvaiError:
             raise
         except TimeoutError as exc:
-            raise _timeout_error(str(exc), self.session_id) from None
+            raise timeout_error(str(exc), self.session_id) from None
 
     # ------------------------------------------------------------------ diagnostics
 

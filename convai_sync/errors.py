@@ -12,7 +12,8 @@ Exception tree::
      +-- ConcurrencyLimitError          connection.connect_concurrency_limit_reached
      +-- UsageLimitError                server.usage_limit_reached
      +-- InvalidStateError              session.invalid_state (wrong state, or a blocking call
-     |                                  on the thread that would have to deliver its result)
+     |    |                             on the thread that would have to deliver its result)
+     |    +-- SendQueueFullError        the server stopped reading; the message was not sent
      +-- ConvaiTimeoutError(.., TimeoutError)  a blocking call ran out of time (connection.timeout)
 
 A note on ``connection.connect_speaker_limit_reached``: the Unity troubleshooting table (seed 003)
@@ -342,6 +343,15 @@ class UsageLimitError(ConvaiError):
 
 class InvalidStateError(ConvaiError):
     """The call is not valid in the current state, or would deadlock (``session.invalid_state``)."""
+
+
+class SendQueueFullError(InvalidStateError):
+    """The send queue is full because the server stopped reading; the message was not sent.
+
+    A subclass of :class:`InvalidStateError` (``session.invalid_state``): like sending while not
+    CONNECTED, the session cannot take input right now. The keepalive drops a link that stays
+    silent, and the reconnect policy then restores it.
+    """
 
 
 class ConvaiTimeoutError(ConvaiError, TimeoutError):
