@@ -1,4 +1,4 @@
-"""Delivery policies and the two queued sinks (Convai Unity ``EventDeliveryPolicy``; seed 002).
+"""Delivery policies and the two queued sinks (Convai Unity SDK ``EventDeliveryPolicy``).
 
 * ``IMMEDIATE``: the hub calls the handler on the publishing thread (the session thread).
 * ``BACKGROUND``: :class:`BackgroundDispatcher` owns one thread, ``convai-dispatch-<n>``, started

@@ -1,4 +1,8 @@
-"""Event payloads: one frozen dataclass per event (seed 002; PROTOCOL.md §1.9, §1.11, §2.1).
+"""Event payloads: one frozen dataclass per event.
+
+Sources: Convai Unity SDK docs, "Session events" (docs.convai.com,
+convai-unity-sdk/scripting-reference/session-events); Convai's Live API message glossary and
+server-to-client messages.
 
 Lifecycle events (``Connected``, ``Disconnected``, …) are produced by the session; conversation
 traffic subclasses :class:`ServerMessage` and arrives on ``on_message``; a server message type
@@ -103,7 +107,7 @@ class Reconnected:
 
 @dataclass(frozen=True, kw_only=True)
 class SessionStateChanged:
-    """Any state transition, with Convai's relay flags (seed 002)."""
+    """Any state transition, with the Convai Unity SDK relay's flags (``IsReconnecting``…)."""
 
     old_state: SessionState
     new_state: SessionState

@@ -49,7 +49,8 @@ MAX_NESTING = frames.MAX_NESTING
 #: an int (example 300); beyond this the local idle deadline would overflow a ``timedelta``.
 MAX_IDLE_SECONDS = 86400
 
-#: Client message types Convai documents as accepted (PROTOCOL.md §1.8).
+#: Client message types Convai documents as accepted (the 12 ``extras.supported_types`` of its
+#: unknown-type error, plus ``usage-toggle`` from its Live API message glossary).
 CLIENT_TYPES = frozenset({
     "user_text_message", "trigger-message", "update-template-keys", "update-scene-metadata",
     "update-dynamic-info", "context-update", "tts-toggle", "stt-toggle", "interrupt-bot",

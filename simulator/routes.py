@@ -1,6 +1,7 @@
 """HTTP and WebSocket endpoints: ``POST /connect``, ``GET /chat``, ``POST /disconnect``, ``GET /healthz``.
 
-Request, response and error bodies follow PROTOCOL.md §1.3-§1.5 and the lead's wire contract. Handlers
+Request, response and error bodies follow Convai's connect API docs (fields, statuses, ``detail``
+texts, pydantic-style 422s). Handlers
 run on the simulator's loop thread and only touch :class:`simulator.core.SimCore`.
 
 Bodies are bounded (:mod:`simulator.bounds`): over 1 MiB is 413 ``{"detail": ...}``; a body that is not

@@ -51,7 +51,7 @@ def _names(value: Iterable[str] | str, what: str) -> tuple[str, ...]:
 
 
 class Simulator(SimulatorOperations):
-    """A local Convai realtime service (DESIGN.md §6). ``None`` limits mean unlimited / off.
+    """A local Convai realtime service. ``None`` limits mean unlimited / off.
 
     Args:
         host, port: where to bind (port 0 = a free port; see :attr:`url` after :meth:`start`).
