@@ -24,6 +24,9 @@ AUDIO = ["protobuf>=5"]
 DEVICES = ["sounddevice>=0.4"]
 # The real LiveKit client the tests drive (tests/support/loopback_shim.c is checked against its FFI library).
 LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3"]
+# examples/pygame_character.py and bench/frame_budget.py: a pygame-ce game host. numpy converts the
+# character's voice to the mixer's format (pygame's own sample-array module, pygame.sndarray, uses it too).
+PYGAME = ["pygame-ce>=2.5,<3", "numpy>=1.23"]
 
 setup(
     name="convai-sync",
@@ -43,7 +46,8 @@ setup(
         "audio": AUDIO,
         "devices": DEVICES,
         "livekit": LIVEKIT_CLIENT + AUDIO,
-        "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + AUDIO + [
+        "pygame": PYGAME,
+        "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + AUDIO + PYGAME + [
             "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
             "types-requests>=2.28", "hypothesis>=6.100"],
     },
