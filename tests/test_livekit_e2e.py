@@ -332,6 +332,30 @@ def loud_of(frames: list[tuple[AudioFrame, int]]) -> float:
 
 
 @pytest.mark.timeout(60)
+def test_a_host_that_stops_pumping_loses_only_the_oldest_voice(sim: Simulator) -> None:
+    """A MAIN_THREAD host that does not pump while the voice streams loses only audio frames (the
+    oldest, counted); every other event of the turn is still delivered, in order, at the next pump."""
+    bound = 5
+    with ConvaiClient(config(sim, audio_queue_frames=bound)) as client:
+        heard: list[object] = []
+        client.events.on_audio.subscribe(heard.append, P.MAIN_THREAD)
+        client.events.on_message.subscribe(heard.append, P.MAIN_THREAD)
+        client.connect(timeout=WAIT)
+        reply = client.ask("Hello there", timeout=WAIT)  # completes without any pump()
+        assert reply.audio is not None and reply.audio.duration > bound * 0.02
+        client.pump()
+        frames = [e for e in heard if isinstance(e, AudioFrame)]
+        others = [e for e in heard if not isinstance(e, AudioFrame)]
+        dropped = client.diagnostics()["events"]["audio_dropped"]["main_thread"]
+        assert len(frames) <= bound and dropped > 0
+        # the frames kept are the newest: the clip's last ones
+        assert b"".join(f.data for f in frames) == reply.audio.pcm[-len(b"".join(f.data for f in frames)):]
+        texts = "".join(getattr(e, "text", "") for e in others if type(e).__name__ == "BotText")
+        assert texts == reply.text
+        assert type(others[-1]).__name__ == "BotTurnCompleted"
+
+
+@pytest.mark.timeout(60)
 def test_receive_audio_false_delivers_no_voice(sim: Simulator) -> None:
     frames: Recorder[AudioFrame] = Recorder()
     started: Recorder[BotStartedSpeaking] = Recorder(lambda e: isinstance(e, BotStartedSpeaking))
