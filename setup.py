@@ -10,14 +10,23 @@ for line in (ROOT / "convai_sync" / "__init__.py").read_text().splitlines():
     if line.startswith("__version__"):
         exec(line, version)
 
-SIMULATOR = ["aiohttp>=3.9"]
+# protobuf: the /chat WebSocket's binary Pipecat frames (the user's voice in, the character's out).
+SIMULATOR = ["aiohttp>=3.9", "protobuf>=5"]
 # The simulator's LiveKit side. Pinned to what was tested: LiveKit's signalling moves between releases, and
 # simulator/livekit/peer.py relies on aiortc 1.16 / aioice 0.13 internals (the sender's media stream id,
 # aioice's host-address lookup).
 SIMULATOR_LIVEKIT = ["aiortc>=1.16,<1.17", "aioice>=0.13,<0.14", "livekit-protocol>=1.1.29,<1.2",
                      "livekit-api>=1.2.2,<1.3"]
+# Audio on the WebSocket transport: Pipecat's protobuf Frame (convai_sync.transports.pipecat builds the
+# message classes at run time; message_factory.GetMessageClass needs protobuf 5 or later).
+AUDIO = ["protobuf>=5"]
+# convai_sync.devices (Speaker, Microphone): the PortAudio binding; tests inject fake streams instead.
+DEVICES = ["sounddevice>=0.4"]
 # The real LiveKit client the tests drive (tests/support/loopback_shim.c is checked against its FFI library).
 LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3"]
+# examples/pygame_character.py and bench/frame_budget.py: a pygame-ce game host. numpy converts the
+# character's voice to the mixer's format (pygame's own sample-array module, pygame.sndarray, uses it too).
+PYGAME = ["pygame-ce>=2.5,<3", "numpy>=1.23"]
 
 setup(
     name="convai-sync",
@@ -34,8 +43,11 @@ setup(
     extras_require={
         "simulator": SIMULATOR,
         "simulator-livekit": SIMULATOR + SIMULATOR_LIVEKIT,
-        "livekit": LIVEKIT_CLIENT,
-        "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + [
+        "audio": AUDIO,
+        "devices": DEVICES,
+        "livekit": LIVEKIT_CLIENT + AUDIO,
+        "pygame": PYGAME,
+        "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + AUDIO + PYGAME + [
             "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
             "types-requests>=2.28", "hypothesis>=6.100"],
     },

@@ -11,7 +11,7 @@ import logging
 
 from .audio import AudioClip, AudioFrame
 from .channels import ConvaiEvents, EventChannel
-from .client import ConvaiClient, ReplyStream, SendQueueFullError
+from .client import ConvaiClient
 from .config import ConvaiConfig
 from .delivery import EventDeliveryPolicy
 from .disconnect import DisconnectReason
@@ -23,6 +23,7 @@ from .errors import (
                      ConvaiTimeoutError,
                      ErrorCode,
                      InvalidStateError,
+                     SendQueueFullError,
                      SessionError,
                      SessionErrorStage,
                      UsageLimitError,
@@ -31,6 +32,7 @@ from .events import (
                      Action,
                      ActionResponse,
                      AudioData,
+                     AudioInterrupted,
                      BehaviorTreeResponse,
                      BlendshapeFrames,
                      BotEmotion,
@@ -77,6 +79,7 @@ from .events import (
                      WaitingForSlot,
 )
 from .hub import EventHub, Subscription
+from .replies import ReplyStream
 from .retry import ReconnectPolicy, RetryPolicy, SlotWaitPolicy
 from .session import PipelineSessionError
 from .state import SessionState
@@ -86,8 +89,8 @@ __version__ = "0.1.0"
 logging.getLogger("convai_sync").addHandler(logging.NullHandler())
 
 __all__ = [
-    "CATALOG", "Action", "ActionResponse", "AudioClip", "AudioData", "AudioFrame", "BehaviorTreeResponse",
-    "BlendshapeFrames",
+    "CATALOG", "Action", "ActionResponse", "AudioClip", "AudioData", "AudioFrame", "AudioInterrupted",
+    "BehaviorTreeResponse", "BlendshapeFrames",
     "BotEmotion", "BotLLMStarted", "BotLLMStopped", "BotReady", "BotReply", "BotStartedSpeaking",
     "BotStoppedSpeaking", "BotTTSStarted", "BotTTSStopped", "BotTTSText", "BotText",
     "BotTurnCompleted", "ConcurrencyLimitError", "ConfigurationError", "Connected", "ConvaiClient",

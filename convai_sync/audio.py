@@ -42,9 +42,11 @@ class AudioFrame:
         num_channels: Channels in ``data``.
         samples_per_channel: Samples per channel in ``data``.
         timestamp: ``time.monotonic()`` when the frame reached the SDK (seconds).
-        turn_id: Which reply (turn) it belongs to: the same number on every frame of one turn,
-            increasing from turn to turn; None for audio outside any turn. A host that wants to
-            drop stale audio (after an interrupt, say) discards frames of older turns.
+        turn_id: Which reply (turn) it belongs to: the same number on every frame of one turn
+            (from its ``bot-started-speaking`` to its ``bot-stopped-speaking``, plus a short tail
+            on LiveKit), increasing from turn to turn; None for sound outside any turn (digital
+            silence outside a turn is not delivered). A host that wants to drop stale audio
+            (after ``on_audio_interrupted``, say) discards frames of older turns.
         received_at: Aware UTC datetime of arrival.
     """
 

@@ -69,6 +69,7 @@ class ConvaiEvents:
         self.on_message = EventChannel(hub, ev.ServerMessage, "on_message")
         self.on_bot_text = EventChannel(hub, ev.BotText, "on_bot_text")
         self.on_audio = EventChannel(hub, AudioFrame, "on_audio")
+        self.on_audio_interrupted = EventChannel(hub, ev.AudioInterrupted, "on_audio_interrupted")
         self.on_waiting_for_slot = EventChannel(hub, ev.WaitingForSlot, "on_waiting_for_slot")
         self.on_session_duration_warning = EventChannel(hub, ev.SessionDurationWarning,
                                                         "on_session_duration_warning")

@@ -22,10 +22,8 @@ session sees the drop; the message may or may not have reached the server.
 from __future__ import annotations
 
 import logging
-import math
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Literal, TypeVar, overload
@@ -40,97 +38,24 @@ from .disconnect import DisconnectReason
 from .errors import (
     ConfigurationError,
     ConvaiError,
-    ConvaiTimeoutError,
-    ErrorCode,
-    InvalidStateError,
     SessionError,
-    UsageLimitError,
-    error_for,
     invalid_state,
     timeout_error,
 )
+from .errors import ConvaiTimeoutError as ConvaiTimeoutError  # re-exported: it was defined here
 from .hub import EventHub
+from .replies import Deadline, ReplyStream, check_timeout
+from .sending import Sender
 from .session import PipelineSessionError, Session
 from .state import SessionState
 from .transports import create as create_transport
 from .transports.base import Transport
-from .transports.outbox import OutboxFull
-from .turns import Turn
 
 log = logging.getLogger("convai_sync")
 T = TypeVar("T")
 
 ContextMode = Literal["append", "replace", "reset"]
 RunLLM = Literal["true", "false", "auto"]
-
-
-class SendQueueFullError(InvalidStateError):
-    """The send queue is full because the server stopped reading; the message was not sent.
-
-    A subclass of :class:`InvalidStateError` (``session.invalid_state``): like sending while not
-    CONNECTED, the session cannot take input right now. The keepalive drops a link that stays
-    silent, and the reconnect policy then restores it.
-    """
-
-
-def _timeout_error(message: str, session_id: str | None) -> ConvaiTimeoutError:
-    return timeout_error(message, session_id)
-
-
-def _check_timeout(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be a number of seconds >= 0 or None, got {value!r}")
-    return float(value)
-
-
-class _Deadline:
-    """A point in wall-clock (monotonic) time; None means no deadline."""
-
-    __slots__ = ("at",)
-
-    def __init__(self, timeout: float | None) -> None:
-        self.at = None if timeout is None else time.monotonic() + timeout
-
-    def remaining(self) -> float | None:
-        return None if self.at is None else max(0.0, self.at - time.monotonic())
-
-
-class ReplyStream(Iterator[ev.BotText]):
-    """The chunks of one reply as they arrive (see :meth:`ConvaiClient.stream`).
-
-    Iterate it on the calling thread; it ends at the end of the turn. :attr:`reply` holds the
-    whole :class:`BotReply` once the iteration has ended.
-    """
-
-    def __init__(self, turn: Turn, deadline: _Deadline, timeout: float | None, client: ConvaiClient) -> None:
-        self._turn = turn
-        self._deadline = deadline
-        self._timeout = timeout
-        self._client = client
-        self._index = 0
-        self.reply: ev.BotReply | None = None
-
-    def __next__(self) -> ev.BotText:
-        at = self._deadline.at if self._deadline.at is not None else float("inf")
-        try:
-            chunk = self._turn.wait_chunk(self._index, at)
-        except TimeoutError:
-            self._client._session.turns.abandon(self._turn)
-            raise _timeout_error(f"no complete reply within {self._timeout} s", self._client.session_id) from None
-        finally:
-            self._client._hub.raise_pending()
-        if chunk is None:
-            self.reply = self._turn.future.result(0)
-            raise StopIteration
-        self._index += 1
-        return chunk
-
-    def close(self) -> None:
-        """Stop waiting: the rest of the reply reaches the event channels only."""
-        if not self._turn.future.done():
-            self._client._session.turns.abandon(self._turn)
 
 
 class ConvaiClient:
@@ -156,14 +81,14 @@ class ConvaiClient:
             raise TypeError("config must be a ConvaiConfig")
         self._config = config
         self._hub = EventHub(config.delivery_policy, config.event_queue_size, config.strict_handlers,
-                             config.immediate_handler_budget)
+                             config.immediate_handler_budget, audio_queue_size=config.audio_queue_frames)
         self._events = ConvaiEvents(self._hub, PipelineSessionError)
         self._api = connect_api or ConnectApi(config)
         factory = transport_factory or (lambda: create_transport(config))
         self._session = Session(config, self._hub, clock or SystemClock(), factory, self._api)
         self._closed = False
         self._close_lock = threading.Lock()
-        self._send_lock = threading.Lock()
+        self._sender = Sender(config, self._session, self._check_open, self._check_may_block)
 
     # ------------------------------------------------------------------ properties
 
@@ -239,7 +164,7 @@ class ConvaiClient:
                 (``connection.network_error`` for an unreachable URL, with the host and cause).
             ValueError: ``timeout`` is negative or NaN.
         """
-        timeout = _check_timeout("timeout", timeout)
+        timeout = check_timeout("timeout", timeout)
         self._check_open()
         self._check_may_block("connect()")
         try:
@@ -256,7 +181,7 @@ class ConvaiClient:
         Raises:
             InvalidStateError: while CONNECTING or DISCONNECTING (Convai Unity's rule).
         """
-        timeout = _check_timeout("timeout", timeout)
+        timeout = check_timeout("timeout", timeout)
         self._check_open()
         self._check_may_block("reconnect()")
         self._config.validate_for_connect()
@@ -272,7 +197,7 @@ class ConvaiClient:
             fut.result(timeout)
         except FutureTimeout:
             self._session.post(lambda: self._session.cmd_disconnect(None))
-            raise _timeout_error(f"{what} did not complete within {timeout} s", self.session_id) from None
+            raise timeout_error(f"{what} did not complete within {timeout} s", self.session_id) from None
         finally:
             self._hub.raise_pending()
 
@@ -285,9 +210,9 @@ class ConvaiClient:
         even if its answer comes too late to wait for). Called from an IMMEDIATE handler it
         schedules the disconnect and returns at once (it cannot wait for its own thread).
         """
-        self._disconnect(_Deadline(self._config.close_timeout))
+        self._disconnect(Deadline(self._config.close_timeout))
 
-    def _disconnect(self, deadline: _Deadline) -> None:
+    def _disconnect(self, deadline: Deadline) -> None:
         session = self._session
         if session.thread is None or not session.running:
             return
@@ -317,7 +242,7 @@ class ConvaiClient:
             if self._closed:
                 return
             self._closed = True
-        deadline = _Deadline(self._config.close_timeout)
+        deadline = Deadline(self._config.close_timeout)
         assert deadline.at is not None
         self._disconnect(deadline)
         # From an IMMEDIATE handler (the session thread) all of this runs on that thread after
@@ -339,72 +264,6 @@ class ConvaiClient:
         self.close()
 
     # ------------------------------------------------------------------ sending
-
-    def _ready_transport(self) -> Transport:
-        self._check_open()
-        session = self._session
-        state = session.state
-        transport = session.transport
-        if state.can_accept_input() and transport is not None:
-            return transport
-        last = session.last_error
-        if last is not None and last.error_code is ErrorCode.SERVER_USAGE_LIMIT_REACHED:
-            raise UsageLimitError(last)
-        if state is SessionState.DISCONNECTED:
-            hint = "call connect() first" if session.session_id is None else "call connect() to start a new session"
-        elif state is SessionState.ERROR:
-            code = last.error_code.value if last is not None else "unknown"
-            hint = f"the session failed ({code}); call disconnect() to reset it, then connect()"
-        elif state is SessionState.CONNECTED:
-            hint = "the character is not ready yet"
-        else:
-            hint = "wait for CONNECTED (connect() blocks until then; on_reconnected fires after a drop)"
-        raise invalid_state(f"cannot send while {state.name}: {hint}", session.session_id)
-
-    def _send(self, msg_type: str, frame: tuple[str, str], wait: bool, timeout: float | None,
-              register: Callable[[], None] | None = None, unregister: Callable[[], None] | None = None
-              ) -> ev.ServerResponse | None:
-        limit = _check_timeout("timeout", timeout)
-        deadline = _Deadline(self._config.ack_timeout if limit is None else limit)
-        transport = self._ready_transport()
-        if wait:
-            self._check_may_block(f"{msg_type} with wait=True")
-        acks = self._session.acks
-        with self._send_lock:  # ack FIFO order must be wire order (server-response has no id)
-            fut = acks.expect(msg_type, wait)
-            if register is not None:
-                register()
-            try:
-                transport.send(frame[1])
-            except ConnectionError as exc:
-                acks.forget(msg_type, fut)
-                if unregister is not None:
-                    unregister()
-                if isinstance(exc, OutboxFull):
-                    raise SendQueueFullError(SessionError.of(
-                        ErrorCode.SESSION_INVALID_STATE, f"{msg_type} not sent: {exc}",
-                        session_id=self.session_id)) from None
-                raise invalid_state(f"{msg_type} not sent: {exc}", self.session_id) from exc
-        self._session.stats["frames_sent"] += 1
-        if self._session.idle_deadline_armed:  # else no thread hand-off per send
-            self._session.post(self._session.note_activity)
-        if self._config.auto_reset_idle and msg_type != "reset-idle-timer":
-            self._send("reset-idle-timer", protocol.simple("reset-idle-timer"), False, None)
-        if not wait:
-            return None
-        try:
-            response = fut.result(deadline.remaining())
-        except FutureTimeout:
-            acks.abandon(msg_type, fut)
-            raise _timeout_error(f"no server-response for {msg_type} within "
-                                 f"{self._config.ack_timeout if limit is None else limit} s",
-                                 self.session_id) from None
-        if response.is_error:
-            text = response.message or "request rejected"
-            code = (ErrorCode.SERVER_USAGE_LIMIT_REACHED if "usage limit" in text.lower()
-                    else ErrorCode.SERVER_ERROR)
-            raise error_for(SessionError.of(code, f"{msg_type} rejected: {text}", session_id=self.session_id))
-        return response
 
     @overload
     def send_text(self, text: str, wait: Literal[False] = False, timeout: float | None = None) -> None: ...
@@ -435,35 +294,20 @@ class ConvaiClient:
                 ``server.usage_limit_reached`` as :class:`UsageLimitError`), or the link dropped
                 before the ack (the drop's code, e.g. ``transport.signal_disconnected``).
         """
-        mid, data = protocol.user_text_message(text)
-        turns = self._session.turns
-        def register() -> None:
-            turns.sent_text(mid, text, wait=False)
-        return self._send("user_text_message", (mid, data), wait, timeout, register=register,
-                          unregister=lambda: turns.unsent(None, "text"))
-
-    def _begin_turn(self, text: str, what: str, timeout: float | None) -> tuple[Turn, _Deadline]:
-        limit = _check_timeout("timeout", timeout)
-        deadline = _Deadline(limit)
-        mid, data = protocol.user_text_message(text)
-        self._ready_transport()
-        self._check_may_block(what)
-        turns = self._session.turns
-        box: list[Turn] = []
-
-        def register() -> None:
-            turn = turns.sent_text(mid, text, wait=True)
-            assert turn is not None
-            box.append(turn)
-        self._send("user_text_message", (mid, data), False, None, register=register,
-                   unregister=lambda: turns.unsent(box[0] if box else None, "text"))
-        return box[0], deadline
+        return self._sender.send_text(text, wait, timeout)
 
     def ask(self, text: str, timeout: float | None = 30.0) -> ev.BotReply:
         """Send ``text`` and block until the character's whole reply to it has arrived.
 
         The reply is assembled from ``bot-llm-text`` chunks up to ``bot-turn-completed`` (or
-        ``llm-no-response``), with the turn's ``bot-emotion`` and ``action-response``. It is the
+        ``llm-no-response``), with the turn's ``bot-emotion`` and ``action-response``. When the
+        session receives the character's voice (``ConvaiConfig.receive_audio``, TTS on) and the
+        reply was spoken (``bot-started-speaking``), ``ask()`` also waits for the end of that voice
+        (``bot-stopped-speaking``, plus the transport's short tail for audio that lags the
+        messages: 0 on the WebSocket, at most 0.5 s on LiveKit), still within ``timeout``, and
+        ``BotReply.audio`` holds it as an :class:`AudioClip` (PCM16; what arrived before an
+        interruption, for an interrupted reply). Otherwise ``BotReply.audio`` is None and it
+        returns at ``bot-turn-completed``. It is the
         reply to this text and no other: Convai echoes the message's id in
         ``final-user-transcription`` and the reply that follows is bound to it; where the server
         sends no echo, replies are matched to the messages that cause them (texts, including
@@ -477,17 +321,17 @@ class ConvaiClient:
 
         Raises:
             InvalidStateError: not CONNECTED, or called on the session thread.
-            ConvaiTimeoutError: no complete reply within ``timeout`` seconds (a late reply then
-                reaches the event channels only).
+            ConvaiTimeoutError: no complete reply (text, and voice when expected) within
+                ``timeout`` seconds (a late reply then reaches the event channels only).
             ConvaiError: the session ended or failed while waiting, or the server rejected the
                 message (its error acknowledgement).
         """
-        turn, deadline = self._begin_turn(text, "ask()", timeout)
+        turn, deadline = self._sender.begin_turn(text, "ask()", timeout)
         try:
-            return turn.future.result(deadline.remaining())
-        except FutureTimeout:
+            return turn.reply(deadline.at)
+        except TimeoutError as exc:
             self._session.turns.abandon(turn)
-            raise _timeout_error(f"no complete reply within {timeout} s", self.session_id) from None
+            raise timeout_error(f"{exc} ({timeout} s)", self.session_id) from None
         finally:
             self._hub.raise_pending()
 
@@ -508,8 +352,9 @@ class ConvaiClient:
             ConvaiTimeoutError: (from ``next()``) the reply did not end within ``timeout``.
             ConvaiError: (from ``next()``) the session ended or failed while streaming.
         """
-        turn, deadline = self._begin_turn(text, "stream()", timeout)
-        return ReplyStream(turn, deadline, timeout, self)
+        turn, deadline = self._sender.begin_turn(text, "stream()", timeout)
+        return ReplyStream(turn, deadline, timeout, self._session.turns, self._hub.raise_pending,
+                            lambda: self.session_id)
 
     @overload
     def send_trigger(self, name: str | None = None, message: str | None = None,
@@ -528,7 +373,7 @@ class ConvaiClient:
         the event channels only, never an ``ask()``. ``wait``/``timeout``/errors as
         :meth:`send_text`; ``ValueError`` unless exactly one of ``name``/``message`` is given."""
         turns = self._session.turns
-        return self._send("trigger-message", protocol.trigger_message(name, message), wait, timeout,
+        return self._sender.send("trigger-message", protocol.trigger_message(name, message), wait, timeout,
                           register=turns.sent_trigger, unregister=lambda: turns.unsent(None, "trigger"))
 
     @overload
@@ -539,9 +384,17 @@ class ConvaiClient:
     def interrupt(self, wait: bool, timeout: float | None = None) -> ev.ServerResponse | None: ...
 
     def interrupt(self, wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
-        """Send ``interrupt-bot`` (stop the current reply). ``wait``/``timeout``/errors as
-        :meth:`send_text`."""
-        return self._send("interrupt-bot", protocol.simple("interrupt-bot"), wait, timeout)
+        """Stop the character (barge-in): drop its undelivered voice at once, then send
+        ``interrupt-bot`` so the server stops the reply.
+
+        The voice is dropped first, in every state, on the calling thread: the frames waiting in
+        the MAIN_THREAD and BACKGROUND queues and in the session's inbox, and the interrupted
+        turn's later frames; ``on_audio_interrupted`` then fires (a player drops its own buffer).
+        ``wait``/``timeout``/errors of the send as :meth:`send_text`.
+        """
+        self._check_open()
+        self._session.voice.interrupt("client")
+        return self._sender.send("interrupt-bot", protocol.simple("interrupt-bot"), wait, timeout)
 
     @overload
     def update_template_keys(self, keys: Mapping[str, str], wait: Literal[False] = False,
@@ -557,7 +410,7 @@ class ConvaiClient:
                              timeout: float | None = None) -> ev.ServerResponse | None:
         """Send ``update-template-keys`` (a non-empty ``{name: value}`` of strings).
         ``wait``/``timeout``/errors as :meth:`send_text`."""
-        return self._send("update-template-keys", protocol.update_template_keys(keys), wait, timeout)
+        return self._sender.send("update-template-keys", protocol.update_template_keys(keys), wait, timeout)
 
     @overload
     def update_dynamic_info(self, text: str, wait: Literal[False] = False,
@@ -572,7 +425,7 @@ class ConvaiClient:
                             timeout: float | None = None) -> ev.ServerResponse | None:
         """Send ``update-dynamic-info`` (the legacy dynamic context). ``wait``/``timeout``/errors
         as :meth:`send_text`."""
-        return self._send("update-dynamic-info", protocol.update_dynamic_info(text), wait, timeout)
+        return self._sender.send("update-dynamic-info", protocol.update_dynamic_info(text), wait, timeout)
 
     @overload
     def update_context(self, text: str | None, mode: ContextMode = "append", run_llm: RunLLM = "auto",
@@ -602,7 +455,7 @@ class ConvaiClient:
         """
         turns = self._session.turns
         replies = run_llm == "true"
-        return self._send("context-update", protocol.context_update(text, mode, run_llm), wait, timeout,
+        return self._sender.send("context-update", protocol.context_update(text, mode, run_llm), wait, timeout,
                           register=turns.sent_trigger if replies else None,
                           unregister=(lambda: turns.unsent(None, "trigger")) if replies else None)
 
@@ -614,9 +467,39 @@ class ConvaiClient:
     def toggle_tts(self, enabled: bool, wait: bool, timeout: float | None = None) -> ev.ServerResponse | None: ...
 
     def toggle_tts(self, enabled: bool, wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
-        """Send ``tts-toggle`` (turn the character's voice on or off). ``wait``/``timeout``/errors
-        as :meth:`send_text`."""
-        return self._send("tts-toggle", protocol.tts_toggle(enabled), wait, timeout)
+        """Send ``tts-toggle`` (turn the character's voice on or off; ``ask()`` then stops or starts
+        waiting for the voice). ``wait``/``timeout``/errors as :meth:`send_text`."""
+        response = self._sender.send("tts-toggle", protocol.tts_toggle(enabled), wait, timeout)
+        self._session.voice.tts_enabled = bool(enabled)
+        return response
+
+    def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1, timeout: float | None = None) -> None:
+        """Send the user's voice: PCM16 of any length, which the transport frames (20 ms frames).
+
+        The character hears it as speech (the server's VAD and speech-to-text, then a reply, as
+        for a spoken utterance). Returns once all of it is written or queued; blocks only while
+        the send queue is full (the server reads more slowly than the audio comes), never longer
+        than ``timeout``. On the WebSocket the audio travels as Pipecat protobuf ``Frame.audio``
+        binary frames (PROPOSED: Convai does not document audio on ``/chat``; Convai's Web SDK
+        WebSocket transport uses Pipecat's ``ProtobufFrameSerializer``).
+
+        Args:
+            pcm: PCM16 little-endian samples, interleaved by channel (``bytes``-like).
+            sample_rate: Hz, 8000..192000 (16000 or 48000 are usual).
+            num_channels: 1..8 (mono is what speech-to-text expects).
+            timeout: Seconds from the call for the back-pressure wait; None means
+                ``config.ack_timeout``; 0 never waits.
+
+        Raises:
+            ValueError: not whole PCM16 frames, a bad ``sample_rate``/``num_channels``, or a
+                negative ``timeout``.
+            InvalidStateError: not CONNECTED, or the transport carries no audio (the message says
+                which to use); :class:`SendQueueFullError` when the queue stayed full until
+                ``timeout`` (the audio queued before then is sent, the rest is not).
+            ImportError: the WebSocket transport needs the ``protobuf`` package:
+                ``pip install 'convai-sync[audio]'``.
+        """
+        self._sender.send_audio(pcm, sample_rate, num_channels, timeout)
 
     @overload
     def reset_idle_timer(self, wait: Literal[False] = False, timeout: float | None = None) -> None: ...
@@ -628,7 +511,7 @@ class ConvaiClient:
     def reset_idle_timer(self, wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
         """Send ``reset-idle-timer`` (any message also resets the server's idle timer) and clear
         the local idle deadline. ``wait``/``timeout``/errors as :meth:`send_text`."""
-        return self._send("reset-idle-timer", protocol.simple("reset-idle-timer"), wait, timeout)
+        return self._sender.send("reset-idle-timer", protocol.simple("reset-idle-timer"), wait, timeout)
 
     def reset_session(self) -> None:
         """Forget ``character_session_id``: the next connect starts a fresh conversation."""
@@ -661,14 +544,14 @@ class ConvaiClient:
             ConvaiTimeoutError: nothing matched within ``timeout`` seconds (also a TimeoutError).
             ValueError: ``timeout`` negative.
         """
-        limit = _check_timeout("timeout", timeout)
+        limit = check_timeout("timeout", timeout)
         self._check_may_block("wait_for()")
         try:
             return self._hub.wait_for(event_type, predicate, limit)
         except ConvaiError:
             raise
         except TimeoutError as exc:
-            raise _timeout_error(str(exc), self.session_id) from None
+            raise timeout_error(str(exc), self.session_id) from None
 
     # ------------------------------------------------------------------ diagnostics
 

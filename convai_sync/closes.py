@@ -1,8 +1,10 @@
 """Map how a transport ended to a :class:`DisconnectReason`, an optional error and a retry rule.
 
-Pure function of PROTOCOL.md §1.5 (WS close codes 1008/1011 and their exact reason strings),
-§2.6 (reasons and retry), §1.12 (PROPOSED idle/usage/kill closes) and the simulator extensions
-of DESIGN.md §6 (close code ``4000 + reason``; ``4100`` with an ``ErrorCode`` as the reason).
+Pure function of Convai's ``/chat`` WebSocket close codes (1008 with its exact reason strings,
+1011; Convai Realtime API docs, chat-websocket), the disconnect reasons and their retry rule
+(:mod:`convai_sync.disconnect`), PROPOSED closes for idle timeout, usage limit and
+``kill-pipeline`` (1000 with a reason; Convai documents no code), and the simulator's
+extensions (close code ``4000 + reason``; ``4100`` with an ``ErrorCode`` as the reason).
 
 A LiveKit end (``TransportClosed.disconnect_reason`` set; ``code`` is LiveKit's
 ``DisconnectReason`` 0..16 from ``livekit_models.proto``, not a WebSocket code) is classified by
@@ -70,7 +72,7 @@ def classify_close(closed: TransportClosed, session_id: str | None = None) -> Cl
         return CloseOutcome(DisconnectReason.UNKNOWN_REASON, err, True)
     reason = reason_from_close_code(code)
     if reason is DisconnectReason.AGENT_ERROR:
-        # PROTOCOL.md §2.6 (PROPOSED): not retried, surfaced as a server error.
+        # PROPOSED (Convai does not document AGENT_ERROR): not retried, surfaced as a server error.
         err = _err(ErrorCode.SERVER_FATAL_ERROR, f"agent error: {text or reason.message}", session_id)
         return CloseOutcome(reason, err, False)
     if reason is not None:

@@ -123,7 +123,8 @@ class ConvaiConfig:
             ``audio_config.output.audio_routing``: ``"audio_only"`` (the audio track, default),
             ``"data_only"`` (``audio-data`` messages) or ``"both"``.
         audio_sample_rate: Hz of the character's voice as delivered (``AudioFrame``,
-            ``BotReply.audio``), in [8000, 48000]; None = as the transport gives it.
+            ``BotReply.audio``), in [8000, 48000]; None = as the transport gives it. Applied on
+            LiveKit; on the WebSocket the voice arrives at the rate the server sends.
         receive_audio: False: do not subscribe to the character's voice at all (text only; pays
             nothing for audio).
         audio_queue_frames: Bound of the audio frames waiting per delivery queue (MAIN_THREAD,

@@ -34,7 +34,8 @@ _INVALID_ID_MARKERS = ("invalid uuid", "invalid session id", "invalid session_id
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A successful ``/connect`` response (PROTOCOL.md §1.4); unknown keys kept in ``extra``."""
+    """A successful ``/connect`` response (``session_id``, ``room_url``, ``character_session_id``,
+    ``room_name``, ``token``, ``request_trace_id``; Convai's connect API docs); unknown keys kept in ``extra``."""
 
     session_id: str
     room_url: str
@@ -76,7 +77,8 @@ def extract_message(body: str) -> str:
 
 
 def classify(status: int, message: str) -> ErrorCode:
-    """Map an HTTP status and extracted message to an :class:`ErrorCode` (PROTOCOL.md §1.5).
+    """Map an HTTP status and extracted message to an :class:`ErrorCode` (the Unity SDK's
+    ``ClassifyConnectApiFailure`` / ``MapFallbackCode`` rules, substring tests included).
 
     ``status`` 0 means no response (DNS/socket error).
     """
@@ -117,7 +119,7 @@ def classify(status: int, message: str) -> ErrorCode:
 
 
 def build_request(config: ConvaiConfig, character_session_id: str | None) -> dict[str, Any]:
-    """The ``/connect`` body of PROTOCOL.md §1.3 for ``config``."""
+    """The ``POST /connect`` body for ``config`` (fields as Convai's connect API and Web SDK 1.2.0 send them)."""
     body: dict[str, Any] = {
         "character_id": config.character_id,
         "transport": config.transport,

@@ -1,14 +1,24 @@
-"""Delivery policies and the two queued sinks (Convai Unity ``EventDeliveryPolicy``; seed 002).
+"""Delivery policies and the two queued sinks (Convai Unity SDK ``EventDeliveryPolicy``).
 
 * ``IMMEDIATE``: the hub calls the handler on the publishing thread (the session thread).
 * ``BACKGROUND``: :class:`BackgroundDispatcher` owns one thread, ``convai-dispatch-<n>``, started
   lazily on first use, that runs handlers in publish order.
 * ``MAIN_THREAD``: :class:`MainThreadQueue` holds deliveries until the host calls ``pump()``.
 
-Both queues are bounded and never block the publisher: when full, the delivery is dropped and
-the ``on_overflow`` callback reports it (the hub logs it, counts it and passes an
-``EventQueueOverflow`` to its error handler), so a host that stops pumping loses nothing
-silently and can never stall the session thread.
+Both queues are bounded and never block the publisher. Each keeps two lanes, merged back into
+publish order when delivered (every delivery carries a sequence number):
+
+* the **event lane** (everything but audio), bounded by ``maxsize``: when it is full the *new*
+  delivery is dropped and ``on_overflow`` reports it (the hub logs it, counts it and passes an
+  ``EventQueueOverflow`` to its error handler);
+* the **audio lane** (:class:`~convai_sync.audio.AudioFrame` deliveries), bounded by
+  ``audio_maxsize``: when it is full the *oldest* queued audio delivery is dropped to make room
+  (stale voice is worth less than fresh voice), and ``on_audio_drop`` reports it. Audio never
+  takes room from other events, so no event is ever dropped for audio's sake.
+
+Order: deliveries of one queue run in publish order, audio and other events interleaved exactly
+as published; a dropped audio frame simply leaves a gap. :meth:`drop_audio` removes queued audio
+at once (barge-in) without touching the other events.
 """
 
 from __future__ import annotations
@@ -22,10 +32,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .audio import AudioFrame
+
 log = logging.getLogger("convai_sync")
 
 Delivery = tuple[Any, Any]  # (subscription, event)
 Deliver = Callable[[Any, Any], None]
+#: ``on_audio_drop(policy, dropped_in_burst, burst_over)``: a drop (``burst_over`` False), or the
+#: end of a burst of drops (``burst_over`` True: audio is being delivered again).
+AudioDropReport = Callable[[str, int, bool], None]
 
 _dispatch_ids = itertools.count(1)
 
@@ -38,24 +53,114 @@ class EventDeliveryPolicy(enum.Enum):
     IMMEDIATE = "immediate"
 
 
-class MainThreadQueue:
-    """Bounded FIFO drained by :meth:`drain` on the host's thread (``client.pump()``)."""
+_Item = tuple[int, Any, Any]  # (sequence, subscription, event)
 
-    def __init__(self, maxsize: int, on_overflow: Callable[[str, Any], None]) -> None:
-        self._items: collections.deque[Delivery] = collections.deque()
+
+class _Lanes:
+    """The two bounded lanes of one queue.
+
+    The event lane is lock-free (``deque.append``/``popleft`` are atomic): the hot path of a
+    text-only session costs what a plain deque costs. The audio lane is small and guarded by a
+    lock, because dropping its oldest item and the barge-in filter must not race the consumer.
+    Sequence numbers come from ``itertools.count`` (atomic in CPython). One publisher's items
+    become visible in publish order, so audio published before an event is visible once that
+    event has been popped: :meth:`take` checks the audio lane after popping, and needs no lock
+    when no audio is queued. (Deliveries taken by two threads pumping at once have no order
+    between them.)
+    """
+
+    def __init__(self, policy: str, maxsize: int, audio_maxsize: int,
+                 on_overflow: Callable[[str, Any], None], on_audio_drop: AudioDropReport | None) -> None:
+        self.policy = policy
         self._maxsize = maxsize
+        self._audio_maxsize = audio_maxsize
         self._on_overflow = on_overflow
-        self._local = threading.local()
+        self._on_audio_drop = on_audio_drop
+        self._events: collections.deque[_Item] = collections.deque()
+        self._audio: collections.deque[_Item] = collections.deque()
+        self._audio_lock = threading.Lock()
+        self._seq = itertools.count()
+        self._burst = 0  # audio deliveries dropped since audio was last delivered
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._events) + len(self._audio)
 
-    def put(self, item: Delivery) -> None:
-        # deque.append/popleft are atomic, so publisher and pumper need no lock.
-        if len(self._items) >= self._maxsize:
-            self._on_overflow(EventDeliveryPolicy.MAIN_THREAD.value, item[1])
-            return
-        self._items.append(item)
+    @property
+    def audio_pending(self) -> int:
+        return len(self._audio)
+
+    def put(self, sub: Any, event: Any) -> bool:
+        """Queue one delivery; False when the event lane was full (reported as an overflow)."""
+        if isinstance(event, AudioFrame):
+            self._put_audio(sub, event)
+            return True
+        if len(self._events) >= self._maxsize:
+            self._on_overflow(self.policy, event)
+            return False
+        self._events.append((next(self._seq), sub, event))
+        return True
+
+    def _put_audio(self, sub: Any, event: AudioFrame) -> None:
+        with self._audio_lock:
+            dropped = len(self._audio) >= self._audio_maxsize
+            if dropped:
+                self._audio.popleft()
+                self._burst += 1
+            burst = self._burst
+            self._audio.append((next(self._seq), sub, event))
+        if dropped and self._on_audio_drop is not None:
+            self._on_audio_drop(self.policy, burst, False)
+
+    def take(self) -> Delivery | None:
+        """The oldest queued delivery of both lanes, or None."""
+        try:
+            item: _Item | None = self._events.popleft()
+        except IndexError:
+            item = None
+        # Checked after the pop: audio published before that event is visible by now.
+        if self._audio:
+            return self._take_merged(item)
+        return None if item is None else (item[1], item[2])
+
+    def _take_merged(self, item: _Item | None) -> Delivery | None:
+        burst = 0
+        with self._audio_lock:
+            audio = self._audio
+            if audio and (item is None or audio[0][0] < item[0]):
+                if item is not None:
+                    self._events.appendleft(item)  # older audio goes first; the event stays at the head
+                item = audio.popleft()
+                burst, self._burst = self._burst, 0
+        if burst and self._on_audio_drop is not None:
+            self._on_audio_drop(self.policy, burst, True)
+        return None if item is None else (item[1], item[2])
+
+    def drop_audio(self, predicate: Callable[[AudioFrame], bool]) -> int:
+        """Remove queued audio deliveries whose frame matches ``predicate``; returns how many."""
+        with self._audio_lock:
+            audio = self._audio
+            kept = [item for item in audio if not predicate(item[2])]
+            dropped = len(audio) - len(kept)
+            audio.clear()  # in place: the consumers hold a reference to this deque
+            audio.extend(kept)
+        return dropped
+
+    def clear(self) -> int:
+        with self._audio_lock:
+            n = len(self)
+            self._events.clear()
+            self._audio.clear()
+        return n
+
+
+class MainThreadQueue(_Lanes):
+    """Bounded two-lane FIFO drained by :meth:`drain` on the host's thread (``client.pump()``)."""
+
+    def __init__(self, maxsize: int, on_overflow: Callable[[str, Any], None], audio_maxsize: int = 500,
+                 on_audio_drop: AudioDropReport | None = None) -> None:
+        super().__init__(EventDeliveryPolicy.MAIN_THREAD.value, maxsize, audio_maxsize, on_overflow,
+                         on_audio_drop)
+        self._local = threading.local()
 
     def drain(self, deliver: Deliver, max_events: int | None) -> int:
         """Deliver queued items on this thread; a re-entrant call returns 0."""
@@ -63,54 +168,63 @@ class MainThreadQueue:
             return 0
         self._local.draining = True
         count = 0
-        popleft = self._items.popleft
+        popleft, audio, merged = self._events.popleft, self._audio, self._take_merged
         try:
+            # take() inlined: this loop is the MAIN_THREAD hot path.
             while max_events is None or count < max_events:
                 try:
-                    sub, event = popleft()
+                    item: _Item | None = popleft()
                 except IndexError:
+                    item = None
+                if audio:
+                    pair = merged(item)
+                    if pair is None:
+                        break
+                    deliver(pair[0], pair[1])
+                elif item is None:
                     break
-                deliver(sub, event)
+                else:
+                    deliver(item[1], item[2])
                 count += 1
         finally:
             self._local.draining = False
         return count
 
-    def clear(self) -> int:
-        n = len(self._items)
-        self._items.clear()
-        return n
 
+class BackgroundDispatcher(_Lanes):
+    """One named thread delivering BACKGROUND subscriptions in publish order.
 
-_STOP = object()
+    The thread sleeps on a ``SimpleQueue`` of wake-up tokens, put only while it says it is idle
+    (it re-checks the lanes after saying so, so no wake-up is lost); a busy dispatcher costs the
+    publisher one atomic append per delivery.
+    """
 
-
-class BackgroundDispatcher:
-    """One named thread delivering BACKGROUND subscriptions in publish order."""
-
-    def __init__(self, maxsize: int, deliver: Deliver, on_overflow: Callable[[str, Any], None]) -> None:
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._maxsize = maxsize
+    def __init__(self, maxsize: int, deliver: Deliver, on_overflow: Callable[[str, Any], None],
+                 audio_maxsize: int = 500, on_audio_drop: AudioDropReport | None = None) -> None:
+        super().__init__(EventDeliveryPolicy.BACKGROUND.value, maxsize, audio_maxsize, on_overflow,
+                         on_audio_drop)
         self._deliver = deliver
-        self._on_overflow = on_overflow
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._idle = False
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._stopping = False
 
     @property
     def thread(self) -> threading.Thread | None:
         return self._thread
 
-    def put(self, item: Delivery) -> None:
+    def put(self, sub: Any, event: Any) -> bool:
         if self._closed:
-            log.warning("event %s published after close(); not delivered", type(item[1]).__name__)
-            return
+            log.warning("event %s published after close(); not delivered", type(event).__name__)
+            return False
         if self._thread is None:
             self._start()
-        if self._queue.qsize() >= self._maxsize:
-            self._on_overflow(EventDeliveryPolicy.BACKGROUND.value, item[1])
-            return
-        self._queue.put(item)
+        queued = super().put(sub, event)
+        if self._idle:
+            self._wake.put(None)
+        return queued
 
     def _start(self) -> None:
         with self._lock:
@@ -121,13 +235,26 @@ class BackgroundDispatcher:
             self._thread.start()
 
     def _run(self) -> None:
-        get = self._queue.get
-        deliver = self._deliver
+        popleft, audio, merged, deliver = self._events.popleft, self._audio, self._take_merged, self._deliver
+        take, wake = self.take, self._wake
         while True:
-            item = get()
-            if item is _STOP:
-                return
-            deliver(item[0], item[1])
+            # take() inlined for the busy case: this loop is the BACKGROUND hot path.
+            try:
+                item: _Item | None = popleft()
+            except IndexError:
+                item = None
+            pair = merged(item) if audio else (None if item is None else (item[1], item[2]))
+            if pair is None:
+                self._idle = True
+                pair = take()  # anything put before the flag was seen is found here
+                if pair is None:
+                    if self._stopping:
+                        return  # everything queued before close() has been delivered
+                    wake.get()
+                    self._idle = False
+                    continue
+                self._idle = False
+            deliver(pair[0], pair[1])
 
     def is_dispatch_thread(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread
@@ -142,7 +269,8 @@ class BackgroundDispatcher:
             thread = self._thread
         if thread is None:
             return True
-        self._queue.put(_STOP)
+        self._stopping = True
+        self._wake.put(None)
         if thread is threading.current_thread():
             return True
         thread.join(timeout)

@@ -1,9 +1,14 @@
-"""LiveKit disconnect reasons as Convai documents them (PROTOCOL.md §2.6; seed 004).
+"""LiveKit disconnect reasons as Convai documents them.
 
-Values are LiveKit's (``livekit_models.proto``). ``should_retry`` follows seed 004's rule and
-sample (retry 0, 3, 6, 9) plus PROTOCOL.md's PROPOSED rows (8, 14, 15 retried; 10, 16 not).
-On the WebSocket transport a reason travels as close code ``4000 + reason`` (a documented
-simulator extension, DESIGN.md §6); :func:`reason_for_close` maps close codes back.
+Source: Convai Web SDK docs, "Error Handling"
+(docs.convai.com/api-docs/plugins-and-integrations/web-plugins/convai-web-sdk/error-handling).
+
+Values are LiveKit's (``livekit/protocol`` ``livekit_models.proto``; 16 ``AGENT_ERROR`` is in the
+Python rtc SDK's protobufs). ``should_retry`` follows that page's rule (retry unless
+``CLIENT_INITIATED``, ``DUPLICATE_IDENTITY`` or ``JOIN_FAILURE``) and its sample (retry 0, 3, 6, 9);
+reasons the page leaves out are PROPOSED here: 8, 14, 15 retried (transient by LiveKit's
+description), 10, 16 not. On the WebSocket transport a reason travels as close code
+``4000 + reason`` (the simulator's documented extension); :func:`reason_from_close_code` maps it back.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ class DisconnectReason(enum.IntEnum):
 
     @property
     def message(self) -> str:
-        """Human-readable meaning (seed 004's table; LiveKit's for values it leaves out)."""
+        """Human-readable meaning (Convai's Web SDK error table; LiveKit's for values it leaves out)."""
         return _MESSAGES[self]
 
     @property

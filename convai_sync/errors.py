@@ -1,9 +1,13 @@
 """Error catalog, error value and exception tree.
 
-Every documented Convai error code (PROTOCOL.md §2.2; seeds ``003_cf4ba75719aa15af.txt`` and
-``004_116a05370c1d222e.txt``) lives in one table, :data:`CATALOG`, which the rest of the SDK reads:
+Every documented Convai error code lives in one table, :data:`CATALOG`, which the rest of the SDK reads:
 category, recoverability, whether it is auto-retried, its :class:`SessionErrorStage` and its HTTP
 status where one is documented. ``vision.*`` codes are left out: Python has no camera stack.
+
+Sources: Convai Unity SDK docs, "Connection and API issues" (docs.convai.com,
+convai-unity-sdk/troubleshooting/connection-and-api-issues) and the Unity SDK's
+``SessionErrorCodes``; Convai Web SDK docs, "Error Handling" (docs.convai.com/api-docs/
+plugins-and-integrations/web-plugins/convai-web-sdk/error-handling).
 
 Exception tree::
 
@@ -12,13 +16,13 @@ Exception tree::
      +-- ConcurrencyLimitError          connection.connect_concurrency_limit_reached
      +-- UsageLimitError                server.usage_limit_reached
      +-- InvalidStateError              session.invalid_state (wrong state, or a blocking call
-     |                                  on the thread that would have to deliver its result)
+     |    |                             on the thread that would have to deliver its result)
+     |    +-- SendQueueFullError        the server stopped reading; the message was not sent
      +-- ConvaiTimeoutError(.., TimeoutError)  a blocking call ran out of time (connection.timeout)
 
-A note on ``connection.connect_speaker_limit_reached``: the Unity troubleshooting table (seed 003)
-marks it recoverable, but the same page's retry list and the SDK source treat it as not
-recoverable and not retried. PROTOCOL.md §2.2 resolves the contradiction in favour of the source,
-and so does this catalog.
+A note on ``connection.connect_speaker_limit_reached``: the Unity troubleshooting table marks it
+recoverable, but the same page's retry list and the Unity SDK's source (``SessionErrorCodes.IsRecoverable``)
+treat it as not recoverable and not retried; this catalog follows the source.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ class SessionErrorStage(enum.IntEnum):
 
 
 class ErrorCode(str, enum.Enum):
-    """Every documented Convai session error code (PROTOCOL.md §2.2), as a ``str`` enum.
+    """Every documented Convai session error code, as a ``str`` enum (sources: the module docstring).
 
     ``ErrorCode.CONNECTION_TIMEOUT == "connection.timeout"`` holds, so codes compare equal to the
     hierarchical strings Convai documents. Per-code facts live in :data:`CATALOG`; use the
@@ -118,12 +122,12 @@ class ErrorCode(str, enum.Enum):
 
     @property
     def is_recoverable(self) -> bool:
-        """True when Convai's SDK treats the code as recoverable (PROTOCOL.md §2.2, source column)."""
+        """True when Convai's Unity SDK treats the code as recoverable (``SessionErrorCodes.IsRecoverable``)."""
         return CATALOG[self].recoverable
 
     @property
     def is_retried(self) -> bool:
-        """True when the code is on seed 003's list of codes that trigger automatic retries."""
+        """True when the code is on the Unity troubleshooting page's list of codes that trigger automatic retries."""
         return CATALOG[self].retried
 
     @property
@@ -138,12 +142,12 @@ class ErrorCode(str, enum.Enum):
 
     @property
     def description(self) -> str:
-        """Human-readable meaning, from PROTOCOL.md §2.2."""
+        """Human-readable meaning, as Convai's error tables describe the code."""
         return CATALOG[self].meaning
 
 
 class CodeInfo(NamedTuple):
-    """One row of the catalog (PROTOCOL.md §2.2)."""
+    """One row of the catalog: meaning, recoverable, auto-retried, stage, documented HTTP status."""
 
     meaning: str
     recoverable: bool
@@ -159,7 +163,7 @@ _R = SessionErrorStage.RUNTIME
 _S = SessionErrorStage.SESSION_RECOVERY
 E = ErrorCode
 
-#: The one table the SDK reads for per-code facts (PROTOCOL.md §2.2).
+#: The one table the SDK reads for per-code facts.
 CATALOG: dict[ErrorCode, CodeInfo] = {
     E.CONFIG_API_KEY_MISSING: CodeInfo("API key is empty", False, False, _C),
     E.CONFIG_CHARACTER_ID_MISSING: CodeInfo("character id is empty", False, False, _C),
@@ -239,7 +243,7 @@ def _utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class SessionError:
-    """A session-level error (Convai Unity ``SessionError``; seed 002).
+    """A session-level error (Convai Unity SDK ``SessionError``).
 
     Attributes:
         error_code: The :class:`ErrorCode`.
@@ -342,6 +346,15 @@ class UsageLimitError(ConvaiError):
 
 class InvalidStateError(ConvaiError):
     """The call is not valid in the current state, or would deadlock (``session.invalid_state``)."""
+
+
+class SendQueueFullError(InvalidStateError):
+    """The send queue is full because the server stopped reading; the message was not sent.
+
+    A subclass of :class:`InvalidStateError` (``session.invalid_state``): like sending while not
+    CONNECTED, the session cannot take input right now. The keepalive drops a link that stays
+    silent, and the reconnect policy then restores it.
+    """
 
 
 class ConvaiTimeoutError(ConvaiError, TimeoutError):

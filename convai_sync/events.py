@@ -1,4 +1,8 @@
-"""Event payloads: one frozen dataclass per event (seed 002; PROTOCOL.md §1.9, §1.11, §2.1).
+"""Event payloads: one frozen dataclass per event.
+
+Sources: Convai Unity SDK docs, "Session events" (docs.convai.com,
+convai-unity-sdk/scripting-reference/session-events); Convai's Live API message glossary and
+server-to-client messages.
 
 Lifecycle events (``Connected``, ``Disconnected``, …) are produced by the session; conversation
 traffic subclasses :class:`ServerMessage` and arrives on ``on_message``; a server message type
@@ -103,7 +107,7 @@ class Reconnected:
 
 @dataclass(frozen=True, kw_only=True)
 class SessionStateChanged:
-    """Any state transition, with Convai's relay flags (seed 002)."""
+    """Any state transition, with the Convai Unity SDK relay's flags (``IsReconnecting``…)."""
 
     old_state: SessionState
     new_state: SessionState
@@ -220,6 +224,30 @@ class EventQueueOverflow:
     policy: str
     dropped: int
     event: object
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioInterrupted:
+    """The character's voice was interrupted (barge-in): stop playing it now (``on_audio_interrupted``).
+
+    By the time this is delivered, the SDK has already dropped every frame of the voice it had not
+    delivered yet, and drops the interrupted turn's later frames; a player drops what it has
+    buffered (``convai_sync.devices.Speaker`` does).
+
+    Attributes:
+        turn_id: The interrupted turn (``AudioFrame.turn_id``): the one speaking, else the latest
+            (whose queued frames were dropped); None before any turn.
+        source: The signal: ``"client"`` (``client.interrupt()``), ``"server"`` (Pipecat's
+            ``InterruptionFrame`` on the WebSocket), ``"bot-turn-completed"`` (``was_interrupted``)
+            or ``"neurosync-blendshapes-cancel"`` (``reason: "interruption"``).
+        dropped: Undelivered audio frames the SDK dropped from its queues.
+        timestamp: Aware UTC datetime.
+    """
+
+    turn_id: int | None
+    source: str
+    dropped: int = 0
     timestamp: datetime = field(default_factory=utcnow)
 
 
@@ -528,7 +556,22 @@ class VadSttEvent(ServerMessage):
 
 @dataclass(frozen=True, kw_only=True)
 class AudioData(ServerMessage):
-    """``audio-data``: base64 PCM16 bot audio over the data channel (LiveKit opt-in)."""
+    """``audio-data``: the character's voice as data messages (LiveKit ``audio_config.output``
+    ``audio_routing`` ``"data_only"``/``"both"``; Convai Realtime API "audio-data event").
+
+    The session turns each one into an :class:`~convai_sync.audio.AudioFrame` on ``on_audio``
+    (tagged with its turn like track audio); it is not published on ``on_message``.
+
+    Attributes:
+        pcm: PCM16 little-endian, interleaved (decoded from base64; a WAV header removed).
+        sample_rate: Hz (from the message, or from its WAV header when it has one).
+        num_channels: Channels (``channels``; 1 when absent).
+        data: The payload as received.
+    """
+
+    pcm: bytes = field(default=b"", repr=False)
+    sample_rate: int = 0
+    num_channels: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -549,7 +592,9 @@ class BotReply:
         no_response: True when the LLM chose not to reply (``llm-no-response``).
         was_interrupted: True when the turn ended interrupted.
         message_id: The id sent with the question (echoed by ``final-user-transcription``).
-        audio: The character's voice for this turn (PCM16), when the session receives audio.
+        audio: The character's voice for this turn (PCM16, as an ``AudioClip``) when the session
+            receives audio and the reply was spoken; for an interrupted reply, the voice that came
+            before the interruption; None otherwise.
     """
 
     text: str

@@ -11,6 +11,11 @@ thread at the next :meth:`EventHub.pump`, :meth:`EventHub.wait_for` or :meth:`Ev
 
 Subscribing to a type receives its subclasses too (``ServerMessage`` receives every
 conversation message).
+
+Audio (:class:`~convai_sync.audio.AudioFrame`) has its own bound in each queue: a host that stops
+pumping, or a slow BACKGROUND handler, loses only the **oldest audio frames** (counted per queue in
+``stats()["audio_dropped"]``, logged once per burst of drops), never another event, and the
+publisher never blocks. :meth:`EventHub.drop_audio` removes queued audio at once (barge-in).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from .audio import AudioFrame
 from .delivery import BackgroundDispatcher, EventDeliveryPolicy, MainThreadQueue
 from .errors import invalid_state, timeout_error
 from .events import EventQueueOverflow, HandlerError
@@ -98,21 +104,25 @@ class EventHub:
 
     Args:
         default_policy: Policy of subscriptions that do not name one.
-        queue_size: Bound of the MAIN_THREAD and BACKGROUND queues.
+        queue_size: Bound of the MAIN_THREAD and BACKGROUND queues (events other than audio).
         strict: Re-raise handler exceptions on the caller's thread (for tests).
         immediate_budget: Seconds; an IMMEDIATE handler running longer logs a warning.
+        audio_queue_size: Bound of the audio frames waiting in each of those queues; beyond it
+            the oldest queued audio frame is dropped.
     """
 
     def __init__(self, default_policy: EventDeliveryPolicy = EventDeliveryPolicy.BACKGROUND,
-                 queue_size: int = 10_000, strict: bool = False, immediate_budget: float = 0.02) -> None:
+                 queue_size: int = 10_000, strict: bool = False, immediate_budget: float = 0.02,
+                 audio_queue_size: int = 500) -> None:
         self.default_policy = default_policy
         self._strict = strict
         self._budget = immediate_budget
         self._lock = threading.Lock()
         self._subs: tuple[Subscription[Any], ...] = ()
         self._by_type: dict[type, tuple[Subscription[Any], ...]] = {}
-        self._main = MainThreadQueue(queue_size, self._overflow)
-        self._background = BackgroundDispatcher(queue_size, self._deliver, self._overflow)
+        self._main = MainThreadQueue(queue_size, self._overflow, audio_queue_size, self._audio_dropped)
+        self._background = BackgroundDispatcher(queue_size, self._deliver, self._overflow, audio_queue_size,
+                                                self._audio_dropped)
         self._error_handler: Callable[[HandlerError | EventQueueOverflow], Any] | None = None
         self._pending_error: BaseException | None = None
         self._publisher_threads: set[int] = set()
@@ -121,6 +131,7 @@ class EventHub:
         self.handler_errors = 0
         self.slow_handlers = 0
         self.overflows: dict[str, int] = {}
+        self.audio_dropped: dict[str, int] = {}
         self.published = 0
 
     # ---- subscriptions ---------------------------------------------------------------------
@@ -231,9 +242,9 @@ class EventHub:
                 if elapsed > self._budget:
                     self._slow(sub, elapsed)
             elif policy is _BACKGROUND:
-                self._background.put((sub, event))
+                self._background.put(sub, event)
             else:
-                self._main.put((sub, event))
+                self._main.put(sub, event)
 
     def _deliver(self, sub: Subscription[Any], event: object) -> None:
         if not sub.active:
@@ -280,6 +291,25 @@ class EventHub:
         log.warning("%s event queue full: dropped %s (total dropped: %d); pump more often or raise "
                     "ConvaiConfig.event_queue_size", policy, type(event).__name__, self.overflows[policy])
         self._report(EventQueueOverflow(policy=policy, dropped=self.overflows[policy], event=event))
+
+    def _audio_dropped(self, policy: str, burst: int, burst_over: bool) -> None:
+        if burst_over:
+            log.info("%s audio queue: delivering again after dropping %d audio frame(s)", policy, burst)
+            return
+        self.audio_dropped[policy] = self.audio_dropped.get(policy, 0) + 1
+        if burst == 1:
+            log.warning("%s audio queue full: dropping the oldest audio frames until they are delivered "
+                        "again (pump more often, or raise ConvaiConfig.audio_queue_frames); total dropped: %d",
+                        policy, self.audio_dropped[policy])
+
+    def drop_audio(self, predicate: Callable[[AudioFrame], bool] | None = None) -> int:
+        """Remove queued, undelivered audio frames (``predicate(frame)`` true; all when None) from
+        the MAIN_THREAD and BACKGROUND queues at once; other events stay. Returns how many.
+
+        ``predicate`` runs with a queue lock held: it must be quick and must not call the hub.
+        """
+        match = predicate if predicate is not None else (lambda frame: True)
+        return self._main.drop_audio(match) + self._background.drop_audio(match)
 
     def _report(self, item: HandlerError | EventQueueOverflow) -> bool:
         """Pass ``item`` to the error handler; True when one is set (even if it raised)."""
@@ -411,5 +441,7 @@ class EventHub:
             "handler_errors": self.handler_errors,
             "slow_immediate_handlers": self.slow_handlers,
             "overflows": dict(self.overflows),
+            "audio_dropped": dict(self.audio_dropped),
             "main_thread_pending": self.pending,
+            "audio_pending": self._main.audio_pending + self._background.audio_pending,
         }

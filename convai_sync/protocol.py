@@ -19,17 +19,22 @@ must be in [0, :data:`MAX_IDLE_SECONDS`]).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import io
 import json
 import logging
 import math
 import uuid
+import wave
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 from . import events as ev
 from . import frames
+from .audio import BYTES_PER_SAMPLE, check_format
 from .errors import ErrorCode
 
 LABEL = "rtvi-ai"
@@ -44,7 +49,8 @@ MAX_NESTING = frames.MAX_NESTING
 #: an int (example 300); beyond this the local idle deadline would overflow a ``timedelta``.
 MAX_IDLE_SECONDS = 86400
 
-#: Client message types Convai documents as accepted (PROTOCOL.md §1.8).
+#: Client message types Convai documents as accepted (the 12 ``extras.supported_types`` of its
+#: unknown-type error, plus ``usage-toggle`` from its Live API message glossary).
 CLIENT_TYPES = frozenset({
     "user_text_message", "trigger-message", "update-template-keys", "update-scene-metadata",
     "update-dynamic-info", "context-update", "tts-toggle", "stt-toggle", "interrupt-bot",
@@ -401,6 +407,37 @@ def _visemes(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
     return ev.Visemes(type=t, data=d, visemes=MappingProxyType(raw))
 
 
+def _audio_data(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    # Convai Realtime API ``audio-data`` (audio_config.output.audio_routing "data_only"/"both"):
+    # base64 PCM16 little-endian in ``audio``, optionally behind a 44-byte WAV header.
+    encoded = _req_str(p, "audio")
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise MessageInvalid("'audio' is not base64") from None
+    rate = _opt_int(p, "sample_rate", 1, 10**6)
+    channels = _opt_int(p, "channels", 1, 64)
+    if _opt_bool(p, "includes_wav_header"):
+        if not raw.startswith(b"RIFF"):
+            raise MessageInvalid("'includes_wav_header' is true but 'audio' has no WAV header")
+        try:
+            with wave.open(io.BytesIO(raw), "rb") as wav:
+                if wav.getsampwidth() != BYTES_PER_SAMPLE or wav.getcomptype() != "NONE":
+                    raise MessageInvalid("the WAV header does not describe PCM16")
+                rate, channels = wav.getframerate(), wav.getnchannels()
+                raw = wav.readframes(wav.getnframes())
+        except (wave.Error, EOFError) as exc:
+            raise MessageInvalid(f"bad WAV header: {exc}") from None
+    if rate is None:
+        raise MessageInvalid("missing 'sample_rate'")
+    channels = channels or 1
+    try:
+        check_format(raw, rate, channels)
+    except ValueError as exc:
+        raise MessageInvalid(str(exc)) from None
+    return ev.AudioData(type=t, data=d, pcm=raw, sample_rate=rate, num_channels=channels)
+
+
 def _no_response(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
     return ev.LLMNoResponse(reason=_str(p, "reason", required=False))
 
@@ -489,7 +526,7 @@ _BUILDERS: dict[str, Builder] = {
     "blendshape-turn-stats": _plain(ev.BlendshapeFrames),
     "vad-stt-started": _plain(ev.VadSttEvent),
     "vad-stt-stopped": _plain(ev.VadSttEvent),
-    "audio-data": _plain(ev.AudioData),
+    "audio-data": _audio_data,
     "metrics": _plain(ev.Metrics),
     "llm-no-response": _no_response,
     "usage-limit-reached": _usage_limit,

@@ -1,4 +1,4 @@
-"""One session's lifecycle: state machine, connect retries, reconnects, timers, keepalive.
+"""One session's lifecycle: the state machine, connect attempts and retries, reconnects.
 
 Thread ownership (one owner per piece of state):
 
@@ -13,7 +13,8 @@ Thread ownership (one owner per piece of state):
   replies directly (the :class:`~convai_sync.turns.AckTracker` and
   :class:`~convai_sync.turns.TurnTracker` own their own locks), then hands every event to the
   session thread, which changes state and publishes it. A waiting caller thus wakes one thread
-  hand-off after its answer arrives.
+  hand-off after its answer arrives. The character's voice takes the same path through the
+  :class:`~convai_sync.voice.VoiceTracker`, which tags each frame with its turn in wire order.
 * User threads post commands to the session inbox and wait on futures with deadlines; sends go
   straight to the thread-safe, non-blocking transport.
 
@@ -26,53 +27,38 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from . import events as ev
-from . import protocol
-from .audio import AudioFrame
+from .attempts import AttemptResult, AttemptRunner
 from .clock import Clock
 from .closes import CloseOutcome, classify_close
 from .config import ConvaiConfig
-from .connect import ConnectApi, ConnectFailed, Endpoint
+from .connect import ConnectApi, Endpoint
 from .disconnect import DisconnectReason
 from .errors import ConvaiError, ErrorCode, SessionError, SessionErrorStage, error_for
 from .hub import EventHub
+from .listener import AttemptListener
 from .loop import SessionLoop
 from .netio import Canceller
-from .redact import scrub, scrubbed_copy
 from .state import SessionState, check_transition
-from .transports.base import Transport, TransportClosed, TransportFault, TransportOpenError
+from .timers import SessionTimers
+from .transports.base import Transport, TransportClosed
 from .turns import AckTracker, TurnTracker
+from .voice import VoiceTracker
 from .workers import Worker, Workers
 
 log = logging.getLogger("convai_sync")
 
 S = SessionState
 
-#: Events waiting for the session thread beyond this are dropped (and logged and counted), so a
-#: blocked session thread cannot make memory grow without bound. Commands are never dropped.
-MAX_INBOX_FRAMES = 10_000
-
-
 class PipelineSessionError(SessionError):
     """A :class:`SessionError` from the server's processing pipeline (RTVI ``error``).
 
     Delivered on ``on_pipeline_error`` and, being a ``SessionError``, on ``on_session_error``.
     """
-
-
-@dataclass
-class _AttemptResult:
-    attempt_id: int
-    endpoint: Endpoint | None
-    transport: Transport | None
-    error: SessionError | None
 
 
 class Session:
@@ -83,7 +69,6 @@ class Session:
                  api: ConnectApi) -> None:
         self._config = config
         self._hub = hub
-        self._new_transport = transport_factory
         self._api = api
         self.acks = AckTracker()
         self.turns = TurnTracker()
@@ -94,9 +79,8 @@ class Session:
         self.bot_ready = False
         self.last_error: SessionError | None = None
         self.last_disconnect_reason: DisconnectReason | None = None
-        self.idle_deadline_armed = False  # read by senders: only then is note_activity worth a wake-up
         self.transport: Transport | None = None
-        self._listener: _Listener | None = None
+        self._listener: AttemptListener | None = None
         self._endpoint: Endpoint | None = None
         self._attempt_id = 0
         self._attempt: Worker | None = None
@@ -112,7 +96,6 @@ class Session:
         self._early_close: TransportClosed | None = None
         self._waiters: list[Future[None]] = []
         self._disconnect_waiters: list[Future[None]] = []
-        self._duration_started: float | None = None
         self.stats: dict[str, Any] = {
             "connect_attempts": 0, "reconnect_attempts": 0, "reconnects": 0, "retry_delays": [],
             "frames_received": 0, "frames_sent": 0, "frames_dropped": 0, "frames_unsent": 0,
@@ -122,8 +105,12 @@ class Session:
         self._loop = SessionLoop(clock, on_start=hub.mark_publisher_thread,
                                  on_exit=lambda ident: hub.mark_publisher_thread(ident, active=False),
                                  on_error=self._internal_error)
+        self.voice = VoiceTracker(hub, self.turns, self._loop.post, self._loop.set_timer,
+                                  enabled=config.receive_audio, tts_enabled=config.tts_enabled)
         self._workers = Workers()
+        self._runner = AttemptRunner(config, api, transport_factory, self._workers)
         self._releases = 0
+        self.timers = SessionTimers(self._loop, hub, config, self.cmd_end, lambda: self.transport, self.stats)
 
     # ================================================================ thread plumbing
 
@@ -145,6 +132,19 @@ class Session:
     def post(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the session thread (thread-safe, non-blocking)."""
         self._loop.post(fn)
+
+    def inbox_pending(self) -> int:
+        """Events waiting for the session thread (the voice's own bounded inbox not counted)."""
+        return self._loop.pending() - self.voice.inbox_pending
+
+    @property
+    def audio_routing(self) -> str:
+        return self._config.audio_routing
+
+    @property
+    def idle_deadline_armed(self) -> bool:
+        """Read by senders: only then is ``note_activity`` worth a thread hand-off."""
+        return self.timers.idle_deadline_armed
 
     def stop(self, deadline: float, then: tuple[Callable[[], None], ...] = ()) -> None:
         """Stop the session thread, let workers finish until ``deadline`` (monotonic) and abort
@@ -315,8 +315,7 @@ class Session:
 
     def note_activity(self) -> None:
         """Any client message resets the server's idle timer; mirror it locally."""
-        self.idle_deadline_armed = False
-        self._loop.cancel_timer("idle_deadline")
+        self.timers.note_activity()
 
     # ================================================================ connect attempts
 
@@ -352,49 +351,25 @@ class Session:
         self._loop.set_timer("attempt_deadline", timeout, lambda: self._attempt_timed_out(attempt_id))
         csid = self.character_session_id if (self._phase == "connect" or self._config.reconnect_policy.resume) \
             else None
-        listener = _Listener(self, attempt_id)
+        listener = AttemptListener(self, attempt_id)
         log.info("%s attempt %d: POST %s/connect", self._phase, self._attempts, self._config.url.rstrip("/"))
         self._attempt = self._workers.start(
             "connect", lambda canceller: self._attempt_worker(attempt_id, csid, timeout, listener, canceller),
             f"connect attempt {self._attempts}")
 
-    def _attempt_worker(self, attempt_id: int, csid: str | None, timeout: float, listener: _Listener,
+    def _attempt_worker(self, attempt_id: int, csid: str | None, timeout: float, listener: AttemptListener,
                         canceller: Canceller) -> None:
-        """Runs on convai-connect-<n>: the blocking HTTP + handshake of one attempt."""
-        started = time.monotonic()
-        endpoint: Endpoint | None = None
-        transport: Transport | None = None
-        error: SessionError | None = None
-        # A session released just before (a drop, a disconnect) must free its slot first, or a
-        # plan at its concurrency limit answers this connect with 429.
-        self._workers.wait(started + min(timeout, self._config.disconnect_timeout), role="http")
-        try:
-            endpoint = self._api.connect(csid, timeout=min(timeout, self._config.http_timeout),
-                                         canceller=canceller)
-            transport = self._new_transport()
-            remaining = max(0.001, timeout - (time.monotonic() - started))
-            transport.open(endpoint, listener, timeout=remaining, canceller=canceller)
-        except ConnectFailed as exc:
-            error = exc.error
-        except TransportOpenError as exc:
-            error = exc.error
-        except Exception as exc:  # noqa: BLE001 - a bug below us must fail the attempt, not hang connect()
-            copy = scrubbed_copy(exc, self._config.api_key)
-            log.error("unexpected error during a connect attempt: %s\n%s", copy,
-                      scrub("".join(traceback.format_exception(exc)), self._config.api_key))
-            error = SessionError.of(ErrorCode.CONNECTION_FAILED, str(copy), exception=copy)
-        if error is not None:
-            transport = None
-        result = _AttemptResult(attempt_id, endpoint, transport, error)
+        """Runs on convai-connect-<n>; hands the result to the session thread."""
+        result = self._runner.run(attempt_id, csid, timeout, listener, canceller)
         if not self._loop.post_if_running(lambda: self._attempt_done(result, listener)):
-            self._discard_late(result)  # the session is gone: release what this attempt acquired
+            self._runner.discard_late(result)  # the session is gone: release what this attempt acquired
 
     def _abort_attempt(self, reason: str) -> None:
         attempt, self._attempt = self._attempt, None
         if attempt is not None:
             attempt.abort(reason)
 
-    def _attempt_done(self, result: _AttemptResult, listener: _Listener) -> None:
+    def _attempt_done(self, result: AttemptResult, listener: AttemptListener) -> None:
         if result.attempt_id != self._attempt_id or self.state not in (S.CONNECTING, S.RECONNECTING):
             listener.active = False
             self._discard(result)
@@ -409,6 +384,8 @@ class Session:
         self._endpoint = result.endpoint
         self.transport = result.transport
         self._listener = listener
+        # audio-data messages travel with the other messages: no tail for them.
+        self.voice.attach(0.0 if self._config.audio_routing == "data_only" else result.transport.audio_lag)
         self.session_id = result.endpoint.session_id
         if result.endpoint.character_session_id:
             self.character_session_id = result.endpoint.character_session_id
@@ -423,19 +400,12 @@ class Session:
         if early_close is not None and self.transport is transport:
             self.transport_closed(result.attempt_id, transport, early_close)
 
-    def _discard(self, result: _AttemptResult) -> None:
+    def _discard(self, result: AttemptResult) -> None:
         """A late attempt result (cancelled or timed out): release what it acquired."""
         if result.transport is not None:
             result.transport.close(timeout=self._config.close_timeout)
         if result.endpoint is not None:
             self._release(result.endpoint.session_id)
-
-    def _discard_late(self, result: _AttemptResult) -> None:
-        """Like :meth:`_discard`, on the worker thread after the session thread stopped."""
-        if result.transport is not None:
-            result.transport.close(timeout=self._config.close_timeout)
-        if result.endpoint is not None:
-            self._api.disconnect(result.endpoint.session_id, timeout=self._config.close_timeout)
 
     def _attempt_timed_out(self, attempt_id: int) -> None:
         if attempt_id != self._attempt_id or self.state not in (S.CONNECTING, S.RECONNECTING):
@@ -489,10 +459,7 @@ class Session:
     def _fail_connect(self, error: SessionError, reason: DisconnectReason = DisconnectReason.CLIENT_INITIATED
                       ) -> None:
         self._loop.cancel_timers("attempt")
-        self._loop.cancel_timers("duration")
-        self._loop.cancel_timer("idle_deadline")
-        self._loop.cancel_timer("keepalive")
-        self._duration_started = None
+        self.timers.stop()
         self._resuming = False
         self._final = (reason, error)
         self._set_state(S.ERROR, error)
@@ -585,7 +552,7 @@ class Session:
         if policy.max_attempts == 0:
             transport.abort("link lost, and ReconnectPolicy.max_attempts is 0")
             return
-        self._loop.cancel_timer("keepalive")
+        self.timers.link_down()
         error = self._err(ErrorCode.TRANSPORT_SIGNAL_DISCONNECTED, "connection interrupted; recovering it")
         self._fail_pending(error)
         self._drop_reason = DisconnectReason.UNKNOWN_REASON
@@ -629,8 +596,8 @@ class Session:
 
     def _on_drop(self, outcome: CloseOutcome) -> None:
         self.bot_ready = False
-        self._loop.cancel_timer("keepalive")
-        idle = self._loop.pop_timer("idle_deadline")
+        self.timers.link_down()
+        idle = self.timers.pop_idle_deadline()
         if idle is not None and outcome.error is not None \
                 and outcome.error.error_code is ErrorCode.SESSION_IDLE_TIMEOUT:
             idle()  # the server closed at the announced deadline: report it before the disconnect
@@ -653,12 +620,13 @@ class Session:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.active = False  # its late frames no longer complete acks or asks
+            self.voice.detach()
 
     def _teardown_link(self, notify_server: bool) -> None:
         transport, self.transport = self.transport, None
         self._deactivate_listener()
         self.bot_ready = False
-        self._loop.cancel_timer("keepalive")
+        self.timers.link_down()
         if transport is not None:
             transport.close(1000, "client disconnect", timeout=self._config.close_timeout)
             if transport.unsent:
@@ -684,10 +652,7 @@ class Session:
     def _finish_disconnect(self, reason: DisconnectReason, error: SessionError | None,
                            pending: SessionError | None = None) -> None:
         self._loop.cancel_timers("attempt")
-        self._loop.cancel_timers("duration")
-        self._loop.cancel_timer("idle_deadline")
-        self._loop.cancel_timer("keepalive")
-        self._duration_started = None
+        self.timers.stop()
         self._final = None
         self._resuming = False
         self.last_disconnect_reason = reason
@@ -704,27 +669,6 @@ class Session:
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
-
-    # ================================================================ keepalive
-
-    def _arm_keepalive(self) -> None:
-        interval = self._config.keepalive_interval
-        if interval is not None:
-            self._loop.set_timer("keepalive", interval, self._keepalive_tick)
-
-    def _keepalive_tick(self) -> None:
-        transport = self.transport
-        interval = self._config.keepalive_interval
-        if transport is None or self.state is not S.CONNECTED or interval is None:
-            return
-        last = transport.last_received
-        silent = None if last is None else time.monotonic() - last
-        if silent is not None and silent > interval + self._config.keepalive_timeout:
-            self.stats["keepalive_timeouts"] += 1
-            transport.abort(f"nothing received from the server for {silent:.1f} s (keepalive)")
-            return
-        transport.ping()
-        self._arm_keepalive()
 
     # ================================================================ events
 
@@ -750,7 +694,7 @@ class Session:
             self._fail_pending(error)
             return
         if isinstance(event, ev.UserIdleWarningReceived):
-            self._on_idle_warning(event)
+            self.timers.idle_warning(event)
             return
         self._hub.publish(event)
 
@@ -772,8 +716,7 @@ class Session:
         else:
             self._hub.publish(ev.Connected(session_id=self.session_id or "",
                                            character_session_id=self.character_session_id))
-        self._start_duration_clock(reset=not reconnected or self._config.reset_duration_on_reconnect)
-        self._arm_keepalive()
+        self.timers.connected(reconnected)
         self._resolve_waiters(None)
 
     def _on_pipeline_error(self, event: ev.PipelineError) -> None:
@@ -787,41 +730,6 @@ class Session:
                 # The session is terminated server-side; end it now rather than wait for a close.
                 self._teardown_link(notify_server=True)
                 self._finish_disconnect(DisconnectReason.AGENT_ERROR, error, pending=error)
-
-    def _on_idle_warning(self, event: ev.UserIdleWarningReceived) -> None:
-        remaining = float(event.remaining_seconds)
-        deadline = event.timestamp + timedelta(seconds=remaining)
-        warned_at = event.timestamp
-
-        def elapsed() -> None:
-            self.idle_deadline_armed = False
-            self._hub.publish(ev.UserIdleTimeoutElapsed(warning_received_at=warned_at, deadline=deadline))
-        self._loop.set_timer("idle_deadline", remaining, elapsed)
-        self.idle_deadline_armed = True  # senders then post note_activity (else they skip the wake-up)
-        self._hub.publish(event)
-
-    # ================================================================ duration cap
-
-    def _start_duration_clock(self, reset: bool) -> None:
-        cap = self._config.max_session_duration
-        if cap is None:
-            return
-        now = self._loop.clock.monotonic()
-        if reset or self._duration_started is None:
-            self._duration_started = now
-        elapsed = now - self._duration_started
-        remaining = cap - elapsed
-        for lead in self._config.session_duration_warnings:
-            if lead < remaining:
-                self._loop.set_timer(f"duration_warn_{lead}", remaining - lead, self._duration_warning(lead, cap))
-        self._loop.set_timer("duration_cap", remaining, lambda: self.cmd_end(
-            ErrorCode.SESSION_DURATION_LIMIT_REACHED,
-            f"max_session_duration of {cap:g} s reached"))
-
-    def _duration_warning(self, lead: float, cap: float) -> Callable[[], None]:
-        def warn() -> None:
-            self._hub.publish(ev.SessionDurationWarning(remaining_seconds=lead, max_session_duration=cap))
-        return warn
 
     # ================================================================ diagnostics
 
@@ -841,68 +749,5 @@ class Session:
             **{k: (list(v) if isinstance(v, list) else v) for k, v in self.stats.items()},
             "pending_acks": len(self.acks),
             "pending_asks": self.turns.waiting,
+            "audio": self.voice.snapshot(),
         }
-
-
-class _Listener:
-    """Per-attempt transport listener, called on the transport's reader thread.
-
-    It decodes each frame, completes acknowledgements and ``ask()`` replies at once (so a
-    waiting caller wakes without a hop through the session thread), then posts the event to the
-    session thread for state changes and publishing. ``active`` turns False when the session
-    drops this transport: its late frames then complete nothing.
-    """
-
-    __slots__ = ("_session", "_attempt_id", "active")
-
-    def __init__(self, session: Session, attempt_id: int) -> None:
-        self._session = session
-        self._attempt_id = attempt_id
-        self.active = True
-
-    def on_transport_message(self, transport: Transport, data: str | bytes | TransportFault) -> None:
-        s, aid = self._session, self._attempt_id
-        s.stats["frames_received"] += 1
-        if isinstance(data, TransportFault):
-            event: object = ev.ProtocolFault(code=data.code, detail=data.detail, raw="")
-        else:
-            decoded = protocol.decode(data)
-            if decoded is None:
-                return
-            event = decoded
-        if self.active:
-            if isinstance(event, ev.ServerResponse):
-                s.acks.resolve(event)
-                s.turns.acked(event)
-            else:
-                s.turns.feed(event)
-        if s._loop.pending() >= MAX_INBOX_FRAMES:
-            s.stats["frames_dropped"] += 1
-            log.warning("session inbox full (%d items; the session thread is blocked, e.g. by a slow "
-                        "IMMEDIATE handler): dropped a %s event (total dropped: %d)",
-                        MAX_INBOX_FRAMES, type(event).__name__, s.stats["frames_dropped"])
-            return
-        s.post(lambda: s.transport_event(aid, transport, event))
-
-    def on_transport_audio(self, transport: Transport, pcm: bytes, sample_rate: int, num_channels: int) -> None:
-        s, aid = self._session, self._attempt_id
-        frame = AudioFrame(data=pcm, sample_rate=sample_rate, num_channels=num_channels,
-                           samples_per_channel=len(pcm) // (2 * num_channels), timestamp=time.monotonic())
-        s.post(lambda: s.transport_event(aid, transport, frame))
-
-    def on_transport_closed(self, transport: Transport, closed: TransportClosed) -> None:
-        s, aid = self._session, self._attempt_id
-        s.post(lambda: s.transport_closed(aid, transport, closed))
-
-    def on_transport_reconnecting(self, transport: Transport) -> None:
-        s, aid = self._session, self._attempt_id
-        s.post(lambda: s.transport_reconnecting(aid, transport))
-
-    def on_transport_reconnected(self, transport: Transport) -> None:
-        s, aid = self._session, self._attempt_id
-        s.post(lambda: s.transport_reconnected(aid, transport))
-
-    def on_transport_participant(self, transport: Transport, event: ev.ParticipantJoined | ev.ParticipantLeft
-                                 ) -> None:
-        s, aid = self._session, self._attempt_id
-        s.post(lambda: s.transport_event(aid, transport, event))

@@ -1,6 +1,9 @@
-"""Session states (Convai's ``SessionState``, seed 002) and the one allowed-transition table.
+"""Session states (Convai Unity SDK ``SessionState``) and the one allowed-transition table.
 
-Transitions (DESIGN.md §5)::
+Source: Convai Unity SDK docs, "Session events" (docs.convai.com,
+convai-unity-sdk/scripting-reference/session-events).
+
+Transitions::
 
     DISCONNECTED -> CONNECTING -> CONNECTED -> RECONNECTING -> CONNECTED
     CONNECTING -> ERROR | DISCONNECTED (cancelled)     RECONNECTING -> ERROR | DISCONNECTED

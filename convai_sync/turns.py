@@ -29,13 +29,19 @@ Locks here guard only these structures and are never held while user code runs.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import logging
 import threading
 import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from . import events as ev
+from .audio import AudioClip, AudioFrame
 from .errors import ConvaiError, ErrorCode, SessionError, error_for
+
+log = logging.getLogger("convai_sync")
 
 
 def hand_over() -> None:
@@ -124,7 +130,10 @@ class Turn:
     """The reply to one ``ask()``/``stream()``: a future for the whole reply and its chunks.
 
     Thread notes: filled by the transport's reader thread (under the tracker's lock), read by
-    the asking thread.
+    the asking thread. Its voice (``expect_audio``/``add_audio``/``end_audio``) is filled by the
+    :class:`~convai_sync.voice.VoiceTracker`: audio is expected from the turn's
+    ``bot-started-speaking`` on, which the reader sees before ``bot-turn-completed`` completes
+    :attr:`future`, so a caller that has the text knows whether to wait for the voice.
     """
 
     def __init__(self, message_id: str) -> None:
@@ -135,6 +144,63 @@ class Turn:
         self.scale: int | None = None
         self.actions: tuple[ev.Action, ...] = ()
         self._cond = threading.Condition()
+        self._audio: list[AudioFrame] = []
+        self._audio_expected = False
+        self._audio_ended = False
+
+    # ---- voice (VoiceTracker, any thread) ----
+
+    def expect_audio(self) -> None:
+        with self._cond:
+            self._audio_expected = True
+
+    def add_audio(self, frame: AudioFrame) -> None:
+        with self._cond:
+            if not self._audio_ended:
+                self._audio.append(frame)
+
+    def end_audio(self) -> None:
+        """The turn's voice is over (its tail ended, or it was interrupted)."""
+        with self._cond:
+            self._audio_ended = True
+            self._cond.notify_all()
+
+    def audio_clip(self) -> AudioClip | None:
+        """The voice received so far as one clip (frames in another format than the first are left
+        out, with a warning); None when no audio came."""
+        with self._cond:
+            frames = list(self._audio)
+        if not frames:
+            return None
+        first = frames[0]
+        same = [f for f in frames if (f.sample_rate, f.num_channels) == (first.sample_rate, first.num_channels)]
+        if len(same) != len(frames):
+            log.warning("a reply's voice changed format mid-turn; %d frame(s) left out of BotReply.audio",
+                        len(frames) - len(same))
+        return AudioClip.from_frames(same)
+
+    def reply(self, deadline: float | None) -> ev.BotReply:
+        """The whole reply, with its voice when audio is expected, by ``deadline`` (monotonic;
+        None waits until the turn ends or fails).
+
+        Raises:
+            TimeoutError: the text, or the voice that follows it, did not end by ``deadline``.
+            ConvaiError: the turn failed (the session ended, an error ack…).
+            concurrent.futures.CancelledError: the turn was abandoned.
+        """
+        try:
+            text = self.future.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:  # not the builtin TimeoutError before Python 3.11
+            raise TimeoutError("no complete reply before the deadline") from None
+        with self._cond:
+            if not self._audio_expected:
+                return text
+            while not self._audio_ended:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError("the reply's text arrived but its voice had not ended before the deadline")
+                self._cond.wait(remaining)
+        return dataclasses.replace(text, audio=self.audio_clip())
 
     def add_chunk(self, chunk: ev.BotText) -> None:
         with self._cond:
@@ -158,6 +224,7 @@ class Turn:
         if not self.future.done():
             self.future.set_exception(error)
         with self._cond:
+            self._audio_ended = True
             self._cond.notify_all()
 
     def wait_chunk(self, index: int, deadline: float) -> ev.BotText | None:
@@ -348,6 +415,12 @@ class TurnTracker:
             self._current = None
         for turn in turns:
             turn.fail(error)
+
+    def replying_turn(self) -> Turn | None:
+        """The :class:`Turn` the reply being streamed now belongs to (None: nobody waits for it)."""
+        with self._lock:
+            current = self._current
+            return current.sent.turn if current is not None and current.sent is not None else None
 
     @property
     def waiting(self) -> int:

@@ -1,4 +1,4 @@
-"""A local Convai realtime service for offline development and tests (DESIGN.md §6).
+"""A local Convai realtime service for offline development and tests.
 
 ::
 
@@ -12,7 +12,8 @@
 ``python -m simulator`` / ``convai-sim`` runs it standalone; ``/_sim/*`` routes (see
 :mod:`simulator.control`) drive it from other processes with its control token.
 
-The simulator speaks Convai's real wire protocol (PROTOCOL.md §1) with frames it builds itself; it
+The simulator speaks Convai's real wire protocol (the connect API, the ``/chat`` WebSocket's RTVI
+messages, LiveKit) with frames it builds itself; it
 shares only the ``ErrorCode`` and ``DisconnectReason`` catalogs with ``convai_sync``.
 """
 

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--control-token", metavar="TOKEN", help="token for the /_sim/* control API (default: random)")
     add("--transport-default", choices=("livekit", "websocket"), default="livekit",
         help="transport of a /connect that names none (default livekit, as the real service)")
+    add("--websocket-audio", action="store_true",
+        help="voice replies on the /chat WebSocket too (binary Pipecat Frame.audio; PROPOSED)")
     add("--log-level", default="INFO", type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), help="logging level (default INFO)")
     return parser
@@ -118,6 +120,7 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         send_timeout=args.send_timeout,
         max_conversations=args.max_conversations,
         scenario_dir=args.scenario_dir,
+        websocket_audio=args.websocket_audio,
     )
 
 

@@ -82,6 +82,12 @@ async def send_bounded(transport: asyncio.BaseTransport | None, send: Callable[[
         raise SlowConsumer(f"a message waited more than {timeout:g} s for the client to read") from None
 
 
+class Speaker(Protocol):
+    """What voices a reply on a carrier (``simulator.wsaudio.WebSocketVoice`` on the WebSocket)."""
+
+    async def speak(self, text: str, stop: Callable[[], bool]) -> None: ...
+
+
 class Carrier(Protocol):
     """What a session's wire must do; every method runs on the simulator's loop thread."""
 
@@ -116,7 +122,8 @@ class Carrier(Protocol):
 
 
 class WebSocketCarrier:
-    """The ``/chat`` WebSocket: RTVI JSON text frames, real close frames, TCP drops; no audio.
+    """The ``/chat`` WebSocket: RTVI JSON text frames, real close frames, TCP drops; audio as binary Pipecat
+    frames through :attr:`voice` (:class:`simulator.wsaudio.WebSocketVoice`), when one is attached.
 
     Args:
         ws: the prepared aiohttp WebSocket.
@@ -133,6 +140,8 @@ class WebSocketCarrier:
         self._transport = transport
         self._session_id = session_id
         self._send_timeout = send_timeout
+        #: Speaks and hears on this connection (``speak(text, stop)``); None: no audio.
+        self.voice: Speaker | None = None
 
     @property
     def close_code(self) -> int | None:
@@ -150,8 +159,26 @@ class WebSocketCarrier:
             return False
         return True
 
+    async def send_bytes(self, data: bytes) -> bool:
+        """Send one binary message (audio); False when the wire is gone.
+
+        Raises:
+            SlowConsumer: the client did not take it within the send deadline.
+        """
+        ws = self._ws
+        if ws.closed:
+            return False
+        try:
+            await send_bounded(self._transport, lambda: ws.send_bytes(data), len(data) + 16, self._send_timeout)
+        except (ConnectionError, RuntimeError) as exc:
+            logger.debug("send on session %s failed: %s", self._session_id, exc)
+            return False
+        return True
+
     async def speak(self, text: str, stop: Callable[[], bool]) -> None:
-        """The WebSocket carries no audio: nothing to play."""
+        """Voice ``text`` through :attr:`voice` (nothing to play without one)."""
+        if self.voice is not None:
+            await self.voice.speak(text, stop)
 
     async def close(self, code: int, reason: str) -> None:
         """Close with ``code`` and ``reason``; a handshake that does not finish within the send deadline plus

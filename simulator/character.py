@@ -1,6 +1,6 @@
 """The simulated character: a deterministic default reply, chunking, and one turn's frame sequence.
 
-A turn follows PROTOCOL.md §1.9's reference sequence (the contract's subset):
+A turn follows the reference sequence of Convai's turn-lifecycle docs (a subset):
 ``final-user-transcription`` -> ``bot-llm-started`` -> ``bot-llm-text`` x N -> ``bot-llm-stopped`` ->
 ``action-response`` -> ``bot-emotion`` -> ``bot-tts-started`` (TTS on only) -> ``bot-started-speaking`` ->
 ``bot-stopped-speaking`` -> ``bot-turn-completed{was_interrupted}``. A reply of None sends

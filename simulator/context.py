@@ -1,4 +1,5 @@
-"""Per-session dynamic context with Convai's token budget (PROTOCOL.md §1.8 ``context-update``, §2.7).
+"""Per-session dynamic context with Convai's token budget (``context-update``; 50,000 combined,
+20,000 static, 30,000 runtime estimated tokens, as Convai's context-update docs give them).
 
 Budget: 50,000 estimated tokens in total, 20,000 static and 30,000 runtime; the oldest runtime entries
 are trimmed once the runtime part is over its budget. Tokens are estimated as ``ceil(len(text) / 4)``.

@@ -69,6 +69,8 @@ class SimConfig:
     transport_default: str = "livekit"
     synthesizer: Synthesizer | None = None
     transcriber: Transcriber | None = None
+    #: Voice replies on the ``/chat`` WebSocket too, as binary Pipecat ``Frame.audio`` (``simulator.wsaudio``).
+    websocket_audio: bool = False
     #: Addresses the LiveKit side gathers and advertises as ICE host candidates.
     livekit_host_addresses: tuple[str, ...] = ("127.0.0.1",)
     send_timeout: float = DEFAULT_SEND_TIMEOUT

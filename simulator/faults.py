@@ -1,7 +1,8 @@
 """What each documented ErrorCode / DisconnectReason looks like on the wire when the simulator injects it.
 
-The table follows the lead's wire contract (PROTOCOL.md §1.5 statuses and detail texts, §1.12 PROPOSED
-texts, §2.6 reasons as close codes ``4000 + reason``). Codes only a client can produce raise ValueError
+The table follows Convai's documented connect-API statuses and detail texts (and PROPOSED texts
+where Convai documents none); disconnect reasons travel on the WebSocket as close codes
+``4000 + reason``. Codes only a client can produce raise ValueError
 with a hint on how to trigger them instead. Pure data and lookups; no I/O.
 """
 

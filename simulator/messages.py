@@ -1,4 +1,5 @@
-"""Client messages -> ``server-response`` acks and the replies they cause (PROTOCOL.md §1.8, §1.10).
+"""Client messages -> ``server-response`` acks and the replies they cause (Convai's client-to-server
+message docs and its ``server-response`` acknowledgement format).
 
 Every client frame gets its ack before any reply traffic it causes. Replies run as one task per turn,
 chained so turns of one session never overlap. Loop thread only.

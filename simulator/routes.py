@@ -1,6 +1,7 @@
 """HTTP and WebSocket endpoints: ``POST /connect``, ``GET /chat``, ``POST /disconnect``, ``GET /healthz``.
 
-Request, response and error bodies follow PROTOCOL.md §1.3-§1.5 and the lead's wire contract. Handlers
+Request, response and error bodies follow Convai's connect API docs (fields, statuses, ``detail``
+texts, pydantic-style 422s). Handlers
 run on the simulator's loop thread and only touch :class:`simulator.core.SimCore`.
 
 Bodies are bounded (:mod:`simulator.bounds`): over 1 MiB is 413 ``{"detail": ...}``; a body that is not
@@ -22,6 +23,7 @@ from simulator.carrier import CLOSE_HANDSHAKE_TIMEOUT, WebSocketCarrier
 from simulator.core import SimCore
 from simulator.faults import ConnectKind
 from simulator.sessions import Phase
+from simulator.wsaudio import WebSocketVoice
 
 logger = logging.getLogger("simulator.routes")
 
@@ -255,7 +257,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
         logger.info("second WebSocket for session %s refused", session_id)
         await ws.close(code=1008, message=DUPLICATE_REASON.encode())
         return ws
-    core.open_session(session, WebSocketCarrier(ws, request.transport, session.session_id, core.config.send_timeout))
+    carrier = WebSocketCarrier(ws, request.transport, session.session_id, core.config.send_timeout)
+    voice = WebSocketVoice(core, session, carrier.send_bytes, core.config.websocket_audio)
+    carrier.voice = voice
+    core.open_session(session, carrier)
     await session._send(wire.interaction_created(session.character_session_id))
     core.schedule_bot_ready(session)
     core.start_scenario(session)
@@ -264,7 +269,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
             if msg.type is WSMsgType.TEXT:
                 await messages.handle_text(core, session, msg.data)
             elif msg.type is WSMsgType.BINARY:
-                core.arm_idle(session)  # audio frames: accepted and ignored
+                core.arm_idle(session)
+                await voice.hear(msg.data)  # Pipecat frames: the user's voice, or an RTVI message
             elif msg.type is WSMsgType.ERROR:
                 logger.warning("session %s WebSocket error: %s", session_id, ws.exception())
     finally:

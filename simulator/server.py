@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from simulator import limits
+from simulator import limits, pipecat
 from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
 from simulator.character import Responder
 from simulator.control import add_control_routes
@@ -51,7 +51,7 @@ def _names(value: Iterable[str] | str, what: str) -> tuple[str, ...]:
 
 
 class Simulator(SimulatorOperations):
-    """A local Convai realtime service (DESIGN.md §6). ``None`` limits mean unlimited / off.
+    """A local Convai realtime service. ``None`` limits mean unlimited / off.
 
     Args:
         host, port: where to bind (port 0 = a free port; see :attr:`url` after :meth:`start`).
@@ -73,11 +73,14 @@ class Simulator(SimulatorOperations):
         scenario: a :mod:`simulator.scenario` every session runs: a shipped name (``"flaky_network"``),
             a file path, JSON text, a dict or a list of steps (see :meth:`load_scenario`).
         control_token: the ``X-Sim-Control-Token`` the ``/_sim/*`` routes require (default: random).
-        synthesizer: the character's voice on LiveKit, ``text -> (pcm, sample_rate)`` (PCM16 mono bytes, Hz);
-            runs on the worker pool. Default: a 440 Hz tone of 20 ms per character (see
-            ``simulator.livekit.media``).
-        transcriber: hears the user on LiveKit, ``(pcm, sample_rate, num_channels) -> str`` (PCM16); runs on
-            the worker pool. Default: ``"[audio 1.20 s]"``.
+        synthesizer: the character's voice, ``text -> (pcm, sample_rate)`` (PCM16 mono bytes, Hz); runs on the
+            worker pool. Default: a 440 Hz tone of 20 ms per character (see ``simulator.speech``).
+        transcriber: hears the user (LiveKit microphone track, or ``Frame.audio`` on the WebSocket),
+            ``(pcm, sample_rate, num_channels) -> str`` (PCM16); runs on the worker pool. Default:
+            ``"[audio 1.20 s]"``.
+        websocket_audio: voice replies on the ``/chat`` WebSocket too, as binary Pipecat ``Frame.audio``
+            messages paced at twice real time (PROPOSED: see ``simulator.wsaudio``). Off by default: clients
+            that read only text frames keep their speed. The user's voice is heard on the WebSocket either way.
         transport_default: what a ``/connect`` without ``transport`` gets: ``"livekit"`` (the real service's
             default) or ``"websocket"``.
         livekit_host_addresses: the addresses the LiveKit side gathers and advertises as ICE candidates
@@ -126,6 +129,7 @@ class Simulator(SimulatorOperations):
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
         scenario_dir: str | Path | None = None,
+        websocket_audio: bool = False,
     ) -> None:
         checked = limits.validate({
             "concurrency_limit": concurrency_limit, "speaker_limit": speaker_limit,
@@ -145,6 +149,10 @@ class Simulator(SimulatorOperations):
         for name, function in (("synthesizer", synthesizer), ("transcriber", transcriber)):
             if function is not None and not callable(function):
                 raise TypeError(f"{name} must be callable")
+        if not isinstance(websocket_audio, bool):
+            raise TypeError("websocket_audio must be a bool")
+        if websocket_audio and not pipecat.available():
+            raise ValueError("websocket_audio needs the protobuf package: pip install 'convai-sync[simulator]'")
         if transport_default not in ("livekit", "websocket"):
             raise ValueError(f"transport_default must be 'livekit' or 'websocket', got {transport_default!r}")
         hosts = _names(livekit_host_addresses, "livekit_host_addresses")
@@ -173,6 +181,7 @@ class Simulator(SimulatorOperations):
             send_timeout=windows["send_timeout"],
             max_conversations=max_conversations,
             scenario_dir=allowed_dir,
+            websocket_audio=websocket_audio,
         )
         self._scenario: Scenario | None = None if scenario is None else load_scenario(scenario)
         self._lock = threading.Lock()

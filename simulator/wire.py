@@ -1,6 +1,6 @@
-"""Server-side wire frames, written from PROTOCOL.md §1.7-§1.10 (never from ``convai_sync.protocol``).
+"""Server-side wire frames, written from Convai's message docs (never from ``convai_sync.protocol``).
 
-Three server envelope forms (PROTOCOL.md §1.7):
+Three server envelope forms (Convai Live API, turn lifecycle and message ordering):
 
 * Form A, bot output stream: ``{"label": "rtvi-ai", "type": T, "data": {...}}``;
 * Form B, custom server message: ``{"label": "rtvi-ai", "type": "server-message", "data": {"type": T, ...}}``;
@@ -23,7 +23,7 @@ from simulator import bounds
 
 LABEL = "rtvi-ai"
 
-#: The 12 types in ``extras.supported_types`` of the unknown-type error (PROTOCOL.md §1.8, §1.10).
+#: The 12 types in ``extras.supported_types`` of Convai's unknown-type error.
 SUPPORTED_TYPES: tuple[str, ...] = (
     "user_text_message",
     "trigger-message",
@@ -123,7 +123,7 @@ def failed_ack(event_type: str, detail: str, extras: JsonDict | None = None) -> 
 
 
 def bot_ready() -> JsonDict:
-    """PROPOSED ``bot-ready`` payload (PROTOCOL.md §1.12)."""
+    """PROPOSED ``bot-ready`` payload (Convai does not document it; RTVI's ``{version}``)."""
     return form_a("bot-ready", {"version": "1.0.0"}, msg_id=uuid.uuid4().hex[:8])
 
 

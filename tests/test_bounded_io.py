@@ -28,10 +28,10 @@ from convai_sync import (
     Reconnecting,
     ReconnectPolicy,
     RetryPolicy,
+    SendQueueFullError,
     SessionError,
     SessionState,
 )
-from convai_sync.client import SendQueueFullError
 from convai_sync.testing import Recorder
 from tests.support.peers import Mode, Peer, text_frame
 

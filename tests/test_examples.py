@@ -22,19 +22,28 @@ EXPECTED = {
     "please_wait.py": ["Please wait", "Slot free"],
     "session_timer.py": ["Session ends in", "session.duration_limit_reached"],
     "idle_countdown.py": ["disconnected in", "session.idle_timeout"],
+    # LiveKit's Opus smears the tone's edges by a frame: "[audio 1.02 s]" there, "1.00" on the WebSocket.
+    "voice_chat.py": ["You say: tone.wav (1.70 s, 16000 Hz)", "Character heard: [audio 1.0",
+                      "Character: You said: [audio 1.0", "Character's voice: "],
 }
+
+
+#: examples run by their own test module instead (they need more than "no arguments").
+COVERED_ELSEWHERE = {"pygame_character.py": "tests/test_pygame_tour.py"}  # opens a window without --headless
 
 
 def test_every_example_is_covered() -> None:
     scripts = {p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_")}
-    assert scripts == set(EXPECTED)
+    assert scripts == set(EXPECTED) | set(COVERED_ELSEWHERE)
+    root = EXAMPLES.parent
+    assert all((root / test).exists() for test in COVERED_ELSEWHERE.values())
 
 
 @pytest.mark.parametrize("script", sorted(EXPECTED))
-def test_example_runs_against_the_embedded_simulator(script: str) -> None:
+def test_example_runs_against_the_embedded_simulator(script: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("CONVAI_API_KEY", "CONVAI_CHARACTER_ID")}
     proc = subprocess.run([sys.executable, str(EXAMPLES / script)], capture_output=True, text=True,
-                          timeout=45, env=env, cwd=EXAMPLES.parent, check=False)
+                          timeout=45, env=env, cwd=tmp_path, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for line in EXPECTED[script]:
         assert line in proc.stdout, f"{script} did not print {line!r}:\n{proc.stdout}"
@@ -75,3 +84,22 @@ def test_quickstart_against_a_local_simulator_does_not_claim_the_real_service() 
                                      "CONVAI_URL": sim.url})
     assert "real Convai service" not in out
     assert f"Using the local Convai service at {sim.url}" in out
+
+
+def test_voice_chat_over_the_websocket_writes_the_characters_voice(tmp_path: Path) -> None:
+    """The no-argument run above goes over LiveKit; this one over the WebSocket's audio, where the WAV's
+    length is exactly the synthesizer's (no codec in between)."""
+    import wave
+
+    from simulator.speech import voice_seconds
+
+    reply = "You said: [audio 1.00 s]. This is turn 1 of our conversation. I am a simulated Convai character."
+    out = tmp_path / "reply.wav"
+    env = {k: v for k, v in os.environ.items() if k not in ("CONVAI_API_KEY", "CONVAI_CHARACTER_ID", "CONVAI_URL")}
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "voice_chat.py"), "--transport", "websocket", "--output",
+                           str(out)], capture_output=True, text=True, timeout=45, env=env, cwd=tmp_path, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with wave.open(str(out), "rb") as wav:
+        seconds = wav.getnframes() / wav.getframerate()
+    assert seconds == pytest.approx(voice_seconds(reply), abs=0.001)
+    assert f"({seconds:.2f} s)" in proc.stdout

@@ -303,23 +303,21 @@ def test_the_characters_voice_arrives_on_on_audio(sim: Simulator, rate: int | No
             frames.append((frame, peak(frame.data)))
             cond.notify_all()
 
-    def loud() -> float:
-        return sum(f.duration for f, p in frames if p >= LOUD)
-
-    def played_out() -> bool:
-        # the whole utterance, then 300 ms of the silence libwebrtc keeps producing after it
-        if loud() < expected - 0.1:
-            return False
-        last = max(i for i, (_f, p) in enumerate(frames) if p >= LOUD)
-        return sum(f.duration for f, _p in frames[last + 1:]) >= 0.3
-
     with ConvaiClient(config(sim, audio_sample_rate=rate)) as client:
         client.events.on_audio.subscribe(heard, P.IMMEDIATE)
         client.connect(timeout=WAIT)
-        assert client.ask("Hello there", timeout=WAIT).text == default_reply("Hello there", 1)
-        with cond:
-            assert cond.wait_for(played_out, WAIT)
-        snapshot = list(frames)
+        # ask() returns once the reply's voice has played out (the track's tail included); the SDK drops
+        # the digital silence libwebrtc goes on producing after it.
+        reply = client.ask("Hello there", timeout=WAIT)
+        assert reply.text == default_reply("Hello there", 1)
+        assert reply.audio is not None
+        voiced = reply.audio.duration
+        with cond:  # the last frames' IMMEDIATE deliveries may still be on their way
+            assert cond.wait_for(lambda: sum(f.duration for f, _p in frames if f.turn_id == 1) >= voiced - 1e-9,
+                                 WAIT)
+            snapshot = [(f, p) for f, p in frames if f.turn_id == 1]
+    assert reply.audio.pcm == b"".join(f.data for f, _p in snapshot)
+    assert reply.audio.sample_rate == (rate or 48_000)
     assert {(f.sample_rate, f.num_channels) for f, _p in snapshot} == {(rate or 48_000, 1)}
     assert all(f.samples_per_channel == (rate or 48_000) // 50 for f, _p in snapshot)  # 20 ms frames
     stamps = [f.timestamp for f, _p in snapshot]
@@ -331,6 +329,30 @@ def test_the_characters_voice_arrives_on_on_audio(sim: Simulator, rate: int | No
 
 def loud_of(frames: list[tuple[AudioFrame, int]]) -> float:
     return sum(f.duration for f, p in frames if p >= LOUD)
+
+
+@pytest.mark.timeout(60)
+def test_a_host_that_stops_pumping_loses_only_the_oldest_voice(sim: Simulator) -> None:
+    """A MAIN_THREAD host that does not pump while the voice streams loses only audio frames (the
+    oldest, counted); every other event of the turn is still delivered, in order, at the next pump."""
+    bound = 5
+    with ConvaiClient(config(sim, audio_queue_frames=bound)) as client:
+        heard: list[object] = []
+        client.events.on_audio.subscribe(heard.append, P.MAIN_THREAD)
+        client.events.on_message.subscribe(heard.append, P.MAIN_THREAD)
+        client.connect(timeout=WAIT)
+        reply = client.ask("Hello there", timeout=WAIT)  # completes without any pump()
+        assert reply.audio is not None and reply.audio.duration > bound * 0.02
+        client.pump()
+        frames = [e for e in heard if isinstance(e, AudioFrame)]
+        others = [e for e in heard if not isinstance(e, AudioFrame)]
+        dropped = client.diagnostics()["events"]["audio_dropped"]["main_thread"]
+        assert len(frames) <= bound and dropped > 0
+        # the frames kept are the newest: the clip's last ones
+        assert b"".join(f.data for f in frames) == reply.audio.pcm[-len(b"".join(f.data for f in frames)):]
+        texts = "".join(getattr(e, "text", "") for e in others if type(e).__name__ == "BotText")
+        assert texts == reply.text
+        assert type(others[-1]).__name__ == "BotTurnCompleted"
 
 
 @pytest.mark.timeout(60)

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import responses
 
-import convai_sync.session as session_module
+import convai_sync.listener as listener_module
 from convai_sync import (
     BotReady,
     BotText,
@@ -343,9 +343,8 @@ def test_6_concurrent_wait_sends_get_their_own_ack_in_wire_order() -> None:
     server = h.server = _GatedServer()
     try:
         h.connect()
-        lock = getattr(h.client, "_send_lock", None)
-        if lock is not None:  # absent before the fix: then B can only make progress by sending
-            h.client._send_lock = _WatchedLock(lock, server.b_progress)  # type: ignore[assignment]
+        sender = h.client._sender  # its lock keeps acks in wire order
+        sender._lock = _WatchedLock(sender._lock, server.b_progress)  # type: ignore[assignment]
         a = run_async(lambda: h.client.update_dynamic_info("A", wait=True), "test-send-a")
         assert server.a_in_send.wait(WAIT)
         b = run_async(lambda: h.client.update_dynamic_info("B", wait=True), "test-send-b")
@@ -601,7 +600,7 @@ def test_11_half_open_drop_reconnects_within_a_concurrency_limit_of_one() -> Non
 def test_12_inbox_drops_frames_beyond_the_limit(harness: Harness, monkeypatch: pytest.MonkeyPatch,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     h = harness
-    monkeypatch.setattr(session_module, "MAX_INBOX_FRAMES", 5, raising=False)
+    monkeypatch.setattr(listener_module, "MAX_INBOX_FRAMES", 5, raising=False)
     entered, release = threading.Event(), threading.Event()
     seen: Recorder[BotText] = Recorder()
 

@@ -221,3 +221,11 @@ def test_cli_help_lists_the_control_routes(cli: list[CliProcess]) -> None:
     assert routes == ["GET /_sim/sessions", "GET /_sim/stats", "POST /_sim/inject", "GET|POST /_sim/limits",
                       "POST /_sim/idle-warning", "POST /_sim/usage-limit", "POST /_sim/participant",
                       "POST /_sim/rebind-state", "POST /_sim/send", "GET|POST /_sim/scenario"]
+
+
+def test_cli_websocket_audio_voices_replies_on_the_websocket(cli: list[CliProcess]) -> None:
+    _process, url = start(cli, "--websocket-audio")
+    with ConvaiClient(ConvaiConfig(api_key="sim-api-key", character_id="sim-character", url=url)) as client:
+        client.connect(timeout=5)
+        reply = client.ask("hi", timeout=10)
+        assert reply.audio is not None and reply.audio.sample_rate == 24000 and reply.audio.duration > 0.2

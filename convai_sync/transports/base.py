@@ -31,6 +31,11 @@ from ..netio import Canceller
 
 Initiator = Literal["client", "server", "network"]
 
+#: Seconds the character's audio may trail the data message that ends it on a transport whose
+#: audio travels apart from its messages (an RTC audio track's jitter buffer); see
+#: :attr:`Transport.audio_lag` and ``convai_sync.voice``.
+DEFAULT_AUDIO_LAG = 0.5
+
 
 @dataclass(frozen=True)
 class TransportClosed:
@@ -73,6 +78,11 @@ class TransportListener(Protocol):
 
     def on_transport_audio(self, transport: Transport, pcm: bytes, sample_rate: int, num_channels: int) -> None:
         """The character's voice: PCM16 little-endian ``pcm`` (interleaved), ``sample_rate`` Hz."""
+        ...
+
+    def on_transport_interruption(self, transport: Transport) -> None:
+        """The server interrupted the character (e.g. Pipecat's ``InterruptionFrame``): drop the
+        voice not played yet."""
         ...
 
     def on_transport_closed(self, transport: Transport, closed: TransportClosed) -> None: ...
@@ -129,6 +139,13 @@ class Transport(abc.ABC):
     def supports_audio(self) -> bool:
         """True when :meth:`send_audio` works on this transport."""
         return False
+
+    @property
+    def audio_lag(self) -> float:
+        """Seconds the character's audio (``on_transport_audio``) may arrive after the message that
+        ends it (``bot-stopped-speaking``): :data:`DEFAULT_AUDIO_LAG` for a transport whose audio
+        travels apart from its messages; 0 where both share one ordered stream."""
+        return DEFAULT_AUDIO_LAG
 
     def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int, *, timeout: float | None) -> None:
         """Send the user's voice (PCM16 little-endian, interleaved), within ``timeout`` seconds.

@@ -1,8 +1,11 @@
 """In-memory transport for unit tests (the httpx ``MockTransport`` idea): no sockets, no threads.
 
 ``MemoryServer`` is the "server" end a test drives: :meth:`MemoryServer.push` delivers a frame
-to the client, :meth:`MemoryServer.close` closes from the server with a code and reason,
-:meth:`MemoryServer.drop` simulates an abrupt loss, and ``sent`` records what the client sent.
+to the client, :meth:`MemoryServer.push_audio` a piece of the character's voice,
+:meth:`MemoryServer.interrupt` a server-side interruption, :meth:`MemoryServer.close` closes from
+the server with a code and reason, :meth:`MemoryServer.drop` simulates an abrupt loss; ``sent``
+records what the client sent and ``audio_sent`` the user's voice. ``supports_audio`` and
+``audio_lag`` set what the client end reports (audio on, no lag: like the WebSocket).
 """
 
 from __future__ import annotations
@@ -22,8 +25,37 @@ class MemoryServer:
 
     def __init__(self) -> None:
         self.sent: list[str] = []
+        self.audio_sent: list[tuple[bytes, int, int]] = []
+        self.supports_audio = True
+        self.audio_lag = 0.0
         self._cond = threading.Condition()
         self.transport: MemoryTransport | None = None
+
+    def push_audio(self, pcm: bytes, sample_rate: int = 16000, num_channels: int = 1) -> None:
+        """Deliver the character's voice (PCM16) to the client, as a transport's audio track would."""
+        t = self.transport
+        if t is None or t.listener is None:
+            raise RuntimeError("client end is not open")
+        t.listener.on_transport_audio(t, pcm, sample_rate, num_channels)
+
+    def interrupt(self) -> None:
+        """Tell the client the server interrupted the character (Pipecat's ``InterruptionFrame``)."""
+        t = self.transport
+        if t is None or t.listener is None:
+            raise RuntimeError("client end is not open")
+        t.listener.on_transport_interruption(t)
+
+    def record_audio(self, pcm: bytes, sample_rate: int, num_channels: int) -> None:
+        with self._cond:
+            self.audio_sent.append((pcm, sample_rate, num_channels))
+            self._cond.notify_all()
+
+    def wait_audio_sent(self, count: int = 1, timeout: float = 5.0) -> list[tuple[bytes, int, int]]:
+        """Block until the client has sent ``count`` pieces of audio; return them all."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.audio_sent) >= count, timeout):
+                raise TimeoutError(f"client sent {len(self.audio_sent)} of {count} pieces of audio within {timeout} s")
+            return list(self.audio_sent)
 
     def push(self, frame: str | bytes | dict[str, Any]) -> None:
         data = json.dumps(frame) if isinstance(frame, dict) else frame
@@ -87,6 +119,21 @@ class MemoryTransport(Transport):
         if not self._open:
             raise ConnectionError("memory transport is not open")
         self.server.record(data)
+
+    @property
+    def supports_audio(self) -> bool:
+        return self.server.supports_audio
+
+    @property
+    def audio_lag(self) -> float:
+        return self.server.audio_lag
+
+    def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int, *, timeout: float | None) -> None:
+        if not self.server.supports_audio:
+            raise NotImplementedError("this memory transport carries no audio")
+        if not self._open:
+            raise ConnectionError("memory transport is not open")
+        self.server.record_audio(pcm, sample_rate, num_channels)
 
     def closed_by_peer(self, closed: TransportClosed) -> None:
         if not self._open:

@@ -6,7 +6,9 @@ forever. :class:`Outbox` writes a small frame directly on the caller's thread on
 is queued, no write is in progress and ``select`` says the socket is writable now (the kernel
 then accepts a frame of at most :data:`DIRECT_MAX` bytes without blocking); otherwise the frame
 joins a bounded queue that one lazily started writer thread, ``convai-writer-<n>``, drains in
-order. A full queue fails the send at once with :class:`OutboxFull`.
+order. A full queue fails the send at once with :class:`OutboxFull`, unless the caller gives a
+deadline to wait for room (audio does: its back-pressure is this queue) and a lower cap, so a
+stream of audio never fills the room other messages need.
 
 Thread ownership: the writer thread is owned by the Outbox; :meth:`Outbox.close` stops it, and
 the owner shuts the socket down so a write blocked in the kernel returns. Frames are written in
@@ -21,6 +23,7 @@ import logging
 import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger("convai_sync")
@@ -62,13 +65,20 @@ class Outbox:
     def queued_frames(self) -> int:
         return len(self._queue)
 
-    def send(self, frame: bytes) -> None:
+    def send(self, frame: bytes, *, deadline: float | None = None, cap: int | None = None) -> None:
         """Write ``frame`` now or queue it; never blocks on the network.
+
+        Args:
+            frame: One complete WebSocket frame.
+            deadline: ``time.monotonic()`` until which to wait for room in the queue; None fails
+                at once when it is full.
+            cap: Queued bytes this frame may fill the queue up to (default: the whole bound).
 
         Raises:
             ConnectionError: the outbox is closed or the link failed.
-            OutboxFull: ``limit_bytes`` of frames are already waiting.
+            OutboxFull: the queue stayed full (``limit_bytes``, or ``cap``) until ``deadline``.
         """
+        limit = self._limit if cap is None else min(cap, self._limit)
         with self._cond:
             if self._closed or self._failed:
                 raise ConnectionError("the connection is closed")
@@ -77,9 +87,14 @@ class Outbox:
             if direct:
                 self._writing = True
             else:
-                if self._queued + len(frame) > self._limit:
-                    raise OutboxFull(f"send queue full ({len(self._queue)} frames, {self._queued} bytes "
-                                     "waiting): the server is not reading")
+                while self._queued + len(frame) > limit:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is None or remaining <= 0:
+                        raise OutboxFull(f"send queue full ({len(self._queue)} frames, {self._queued} bytes "
+                                         "waiting): the server is not reading")
+                    self._cond.wait(remaining)
+                    if self._closed or self._failed:
+                        raise ConnectionError("the connection is closed")
                 self._queue.append(frame)
                 self._queued += len(frame)
                 self._ensure_writer()
@@ -132,6 +147,7 @@ class Outbox:
                 frame = self._queue.popleft()
                 self._queued -= len(frame)
                 self._writing = True
+                self._cond.notify_all()  # a sender waiting for room
             try:
                 self._write(frame)
             except ConnectionError:

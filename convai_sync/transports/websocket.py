@@ -14,6 +14,15 @@ The handshake runs on a socket the SDK created and registered with the attempt's
 :class:`~convai_sync.netio.Canceller`, so a deadline or ``close()`` aborts a handshake that a
 slow peer drip-feeds. HTTP(S) proxy environment variables are not used for this connection.
 Redirects are refused (one would forward the session to another host).
+
+Audio (PROPOSED; see :mod:`~convai_sync.transports.pipecat`): the user's voice goes out as binary
+Pipecat ``Frame.audio`` messages of 20 ms each, through the same outbox, whose bounded queue is
+the back-pressure (audio may fill at most :data:`AUDIO_QUEUE_SHARE` of it, so text messages always
+find room). Inbound binary messages are decoded as Pipecat frames: ``audio`` goes to
+``on_transport_audio``, ``message`` (an RTVI message) to ``on_transport_message``,
+``interruption`` to ``on_transport_interruption``; a binary message that is JSON text, or not a
+Pipecat frame, is handed on as before (the session reports what is wrong with it). Audio and
+messages share this one ordered socket, so the audio never lags its messages (``audio_lag`` 0).
 """
 
 from __future__ import annotations
@@ -31,9 +40,10 @@ import websocket
 from ..connect import Endpoint
 from ..errors import ErrorCode, SessionError, SessionErrorStage
 from ..netio import Aborted, Canceller, connect_tcp
+from . import pipecat
 from .base import Transport, TransportClosed, TransportFault, TransportListener, TransportOpenError
-from .frames import OP_CLOSE, OP_PING, Control, Message, MessageReader, ProtocolViolation, Refused
-from .outbox import Outbox
+from .frames import OP_CLOSE, OP_PING, Control, MessageReader, ProtocolViolation, Refused
+from .outbox import Outbox, OutboxFull
 
 log = logging.getLogger("convai_sync")
 _ids = itertools.count(1)
@@ -43,6 +53,8 @@ ABNORMAL_CLOSURE = 1006
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DEFAULT_SEND_QUEUE_BYTES = 1024 * 1024
 DEFAULT_CLOSE_GRACE = 0.25
+#: Share of the send queue the user's audio may fill (the rest stays free for messages).
+AUDIO_QUEUE_SHARE = 0.75
 
 
 def _open_error(code: ErrorCode, message: str, exc: BaseException | None, status: int | None = None
@@ -95,6 +107,8 @@ class WebSocketTransport(Transport):
         self._close_reply = threading.Event()
         self._last_rx: float | None = None
         self._unsent = 0
+        self._audio_lock = threading.Lock()  # one send_audio's frames stay contiguous
+        self._warned_binary = False
 
     # ------------------------------------------------------------------ open
 
@@ -156,6 +170,42 @@ class WebSocketTransport(Transport):
             raise ConnectionError("WebSocket is not open")
         outbox.send(_frame(data, websocket.ABNF.OPCODE_TEXT))
 
+    @property
+    def supports_audio(self) -> bool:
+        return True
+
+    @property
+    def audio_lag(self) -> float:
+        return 0.0
+
+    def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int, *, timeout: float | None) -> None:
+        """Send PCM16 as 20 ms binary ``Frame.audio`` messages, waiting up to ``timeout`` seconds
+        (None: as long as the connection lives) for room in the send queue.
+
+        Raises:
+            ConnectionError: not open; :class:`~convai_sync.transports.outbox.OutboxFull` when the
+                queue stayed full until the deadline (the frames queued before then are sent).
+            pipecat.ProtobufMissing: the ``protobuf`` package is not installed (extra ``audio``).
+        """
+        outbox = self._outbox
+        if outbox is None or self._closing:
+            raise ConnectionError("WebSocket is not open")
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        pipecat.encode_audio(b"", sample_rate, num_channels)  # the format and the package, before any frame
+        pieces = pipecat.split(pcm, sample_rate, num_channels)
+        cap = int(self._queue_bytes * AUDIO_QUEUE_SHARE)
+        if not self._audio_lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):
+            raise OutboxFull("another send_audio() is still queuing its audio")
+        try:
+            for index, piece in enumerate(pieces):
+                frame = _frame(pipecat.encode_audio(piece, sample_rate, num_channels), websocket.ABNF.OPCODE_BINARY)
+                try:
+                    outbox.send(frame, deadline=deadline, cap=cap)
+                except OutboxFull as exc:
+                    raise OutboxFull(f"{exc}; {index * 20} of {len(pieces) * 20} ms of audio queued") from None
+        finally:
+            self._audio_lock.release()
+
     def ping(self) -> None:
         outbox = self._outbox
         if outbox is not None and not self._closing:
@@ -208,7 +258,9 @@ class WebSocketTransport(Transport):
             if isinstance(item, Refused):
                 fault = ErrorCode.PROTOCOL_MESSAGE_INVALID if item.too_large else ErrorCode.PROTOCOL_PARSE_FAILED
                 listener.on_transport_message(self, TransportFault(fault, item.reason))
-            elif isinstance(item, Message):
+            elif isinstance(item.data, bytes):
+                self._binary(listener, item.data)
+            else:
                 listener.on_transport_message(self, item.data)
         self._close_reply.set()
         self._shutdown()
@@ -222,6 +274,30 @@ class WebSocketTransport(Transport):
         sock = self._sock
         if sock is not None:
             sock.close()
+
+    def _binary(self, listener: TransportListener, data: bytes) -> None:
+        if data[:1] in (b"{", b"["):  # JSON sent as a binary frame: a protobuf Frame never starts so
+            listener.on_transport_message(self, data)
+            return
+        try:
+            payload = pipecat.decode(data)
+        except pipecat.ProtobufMissing:
+            if not self._warned_binary:
+                self._warned_binary = True
+                log.warning("binary WebSocket messages (the character's voice) are ignored: %s", pipecat.EXTRA_HINT)
+            return
+        except pipecat.FrameDecodeError as exc:
+            log.debug("binary message is not a Pipecat frame (%s); handing it on as a message", exc)
+            listener.on_transport_message(self, data)
+            return
+        if isinstance(payload, pipecat.AudioPayload):
+            listener.on_transport_audio(self, payload.pcm, payload.sample_rate, payload.num_channels)
+        elif isinstance(payload, pipecat.MessagePayload):
+            listener.on_transport_message(self, payload.data)
+        elif isinstance(payload, pipecat.InterruptionPayload):
+            listener.on_transport_interruption(self)
+        else:
+            log.debug("Pipecat %s frame ignored (Convai sends text as RTVI messages)", payload.kind)
 
     def _reply_close(self, payload: bytes) -> None:
         outbox = self._outbox

@@ -32,7 +32,7 @@ from aiortc import MediaStreamTrack
 from google.protobuf.message import DecodeError
 from livekit.protocol import models, rtc
 
-from simulator import messages, wire
+from simulator import messages, speech, wire
 from simulator.carrier import SlowConsumer, send_bounded
 from simulator.livekit import faults, media
 from simulator.livekit.faults import Ending, Plan
@@ -160,18 +160,10 @@ class LiveKitCarrier:
             self._pending.popleft()
 
     async def speak(self, text: str, stop: Callable[[], bool]) -> None:
-        config = self._core.config
-        try:
-            if config.synthesizer is None:
-                result: object = media.default_synthesizer(text)
-            else:
-                result = await self._core.loop.run_in_executor(self._core.responder_pool(), config.synthesizer,
-                                                               text)
-            pcm, rate = media.check_voice(result)
-        except Exception as exc:  # the user's synthesizer may raise anything: report it, keep the turn going
-            logger.exception("synthesizer failed for session %s", self._lk.session.session_id)
-            await self._lk.session._send(wire.pipeline_error(f"Synthesizer failed: {exc}", False))
+        voice = await speech.synthesize(self._core, self._lk.session, text)
+        if voice is None:
             return
+        pcm, rate = voice
         await media.speak(pcm, rate, self._lk.output, self.voice, self._lk.session._send,
                           lambda: stop() or self._disposed)
 
@@ -310,25 +302,7 @@ class LiveKitCarrier:
         self._lk.session.received_audio_seconds += seconds
 
     async def _speech_started(self) -> None:
-        await self._lk.session._send(wire.form_a("user-started-speaking"))
+        await speech.heard_started(self._lk.session)
 
     async def _utterance(self, pcm: bytes, rate: int, channels: int) -> None:
-        session = self._lk.session
-        if session._phase is not Phase.OPEN:
-            return
-        await session._send(wire.form_a("user-stopped-speaking"))
-        transcriber = self._core.config.transcriber
-        try:
-            if transcriber is None:
-                text: object = media.default_transcriber(pcm, rate, channels)
-            else:
-                text = await self._core.loop.run_in_executor(self._core.responder_pool(), transcriber, pcm, rate,
-                                                             channels)
-        except Exception as exc:  # the user's transcriber may raise anything: report it as a pipeline error
-            logger.exception("transcriber failed for session %s", session.session_id)
-            await session._send(wire.pipeline_error(f"Transcriber failed: {exc}", False))
-            return
-        if not isinstance(text, str) or not text.strip():
-            logger.info("session %s: utterance heard as nothing; no turn", session.session_id)
-            return
-        await messages.handle_utterance(self._core, session, text)
+        await speech.heard_utterance(self._core, self._lk.session, pcm, rate, channels)

@@ -1,14 +1,10 @@
-"""The character's voice and ears on LiveKit: synthesis, a paced audio track, ``audio-data`` chunks, and
-utterance detection on the user's microphone track (loop thread only, except the user's callables).
+"""The character's voice and ears on LiveKit: a paced audio track, ``audio-data`` chunks, and the user's
+microphone track (loop thread only, except the user's callables).
 
-Default voice (:func:`default_synthesizer`): a deterministic 440 Hz tone, PCM16 mono at 24 kHz, lasting
-``VOICE_MS_PER_CHARACTER`` (20) ms per character of the reply, at least 200 ms. It is sent in real time, in
-20 ms frames; between turns the track sends nothing (no RTP at all: the client's jitter buffer plays silence),
-which keeps an idle session's cost to the connection itself.
-
-Hearing: a frame is speech when its peak reaches ``SPEECH_PEAK`` (about -30 dBFS); an utterance starts with the
-first speech frame and ends after ``END_OF_UTTERANCE_SILENCE`` seconds without speech, or when the track ends.
-The default transcriber describes the audio: ``"[audio 1.20 s]"``.
+The default voice and the utterance rules are :mod:`simulator.speech`'s (shared with the WebSocket; re-exported
+here). The voice is sent in real time, in 20 ms frames; between turns the track sends nothing (no RTP at all:
+the client's jitter buffer plays silence), which keeps an idle session's cost to the connection itself. The
+user's track is resampled to 48 kHz mono and heard by a :class:`~simulator.speech.UtteranceDetector`.
 
 ``audio-data`` (Convai Realtime API, ``audio_config.output``): Form B ``server-message`` with ``sample_rate``,
 ``channels`` (1), ``audio`` (base64 PCM16 little-endian) and ``includes_wav_header``; one message per
@@ -17,14 +13,11 @@ The default transcriber describes the audio: ``"[audio 1.20 s]"``.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import base64
 import fractions
 import io
 import logging
-import math
-import sys
 import wave
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -35,65 +28,14 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from simulator import wire
+from simulator.speech import FRAME_SECONDS, VOICE_RATE, UtteranceDetector
+from simulator.speech import voice_seconds as voice_seconds  # re-exported (tests size the voice by it)
 
 logger = logging.getLogger("simulator.livekit.media")
 
-FRAME_SECONDS = 0.02
-VOICE_RATE = 24_000
-VOICE_MS_PER_CHARACTER = 20
-MIN_VOICE_SECONDS = 0.2
-TONE_HZ = 440.0
-TONE_AMPLITUDE = 8000
-#: Peak sample value from which a frame counts as speech (about -30 dBFS).
-SPEECH_PEAK = 1000
-END_OF_UTTERANCE_SILENCE = 0.5
 #: Silence sent after each utterance on the track, so the client's decoder ends on silence rather than
 #: concealing the missing packets (which stretches the last sound by about 100 ms).
 TAIL_SILENCE = 0.06
-#: Longest utterance kept for the transcriber (older audio is dropped, still counted).
-MAX_UTTERANCE_SECONDS = 60.0
-
-Synthesizer = Callable[[str], tuple[bytes, int]]
-Transcriber = Callable[[bytes, int, int], str]
-
-
-def voice_seconds(text: str) -> float:
-    """How long the default voice speaks ``text``: 20 ms per character, at least 0.2 s."""
-    return max(MIN_VOICE_SECONDS, len(text) * VOICE_MS_PER_CHARACTER / 1000)
-
-
-def tone(seconds: float, rate: int = VOICE_RATE) -> bytes:
-    """``seconds`` of the default voice's 440 Hz tone, PCM16 mono little-endian."""
-    count = int(round(seconds * rate))
-    step = 2 * math.pi * TONE_HZ / rate
-    samples = array.array("h", (int(TONE_AMPLITUDE * math.sin(step * i)) for i in range(count)))
-    if sys.byteorder != "little":
-        samples.byteswap()
-    return samples.tobytes()
-
-
-def default_synthesizer(text: str) -> tuple[bytes, int]:
-    """The default voice: (PCM16 mono, 24000 Hz) lasting :func:`voice_seconds` of ``text``."""
-    return tone(voice_seconds(text)), VOICE_RATE
-
-
-def default_transcriber(pcm: bytes, sample_rate: int, num_channels: int) -> str:
-    """The default hearing: describes the utterance's duration, e.g. ``"[audio 1.20 s]"``."""
-    seconds = len(pcm) / (2 * num_channels * sample_rate) if sample_rate and num_channels else 0.0
-    return f"[audio {seconds:.2f} s]"
-
-
-def check_voice(result: object) -> tuple[bytes, int]:
-    """Validate a synthesizer's result: (PCM16 mono bytes of even length, sample rate 8000..48000 Hz)."""
-    if (not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[0], (bytes, bytearray))
-            or isinstance(result[1], bool) or not isinstance(result[1], int)):
-        raise ValueError("a synthesizer must return (pcm: bytes, sample_rate: int)")
-    pcm, rate = bytes(result[0]), result[1]
-    if not 8000 <= rate <= 48000:
-        raise ValueError(f"synthesizer sample rate {rate} Hz is outside 8000..48000")
-    if len(pcm) % 2:
-        pcm = pcm[:-1]
-    return pcm, rate
 
 
 def resample(pcm: bytes, rate: int, target: int) -> bytes:
@@ -251,13 +193,7 @@ class Listener:
     def __init__(self, on_audio: Callable[[float], None], on_start: Callable[[], Awaitable[None]],
                  on_utterance: Callable[[bytes, int, int], Awaitable[None]]) -> None:
         self._on_audio = on_audio
-        self._on_start = on_start
-        self._on_utterance = on_utterance
-        self._pcm: deque[bytes] = deque()
-        self._kept = 0.0
-        self._speaking = False
-        self._silence = 0.0
-        self._trailing = 0  # silent chunks at the end of _pcm
+        self._detector = UtteranceDetector(on_start, on_utterance)
         self._rate = 48_000
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=self._rate)
 
@@ -271,39 +207,11 @@ class Listener:
                     break
                 await self._frame(frame)
         finally:
-            if self._speaking:
-                await self._finish()
+            await self._detector.finish()
 
     async def _frame(self, frame: Any) -> None:
         if not isinstance(frame, av.AudioFrame) or not frame.sample_rate:
             return
-        seconds = frame.samples / frame.sample_rate
-        self._on_audio(seconds)
+        self._on_audio(frame.samples / frame.sample_rate)
         pcm = b"".join(bytes(f.planes[0])[: f.samples * 2] for f in self._resampler.resample(frame))
-        samples = array.array("h")
-        samples.frombytes(pcm)
-        loud = bool(samples) and max(max(samples), -min(samples)) >= SPEECH_PEAK
-        if loud and not self._speaking:
-            self._speaking = True
-            await self._on_start()
-        if not self._speaking:
-            return
-        self._pcm.append(pcm)
-        self._kept += seconds
-        if loud:
-            self._silence, self._trailing = 0.0, 0
-        else:
-            self._silence += seconds
-            self._trailing += 1
-        while self._kept > MAX_UTTERANCE_SECONDS and len(self._pcm) > self._trailing + 1:
-            self._kept -= len(self._pcm.popleft()) / (2 * self._rate)
-        if self._silence >= END_OF_UTTERANCE_SILENCE:
-            await self._finish()
-
-    async def _finish(self) -> None:
-        for _ in range(min(self._trailing, len(self._pcm))):
-            self._pcm.pop()
-        pcm = b"".join(self._pcm)
-        self._pcm.clear()
-        self._kept, self._silence, self._trailing, self._speaking = 0.0, 0.0, 0, False
-        await self._on_utterance(pcm, self._rate, 1)
+        await self._detector.feed(pcm, self._rate, 1)

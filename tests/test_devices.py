@@ -1,0 +1,265 @@
+"""convai_sync.devices with fake streams injected in place of sounddevice's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from convai_sync import AudioFrame, AudioInterrupted, EventDeliveryPolicy
+from convai_sync.devices import Microphone, Speaker
+from convai_sync.testing import Recorder
+from tests.helpers_memory import WAIT, Harness, assert_no_convai_threads, make_config
+
+pytestmark = pytest.mark.timeout(15)
+
+
+@pytest.fixture(autouse=True)
+def _no_convai_threads_survive() -> Iterator[None]:
+    yield
+    assert_no_convai_threads()
+
+
+class FakeStream:
+    """Stands in for sounddevice's Raw streams: the test plays PortAudio's audio thread."""
+
+    def __init__(self, rate: int, channels: int, block: int, callback: Callable[..., None]) -> None:
+        self.rate, self.channels, self.block, self.callback = rate, channels, block, callback
+        self.started = self.stopped = self.closed = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pull(self, frames: int | None = None) -> bytes:
+        """One output block, as PortAudio asks for it."""
+        n = frames or self.block
+        out = bytearray(n * 2 * self.channels)
+        self.callback(out, n, None, None)
+        return bytes(out)
+
+    def capture(self, pcm: bytes) -> None:
+        """One input block, as PortAudio delivers it."""
+        self.callback(pcm, len(pcm) // (2 * self.channels), None, None)
+
+
+class Factory:
+    def __init__(self) -> None:
+        self.streams: list[FakeStream] = []
+
+    def __call__(self, rate: int, channels: int, block: int, callback: Callable[..., None]) -> FakeStream:
+        stream = FakeStream(rate, channels, block, callback)
+        self.streams.append(stream)
+        return stream
+
+
+def frame(value: int, samples: int = 160, rate: int = 16000, turn_id: int | None = 1) -> AudioFrame:
+    return AudioFrame(data=value.to_bytes(2, "little", signed=True) * samples, sample_rate=rate, num_channels=1,
+                      samples_per_channel=samples, timestamp=0.0, turn_id=turn_id)
+
+
+def values(block: bytes) -> set[int]:
+    return {int.from_bytes(block[i:i + 2], "little", signed=True) for i in range(0, len(block), 2)}
+
+
+# ---------------------------------------------------------------------------- Speaker
+
+
+def test_speaker_plays_in_order_after_the_prebuffer() -> None:
+    factory = Factory()
+    speaker = Speaker(prebuffer=0.02, block_seconds=0.01, stream_factory=factory)
+    speaker.play(frame(1))  # 10 ms: less than the prebuffer
+    [stream] = factory.streams
+    assert (stream.rate, stream.channels, stream.block, stream.started) == (16000, 1, 160, True)
+    assert values(stream.pull()) == {0}  # still buffering
+    speaker.play(frame(2))
+    assert values(stream.pull()) == {1}
+    assert values(stream.pull()) == {2}
+    assert values(stream.pull()) == {0}  # dry: silence, then rebuffer
+    speaker.close()
+    assert stream.stopped and stream.closed
+
+
+def test_a_reply_shorter_than_the_prebuffer_still_plays() -> None:
+    factory = Factory()
+    speaker = Speaker(prebuffer=0.05, block_seconds=0.01, stream_factory=factory)
+    speaker.play(frame(3))
+    stream = factory.streams[0]
+    played = [values(stream.pull()) for _ in range(6)]
+    assert {3} in played and played[0] == {0}  # waited up to the prebuffer, then played it
+    speaker.close()
+
+
+def test_speaker_buffer_is_bounded_and_drops_the_oldest() -> None:
+    factory = Factory()
+    speaker = Speaker(prebuffer=0.0, max_buffer=0.05, block_seconds=0.01, stream_factory=factory)
+    for i in range(10):  # 100 ms into a 50 ms buffer
+        speaker.play(frame(i))
+    assert speaker.buffered_seconds == pytest.approx(0.05)
+    stream = factory.streams[0]
+    assert [values(stream.pull()) for _ in range(5)] == [{5}, {6}, {7}, {8}, {9}]
+    assert speaker.stats["dropped_overflow_bytes"] == 5 * 320
+    speaker.close()
+
+
+def test_speaker_reopens_its_stream_when_the_format_changes() -> None:
+    factory = Factory()
+    speaker = Speaker(prebuffer=0.0, stream_factory=factory)
+    speaker.play(frame(1))
+    speaker.play(frame(2, samples=480, rate=48000))
+    first, second = factory.streams
+    assert first.closed and (second.rate, second.started) == (48000, True)
+    assert values(second.pull(480)) == {2}
+    speaker.close()
+
+
+def test_speaker_interrupt_empties_the_buffer_and_drops_the_rest_of_the_turn() -> None:
+    factory = Factory()
+    speaker = Speaker(prebuffer=0.0, block_seconds=0.01, stream_factory=factory)
+    for i in range(5):
+        speaker.play(frame(i + 1, turn_id=1))
+    stream = factory.streams[0]
+    assert values(stream.pull()) == {1}
+    speaker.interrupt(AudioInterrupted(turn_id=1, source="client"))
+    assert values(stream.pull()) == {0}  # within a block
+    speaker.play(frame(9, turn_id=1))  # a late frame of the interrupted turn
+    speaker.play(frame(7, turn_id=2))
+    assert values(stream.pull()) == {7}
+    assert speaker.stats["dropped_stale"] == 1
+    speaker.close()
+
+
+def test_speaker_attached_to_a_client_stops_on_interrupt() -> None:
+    factory = Factory()
+    speaker = Speaker(prebuffer=0.0, block_seconds=0.01, stream_factory=factory)
+    h = Harness(make_config())
+    try:
+        subs = speaker.attach(h.client)
+        assert [s.policy for s in subs] == [EventDeliveryPolicy.IMMEDIATE] * 2
+        heard = threading.Event()
+        h.client.events.on_audio_interrupted.subscribe(lambda e: heard.set(), EventDeliveryPolicy.IMMEDIATE)
+        played: Recorder[AudioFrame] = Recorder()
+        h.client.events.on_audio.subscribe(played, EventDeliveryPolicy.IMMEDIATE)  # runs after speaker.play
+        h.connect()
+        h.server.push({"label": "rtvi-ai", "type": "server-message", "data": {"type": "bot-started-speaking"}})
+        for i in range(20):
+            h.server.push_audio(frame(i + 1).data)
+        played.wait(20)
+        assert speaker.buffered_seconds == pytest.approx(0.2)
+        h.client.interrupt()
+        assert heard.wait(WAIT)
+        assert speaker.buffered_seconds == 0.0
+        assert values(factory.streams[0].pull()) == {0}
+    finally:
+        h.close()
+        speaker.close()
+
+
+def test_speaker_refuses_a_malformed_frame() -> None:
+    speaker = Speaker(stream_factory=Factory())
+    bad = AudioFrame(data=b"\x00", sample_rate=16000, num_channels=1, samples_per_channel=0, timestamp=0.0)
+    with pytest.raises(ValueError):
+        speaker.play(bad)
+
+
+# ---------------------------------------------------------------------------- Microphone
+
+
+class Sink:
+    def __init__(self, fail_first: int = 0, gate: threading.Event | None = None) -> None:
+        self.blocks: list[tuple[bytes, int, int]] = []
+        self.threads: set[str] = set()
+        self.fail_first = fail_first
+        self.gate = gate
+        self.entered = threading.Event()
+        self.cond = threading.Condition()
+
+    def __call__(self, pcm: bytes, rate: int, channels: int) -> None:
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(WAIT)
+        with self.cond:
+            self.threads.add(threading.current_thread().name)
+            if self.fail_first:
+                self.fail_first -= 1
+                raise RuntimeError("not connected yet")
+            self.blocks.append((pcm, rate, channels))
+            self.cond.notify_all()
+
+    def wait(self, n: int) -> list[tuple[bytes, int, int]]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.blocks) >= n, WAIT)
+            return list(self.blocks)
+
+
+def test_microphone_feeds_its_sink_in_order_on_its_own_thread() -> None:
+    factory = Factory()
+    mic = Microphone(16000, stream_factory=factory)
+    sink = Sink(fail_first=1)
+    mic.start(sink)
+    stream = factory.streams[0]
+    assert (stream.rate, stream.block, stream.started) == (16000, 320, True)
+    for i in range(4):
+        stream.capture(frame(i, samples=320).data)
+    blocks = sink.wait(3)
+    assert [values(b[0]) for b in blocks] == [{1}, {2}, {3}]  # the first went to a failing sink
+    assert {b[1:] for b in blocks} == {(16000, 1)}
+    assert all(name.startswith("convai-mic-") for name in sink.threads)
+    assert mic.stats["sink_errors"] == 1
+    mic.stop()
+    assert stream.stopped and stream.closed and not mic.running
+
+
+def test_microphone_drops_the_oldest_blocks_when_the_sink_is_slow() -> None:
+    factory = Factory()
+    mic = Microphone(16000, block_seconds=0.02, max_queue=0.06, stream_factory=factory)
+    gate = threading.Event()
+    sink = Sink(gate=gate)
+    mic.start(sink)
+    stream = factory.streams[0]
+    stream.capture(frame(0, samples=320).data)  # taken by the sink, which then blocks
+    assert sink.entered.wait(WAIT)
+    for i in range(1, 10):
+        stream.capture(frame(i, samples=320).data)  # never blocks the audio thread
+    gate.set()
+    blocks = sink.wait(4)
+    assert [values(b[0]) for b in blocks] == [{0}, {7}, {8}, {9}]  # 3 blocks (60 ms) were kept
+    assert mic.stats["dropped_blocks"] == 6
+    mic.stop()
+
+
+def test_microphone_streams_to_a_client() -> None:
+    factory = Factory()
+    h = Harness(make_config())
+    mic = Microphone(16000, stream_factory=factory)
+    try:
+        h.connect()
+        mic.stream_to(h.client)
+        factory.streams[0].capture(frame(5, samples=320).data)
+        assert h.server.wait_audio_sent(1, WAIT) == [(frame(5, samples=320).data, 16000, 1)]
+    finally:
+        mic.stop()
+        h.close()
+
+
+def test_missing_sounddevice_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sounddevice", None)
+    with pytest.raises(ImportError, match=r"convai-sync\[devices\]"):
+        Speaker().play(frame(1))
+    with pytest.raises(ImportError, match=r"convai-sync\[devices\]"):
+        Microphone().start(lambda pcm, rate, channels: None)
+
+
+def test_the_core_never_imports_the_devices_module() -> None:
+    code = ("import sys, convai_sync, convai_sync.client, convai_sync.session; "
+            "print(any(m in sys.modules for m in ('convai_sync.devices', 'sounddevice')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"
