@@ -366,6 +366,12 @@ async def main_async(args: argparse.Namespace) -> bool:
             echo = await run_phase("echo", phase)
         rows.append((phase, sim, echo))
     print()
+    if args.json:
+        Path(args.json).write_text(json.dumps([
+            {"phase": phase.label, **{name: None if result is None else {
+                "p50_ms": result.percentile(0.5), "p99_ms": result.percentile(0.99), "errors": result.errors,
+                "opened": result.opened, "sent": result.sent} for name, result in (("sim", sim), ("echo", echo))}}
+            for phase, sim, echo in rows]))
     return report(rows)
 
 
@@ -376,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="seconds of sending (custom phase)")
     parser.add_argument("--quick", action="store_true", help="200 @ 1/s and 100 @ 10/s, 3 s each")
     parser.add_argument("--no-echo", action="store_true", help="skip the bare echo baseline")
+    parser.add_argument("--json", metavar="FILE", help="also write each phase's figures as JSON")
     parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_echo:

@@ -10,6 +10,13 @@ Sends never block on the network: a frame is written at once when the socket has
 queued (bounded, ``ConvaiConfig.send_queue_bytes``); when the queue is full because the server
 has stopped reading, the send fails at once with :class:`SendQueueFullError` and the frame is
 not sent.
+
+While the session is RECONNECTING (or the link has just dropped and the session has not yet
+noticed), a send raises :class:`InvalidStateError` at once and the message is not sent: nothing
+is queued for after the reconnect, so the application decides whether to send it again once
+``on_reconnected`` fires. A ``wait=True`` send whose link drops before its acknowledgement
+arrives raises the drop's ``ConvaiError`` (e.g. ``transport.signal_disconnected``) as soon as the
+session sees the drop; the message may or may not have reached the server.
 """
 
 from __future__ import annotations
@@ -220,7 +227,9 @@ class ConvaiClient:
             log.warning("disconnect() did not finish within %.2f s", self._config.close_timeout)
             return
         assert deadline.at is not None
-        session.wait_workers(deadline.at)
+        # Stop waiting for a slow POST /disconnect a little early: a wait that ends at the
+        # deadline returns after it (thread wake-up), and close() still has to stop threads.
+        session.wait_workers(deadline.at - min(0.05, 0.1 * self._config.close_timeout))
 
     def close(self) -> None:
         """Disconnect and stop every SDK thread, within ``config.close_timeout`` seconds from the
@@ -277,11 +286,13 @@ class ConvaiClient:
 
         Raises:
             ValueError: ``text`` is empty; ``timeout`` negative.
-            InvalidStateError: not CONNECTED (``session.invalid_state``); SendQueueFullError
-                when the server has stopped reading.
+            InvalidStateError: not CONNECTED (``session.invalid_state``), e.g. RECONNECTING: the
+                message was not sent and is not queued; SendQueueFullError when the server has
+                stopped reading.
             ConvaiTimeoutError: with ``wait=True``, no ack before the deadline.
             ConvaiError: with ``wait=True``, an ``error`` ack (``server.error``, or
-                ``server.usage_limit_reached`` as :class:`UsageLimitError`).
+                ``server.usage_limit_reached`` as :class:`UsageLimitError`), or the link dropped
+                before the ack (the drop's code, e.g. ``transport.signal_disconnected``).
         """
         return self._sender.send_text(text, wait, timeout)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,6 +168,12 @@ def describe_failure(exc: BaseException, url: str) -> str:
             return f"cannot resolve host {parts.hostname!r} (DNS lookup failed; check ConvaiConfig.url)"
         if isinstance(cause, ConnectionResetError):
             return f"connection reset by {where}"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return (f"the TLS certificate of {where} is not trusted ({cause.verify_message}); certificates are "
+                    "always verified: use the service's real address, or http:// for a local simulator")
+        if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLCertVerificationError) \
+                and cause.reason:
+            return f"TLS handshake with {where} failed ({cause.reason})"
         cause = cause.__cause__ or cause.__context__ or _reason_of(cause)
         seen += 1
     return f"{type(exc).__name__} talking to {where} (is the service or simulator running?)"

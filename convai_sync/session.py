@@ -260,10 +260,13 @@ class Session:
         if self.state is S.DISCONNECTED:
             self.cmd_connect(fut)
             return
-        # CONNECTED: drop the link on purpose and restore it through the reconnect path.
+        # CONNECTED: drop the link on purpose and restore it through the reconnect path. Close the
+        # transport before failing what is pending: a send racing with this then either registered
+        # its ack in time to be failed here, or finds the transport closed and is reported as not
+        # sent; it can never wait on into the new link and take another message's ack.
         self._waiters.append(fut)
-        self._fail_pending(self._err(ErrorCode.SESSION_CANCELLED, "reconnect() requested"))
         self._teardown_link(notify_server=True)
+        self._fail_pending(self._err(ErrorCode.SESSION_CANCELLED, "reconnect() requested"))
         self._start_reconnect(DisconnectReason.CLIENT_INITIATED, None, user=True)
 
     def _reset_cause(self) -> tuple[DisconnectReason, SessionError | None]:

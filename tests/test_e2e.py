@@ -131,7 +131,9 @@ def test_wait_true_returns_the_ack_and_error_ack_raises(sim: Simulator) -> None:
         # An empty trigger name is rejected locally before anything is sent.
         with pytest.raises(ValueError):
             client.send_trigger()
-        acks.wait(3)
+        # Four sends, four acks. wait=True returns when the reader completes the ack, which can be
+        # before the session thread publishes it on on_server_response: wait for all four.
+        acks.wait(4)
     assert {a.event_type for a in acks.events} >= {"context-update", "tts-toggle", "update-template-keys"}
 
 

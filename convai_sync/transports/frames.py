@@ -8,6 +8,9 @@ frame's header, and when the message would exceed ``max_bytes`` it discards the 
 64 KiB pieces without keeping it and reports a :class:`Refused` message; text is decoded with
 ``bytes.decode("utf-8")`` (C speed), and invalid UTF-8 refuses that message only. Control
 frames (ping, pong, close) are returned as they come, between fragments of a message too.
+The socket is read ahead in pieces of up to :data:`READ_AHEAD` bytes (websocket-client asks the
+socket for exactly the bytes it needs next: two ``recv`` calls per frame, each of which releases
+the interpreter lock and invites a thread switch; a burst of small frames now costs one call).
 RFC 6455 violations by the server (a masked frame, reserved bits without an extension, a
 fragmented or oversized control frame, a stray continuation) raise :class:`ProtocolViolation`:
 the connection cannot be trusted after one.
@@ -15,6 +18,7 @@ the connection cannot be trusted after one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import websocket
@@ -26,6 +30,8 @@ OP_CLOSE = websocket.ABNF.OPCODE_CLOSE
 OP_PING = websocket.ABNF.OPCODE_PING
 OP_PONG = websocket.ABNF.OPCODE_PONG
 _DISCARD_CHUNK = 64 * 1024
+#: Bytes asked of the socket per ``recv`` (whatever has arrived, up to this, is returned at once).
+READ_AHEAD = 64 * 1024
 
 
 class ProtocolViolation(Exception):
@@ -56,6 +62,32 @@ class Refused:
     too_large: bool
 
 
+class _ReadAhead:
+    """A ``recv(bufsize)`` for websocket-client's ``frame_buffer`` that reads the socket ahead.
+
+    Returns at most ``bufsize`` bytes, from what an earlier read brought in when there is some
+    (never blocking then), else from one socket read of up to :data:`READ_AHEAD` bytes. The
+    frame buffer keeps asking until it has the bytes it needs, so short answers are fine.
+    """
+
+    __slots__ = ("_recv", "_data", "_pos")
+
+    def __init__(self, recv: Callable[[int], bytes]) -> None:
+        self._recv = recv
+        self._data = b""
+        self._pos = 0
+
+    def __call__(self, bufsize: int) -> bytes:
+        if self._pos >= len(self._data):
+            data = self._recv(max(bufsize, READ_AHEAD))
+            if len(data) <= bufsize:
+                return data
+            self._data, self._pos = data, 0
+        start = self._pos
+        self._pos = start + bufsize
+        return self._data[start:self._pos]
+
+
 class MessageReader:
     """Reads messages from a connected ``websocket.WebSocket`` (its socket must be blocking).
 
@@ -66,6 +98,7 @@ class MessageReader:
 
     def __init__(self, ws: websocket.WebSocket, max_bytes: int) -> None:
         self._fb = ws.frame_buffer
+        self._fb.recv = _ReadAhead(self._fb.recv)
         self._max = max_bytes
 
     def next(self) -> Message | Control | Refused:
