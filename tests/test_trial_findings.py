@@ -195,7 +195,8 @@ def test_reconnects_exhausted_keep_the_real_cause_for_on_disconnected() -> None:
     """Finding: after the reconnect attempts ran out, on_disconnected (at close) said
     CLIENT_INITIATED with no error."""
     with Simulator() as sim:
-        client = ConvaiClient(sim.client_config(reconnect_policy=ReconnectPolicy(max_attempts=2, delays=(0.0,))))
+        policy = ReconnectPolicy(max_attempts=2, delays=(0.0,), server_shutdown_delay=0.0)
+        client = ConvaiClient(sim.client_config(reconnect_policy=policy))
         gone: Recorder[Disconnected] = Recorder()
         client.events.on_disconnected.subscribe(gone, EventDeliveryPolicy.IMMEDIATE)
         errored: Recorder[SessionStateChanged] = Recorder(lambda e: e.new_state is SessionState.ERROR)

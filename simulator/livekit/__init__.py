@@ -39,7 +39,8 @@ Note on clients on this machine: libwebrtc ignores loopback adapters when it gat
 client on a machine whose only address is 127.0.0.1 cannot connect without help; the project's tests preload
 ``tests/support/loopback_shim.c`` for that. On a machine with a network interface no help is needed.
 
-Real-client symptoms (``livekit`` 1.2.1 against this simulator, asserted by ``tests/test_livekit_faults.py``):
+Real-client symptoms (``livekit`` 1.2.1 against this simulator, asserted by
+``tests/test_livekit_faults.py`` and ``tests/test_livekit_ice_faults.py``):
 
 .. Keep this table in step with the README section "LiveKit in the simulator".
 
