@@ -312,7 +312,10 @@ class ConvaiClient:
         ``final-user-transcription`` and the reply that follows is bound to it; where the server
         sends no echo, replies are matched to the messages that cause them (texts, including
         ``send_text`` and abandoned asks, and triggers) in the order they were sent. Replies to
-        other messages reach the event channels only.
+        other messages reach the event channels only. It wakes as soon as the reply is complete
+        (the transport's thread completes it); the turn's events are published to handlers
+        independently, so an ``IMMEDIATE`` handler may still be receiving the turn's last events
+        when ``ask()`` returns.
 
         Args:
             text: What the user says (non-empty).

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from tests.support.loopback import LoopbackShimError, ensure_loopback_preload
+from tests.support.peers import Mode, Peer
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,3 +53,17 @@ def no_leaked_threads() -> Iterator[None]:
         if thread.is_alive():
             leaked.append(thread.name)
     assert not leaked, f"threads leaked by this test: {leaked}"
+
+
+@pytest.fixture
+def peer_factory() -> Iterator[Callable[..., Peer]]:
+    """``peer_factory(**mode)`` starts a misbehaving loopback :class:`Peer`; all stop after the test."""
+    peers: list[Peer] = []
+
+    def make(**mode: Any) -> Peer:
+        peers.append(Peer(Mode(**mode)))
+        return peers[-1]
+
+    yield make
+    for peer in peers:
+        peer.stop()

@@ -93,3 +93,17 @@ def assert_dropped(ws: websocket.WebSocket) -> None:
         while True:
             opcode, _ = ws.recv_data_frame(True)
             assert opcode != websocket.ABNF.OPCODE_CLOSE, "got a close frame, expected a TCP drop"
+
+
+def assert_connection_ended(ws: websocket.WebSocket, within: float = 10.0) -> None:
+    """The server closed or reset the client's TCP connection (pending data is read and discarded)."""
+    sock = ws.sock
+    assert sock is not None
+    sock.settimeout(within)
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except ConnectionError:
+        pass
+    except TimeoutError:
+        raise AssertionError(f"the server left the stalled connection open for {within} s") from None

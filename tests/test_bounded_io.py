@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -33,7 +33,7 @@ from convai_sync import (
     SessionState,
 )
 from convai_sync.testing import Recorder
-from tests.support.peers import Mode, Peer, text_frame
+from tests.support.peers import Peer, text_frame
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -78,19 +78,6 @@ def assert_closes_in_bound(client: ConvaiClient) -> None:
     elapsed, _ = timed(client.close)
     assert elapsed < CLOSE_BOUND, f"close() took {elapsed:.2f} s"
     assert convai_threads() == [], "SDK threads outlived close()"
-
-
-@pytest.fixture
-def peer_factory() -> Iterator[Callable[..., Peer]]:
-    peers: list[Peer] = []
-
-    def make(**mode: Any) -> Peer:
-        peers.append(Peer(Mode(**mode)))
-        return peers[-1]
-
-    yield make
-    for peer in peers:
-        peer.stop()
 
 
 def connected(peer: Peer, **overrides: Any) -> ConvaiClient:

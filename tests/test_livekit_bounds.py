@@ -36,7 +36,7 @@ from livekit.protocol import models, rtc
 from simulator import Simulator
 from simulator.livekit.carrier import PacketInbox
 from tests.livekit_helpers import HTTP_TIMEOUT, Participant, connect_info
-from tests.sim_helpers import close_all_sockets, open_session, recv, recv_until, send
+from tests.sim_helpers import assert_connection_ended, close_all_sockets, open_session, recv, recv_until, send
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -189,20 +189,6 @@ def stall_signal(ws: websocket.WebSocket) -> None:
             ws.send_binary(add_track(n, 500_000))
         except (websocket.WebSocketTimeoutException, websocket.WebSocketConnectionClosedException, OSError):
             return
-
-
-def assert_connection_ended(ws: websocket.WebSocket, within: float = 10.0) -> None:
-    """The server closed or reset the client's TCP connection (pending data is read and discarded)."""
-    sock = ws.sock
-    assert sock is not None
-    sock.settimeout(within)
-    try:
-        while sock.recv(1 << 20):
-            pass
-    except ConnectionError:
-        pass
-    except TimeoutError:
-        raise AssertionError(f"the server left the stalled connection open for {within} s") from None
 
 
 def test_a_stalled_signal_websocket_is_dropped_as_a_slow_consumer(caplog: pytest.LogCaptureFixture) -> None:

@@ -27,6 +27,7 @@ from simulator.character import default_reply
 from simulator.messages import speak_text
 from tests.sim_helpers import (
     WS_TIMEOUT,
+    assert_connection_ended,
     close_all_sockets,
     etype,
     open_session,
@@ -468,20 +469,6 @@ def stall(ws: websocket.WebSocket) -> None:
         except (websocket.WebSocketTimeoutException, websocket.WebSocketConnectionClosedException, OSError):
             return
     raise AssertionError("the server kept reading a client that never reads its replies")
-
-
-def assert_connection_ended(ws: websocket.WebSocket, within: float = 10.0) -> None:
-    """The server closed or reset the client's TCP connection (pending data is read and discarded)."""
-    sock = ws.sock
-    assert sock is not None
-    sock.settimeout(within)
-    try:
-        while sock.recv(1 << 20):
-            pass
-    except ConnectionError:
-        pass
-    except TimeoutError:
-        raise AssertionError(f"the server left the stalled connection open for {within} s") from None
 
 
 def test_a_stalled_client_does_not_stall_others_inject_or_stop() -> None:

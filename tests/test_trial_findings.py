@@ -25,6 +25,7 @@ from convai_sync import (
     InvalidStateError,
     ReconnectPolicy,
     RetryPolicy,
+    ServerMessage,
     SessionState,
     SessionStateChanged,
 )
@@ -94,10 +95,14 @@ def test_ask_after_send_text_gets_its_own_reply(sim: Simulator) -> None:
         client.connect(timeout=10)
         texts: Recorder[BotText] = Recorder()
         client.events.on_bot_text.subscribe(texts, EventDeliveryPolicy.IMMEDIATE)
+        turns: Recorder[ServerMessage] = Recorder(lambda e: e.type == "bot-turn-completed")
+        client.events.on_message.subscribe(turns, EventDeliveryPolicy.IMMEDIATE)
         client.send_text("fire and forget")
         reply = client.ask("FOURTH", timeout=10)
         assert "FOURTH" in reply.text and "fire and forget" not in reply.text
-        # The fire-and-forget reply reached the event channel only.
+        # The fire-and-forget reply reached the event channel only (both turns published by now:
+        # ask() wakes on the reader thread, which may be ahead of the publishing session thread).
+        turns.wait(2)
         assert "fire and forget" in "".join(t.text for t in texts.events)
 
 

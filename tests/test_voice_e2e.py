@@ -60,8 +60,13 @@ def test_the_voice_arrives_in_order_in_20_ms_frames_of_the_synthesizers_length(c
     seen: Recorder[Any] = Recorder()
     client.events.on_audio.subscribe(seen, P.IMMEDIATE)
     client.events.on_message.subscribe(seen, P.IMMEDIATE)
+    stopped: Recorder[ServerMessage] = Recorder(lambda e: e.type == "bot-stopped-speaking")
+    client.events.on_message.subscribe(stopped, P.IMMEDIATE)
     reply = client.ask("hi", timeout=WAIT)
     assert reply.text == REPLY
+    # ask() wakes on the reader thread; the session thread may still be publishing the turn's
+    # last events to IMMEDIATE handlers when it returns.
+    stopped.wait(1)
     events = list(seen.events)
     names = ["audio" if isinstance(e, AudioFrame) else e.type for e in events]
     first, last = names.index("audio"), len(names) - 1 - names[::-1].index("audio")

@@ -25,25 +25,12 @@ from convai_sync import (
 )
 from convai_sync.testing import Recorder
 from convai_sync.transports import pipecat
-from tests.support.peers import Mode, Peer, form_b, text_frame
+from tests.support.peers import Peer, form_b, text_frame
 
 pytestmark = pytest.mark.timeout(30)
 
 MARGIN = 0.75
 P = EventDeliveryPolicy
-
-
-@pytest.fixture
-def peer_factory() -> Iterator[Callable[..., Peer]]:
-    peers: list[Peer] = []
-
-    def make(**mode: Any) -> Peer:
-        peers.append(Peer(Mode(**mode)))
-        return peers[-1]
-
-    yield make
-    for peer in peers:
-        peer.stop()
 
 
 @pytest.fixture
