@@ -63,7 +63,11 @@ class SessionLoop:
     def post(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the loop thread (thread-safe, non-blocking)."""
         self._inbox.append(fn)
-        self._wake.set()
+        # Setting an Event takes its lock and notifies: skip it while a wake-up is pending. The
+        # loop clears the flag before it drains the inbox, so an item appended before the flag
+        # was seen set is drained by that pass (the flag was set after the clear otherwise).
+        if not self._wake.is_set():
+            self._wake.set()
 
     def pending(self) -> int:
         """Work items waiting in the inbox."""

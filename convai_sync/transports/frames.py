@@ -2,15 +2,15 @@
 
 websocket-client's ``recv_data_frame`` reads a whole frame into memory and validates it before
 it returns, so a 20 MB frame is buffered, then UTF-8-checked in pure Python on the reader
-thread, before anything can refuse it. :class:`MessageReader` uses the library's own frame
-parser pieces (``frame_buffer.recv_header``/``recv_length``/``recv_strict``) instead: it reads a
+thread, before anything can refuse it. :class:`MessageReader` reads frames itself instead, from
+the connection's own ``recv`` (websocket-client's: TLS and timeouts included): it parses a
 frame's header, and when the message would exceed ``max_bytes`` it discards the payload in
 64 KiB pieces without keeping it and reports a :class:`Refused` message; text is decoded with
 ``bytes.decode("utf-8")`` (C speed), and invalid UTF-8 refuses that message only. Control
 frames (ping, pong, close) are returned as they come, between fragments of a message too.
 The socket is read ahead in pieces of up to :data:`READ_AHEAD` bytes (websocket-client asks the
 socket for exactly the bytes it needs next: two ``recv`` calls per frame, each of which releases
-the interpreter lock and invites a thread switch; a burst of small frames now costs one call).
+the interpreter lock and invites a thread switch; a burst of small frames costs one call).
 RFC 6455 violations by the server (a masked frame, reserved bits without an extension, a
 fragmented or oversized control frame, a stray continuation) raise :class:`ProtocolViolation`:
 the connection cannot be trusted after one.
@@ -32,6 +32,8 @@ OP_PONG = websocket.ABNF.OPCODE_PONG
 _DISCARD_CHUNK = 64 * 1024
 #: Bytes asked of the socket per ``recv`` (whatever has arrived, up to this, is returned at once).
 READ_AHEAD = 64 * 1024
+#: The most asked of the socket in one ``recv`` while gathering a large payload.
+_MAX_READ = 1024 * 1024
 
 
 class ProtocolViolation(Exception):
@@ -62,12 +64,13 @@ class Refused:
     too_large: bool
 
 
-class _ReadAhead:
-    """A ``recv(bufsize)`` for websocket-client's ``frame_buffer`` that reads the socket ahead.
+class _Buffer:
+    """The socket's bytes, read ahead: :meth:`take` and :meth:`skip` consume exactly ``n`` bytes.
 
-    Returns at most ``bufsize`` bytes, from what an earlier read brought in when there is some
-    (never blocking then), else from one socket read of up to :data:`READ_AHEAD` bytes. The
-    frame buffer keeps asking until it has the bytes it needs, so short answers are fine.
+    ``recv(bufsize)`` is websocket-client's reader for the connection (TLS and timeouts handled;
+    it raises ``WebSocketConnectionClosedException`` when the peer closes). A burst of small
+    frames costs one ``recv`` and a slice per header and payload; a large payload is gathered in
+    pieces and joined once.
     """
 
     __slots__ = ("_recv", "_data", "_pos")
@@ -77,29 +80,64 @@ class _ReadAhead:
         self._data = b""
         self._pos = 0
 
-    def __call__(self, bufsize: int) -> bytes:
-        if self._pos >= len(self._data):
-            data = self._recv(max(bufsize, READ_AHEAD))
-            if len(data) <= bufsize:
-                return data
-            self._data, self._pos = data, 0
-        start = self._pos
-        self._pos = start + bufsize
-        return self._data[start:self._pos]
+    def take(self, n: int) -> bytes:
+        data, pos = self._data, self._pos
+        end = pos + n
+        if end <= len(data):
+            self._pos = end
+            return data[pos:end]
+        parts = [data[pos:]]
+        have = len(data) - pos
+        while have < n:
+            piece = self._recv(max(READ_AHEAD, min(n - have, _MAX_READ)))
+            parts.append(piece)
+            have += len(piece)
+        joined = b"".join(parts)
+        if have == n:
+            self._data, self._pos = b"", 0
+            return joined
+        self._data, self._pos = joined, n
+        return joined[:n]
+
+    def skip(self, n: int) -> None:
+        """Consume ``n`` bytes without keeping them (at most one read-ahead piece is held)."""
+        left = len(self._data) - self._pos
+        if n <= left:
+            self._pos += n
+            return
+        n -= left
+        self._data, self._pos = b"", 0
+        while n > 0:
+            piece = self._recv(_DISCARD_CHUNK)
+            if len(piece) > n:
+                self._data, self._pos = piece, n
+                return
+            n -= len(piece)
 
 
 class MessageReader:
     """Reads messages from a connected ``websocket.WebSocket`` (its socket must be blocking).
 
+    Frame headers are parsed here (RFC 6455 section 5.2: two bytes, then a 16- or 64-bit
+    extended length when the 7-bit one is 126 or 127; a server's frames are never masked) from
+    the read-ahead buffer; websocket-client's ``frame_buffer`` helpers cost more than the rest
+    of the reader together on a burst of small frames (measured with ``bench/run.py``'s inbound
+    throughput row). The handshake, sending and masking stay websocket-client's.
+
     Args:
-        ws: The WebSocket after its handshake; only its ``frame_buffer`` is used.
+        ws: The WebSocket after its handshake (nothing read past the handshake's response).
         max_bytes: Largest data message accepted (bytes, summed over its fragments).
     """
 
     def __init__(self, ws: websocket.WebSocket, max_bytes: int) -> None:
-        self._fb = ws.frame_buffer
-        self._fb.recv = _ReadAhead(self._fb.recv)
+        self._buf = _Buffer(ws.frame_buffer.recv)
         self._max = max_bytes
+        # The message being assembled; kept across calls, since a control frame that arrives
+        # between its fragments is returned first.
+        self._parts: list[bytes] = []
+        self._opcode: int | None = None
+        self._size = 0
+        self._discarding = False
 
     def next(self) -> Message | Control | Refused:
         """Block until the next message or control frame.
@@ -108,68 +146,56 @@ class MessageReader:
             websocket.WebSocketConnectionClosedException, OSError: the connection ended.
             ProtocolViolation: the server broke the framing rules.
         """
-        parts: list[bytes] = []
-        opcode: int | None = None
-        size = 0
-        discarding = False
+        buf = self._buf
         while True:
             fin, frame_op, length = self._header()
             if frame_op >= OP_CLOSE:
                 if not fin or length > 125:
                     raise ProtocolViolation("fragmented or oversized control frame")
-                return Control(frame_op, self._payload(length))
+                return Control(frame_op, buf.take(length))
             if frame_op == OP_CONT:
-                if opcode is None:
+                if self._opcode is None:
                     raise ProtocolViolation("continuation frame without a message")
             elif frame_op in (OP_TEXT, OP_BINARY):
-                if opcode is not None:
+                if self._opcode is not None:
                     raise ProtocolViolation("new message before the previous one ended")
-                opcode = frame_op
+                self._opcode = frame_op
             else:
                 raise ProtocolViolation(f"unknown opcode {frame_op:#x}")
-            size += length
-            if discarding or size > self._max:
-                discarding = True
-                parts = []
-                self._discard(length)
+            self._size += length
+            if self._discarding or self._size > self._max:
+                self._discarding = True
+                self._parts = []
+                buf.skip(length)
             else:
-                parts.append(self._payload(length))
-            if not fin:
-                continue
-            if discarding:
-                return Refused(f"message of {size} bytes exceeds the limit of {self._max} bytes", size, True)
-            data = b"".join(parts) if len(parts) != 1 else parts[0]
-            if opcode == OP_BINARY:
-                return Message(data)
-            try:
-                return Message(data.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                return Refused(f"text message is not valid UTF-8 ({exc.reason} at byte {exc.start})", size, False)
+                self._parts.append(buf.take(length))
+            if fin:
+                return self._finish()
 
-    def _header(self) -> tuple[int, int, int]:
-        fb = self._fb
-        fb.recv_header()
-        header = fb.header
-        assert header is not None  # recv_header() sets it or raises
-        fin, rsv1, rsv2, rsv3, opcode, has_mask, _ = header
-        if has_mask:
+    def _finish(self) -> Message | Refused:
+        parts, opcode, size, discarding = self._parts, self._opcode, self._size, self._discarding
+        self._parts, self._opcode, self._size, self._discarding = [], None, 0, False
+        if discarding:
+            return Refused(f"message of {size} bytes exceeds the limit of {self._max} bytes", size, True)
+        data = b"".join(parts) if len(parts) != 1 else parts[0]
+        if opcode == OP_BINARY:
+            return Message(data)
+        try:
+            return Message(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            return Refused(f"text message is not valid UTF-8 ({exc.reason} at byte {exc.start})", size, False)
+
+    def _header(self) -> tuple[bool, int, int]:
+        first, second = self._buf.take(2)
+        if second & 0x80:
             raise ProtocolViolation("the server sent a masked frame")
-        if rsv1 or rsv2 or rsv3:
+        if first & 0x70:
             raise ProtocolViolation("reserved bits set without a negotiated extension")
-        fb.recv_length()
-        length = int(fb.length or 0)
-        fb.mask_value = b""
-        return int(fin), int(opcode), length
-
-    def _payload(self, length: int) -> bytes:
-        fb = self._fb
-        data: bytes = fb.recv_strict(length) if length else b""
-        fb.clear()
-        return data
-
-    def _discard(self, length: int) -> None:
-        fb = self._fb
-        while length > 0:
-            piece = fb.recv_strict(min(length, _DISCARD_CHUNK))
-            length -= len(piece)
-        fb.clear()
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(self._buf.take(2), "big")
+        elif length == 127:
+            length = int.from_bytes(self._buf.take(8), "big")
+            if length >> 63:
+                raise ProtocolViolation("64-bit frame length with the most significant bit set")
+        return bool(first & 0x80), first & 0x0F, length
