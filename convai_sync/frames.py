@@ -53,6 +53,9 @@ def _non_finite(name: str) -> float:
 _JSON = json.JSONDecoder(parse_float=_finite_float, parse_constant=_non_finite)
 
 
+_TOO_DEEP = f"JSON nested deeper than {MAX_NESTING} levels"
+
+
 def _too_deep(value: object, text: str) -> bool:
     """True when ``value`` nests containers deeper than :data:`MAX_NESTING`."""
     if text.count("[") + text.count("{") <= MAX_NESTING:
@@ -92,13 +95,12 @@ def parse(raw: object) -> tuple[object, str]:
         raise FrameRejected(ErrorCode.PROTOCOL_MESSAGE_INVALID, f"frame is {type(raw).__name__}, not text", "")
     if len(raw) * 4 > MAX_FRAME_BYTES and len(raw.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
         raise FrameRejected(ErrorCode.PROTOCOL_MESSAGE_INVALID, "frame exceeds 16 MB", raw)
-    too_deep = f"JSON nested deeper than {MAX_NESTING} levels"
     try:
         value = _JSON.decode(raw)
     except ValueError as exc:  # JSONDecodeError, our float/constant hooks, int digit limit
         raise FrameRejected(ErrorCode.PROTOCOL_PARSE_FAILED, f"invalid JSON: {exc}", raw) from None
     except RecursionError:
-        raise FrameRejected(ErrorCode.PROTOCOL_MESSAGE_INVALID, too_deep, raw) from None
+        raise FrameRejected(ErrorCode.PROTOCOL_MESSAGE_INVALID, _TOO_DEEP, raw) from None
     if _too_deep(value, raw):
-        raise FrameRejected(ErrorCode.PROTOCOL_MESSAGE_INVALID, too_deep, raw)
+        raise FrameRejected(ErrorCode.PROTOCOL_MESSAGE_INVALID, _TOO_DEEP, raw)
     return value, raw
