@@ -104,7 +104,7 @@ ALL_CODES = list(ErrorCode)
 
 def test_error_code_is_a_str_enum() -> None:
     assert issubclass(ErrorCode, str)
-    assert ErrorCode.CONNECTION_TIMEOUT == "connection.timeout"
+    assert ErrorCode.CONNECTION_TIMEOUT == "connection.timeout"  # type: ignore[comparison-overlap]  # what is tested
     assert ErrorCode("connection.timeout") is ErrorCode.CONNECTION_TIMEOUT
     assert str(ErrorCode.CONNECTION_TIMEOUT) == "connection.timeout"
     assert f"{ErrorCode.CONNECTION_TIMEOUT}" == "connection.timeout"
@@ -120,7 +120,7 @@ def test_no_vision_codes() -> None:
 
 
 @pytest.mark.parametrize("code", ALL_CODES, ids=str)
-def test_every_code_has_a_catalog_row(code) -> None:
+def test_every_code_has_a_catalog_row(code: ErrorCode) -> None:
     row = CATALOG[code]
     assert code.info == row
     assert isinstance(code.description, str) and code.description.strip()
@@ -131,7 +131,7 @@ def test_catalog_has_no_extra_rows() -> None:
 
 
 @pytest.mark.parametrize("code", ALL_CODES, ids=str)
-def test_category_is_the_prefix(code) -> None:
+def test_category_is_the_prefix(code: ErrorCode) -> None:
     prefix = code.value.split(".")[0]
     assert code.category == prefix
     assert code.category in CATEGORIES
@@ -139,7 +139,7 @@ def test_category_is_the_prefix(code) -> None:
 
 
 @pytest.mark.parametrize(("value", "row"), sorted(EXPECTED.items()), ids=lambda x: x if isinstance(x, str) else "")
-def test_documented_code_facts(value, row) -> None:
+def test_documented_code_facts(value: str, row: tuple[bool, bool, SessionErrorStage, int | None]) -> None:
     recoverable, retried, stage, http = row
     code = ErrorCode(value)
     assert code.is_recoverable is recoverable
@@ -149,7 +149,7 @@ def test_documented_code_facts(value, row) -> None:
 
 
 @pytest.mark.parametrize(("value", "stage"), sorted(CLIENT_SIDE.items()))
-def test_client_side_code_facts(value, stage) -> None:
+def test_client_side_code_facts(value: str, stage: SessionErrorStage) -> None:
     code = ErrorCode(value)
     assert code.is_recoverable is False
     assert code.is_retried is False
@@ -177,7 +177,7 @@ def test_recoverable_is_retried_plus_token_fetch() -> None:
 
 
 @pytest.mark.parametrize("code", ALL_CODES, ids=str)
-def test_stage_is_a_session_error_stage(code) -> None:
+def test_stage_is_a_session_error_stage(code: ErrorCode) -> None:
     assert isinstance(code.stage, SessionErrorStage)
 
 
@@ -192,7 +192,7 @@ def test_session_error_stage_values() -> None:
 
 
 @pytest.mark.parametrize("code", ALL_CODES, ids=str)
-def test_session_error_of_defaults_from_code(code) -> None:
+def test_session_error_of_defaults_from_code(code: ErrorCode) -> None:
     err = SessionError.of(code)
     assert err.error_code is code
     assert err.message == code.description
@@ -220,7 +220,7 @@ def test_session_error_timestamp_is_aware_utc() -> None:
 def test_session_error_is_frozen() -> None:
     err = SessionError.of(ErrorCode.CONNECTION_TIMEOUT)
     with pytest.raises(AttributeError):
-        err.message = "changed"
+        err.message = "changed"  # type: ignore[misc]  # the runtime refusal is what is tested
 
 
 PREDICATES = {
@@ -233,7 +233,7 @@ PREDICATES = {
 
 
 @pytest.mark.parametrize("code", ALL_CODES, ids=str)
-def test_session_error_category_predicates(code) -> None:
+def test_session_error_category_predicates(code: ErrorCode) -> None:
     err = SessionError.of(code)
     assert err.category == code.value.split(".")[0]
     for category, prop in PREDICATES.items():
@@ -244,7 +244,7 @@ def test_session_error_category_predicates(code) -> None:
     ("status", "expected"),
     [(None, False), (0, False), (429, True), (200, True), (401, True), (503, True)],
 )
-def test_has_http_status_code(status, expected) -> None:
+def test_has_http_status_code(status: int | None, expected: bool) -> None:
     err = SessionError.of(ErrorCode.CONNECTION_FAILED, http_status_code=status)
     assert err.has_http_status_code is expected
 
@@ -252,7 +252,7 @@ def test_has_http_status_code(status, expected) -> None:
 # ---- exception tree ---------------------------------------------------------------------------
 
 
-def _expected_class(code):
+def _expected_class(code: ErrorCode) -> type[ConvaiError]:
     if code.value.startswith("config."):
         return ConfigurationError
     return {
@@ -263,7 +263,7 @@ def _expected_class(code):
 
 
 @pytest.mark.parametrize("code", ALL_CODES, ids=str)
-def test_error_for_picks_the_most_specific_class(code) -> None:
+def test_error_for_picks_the_most_specific_class(code: ErrorCode) -> None:
     err = SessionError.of(code, "msg")
     exc = error_for(err)
     assert type(exc) is _expected_class(code)
@@ -276,7 +276,7 @@ def test_error_for_picks_the_most_specific_class(code) -> None:
 
 
 @pytest.mark.parametrize("cls", [ConfigurationError, ConcurrencyLimitError, UsageLimitError, InvalidStateError])
-def test_subclasses_derive_from_convai_error(cls) -> None:
+def test_subclasses_derive_from_convai_error(cls: type[ConvaiError]) -> None:
     assert issubclass(cls, ConvaiError)
 
 
@@ -300,7 +300,7 @@ RETRIED_REASONS = {0, 3, 6, 8, 9, 14, 15}
 
 
 @pytest.mark.parametrize(("name", "value"), REASONS)
-def test_disconnect_reason_values(name, value) -> None:
+def test_disconnect_reason_values(name: str, value: int) -> None:
     assert int(DisconnectReason[name]) == value
     assert DisconnectReason(value).name == name
 
@@ -310,7 +310,7 @@ def test_disconnect_reasons_are_exactly_0_to_16() -> None:
 
 
 @pytest.mark.parametrize("reason", list(DisconnectReason), ids=lambda r: r.name)
-def test_disconnect_reason_message_non_empty(reason) -> None:
+def test_disconnect_reason_message_non_empty(reason: DisconnectReason) -> None:
     assert isinstance(reason.message, str) and reason.message.strip()
 
 
@@ -319,21 +319,21 @@ def test_disconnect_reason_messages_are_distinct() -> None:
 
 
 @pytest.mark.parametrize("reason", list(DisconnectReason), ids=lambda r: r.name)
-def test_disconnect_reason_should_retry(reason) -> None:
+def test_disconnect_reason_should_retry(reason: DisconnectReason) -> None:
     assert reason.should_retry is (int(reason) in RETRIED_REASONS)
 
 
 @pytest.mark.parametrize("reason", list(DisconnectReason), ids=lambda r: r.name)
-def test_disconnect_reason_close_code_round_trip(reason) -> None:
+def test_disconnect_reason_close_code_round_trip(reason: DisconnectReason) -> None:
     assert reason.close_code == 4000 + int(reason)
     assert reason_from_close_code(reason.close_code) is reason
 
 
 @pytest.mark.parametrize("code", [None, 1000, 1001, 1006, 1008, 1011, 3999, 4100, 4101, 5000])
-def test_reason_from_close_code_outside_range_is_none(code) -> None:
+def test_reason_from_close_code_outside_range_is_none(code: int | None) -> None:
     assert reason_from_close_code(code) is None
 
 
 @pytest.mark.parametrize("code", [4017, 4050, 4099])
-def test_reason_from_close_code_unknown_value_in_range_is_unknown_reason(code) -> None:
+def test_reason_from_close_code_unknown_value_in_range_is_unknown_reason(code: int) -> None:
     assert reason_from_close_code(code) is DisconnectReason.UNKNOWN_REASON
