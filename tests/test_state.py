@@ -54,12 +54,12 @@ ALLOWED = {
 ALL_PAIRS = list(itertools.product(S, S))
 
 
-def _pair_id(pair):
+def _pair_id(pair: tuple[SessionState, SessionState]) -> str:
     return f"{pair[0].name}->{pair[1].name}"
 
 
 @pytest.mark.parametrize(("state", "value"), VALUES, ids=lambda x: getattr(x, "name", str(x)))
-def test_state_values(state, value) -> None:
+def test_state_values(state: SessionState, value: int) -> None:
     assert int(state) == value
     assert S(value) is state
 
@@ -70,27 +70,27 @@ def test_exactly_six_states() -> None:
 
 
 @pytest.mark.parametrize("state", list(S), ids=lambda s: s.name)
-def test_is_connected(state) -> None:
+def test_is_connected(state: SessionState) -> None:
     assert state.is_connected() is PREDICATES[state][0]
 
 
 @pytest.mark.parametrize("state", list(S), ids=lambda s: s.name)
-def test_is_transitioning(state) -> None:
+def test_is_transitioning(state: SessionState) -> None:
     assert state.is_transitioning() is PREDICATES[state][1]
 
 
 @pytest.mark.parametrize("state", list(S), ids=lambda s: s.name)
-def test_is_stable(state) -> None:
+def test_is_stable(state: SessionState) -> None:
     assert state.is_stable() is PREDICATES[state][2]
 
 
 @pytest.mark.parametrize("state", list(S), ids=lambda s: s.name)
-def test_can_accept_input(state) -> None:
+def test_can_accept_input(state: SessionState) -> None:
     assert state.can_accept_input() is PREDICATES[state][3]
 
 
 @pytest.mark.parametrize("state", list(S), ids=lambda s: s.name)
-def test_stable_and_transitioning_partition_the_states(state) -> None:
+def test_stable_and_transitioning_partition_the_states(state: SessionState) -> None:
     assert state.is_stable() != state.is_transitioning()
 
 
@@ -100,14 +100,14 @@ def test_all_36_pairs_enumerated() -> None:
 
 
 @pytest.mark.parametrize("pair", sorted(ALLOWED), ids=_pair_id)
-def test_allowed_transition_passes(pair) -> None:
+def test_allowed_transition_passes(pair: tuple[SessionState, SessionState]) -> None:
     old, new = pair
     check_transition(old, new)  # does not raise
     assert new in TRANSITIONS[old]
 
 
 @pytest.mark.parametrize("pair", [p for p in ALL_PAIRS if p not in ALLOWED], ids=_pair_id)
-def test_other_transition_raises(pair) -> None:
+def test_other_transition_raises(pair: tuple[SessionState, SessionState]) -> None:
     old, new = pair
     with pytest.raises(IllegalTransition) as info:
         check_transition(old, new)
@@ -121,7 +121,7 @@ def test_table_covers_every_state_and_matches_expected() -> None:
 
 
 @pytest.mark.parametrize("state", list(S), ids=lambda s: s.name)
-def test_self_transition_refused(state) -> None:
+def test_self_transition_refused(state: SessionState) -> None:
     with pytest.raises(IllegalTransition):
         check_transition(state, state)
 
