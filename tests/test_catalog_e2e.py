@@ -45,6 +45,7 @@ from convai_sync import (
 from convai_sync.testing import Recorder
 from convai_sync.transports.websocket import WebSocketTransport
 from simulator import Simulator
+from tests.narrowing import state_of
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -360,7 +361,7 @@ def _client_triggered(sim: Simulator, code: str) -> None:
             assert client.diagnostics()["connect_attempts"] == 1  # the refused connect made none
             assert [e.error_code for e in rec.errors.events] == ["connection.connect_invalid_api_key"]
             client.disconnect()  # resets ERROR
-            assert client.state is SessionState.DISCONNECTED
+            assert state_of(client) is SessionState.DISCONNECTED
         return
     if code == "session.cancelled":
         sim.inject("connection.timeout")  # the session never sends bot-ready: connect stays CONNECTING
@@ -388,7 +389,7 @@ def _client_triggered(sim: Simulator, code: str) -> None:
             assert_row(rec.errors.wait(1)[0], code)
             disc = rec.disconnected.wait(1)[0]
             assert disc.reason is DisconnectReason.CLIENT_INITIATED
-            assert client.state is SessionState.DISCONNECTED
+            assert state_of(client) is SessionState.DISCONNECTED
             assert client.diagnostics()["connect_attempts"] == 1
         sim.wait_for_slots(0)
         return

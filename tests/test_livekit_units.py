@@ -33,6 +33,7 @@ from convai_sync.transports import livekit_join
 from convai_sync.transports.base import TransportClosed, TransportOpenError
 from convai_sync.transports.livekit_map import http_status, join_error_code, participant_type
 from tests.helpers_memory import BOT_READY, FakeApi, Harness, SteppingClock, assert_no_convai_threads, make_config
+from tests.narrowing import state_of
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -196,7 +197,7 @@ def test_a_recovery_that_succeeds_keeps_the_session(harness: Any) -> None:
     listener.on_transport_reconnected(transport)
     (done,) = reconnected.wait(1)
     assert done.attempts == 1 and done.session_id == session_id
-    assert h.client.state is S.CONNECTED and h.client.session_id == session_id
+    assert state_of(h.client) is S.CONNECTED and h.client.session_id == session_id
     assert h.api.call_count == 1 and h.api.disconnects == []  # no new /connect: the same session goes on
     assert h.client.diagnostics()["transport_resumes"] == 1
 
