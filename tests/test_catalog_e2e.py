@@ -205,12 +205,15 @@ class Rec:
 def record(client: ConvaiClient) -> Rec:
     rec = Rec(Recorder(), Recorder(), Recorder(), Recorder(), Recorder(), Recorder(), Recorder(), Recorder())
     ch = client.events
-    for channel, recorder in ((ch.on_session_error, rec.errors), (ch.on_pipeline_error, rec.pipeline),
-                              (ch.on_disconnected, rec.disconnected), (ch.on_reconnecting, rec.reconnecting),
-                              (ch.on_reconnected, rec.reconnected), (ch.on_connected, rec.connected),
-                              (ch.on_session_state_changed, rec.states),
-                              (ch.on_usage_limit_reached, rec.usage)):
-        channel.subscribe(recorder, IMMEDIATE)
+    # One call per channel (not a loop over pairs), so mypy checks each recorder against its channel.
+    ch.on_session_error.subscribe(rec.errors, IMMEDIATE)
+    ch.on_pipeline_error.subscribe(rec.pipeline, IMMEDIATE)
+    ch.on_disconnected.subscribe(rec.disconnected, IMMEDIATE)
+    ch.on_reconnecting.subscribe(rec.reconnecting, IMMEDIATE)
+    ch.on_reconnected.subscribe(rec.reconnected, IMMEDIATE)
+    ch.on_connected.subscribe(rec.connected, IMMEDIATE)
+    ch.on_session_state_changed.subscribe(rec.states, IMMEDIATE)
+    ch.on_usage_limit_reached.subscribe(rec.usage, IMMEDIATE)
     return rec
 
 
