@@ -45,6 +45,7 @@ from convai_sync import (
 from convai_sync.testing import Recorder
 from convai_sync.transports.websocket import WebSocketTransport
 from simulator import Simulator
+from tests.narrowing import state_of
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -204,12 +205,15 @@ class Rec:
 def record(client: ConvaiClient) -> Rec:
     rec = Rec(Recorder(), Recorder(), Recorder(), Recorder(), Recorder(), Recorder(), Recorder(), Recorder())
     ch = client.events
-    for channel, recorder in ((ch.on_session_error, rec.errors), (ch.on_pipeline_error, rec.pipeline),
-                              (ch.on_disconnected, rec.disconnected), (ch.on_reconnecting, rec.reconnecting),
-                              (ch.on_reconnected, rec.reconnected), (ch.on_connected, rec.connected),
-                              (ch.on_session_state_changed, rec.states),
-                              (ch.on_usage_limit_reached, rec.usage)):
-        channel.subscribe(recorder, IMMEDIATE)
+    # One call per channel (not a loop over pairs), so mypy checks each recorder against its channel.
+    ch.on_session_error.subscribe(rec.errors, IMMEDIATE)
+    ch.on_pipeline_error.subscribe(rec.pipeline, IMMEDIATE)
+    ch.on_disconnected.subscribe(rec.disconnected, IMMEDIATE)
+    ch.on_reconnecting.subscribe(rec.reconnecting, IMMEDIATE)
+    ch.on_reconnected.subscribe(rec.reconnected, IMMEDIATE)
+    ch.on_connected.subscribe(rec.connected, IMMEDIATE)
+    ch.on_session_state_changed.subscribe(rec.states, IMMEDIATE)
+    ch.on_usage_limit_reached.subscribe(rec.usage, IMMEDIATE)
     return rec
 
 
@@ -360,7 +364,7 @@ def _client_triggered(sim: Simulator, code: str) -> None:
             assert client.diagnostics()["connect_attempts"] == 1  # the refused connect made none
             assert [e.error_code for e in rec.errors.events] == ["connection.connect_invalid_api_key"]
             client.disconnect()  # resets ERROR
-            assert client.state is SessionState.DISCONNECTED
+            assert state_of(client) is SessionState.DISCONNECTED
         return
     if code == "session.cancelled":
         sim.inject("connection.timeout")  # the session never sends bot-ready: connect stays CONNECTING
@@ -388,7 +392,7 @@ def _client_triggered(sim: Simulator, code: str) -> None:
             assert_row(rec.errors.wait(1)[0], code)
             disc = rec.disconnected.wait(1)[0]
             assert disc.reason is DisconnectReason.CLIENT_INITIATED
-            assert client.state is SessionState.DISCONNECTED
+            assert state_of(client) is SessionState.DISCONNECTED
             assert client.diagnostics()["connect_attempts"] == 1
         sim.wait_for_slots(0)
         return

@@ -136,7 +136,12 @@ def test_slot_and_duration_channels(policy: EventDeliveryPolicy) -> None:
         ch = Channels(client, policy)
         with client:
             done = threading.Event()
-            worker = threading.Thread(target=lambda: (client.connect(timeout=15), done.set()), name="test-connect")
+
+            def connect() -> None:
+                client.connect(timeout=15)
+                done.set()
+
+            worker = threading.Thread(target=connect, name="test-connect")
             worker.start()
             ch.wait("on_waiting_for_slot")
             holder.disconnect()

@@ -18,7 +18,7 @@ R = DisconnectReason
 E = ErrorCode
 
 
-def server(code, reason=""):
+def server(code: int | None, reason: str = "") -> TransportClosed:
     return TransportClosed(code=code, reason=reason, initiator="server")
 
 
@@ -27,7 +27,7 @@ def server(code, reason=""):
 
 @pytest.mark.parametrize(("code", "reason"), [(1000, ""), (1006, ""), (None, ""), (1008, "Session expired"),
                                               (4003, ""), (1011, "boom")])
-def test_client_initiated_close_never_retries(code, reason):
+def test_client_initiated_close_never_retries(code: int | None, reason: str) -> None:
     outcome = classify_close(TransportClosed(code=code, reason=reason, initiator="client"))
     assert isinstance(outcome, CloseOutcome)
     assert outcome.reason is R.CLIENT_INITIATED
@@ -46,7 +46,7 @@ def test_client_initiated_close_never_retries(code, reason):
     ],
     ids=["network-1006", "network-none", "server-1006", "server-none", "network-1000"],
 )
-def test_network_loss_is_unknown_reason_signal_disconnected_and_retried(closed):
+def test_network_loss_is_unknown_reason_signal_disconnected_and_retried(closed: TransportClosed) -> None:
     outcome = classify_close(closed, session_id="sess-1")
     assert outcome.reason is R.UNKNOWN_REASON
     assert outcome.error is not None
@@ -57,7 +57,7 @@ def test_network_loss_is_unknown_reason_signal_disconnected_and_retried(closed):
     assert outcome.error.exception is closed.error
 
 
-def test_1001_going_away_is_server_shutdown_retried():
+def test_1001_going_away_is_server_shutdown_retried() -> None:
     outcome = classify_close(server(1001, "going away"))
     assert outcome.reason is R.SERVER_SHUTDOWN
     assert outcome.error is None
@@ -66,7 +66,7 @@ def test_1001_going_away_is_server_shutdown_retried():
 
 # ---- 1008 reason strings (PROTOCOL.md §1.5, exact) -----------------------------------------------
 
-CASES_1008 = [
+CASES_1008: list[tuple[str, DisconnectReason, ErrorCode | None, bool]] = [
     ("Session expired. Please reconnect via /connect", R.ROOM_DELETED, E.SESSION_TOKEN_EXPIRED, False),
     ("Session already has an active connection. Only one WebSocket per session allowed.",
      R.DUPLICATE_IDENTITY, None, False),
@@ -82,7 +82,7 @@ CASES_1008 = [
 
 
 @pytest.mark.parametrize(("text", "reason", "code", "retry"), CASES_1008, ids=[c[0][:40] for c in CASES_1008])
-def test_1008_reason_strings(text, reason, code, retry):
+def test_1008_reason_strings(text: str, reason: DisconnectReason, code: ErrorCode | None, retry: bool) -> None:
     outcome = classify_close(server(1008, text), session_id="sess-2")
     assert outcome.reason is reason
     assert outcome.retry is retry
@@ -96,14 +96,15 @@ def test_1008_reason_strings(text, reason, code, retry):
 
 
 @pytest.mark.parametrize(("text", "reason", "code", "retry"), CASES_1008, ids=[c[0][:40] for c in CASES_1008])
-def test_1008_matching_is_case_insensitive(text, reason, code, retry):
+def test_1008_matching_is_case_insensitive(text: str, reason: DisconnectReason, code: ErrorCode | None,
+                                           retry: bool) -> None:
     outcome = classify_close(server(1008, text.upper()))
     assert outcome.reason is reason
     assert outcome.retry is retry
     assert (outcome.error.error_code if outcome.error else None) is code
 
 
-def test_1008_retry_never_contradicts_reason():
+def test_1008_retry_never_contradicts_reason() -> None:
     for text, *_ in CASES_1008:
         outcome = classify_close(server(1008, text))
         if outcome.retry:
@@ -111,7 +112,7 @@ def test_1008_retry_never_contradicts_reason():
 
 
 @pytest.mark.parametrize("text", ["", "Policy violation", "Something else entirely"])
-def test_unknown_1008_is_connection_failed_join_failure(text):
+def test_unknown_1008_is_connection_failed_join_failure(text: str) -> None:
     outcome = classify_close(server(1008, text))
     assert outcome.reason is R.JOIN_FAILURE
     assert outcome.error is not None
@@ -124,7 +125,7 @@ def test_unknown_1008_is_connection_failed_join_failure(text):
 
 @pytest.mark.parametrize("text", ["Session data incomplete. Please reconnect via /connect",
                                   "KeyError: 'pipeline'", ""])
-def test_1011_is_server_error_retried(text):
+def test_1011_is_server_error_retried(text: str) -> None:
     outcome = classify_close(server(1011, text), session_id="s")
     assert outcome.error is not None
     assert outcome.error.error_code is E.SERVER_ERROR
@@ -135,14 +136,14 @@ def test_1011_is_server_error_retried(text):
 
 
 @pytest.mark.parametrize(("code", "text"), [(1000, ""), (1000, "Pipeline killed"), (1005, "")])
-def test_normal_server_close_is_room_deleted_no_retry(code, text):
+def test_normal_server_close_is_room_deleted_no_retry(code: int, text: str) -> None:
     outcome = classify_close(server(code, text))
     assert outcome.reason is R.ROOM_DELETED
     assert outcome.error is None
     assert outcome.retry is False
 
 
-def test_idle_timeout_close_names_its_cause():
+def test_idle_timeout_close_names_its_cause() -> None:
     outcome = classify_close(server(1000, "Idle timeout"))
     assert outcome.reason is R.ROOM_DELETED
     assert outcome.error is not None and outcome.error.error_code is E.SESSION_IDLE_TIMEOUT
@@ -153,7 +154,7 @@ def test_idle_timeout_close_names_its_cause():
 
 
 @pytest.mark.parametrize("reason", list(DisconnectReason), ids=lambda r: r.name)
-def test_reason_close_codes(reason):
+def test_reason_close_codes(reason: DisconnectReason) -> None:
     outcome = classify_close(server(4000 + int(reason), reason.message))
     assert outcome.reason is reason
     assert outcome.retry is reason.should_retry
@@ -178,7 +179,7 @@ def test_reason_close_codes(reason):
         ("", E.TRANSPORT_LIVEKIT_ERROR, False),
     ],
 )
-def test_4100_carries_an_error_code(text, code, retry):
+def test_4100_carries_an_error_code(text: str, code: ErrorCode, retry: bool) -> None:
     outcome = classify_close(server(4100, text), session_id="s4")
     assert outcome.error is not None
     assert outcome.error.error_code is code
@@ -192,13 +193,13 @@ def test_4100_carries_an_error_code(text, code, retry):
 
 
 @pytest.mark.parametrize("code", [1002, 1003, 1009, 1012, 1013, 3000, 4999])
-def test_other_server_close_codes_are_unknown_reason_retried(code):
+def test_other_server_close_codes_are_unknown_reason_retried(code: int) -> None:
     outcome = classify_close(server(code, "x"))
     assert outcome.reason is R.UNKNOWN_REASON
     assert outcome.retry is True
 
 
-def test_close_outcome_is_frozen():
+def test_close_outcome_is_frozen() -> None:
     outcome = classify_close(server(1001))
     with pytest.raises(AttributeError):
-        outcome.retry = False
+        outcome.retry = False  # type: ignore[misc]  # the runtime refusal is what is tested

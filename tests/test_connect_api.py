@@ -6,13 +6,15 @@ Classification expectations are PROTOCOL.md §1.5's table, row by row.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
 import responses
 from responses import matchers
 
-from convai_sync import ConvaiConfig, ErrorCode, SessionErrorStage
+from convai_sync import ConvaiConfig, ErrorCode, SessionError, SessionErrorStage
 from convai_sync.connect import ConnectApi, ConnectFailed, Endpoint, classify, extract_message
 
 pytestmark = pytest.mark.timeout(10)
@@ -20,6 +22,8 @@ pytestmark = pytest.mark.timeout(10)
 BASE = "https://convai.test"
 CONNECT_URL = f"{BASE}/connect"
 DISCONNECT_URL = f"{BASE}/disconnect"
+#: A response body: JSON (sent with ``json=``) or raw text.
+Body = dict[str, Any] | list[Any] | str
 SECRET = "sk-SECRET-123"
 CHAR = "char-uuid-1"
 OK_BODY = {
@@ -34,28 +38,31 @@ OK_BODY = {
 }
 
 
-def _config(**overrides):
-    values = {"api_key": SECRET, "character_id": CHAR, "url": BASE}
+def _config(**overrides: Any) -> ConvaiConfig:
+    values: dict[str, Any] = {"api_key": SECRET, "character_id": CHAR, "url": BASE}
     values.update(overrides)
     return ConvaiConfig(**values)
 
 
 @pytest.fixture
-def api():
+def api() -> Iterator[ConnectApi]:
     client = ConnectApi(_config())
     yield client
     client.close()
 
 
-def _api(**overrides):
+def _api(**overrides: Any) -> ConnectApi:
     return ConnectApi(_config(**overrides))
 
 
-def _sent_body(index=0):
-    return json.loads(responses.calls[index].request.body)
+def _sent_body(index: int = 0) -> dict[str, Any]:
+    raw = responses.calls[index].request.body
+    assert raw is not None
+    body: dict[str, Any] = json.loads(raw)
+    return body
 
 
-def _connect_failure(api, status, body):
+def _connect_failure(api: ConnectApi, status: int, body: Body) -> SessionError:
     if isinstance(body, (dict, list)):
         responses.add(responses.POST, CONNECT_URL, json=body, status=status)
     else:
@@ -69,7 +76,7 @@ def _connect_failure(api, status, body):
 
 
 @responses.activate
-def test_connect_posts_to_connect_with_api_key_header(api):
+def test_connect_posts_to_connect_with_api_key_header(api: ConnectApi) -> None:
     responses.add(responses.POST, CONNECT_URL, json=OK_BODY)
     api.connect(None, timeout=5)
     assert len(responses.calls) == 1
@@ -81,7 +88,7 @@ def test_connect_posts_to_connect_with_api_key_header(api):
 
 
 @responses.activate
-def test_connect_body_has_required_fields(api):
+def test_connect_body_has_required_fields(api: ConnectApi) -> None:
     responses.add(responses.POST, CONNECT_URL, json=OK_BODY)
     api.connect(None, timeout=5)
     body = _sent_body()
@@ -95,7 +102,7 @@ def test_connect_body_has_required_fields(api):
 
 
 @responses.activate
-def test_connect_body_trailing_slash_url():
+def test_connect_body_trailing_slash_url() -> None:
     client = _api(url=BASE + "/")
     responses.add(responses.POST, CONNECT_URL, json=OK_BODY)
     try:
@@ -107,7 +114,7 @@ def test_connect_body_trailing_slash_url():
 
 @responses.activate
 @pytest.mark.parametrize("csid", ["f7a8-uuid", "11111111-2222-3333-4444-555555555555"])
-def test_connect_body_includes_character_session_id_when_given(api, csid):
+def test_connect_body_includes_character_session_id_when_given(api: ConnectApi, csid: str) -> None:
     responses.add(responses.POST, CONNECT_URL, json=OK_BODY)
     api.connect(csid, timeout=5)
     assert _sent_body()["character_session_id"] == csid
@@ -122,7 +129,8 @@ def test_connect_body_includes_character_session_id_when_given(api, csid):
         ({"end_user_id": "user-7", "end_user_metadata": {"name": "Ann"}}, "user-7", {"name": "Ann"}),
     ],
 )
-def test_connect_body_end_user_fields(overrides, expected_user, expected_meta):
+def test_connect_body_end_user_fields(overrides: dict[str, Any], expected_user: str,
+                                      expected_meta: dict[str, str] | None) -> None:
     client = _api(**overrides)
     responses.add(responses.POST, CONNECT_URL, json=OK_BODY)
     try:
@@ -138,7 +146,7 @@ def test_connect_body_end_user_fields(overrides, expected_user, expected_meta):
 
 
 @responses.activate
-def test_connect_body_metadata_without_end_user_id_is_not_sent():
+def test_connect_body_metadata_without_end_user_id_is_not_sent() -> None:
     client = _api(end_user_metadata={"name": "Ann"})
     responses.add(responses.POST, CONNECT_URL, json=OK_BODY)
     try:
@@ -150,7 +158,7 @@ def test_connect_body_metadata_without_end_user_id_is_not_sent():
 
 @responses.activate
 @pytest.mark.parametrize("enable", [True, False])
-def test_connect_body_emotion_config(enable):
+def test_connect_body_emotion_config(enable: bool) -> None:
     client = _api(enable_emotion=enable)
     responses.add(responses.POST, CONNECT_URL, json=OK_BODY)
     try:
@@ -167,7 +175,7 @@ def test_connect_body_emotion_config(enable):
 
 @responses.activate
 @pytest.mark.parametrize("tts", [True, False])
-def test_connect_body_default_tts_enabled(tts):
+def test_connect_body_default_tts_enabled(tts: bool) -> None:
     client = _api(tts_enabled=tts)
     responses.add(responses.POST, CONNECT_URL, json=OK_BODY)
     try:
@@ -181,7 +189,7 @@ def test_connect_body_default_tts_enabled(tts):
 
 
 @responses.activate
-def test_connect_parses_success_body(api):
+def test_connect_parses_success_body(api: ConnectApi) -> None:
     responses.add(responses.POST, CONNECT_URL, json=OK_BODY)
     endpoint = api.connect(None, timeout=5)
     assert isinstance(endpoint, Endpoint)
@@ -195,7 +203,7 @@ def test_connect_parses_success_body(api):
 
 
 @responses.activate
-def test_connect_tolerates_unknown_keys_and_keeps_them_in_extra(api):
+def test_connect_tolerates_unknown_keys_and_keeps_them_in_extra(api: ConnectApi) -> None:
     body = dict(OK_BODY, speaker_id="spk", room_session_id="rs-1", characters=[{"character_id": "c"}],
                 transport="websocket", future_field={"x": 1})
     responses.add(responses.POST, CONNECT_URL, json=body)
@@ -210,7 +218,7 @@ def test_connect_tolerates_unknown_keys_and_keeps_them_in_extra(api):
 
 
 @responses.activate
-def test_connect_livekit_style_fields(api):
+def test_connect_livekit_style_fields(api: ConnectApi) -> None:
     body = dict(OK_BODY, room_url="https://lk.test", room_name="conversation-room-xyz", token="jwt.token",
                 transport="livekit")
     responses.add(responses.POST, CONNECT_URL, json=body)
@@ -235,10 +243,10 @@ def test_connect_livekit_style_fields(api):
     ids=["no-session_id", "no-room_url", "empty-session_id", "null-room_url", "int-session_id",
          "empty-object", "array", "not-json"],
 )
-def test_connect_200_without_room_details_is_connection_failed(api, body):
+def test_connect_200_without_room_details_is_connection_failed(api: ConnectApi, body: Body) -> None:
     error = _connect_failure(api, 200, body)
     assert error.error_code is ErrorCode.CONNECTION_FAILED
-    assert error.error_code == "connection.failed"
+    assert error.error_code == "connection.failed"  # type: ignore[comparison-overlap]  # a str enum, by design
     assert error.stage is SessionErrorStage.CONNECT_API
     assert error.http_status_code == 200
     assert error.is_recoverable is False
@@ -247,7 +255,8 @@ def test_connect_200_without_room_details_is_connection_failed(api, body):
 # ---- §1.5 error rows ----------------------------------------------------------------------------
 
 E = ErrorCode
-ROWS = [
+Row = tuple[int, Body, ErrorCode]
+ROWS: list[Row] = [
     # 400: invalid-uuid markers (case-insensitive) -> invalid_session_id
     (400, {"detail": "Invalid session ID format"}, E.CONNECTION_CONNECT_INVALID_SESSION_ID),
     (400, {"detail": "invalid uuid"}, E.CONNECTION_CONNECT_INVALID_SESSION_ID),
@@ -311,7 +320,7 @@ ROWS = [
 ]
 
 
-def _row_id(row):
+def _row_id(row: Row) -> str:
     status, body, code = row
     text = body if isinstance(body, str) else json.dumps(body)
     return f"{status}-{code.value.split('.')[1]}-{text[:30]}"
@@ -319,7 +328,7 @@ def _row_id(row):
 
 @responses.activate
 @pytest.mark.parametrize(("status", "body", "code"), ROWS, ids=[_row_id(r) for r in ROWS])
-def test_http_error_rows_classify(api, status, body, code):
+def test_http_error_rows_classify(api: ConnectApi, status: int, body: Body, code: ErrorCode) -> None:
     error = _connect_failure(api, status, body)
     assert error.error_code is code
     assert error.stage is SessionErrorStage.CONNECT_API
@@ -332,7 +341,8 @@ def test_http_error_rows_classify(api, status, body, code):
 
 @responses.activate
 @pytest.mark.parametrize(("status", "body", "code"), ROWS, ids=[_row_id(r) for r in ROWS])
-def test_http_error_exception_never_contains_api_key(api, status, body, code):
+def test_http_error_exception_never_contains_api_key(api: ConnectApi, status: int, body: Body,
+                                                     code: ErrorCode) -> None:
     if isinstance(body, (dict, list)):
         responses.add(responses.POST, CONNECT_URL, json=body, status=status)
     else:
@@ -355,24 +365,25 @@ def test_http_error_exception_never_contains_api_key(api, status, body, code):
         (400, "invalid uuid", E.CONNECTION_CONNECT_INVALID_SESSION_ID),
     ],
 )
-def test_classifier_reads_message_error_and_raw_bodies(api, status, body, code):
+def test_classifier_reads_message_error_and_raw_bodies(api: ConnectApi, status: int, body: Body,
+                                                       code: ErrorCode) -> None:
     assert _connect_failure(api, status, body).error_code is code
 
 
 @responses.activate
-def test_detail_wins_over_message_for_classification(api):
+def test_detail_wins_over_message_for_classification(api: ConnectApi) -> None:
     body = {"detail": "Concurrency limit reached", "message": "speaker"}
     assert _connect_failure(api, 429, body).error_code is E.CONNECTION_CONNECT_CONCURRENCY_LIMIT_REACHED
 
 
 @responses.activate
-def test_error_message_includes_extracted_detail(api):
+def test_error_message_includes_extracted_detail(api: ConnectApi) -> None:
     error = _connect_failure(api, 404, {"detail": "Character not found or doesn't belong to user"})
     assert "Character not found or doesn't belong to user" in error.message
 
 
 @responses.activate
-def test_api_key_echoed_by_server_is_redacted(api):
+def test_api_key_echoed_by_server_is_redacted(api: ConnectApi) -> None:
     error = _connect_failure(api, 401, {"detail": f"Invalid API key {SECRET}"})
     assert SECRET not in error.message
 
@@ -387,7 +398,7 @@ def test_api_key_echoed_by_server_is_redacted(api):
      requests.exceptions.ChunkedEncodingError("broken")],
     ids=["connection-error", "ssl-error", "chunked"],
 )
-def test_network_failure_is_network_error_with_status_zero(api, exc):
+def test_network_failure_is_network_error_with_status_zero(api: ConnectApi, exc: Exception) -> None:
     responses.add(responses.POST, CONNECT_URL, body=exc)
     with pytest.raises(ConnectFailed) as info:
         api.connect(None, timeout=5)
@@ -411,13 +422,13 @@ def test_network_failure_is_network_error_with_status_zero(api, exc):
      requests.exceptions.ConnectTimeout("no route")],
     ids=["timeout", "read-timeout", "connect-timeout"],
 )
-def test_timeout_is_connection_timeout(api, exc):
+def test_timeout_is_connection_timeout(api: ConnectApi, exc: Exception) -> None:
     responses.add(responses.POST, CONNECT_URL, body=exc)
     with pytest.raises(ConnectFailed) as info:
         api.connect(None, timeout=2.5)
     error = info.value.error
     assert error.error_code is E.CONNECTION_TIMEOUT
-    assert error.error_code == "connection.timeout"
+    assert error.error_code == "connection.timeout"  # type: ignore[comparison-overlap]  # a str enum, by design
     assert error.stage is SessionErrorStage.CONNECT_API
     assert error.is_recoverable is True
     assert "2.5" in error.message
@@ -443,11 +454,11 @@ def test_timeout_is_connection_timeout(api, exc):
         ('"just a string"', '"just a string"'),
     ],
 )
-def test_extract_message_order(body, expected):
+def test_extract_message_order(body: str, expected: str) -> None:
     assert extract_message(body) == expected
 
 
-def test_extract_message_stringifies_array_detail():
+def test_extract_message_stringifies_array_detail() -> None:
     body = json.dumps({"detail": [
         {"type": "value_error", "loc": ["body", "transport"], "msg": "Value error, Invalid transport: sse"},
         {"type": "missing", "loc": ["body", "character_id"], "msg": "Field required"},
@@ -459,12 +470,12 @@ def test_extract_message_stringifies_array_detail():
     assert "ignored" not in text
 
 
-def test_extract_message_detail_array_of_strings():
+def test_extract_message_detail_array_of_strings() -> None:
     text = extract_message(json.dumps({"detail": ["first", "second"]}))
     assert "first" in text and "second" in text
 
 
-def test_extract_message_detail_object_is_serialised():
+def test_extract_message_detail_object_is_serialised() -> None:
     text = extract_message(json.dumps({"detail": {"code": "x"}}))
     assert "code" in text and "x" in text
 
@@ -473,13 +484,13 @@ def test_extract_message_detail_object_is_serialised():
 
 
 @pytest.mark.parametrize("message", ["", "Name or service not known", "speaker", "failed to start bot"])
-def test_classify_status_zero_is_network_error(message):
+def test_classify_status_zero_is_network_error(message: str) -> None:
     assert classify(0, message) is E.CONNECTION_NETWORK_ERROR
 
 
 @pytest.mark.parametrize(("status", "message", "code"), [(s, b if isinstance(b, str) else extract_message(
     json.dumps(b)), c) for s, b, c in ROWS], ids=[_row_id(r) for r in ROWS])
-def test_classify_directly(status, message, code):
+def test_classify_directly(status: int, message: str, code: ErrorCode) -> None:
     assert classify(status, message) is code
 
 
@@ -487,7 +498,7 @@ def test_classify_directly(status, message, code):
 
 
 @responses.activate
-def test_disconnect_posts_session_id_and_returns_true_on_200(api):
+def test_disconnect_posts_session_id_and_returns_true_on_200(api: ConnectApi) -> None:
     responses.add(responses.POST, DISCONNECT_URL,
                   json={"status": "success", "message": "Session disconnected successfully"},
                   match=[matchers.query_param_matcher({"session_id": "sess-1"})])
@@ -502,7 +513,7 @@ def test_disconnect_posts_session_id_and_returns_true_on_200(api):
 @responses.activate
 @pytest.mark.parametrize(("status", "body"), [(500, {"detail": "boom"}), (400, {"detail": "Invalid session ID format"}),
                                               (503, "")])
-def test_disconnect_returns_false_on_http_error(api, status, body):
+def test_disconnect_returns_false_on_http_error(api: ConnectApi, status: int, body: Body) -> None:
     responses.add(responses.POST, DISCONNECT_URL, json=body, status=status)
     assert api.disconnect("sess-1") is False
 
@@ -510,13 +521,13 @@ def test_disconnect_returns_false_on_http_error(api, status, body):
 @responses.activate
 @pytest.mark.parametrize("exc", [requests.ConnectionError("down"), requests.Timeout("slow")],
                          ids=["connection-error", "timeout"])
-def test_disconnect_returns_false_on_network_failure(api, exc):
+def test_disconnect_returns_false_on_network_failure(api: ConnectApi, exc: Exception) -> None:
     responses.add(responses.POST, DISCONNECT_URL, body=exc)
     assert api.disconnect("sess-1") is False
 
 
 @responses.activate
-def test_disconnect_is_idempotent(api):
+def test_disconnect_is_idempotent(api: ConnectApi) -> None:
     responses.add(responses.POST, DISCONNECT_URL, json={"status": "success"})
     assert api.disconnect("sess-1") is True
     assert api.disconnect("sess-1") is True

@@ -56,6 +56,7 @@ def check(raw: object) -> object:
     result = decode(raw)  # must not raise
     if result is None:
         text = raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw
+        assert isinstance(text, str), raw
         msg = json.loads(text)  # only a well-formed echo is ignored
         inner = msg.get("data", {}).get("type") if msg.get("type") == "server-message" else msg["type"]
         assert inner in ECHOES

@@ -28,6 +28,7 @@ from convai_sync import (
 )
 from convai_sync.testing import Recorder
 from simulator import Simulator
+from tests.narrowing import state_of
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -87,7 +88,7 @@ def test_connect_ask_disconnect_under_each_policy(sim: Simulator, policy: EventD
         assert all(name.startswith(expected_thread) for name in messages.threads)
 
         client.disconnect()
-        assert client.state is SessionState.DISCONNECTED
+        assert state_of(client) is SessionState.DISCONNECTED
         client.pump()  # MAIN_THREAD: deliver what disconnect() queued (no-op for other policies)
         disconnected.wait(1)
         states.wait(4)

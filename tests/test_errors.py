@@ -102,36 +102,36 @@ ALL_CODES = list(ErrorCode)
 # ---- ErrorCode ------------------------------------------------------------------------------
 
 
-def test_error_code_is_a_str_enum():
+def test_error_code_is_a_str_enum() -> None:
     assert issubclass(ErrorCode, str)
-    assert ErrorCode.CONNECTION_TIMEOUT == "connection.timeout"
+    assert ErrorCode.CONNECTION_TIMEOUT == "connection.timeout"  # type: ignore[comparison-overlap]  # what is tested
     assert ErrorCode("connection.timeout") is ErrorCode.CONNECTION_TIMEOUT
     assert str(ErrorCode.CONNECTION_TIMEOUT) == "connection.timeout"
     assert f"{ErrorCode.CONNECTION_TIMEOUT}" == "connection.timeout"
     assert {"connection.timeout": 1}[ErrorCode.CONNECTION_TIMEOUT] == 1
 
 
-def test_enum_holds_exactly_the_documented_and_client_side_codes():
+def test_enum_holds_exactly_the_documented_and_client_side_codes() -> None:
     assert {c.value for c in ErrorCode} == set(EXPECTED) | set(CLIENT_SIDE)
 
 
-def test_no_vision_codes():
+def test_no_vision_codes() -> None:
     assert not [c for c in ErrorCode if c.value.startswith("vision.")]
 
 
 @pytest.mark.parametrize("code", ALL_CODES, ids=str)
-def test_every_code_has_a_catalog_row(code):
+def test_every_code_has_a_catalog_row(code: ErrorCode) -> None:
     row = CATALOG[code]
     assert code.info == row
     assert isinstance(code.description, str) and code.description.strip()
 
 
-def test_catalog_has_no_extra_rows():
+def test_catalog_has_no_extra_rows() -> None:
     assert set(CATALOG) == set(ErrorCode)
 
 
 @pytest.mark.parametrize("code", ALL_CODES, ids=str)
-def test_category_is_the_prefix(code):
+def test_category_is_the_prefix(code: ErrorCode) -> None:
     prefix = code.value.split(".")[0]
     assert code.category == prefix
     assert code.category in CATEGORIES
@@ -139,7 +139,7 @@ def test_category_is_the_prefix(code):
 
 
 @pytest.mark.parametrize(("value", "row"), sorted(EXPECTED.items()), ids=lambda x: x if isinstance(x, str) else "")
-def test_documented_code_facts(value, row):
+def test_documented_code_facts(value: str, row: tuple[bool, bool, SessionErrorStage, int | None]) -> None:
     recoverable, retried, stage, http = row
     code = ErrorCode(value)
     assert code.is_recoverable is recoverable
@@ -149,7 +149,7 @@ def test_documented_code_facts(value, row):
 
 
 @pytest.mark.parametrize(("value", "stage"), sorted(CLIENT_SIDE.items()))
-def test_client_side_code_facts(value, stage):
+def test_client_side_code_facts(value: str, stage: SessionErrorStage) -> None:
     code = ErrorCode(value)
     assert code.is_recoverable is False
     assert code.is_retried is False
@@ -157,31 +157,31 @@ def test_client_side_code_facts(value, stage):
     assert code.http_status is None
 
 
-def test_speaker_limit_is_not_recoverable_per_source():
+def test_speaker_limit_is_not_recoverable_per_source() -> None:
     code = ErrorCode.CONNECTION_CONNECT_SPEAKER_LIMIT_REACHED
     assert code.is_recoverable is False
     assert code.is_retried is False
     assert SessionError.of(code).is_recoverable is False
 
 
-def test_retried_codes_equal_the_seed_retry_list_verbatim():
+def test_retried_codes_equal_the_seed_retry_list_verbatim() -> None:
     seed = {s.strip() for s in SEED_RETRY_LIST.split(",")}
     assert len(seed) == 11
     assert {c.value for c in ErrorCode if c.is_retried} == seed
 
 
-def test_recoverable_is_retried_plus_token_fetch():
+def test_recoverable_is_retried_plus_token_fetch() -> None:
     recoverable = {c.value for c in ErrorCode if c.is_recoverable}
     retried = {c.value for c in ErrorCode if c.is_retried}
     assert recoverable == retried | {"connection.auth_token_fetch_failed"}
 
 
 @pytest.mark.parametrize("code", ALL_CODES, ids=str)
-def test_stage_is_a_session_error_stage(code):
+def test_stage_is_a_session_error_stage(code: ErrorCode) -> None:
     assert isinstance(code.stage, SessionErrorStage)
 
 
-def test_session_error_stage_values():
+def test_session_error_stage_values() -> None:
     assert [(s.name, int(s)) for s in SessionErrorStage] == [
         ("UNKNOWN", 0), ("CONFIGURATION", 1), ("CONNECT_API", 2),
         ("TRANSPORT", 3), ("SESSION_RECOVERY", 4), ("RUNTIME", 5),
@@ -192,7 +192,7 @@ def test_session_error_stage_values():
 
 
 @pytest.mark.parametrize("code", ALL_CODES, ids=str)
-def test_session_error_of_defaults_from_code(code):
+def test_session_error_of_defaults_from_code(code: ErrorCode) -> None:
     err = SessionError.of(code)
     assert err.error_code is code
     assert err.message == code.description
@@ -203,7 +203,7 @@ def test_session_error_of_defaults_from_code(code):
     assert err.exception is None
 
 
-def test_session_error_of_overrides():
+def test_session_error_of_overrides() -> None:
     exc = RuntimeError("x")
     err = SessionError.of(ErrorCode.SERVER_ERROR, "boom", session_id="s1", exception=exc,
                           stage=SessionErrorStage.TRANSPORT, http_status_code=502, is_recoverable=False)
@@ -211,16 +211,16 @@ def test_session_error_of_overrides():
         "boom", "s1", exc, SessionErrorStage.TRANSPORT, 502, False)
 
 
-def test_session_error_timestamp_is_aware_utc():
+def test_session_error_timestamp_is_aware_utc() -> None:
     err = SessionError.of(ErrorCode.CONNECTION_TIMEOUT)
     assert isinstance(err.timestamp, datetime)
     assert err.timestamp.utcoffset() == timedelta(0)
 
 
-def test_session_error_is_frozen():
+def test_session_error_is_frozen() -> None:
     err = SessionError.of(ErrorCode.CONNECTION_TIMEOUT)
     with pytest.raises(AttributeError):
-        err.message = "changed"
+        err.message = "changed"  # type: ignore[misc]  # the runtime refusal is what is tested
 
 
 PREDICATES = {
@@ -233,7 +233,7 @@ PREDICATES = {
 
 
 @pytest.mark.parametrize("code", ALL_CODES, ids=str)
-def test_session_error_category_predicates(code):
+def test_session_error_category_predicates(code: ErrorCode) -> None:
     err = SessionError.of(code)
     assert err.category == code.value.split(".")[0]
     for category, prop in PREDICATES.items():
@@ -244,7 +244,7 @@ def test_session_error_category_predicates(code):
     ("status", "expected"),
     [(None, False), (0, False), (429, True), (200, True), (401, True), (503, True)],
 )
-def test_has_http_status_code(status, expected):
+def test_has_http_status_code(status: int | None, expected: bool) -> None:
     err = SessionError.of(ErrorCode.CONNECTION_FAILED, http_status_code=status)
     assert err.has_http_status_code is expected
 
@@ -252,7 +252,7 @@ def test_has_http_status_code(status, expected):
 # ---- exception tree ---------------------------------------------------------------------------
 
 
-def _expected_class(code):
+def _expected_class(code: ErrorCode) -> type[ConvaiError]:
     if code.value.startswith("config."):
         return ConfigurationError
     return {
@@ -263,7 +263,7 @@ def _expected_class(code):
 
 
 @pytest.mark.parametrize("code", ALL_CODES, ids=str)
-def test_error_for_picks_the_most_specific_class(code):
+def test_error_for_picks_the_most_specific_class(code: ErrorCode) -> None:
     err = SessionError.of(code, "msg")
     exc = error_for(err)
     assert type(exc) is _expected_class(code)
@@ -276,11 +276,11 @@ def test_error_for_picks_the_most_specific_class(code):
 
 
 @pytest.mark.parametrize("cls", [ConfigurationError, ConcurrencyLimitError, UsageLimitError, InvalidStateError])
-def test_subclasses_derive_from_convai_error(cls):
+def test_subclasses_derive_from_convai_error(cls: type[ConvaiError]) -> None:
     assert issubclass(cls, ConvaiError)
 
 
-def test_invalid_state_helper():
+def test_invalid_state_helper() -> None:
     exc = invalid_state("not now", session_id="s9")
     assert isinstance(exc, InvalidStateError)
     assert exc.error_code == "session.invalid_state"
@@ -300,40 +300,40 @@ RETRIED_REASONS = {0, 3, 6, 8, 9, 14, 15}
 
 
 @pytest.mark.parametrize(("name", "value"), REASONS)
-def test_disconnect_reason_values(name, value):
+def test_disconnect_reason_values(name: str, value: int) -> None:
     assert int(DisconnectReason[name]) == value
     assert DisconnectReason(value).name == name
 
 
-def test_disconnect_reasons_are_exactly_0_to_16():
+def test_disconnect_reasons_are_exactly_0_to_16() -> None:
     assert sorted(int(r) for r in DisconnectReason) == list(range(17))
 
 
 @pytest.mark.parametrize("reason", list(DisconnectReason), ids=lambda r: r.name)
-def test_disconnect_reason_message_non_empty(reason):
+def test_disconnect_reason_message_non_empty(reason: DisconnectReason) -> None:
     assert isinstance(reason.message, str) and reason.message.strip()
 
 
-def test_disconnect_reason_messages_are_distinct():
+def test_disconnect_reason_messages_are_distinct() -> None:
     assert len({r.message for r in DisconnectReason}) == len(DisconnectReason)
 
 
 @pytest.mark.parametrize("reason", list(DisconnectReason), ids=lambda r: r.name)
-def test_disconnect_reason_should_retry(reason):
+def test_disconnect_reason_should_retry(reason: DisconnectReason) -> None:
     assert reason.should_retry is (int(reason) in RETRIED_REASONS)
 
 
 @pytest.mark.parametrize("reason", list(DisconnectReason), ids=lambda r: r.name)
-def test_disconnect_reason_close_code_round_trip(reason):
+def test_disconnect_reason_close_code_round_trip(reason: DisconnectReason) -> None:
     assert reason.close_code == 4000 + int(reason)
     assert reason_from_close_code(reason.close_code) is reason
 
 
 @pytest.mark.parametrize("code", [None, 1000, 1001, 1006, 1008, 1011, 3999, 4100, 4101, 5000])
-def test_reason_from_close_code_outside_range_is_none(code):
+def test_reason_from_close_code_outside_range_is_none(code: int | None) -> None:
     assert reason_from_close_code(code) is None
 
 
 @pytest.mark.parametrize("code", [4017, 4050, 4099])
-def test_reason_from_close_code_unknown_value_in_range_is_unknown_reason(code):
+def test_reason_from_close_code_unknown_value_in_range_is_unknown_reason(code: int) -> None:
     assert reason_from_close_code(code) is DisconnectReason.UNKNOWN_REASON

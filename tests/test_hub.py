@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -26,6 +26,8 @@ from tests.helpers_memory import WAIT, assert_no_convai_threads, run_async
 pytestmark = pytest.mark.timeout(10)
 
 P = EventDeliveryPolicy
+#: ``new_hub(**EventHub keyword arguments)``: a hub closed after the test.
+HubFactory = Callable[..., EventHub]
 POLICIES = list(EventDeliveryPolicy)
 
 
@@ -48,7 +50,7 @@ def hubs() -> Iterator[list[EventHub]]:
 
 
 @pytest.fixture
-def new_hub(hubs: list[EventHub]) -> Any:
+def new_hub(hubs: list[EventHub]) -> HubFactory:
     def make(**kw: Any) -> EventHub:
         hub = EventHub(**kw)
         hubs.append(hub)
@@ -58,6 +60,15 @@ def new_hub(hubs: list[EventHub]) -> Any:
 
 def text(i: int | str) -> BotText:
     return BotText(type="bot-llm-text", text=str(i))
+
+
+def texts_of(events: Iterable[object]) -> list[str]:
+    """The ``text`` of each event (``EventQueueOverflow.event`` is typed ``object``), each a BotText."""
+    texts = []
+    for event in events:
+        assert isinstance(event, BotText), event
+        texts.append(event.text)
+    return texts
 
 
 class Marker:
@@ -84,7 +95,7 @@ def deliver(hub: EventHub, policy: EventDeliveryPolicy, rec: Recorder[Any], coun
 
 
 @pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.name)
-def test_fifo_order_per_policy(new_hub: Any, policy: EventDeliveryPolicy) -> None:
+def test_fifo_order_per_policy(new_hub: HubFactory, policy: EventDeliveryPolicy) -> None:
     hub = new_hub()
     rec: Recorder[BotText] = Recorder()
     hub.subscribe(BotText, rec, policy)
@@ -94,7 +105,7 @@ def test_fifo_order_per_policy(new_hub: Any, policy: EventDeliveryPolicy) -> Non
     assert [e.text for e in rec.events] == [str(i) for i in range(200)]
 
 
-def test_immediate_runs_on_publishing_thread(new_hub: Any) -> None:
+def test_immediate_runs_on_publishing_thread(new_hub: HubFactory) -> None:
     hub = new_hub()
     rec: Recorder[BotText] = Recorder()
     hub.subscribe(BotText, rec, P.IMMEDIATE)
@@ -103,7 +114,7 @@ def test_immediate_runs_on_publishing_thread(new_hub: Any) -> None:
     assert rec.threads == ["publisher-x"]
 
 
-def test_background_runs_on_dispatch_thread(new_hub: Any) -> None:
+def test_background_runs_on_dispatch_thread(new_hub: HubFactory) -> None:
     hub = new_hub()
     rec: Recorder[BotText] = Recorder()
     hub.subscribe(BotText, rec, P.BACKGROUND)
@@ -116,7 +127,7 @@ def test_background_runs_on_dispatch_thread(new_hub: Any) -> None:
     assert hub.dispatch_thread is not None and hub.dispatch_thread.name == rec.threads[0]
 
 
-def test_main_thread_runs_on_pumping_thread_only_when_pumped(new_hub: Any) -> None:
+def test_main_thread_runs_on_pumping_thread_only_when_pumped(new_hub: HubFactory) -> None:
     hub = new_hub()
     rec: Recorder[BotText] = Recorder()
     hub.subscribe(BotText, rec, P.MAIN_THREAD)
@@ -127,24 +138,24 @@ def test_main_thread_runs_on_pumping_thread_only_when_pumped(new_hub: Any) -> No
     assert rec.threads == ["pumper-z"]
 
 
-def test_no_dispatcher_thread_until_background_used(new_hub: Any) -> None:
+def test_no_dispatcher_thread_until_background_used(new_hub: HubFactory) -> None:
     hub = new_hub()
-    hub.subscribe(BotText, Recorder(), P.IMMEDIATE)
-    hub.subscribe(BotText, Recorder(), P.MAIN_THREAD)
+    hub.subscribe(BotText, Recorder[BotText](), P.IMMEDIATE)
+    hub.subscribe(BotText, Recorder[BotText](), P.MAIN_THREAD)
     hub.publish(text(1))
     assert hub.dispatch_thread is None
 
 
-def test_default_policy_applies(new_hub: Any) -> None:
+def test_default_policy_applies(new_hub: HubFactory) -> None:
     hub = new_hub(default_policy=P.MAIN_THREAD)
-    sub = hub.subscribe(BotText, Recorder())
+    sub = hub.subscribe(BotText, Recorder[BotText]())
     assert sub.policy is P.MAIN_THREAD
 
 
 # ---------------------------------------------------------------------------- matching
 
 
-def test_base_type_receives_subclasses(new_hub: Any) -> None:
+def test_base_type_receives_subclasses(new_hub: HubFactory) -> None:
     hub = new_hub()
     base: Recorder[ServerMessage] = Recorder()
     hub.subscribe(ServerMessage, base, P.IMMEDIATE)
@@ -153,7 +164,7 @@ def test_base_type_receives_subclasses(new_hub: Any) -> None:
     assert [type(e) for e in base.events] == [BotText, BotEmotion]
 
 
-def test_subtype_subscription_ignores_siblings(new_hub: Any) -> None:
+def test_subtype_subscription_ignores_siblings(new_hub: HubFactory) -> None:
     hub = new_hub()
     only_text: Recorder[BotText] = Recorder()
     hub.subscribe(BotText, only_text, P.IMMEDIATE)
@@ -163,7 +174,7 @@ def test_subtype_subscription_ignores_siblings(new_hub: Any) -> None:
     assert [e.text for e in only_text.events] == ["x"]
 
 
-def test_subscribe_rejects_bad_arguments(new_hub: Any) -> None:
+def test_subscribe_rejects_bad_arguments(new_hub: HubFactory) -> None:
     hub = new_hub()
     with pytest.raises(TypeError):
         hub.subscribe(BotText(type="t", text="x"), print)  # type: ignore[arg-type]
@@ -176,7 +187,7 @@ def test_subscribe_rejects_bad_arguments(new_hub: Any) -> None:
 # ---------------------------------------------------------------------------- unsubscribe
 
 
-def test_main_thread_queued_then_unsubscribed_is_not_delivered(new_hub: Any) -> None:
+def test_main_thread_queued_then_unsubscribed_is_not_delivered(new_hub: HubFactory) -> None:
     hub = new_hub()
     rec: Recorder[BotText] = Recorder()
     other: Recorder[BotText] = Recorder()
@@ -191,7 +202,7 @@ def test_main_thread_queued_then_unsubscribed_is_not_delivered(new_hub: Any) -> 
     assert hub.subscription_count == 1
 
 
-def test_background_queued_then_unsubscribed_is_not_delivered(new_hub: Any) -> None:
+def test_background_queued_then_unsubscribed_is_not_delivered(new_hub: HubFactory) -> None:
     hub = new_hub()
     entered, gate = threading.Event(), threading.Event()
 
@@ -211,9 +222,9 @@ def test_background_queued_then_unsubscribed_is_not_delivered(new_hub: Any) -> N
     assert rec.events == []
 
 
-def test_unsubscribe_is_idempotent(new_hub: Any) -> None:
+def test_unsubscribe_is_idempotent(new_hub: HubFactory) -> None:
     hub = new_hub()
-    sub = hub.subscribe(BotText, Recorder(), P.IMMEDIATE)
+    sub = hub.subscribe(BotText, Recorder[BotText](), P.IMMEDIATE)
     sub.unsubscribe()
     sub.unsubscribe()
     hub.unsubscribe(sub)
@@ -221,7 +232,7 @@ def test_unsubscribe_is_idempotent(new_hub: Any) -> None:
 
 
 @pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.name)
-def test_unsubscribe_from_inside_handler(new_hub: Any, policy: EventDeliveryPolicy) -> None:
+def test_unsubscribe_from_inside_handler(new_hub: HubFactory, policy: EventDeliveryPolicy) -> None:
     hub = new_hub()
     seen: Recorder[BotText] = Recorder()
     box: list[Subscription[BotText]] = []
@@ -243,7 +254,7 @@ def test_unsubscribe_from_inside_handler(new_hub: Any, policy: EventDeliveryPoli
 
 
 @pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.name)
-def test_subscribe_from_inside_handler(new_hub: Any, policy: EventDeliveryPolicy) -> None:
+def test_subscribe_from_inside_handler(new_hub: HubFactory, policy: EventDeliveryPolicy) -> None:
     hub = new_hub()
     late: Recorder[BotText] = Recorder()
     first: Recorder[BotText] = Recorder()
@@ -262,7 +273,7 @@ def test_subscribe_from_inside_handler(new_hub: Any, policy: EventDeliveryPolicy
     assert [e.text for e in first.events] == ["0", "1"]
 
 
-def test_subscription_context_manager(new_hub: Any) -> None:
+def test_subscription_context_manager(new_hub: HubFactory) -> None:
     hub = new_hub()
     rec: Recorder[BotText] = Recorder()
     with hub.subscribe(BotText, rec, P.IMMEDIATE) as sub:
@@ -270,11 +281,12 @@ def test_subscription_context_manager(new_hub: Any) -> None:
         hub.publish(text("in"))
     hub.publish(text("out"))
     assert [e.text for e in rec.events] == ["in"]
-    assert not sub.active and hub.subscription_count == 0
+    # mypy keeps ``sub.active`` narrowed to True from the assert inside the block (python/mypy#9457).
+    assert not sub.active and hub.subscription_count == 0  # type: ignore[unreachable]
 
 
 @pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.name)
-def test_once_delivers_one_event(new_hub: Any, policy: EventDeliveryPolicy) -> None:
+def test_once_delivers_one_event(new_hub: HubFactory, policy: EventDeliveryPolicy) -> None:
     hub = new_hub()
     rec: Recorder[BotText] = Recorder()
     all_: Recorder[BotText] = Recorder()
@@ -287,7 +299,7 @@ def test_once_delivers_one_event(new_hub: Any, policy: EventDeliveryPolicy) -> N
     assert not sub.active
 
 
-def test_decorator_on_subscribes_and_returns_function(new_hub: Any) -> None:
+def test_decorator_on_subscribes_and_returns_function(new_hub: HubFactory) -> None:
     hub = new_hub()
     got: list[str] = []
 
@@ -304,7 +316,7 @@ def test_decorator_on_subscribes_and_returns_function(new_hub: Any) -> None:
 # ---------------------------------------------------------------------------- pump
 
 
-def test_pump_max_events_and_return_count(new_hub: Any) -> None:
+def test_pump_max_events_and_return_count(new_hub: HubFactory) -> None:
     hub = new_hub()
     rec: Recorder[BotText] = Recorder()
     hub.subscribe(BotText, rec, P.MAIN_THREAD)
@@ -319,7 +331,7 @@ def test_pump_max_events_and_return_count(new_hub: Any) -> None:
     assert hub.pump() == 0
 
 
-def test_reentrant_pump_returns_zero(new_hub: Any) -> None:
+def test_reentrant_pump_returns_zero(new_hub: HubFactory) -> None:
     hub = new_hub()
     inner: list[int] = []
     rec: Recorder[BotText] = Recorder()
@@ -339,7 +351,7 @@ def test_reentrant_pump_returns_zero(new_hub: Any) -> None:
 # ---------------------------------------------------------------------------- bounded queues
 
 
-def test_main_thread_overflow_is_reported(new_hub: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_main_thread_overflow_is_reported(new_hub: HubFactory, caplog: pytest.LogCaptureFixture) -> None:
     hub = new_hub(queue_size=3)
     reports: list[Any] = []
     hub.set_error_handler(reports.append)
@@ -351,14 +363,14 @@ def test_main_thread_overflow_is_reported(new_hub: Any, caplog: pytest.LogCaptur
     overflows = [r for r in reports if isinstance(r, EventQueueOverflow)]
     assert [o.dropped for o in overflows] == [1, 2]
     assert all(o.policy == "main_thread" for o in overflows)
-    assert [o.event.text for o in overflows] == ["3", "4"]
+    assert texts_of(o.event for o in overflows) == ["3", "4"]
     assert hub.stats()["overflows"] == {"main_thread": 2}
     assert any("queue full" in r.getMessage() for r in caplog.records)
     assert hub.pump() == 3
     assert [e.text for e in rec.events] == ["0", "1", "2"]
 
 
-def test_background_overflow_is_reported(new_hub: Any) -> None:
+def test_background_overflow_is_reported(new_hub: HubFactory) -> None:
     hub = new_hub(queue_size=2)
     reports: list[Any] = []
     hub.set_error_handler(reports.append)
@@ -378,7 +390,7 @@ def test_background_overflow_is_reported(new_hub: Any) -> None:
     gate.set()
     rec.wait(2, WAIT)
     assert hub.stats()["overflows"] == {"background": 2}
-    assert [o.event.text for o in reports if isinstance(o, EventQueueOverflow)] == ["2", "3"]
+    assert texts_of(o.event for o in reports if isinstance(o, EventQueueOverflow)) == ["2", "3"]
     assert [e.text for e in rec.events] == ["0", "1"]
 
 
@@ -387,7 +399,7 @@ def test_background_overflow_is_reported(new_hub: Any) -> None:
 
 @pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.name)
 def test_raising_handler_logged_counted_and_later_handlers_run(
-        new_hub: Any, policy: EventDeliveryPolicy, caplog: pytest.LogCaptureFixture) -> None:
+        new_hub: HubFactory, policy: EventDeliveryPolicy, caplog: pytest.LogCaptureFixture) -> None:
     hub = new_hub()
     reports: list[Any] = []
     hub.set_error_handler(reports.append)
@@ -417,7 +429,7 @@ def test_raising_handler_logged_counted_and_later_handlers_run(
         assert hub.dispatch_thread is not None and hub.dispatch_thread.is_alive()
 
 
-def test_error_handler_that_raises_is_contained(new_hub: Any) -> None:
+def test_error_handler_that_raises_is_contained(new_hub: HubFactory) -> None:
     hub = new_hub()
 
     def bad_report(item: object) -> None:
@@ -433,7 +445,7 @@ def _raiser(event: BotText) -> None:
     raise ValueError(f"strict {event.text}")
 
 
-def test_strict_reraises_once_at_next_pump(new_hub: Any) -> None:
+def test_strict_reraises_once_at_next_pump(new_hub: HubFactory) -> None:
     hub = new_hub(strict=True)
     hub.subscribe(BotText, _raiser, P.MAIN_THREAD)
     hub.publish(text(1))
@@ -444,7 +456,7 @@ def test_strict_reraises_once_at_next_pump(new_hub: Any) -> None:
     assert hub.pump() == 0  # not raised a second time
 
 
-def test_strict_reraises_once_at_next_wait_for(new_hub: Any) -> None:
+def test_strict_reraises_once_at_next_wait_for(new_hub: HubFactory) -> None:
     hub = new_hub(strict=True)
     hub.subscribe(BotText, _raiser, P.IMMEDIATE)
     hub.publish(text(7))  # the publisher itself is not interrupted
@@ -454,7 +466,7 @@ def test_strict_reraises_once_at_next_wait_for(new_hub: Any) -> None:
         hub.wait_for(BotEmotion, timeout=0.05)
 
 
-def test_strict_reraises_once_at_close(new_hub: Any) -> None:
+def test_strict_reraises_once_at_close(new_hub: HubFactory) -> None:
     hub = new_hub(strict=True)
     hub.subscribe(BotText, _raiser, P.BACKGROUND)
     hub.publish(text(3))
@@ -465,7 +477,7 @@ def test_strict_reraises_once_at_close(new_hub: Any) -> None:
     assert hub.dispatch_thread is not None and not hub.dispatch_thread.is_alive()
 
 
-def test_non_strict_never_reraises(new_hub: Any) -> None:
+def test_non_strict_never_reraises(new_hub: HubFactory) -> None:
     hub = new_hub()
     hub.subscribe(BotText, _raiser, P.MAIN_THREAD)
     hub.publish(text(1))
@@ -476,7 +488,7 @@ def test_non_strict_never_reraises(new_hub: Any) -> None:
 # ---------------------------------------------------------------------------- wait_for
 
 
-def test_wait_for_on_publisher_thread_raises_at_once(new_hub: Any) -> None:
+def test_wait_for_on_publisher_thread_raises_at_once(new_hub: HubFactory) -> None:
     hub = new_hub()
     ident = threading.get_ident()
     hub.mark_publisher_thread(ident)
@@ -489,18 +501,18 @@ def test_wait_for_on_publisher_thread_raises_at_once(new_hub: Any) -> None:
     assert hub.subscription_count == 0
 
 
-def test_wait_for_timeout(new_hub: Any) -> None:
+def test_wait_for_timeout(new_hub: HubFactory) -> None:
     hub = new_hub()
     with pytest.raises(TimeoutError):
         hub.wait_for(BotText, timeout=0.05)
     assert hub.subscription_count == 0  # its internal subscription is removed
 
 
-def test_wait_for_gets_matching_event_under_main_thread_default_without_pump(new_hub: Any) -> None:
+def test_wait_for_gets_matching_event_under_main_thread_default_without_pump(new_hub: HubFactory) -> None:
     hub = new_hub(default_policy=P.MAIN_THREAD)
     waiting = run_async(lambda: hub.wait_for(BotText, lambda e: e.text == "yes", timeout=WAIT))
     # Publish until the waiter has subscribed and caught the matching event.
-    hub.subscribe(BotText, Recorder(), P.MAIN_THREAD)
+    hub.subscribe(BotText, Recorder[BotText](), P.MAIN_THREAD)
     done = threading.Event()
     waiting.add_done_callback(lambda f: done.set())
     while not done.is_set():
@@ -513,7 +525,7 @@ def test_wait_for_gets_matching_event_under_main_thread_default_without_pump(new
 # ---------------------------------------------------------------------------- budget & close
 
 
-def test_slow_immediate_handler_warns_with_its_name(new_hub: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_slow_immediate_handler_warns_with_its_name(new_hub: HubFactory, caplog: pytest.LogCaptureFixture) -> None:
     hub = new_hub(immediate_budget=0.001)
 
     def slow_handler_name(event: BotText) -> None:
@@ -528,7 +540,7 @@ def test_slow_immediate_handler_warns_with_its_name(new_hub: Any, caplog: pytest
     assert hub.stats()["slow_immediate_handlers"] == 1
 
 
-def test_fast_immediate_handler_does_not_warn(new_hub: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_fast_immediate_handler_does_not_warn(new_hub: HubFactory, caplog: pytest.LogCaptureFixture) -> None:
     hub = new_hub(immediate_budget=5.0)
     hub.subscribe(BotText, lambda e: None, P.IMMEDIATE)
     with caplog.at_level(logging.WARNING, logger="convai_sync"):
@@ -537,7 +549,7 @@ def test_fast_immediate_handler_does_not_warn(new_hub: Any, caplog: pytest.LogCa
     assert not [r for r in caplog.records if "IMMEDIATE" in r.getMessage()]
 
 
-def test_close_joins_dispatcher_after_queued_deliveries(new_hub: Any) -> None:
+def test_close_joins_dispatcher_after_queued_deliveries(new_hub: HubFactory) -> None:
     hub = new_hub()
     rec: Recorder[BotText] = Recorder()
     hub.subscribe(BotText, rec, P.BACKGROUND)
@@ -550,7 +562,7 @@ def test_close_joins_dispatcher_after_queued_deliveries(new_hub: Any) -> None:
     assert len(rec) == 50  # queued deliveries ran before the dispatcher stopped
 
 
-def test_close_drops_main_thread_leftovers(new_hub: Any) -> None:
+def test_close_drops_main_thread_leftovers(new_hub: HubFactory) -> None:
     hub = new_hub()
     rec: Recorder[BotText] = Recorder()
     hub.subscribe(BotText, rec, P.MAIN_THREAD)

@@ -36,6 +36,7 @@ from convai_sync import (
 )
 from convai_sync.testing import Recorder
 from simulator import Simulator
+from tests.narrowing import state_of
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -115,7 +116,7 @@ def test_slot_wait_shows_please_wait_until_the_slot_frees() -> None:
         finally:
             caller.join()
         assert caller.error is None
-        assert b.state is SessionState.CONNECTED
+        assert state_of(b) is SessionState.CONNECTED
         done = connected.wait(1)[0]
         seen: list[WaitingForSlot] = list(waits.events)
         assert len(seen) >= 2

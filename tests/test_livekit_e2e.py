@@ -36,6 +36,7 @@ from convai_sync import (
     Reconnecting,
     ReconnectPolicy,
     RetryPolicy,
+    ServerMessage,
     SessionError,
     SessionState,
 )
@@ -324,7 +325,7 @@ def test_a_host_that_stops_pumping_loses_only_the_oldest_voice(sim: Simulator) -
 @pytest.mark.timeout(60)
 def test_receive_audio_false_delivers_no_voice(sim: Simulator) -> None:
     frames: Recorder[AudioFrame] = Recorder()
-    started: Recorder[BotStartedSpeaking] = Recorder(lambda e: isinstance(e, BotStartedSpeaking))
+    started: Recorder[ServerMessage] = Recorder(lambda e: isinstance(e, BotStartedSpeaking))
     with ConvaiClient(config(sim, receive_audio=False)) as client:
         client.events.on_audio.subscribe(frames, P.IMMEDIATE)
         client.events.on_message.subscribe(started, P.IMMEDIATE)
@@ -355,7 +356,7 @@ def test_send_audio_is_heard_counted_and_transcribed(tmp_path: Path) -> None:
     with Simulator(responder=reply, transcriber=transcriber) as sim:
         cfg = config(sim)
         made = Made(cfg)
-        finals: Recorder[FinalUserTranscription] = Recorder(lambda e: isinstance(e, FinalUserTranscription))
+        finals: Recorder[ServerMessage] = Recorder(lambda e: isinstance(e, FinalUserTranscription))
         with ConvaiClient(cfg, transport_factory=made) as client:
             client.events.on_message.subscribe(finals, P.IMMEDIATE)
             client.connect(timeout=WAIT)
@@ -365,6 +366,7 @@ def test_send_audio_is_heard_counted_and_transcribed(tmp_path: Path) -> None:
             # ~1 s of it is buffered by the source; the rest is paced at real time
             assert 0.5 < time.monotonic() - started < WAIT
             (final,) = finals.wait(1, WAIT)
+            assert isinstance(final, FinalUserTranscription)
             assert final.text == "what a lovely tone"
             # Once 1.5 s more silence is accepted, at most the source's 1 s buffer (all of it that
             # silence) is still unsent, so the whole WAV has gone out; allow 0.1 s in flight.

@@ -4,6 +4,7 @@ own link recovery (driven through the in-memory transport's listener, with a Fak
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,10 +30,10 @@ from convai_sync.closes import classify_close
 from convai_sync.connect import Endpoint, build_request
 from convai_sync.testing import Recorder
 from convai_sync.transports import livekit as lk
-from convai_sync.transports import livekit_join
 from convai_sync.transports.base import TransportClosed, TransportOpenError
 from convai_sync.transports.livekit_map import http_status, join_error_code, participant_type
 from tests.helpers_memory import BOT_READY, FakeApi, Harness, SteppingClock, assert_no_convai_threads, make_config
+from tests.narrowing import state_of
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -130,14 +131,15 @@ def test_audio_config_goes_with_livekit_only() -> None:
 
 
 def test_without_the_livekit_package_connect_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = livekit_join.importlib.import_module
+    real = importlib.import_module
 
     def missing(name: str, package: str | None = None) -> Any:
         if name.startswith("livekit"):
             raise ModuleNotFoundError("No module named 'livekit'")
         return real(name, package)
 
-    monkeypatch.setattr(livekit_join.importlib, "import_module", missing)
+    # convai_sync.transports.livekit_join loads livekit.rtc through importlib.import_module.
+    monkeypatch.setattr(importlib, "import_module", missing)
     with pytest.raises(TransportOpenError) as failed:
         lk.LiveKitTransport().open(Endpoint(session_id="s", room_url="ws://127.0.0.1:9", token="t"),
                                    Recorder(), timeout=1.0)  # type: ignore[arg-type]
@@ -196,7 +198,7 @@ def test_a_recovery_that_succeeds_keeps_the_session(harness: Any) -> None:
     listener.on_transport_reconnected(transport)
     (done,) = reconnected.wait(1)
     assert done.attempts == 1 and done.session_id == session_id
-    assert h.client.state is S.CONNECTED and h.client.session_id == session_id
+    assert state_of(h.client) is S.CONNECTED and h.client.session_id == session_id
     assert h.api.call_count == 1 and h.api.disconnects == []  # no new /connect: the same session goes on
     assert h.client.diagnostics()["transport_resumes"] == 1
 

@@ -59,7 +59,8 @@ def _pixels(path: Path) -> np.ndarray:
     import pygame
 
     surface = pygame.image.load(str(path))
-    return np.asarray(pygame.surfarray.array3d(surface), dtype=np.float64).transpose(1, 0, 2)  # (h, w, rgb)
+    pixels: np.ndarray = np.asarray(pygame.surfarray.array3d(surface), dtype=np.float64).transpose(1, 0, 2)
+    return pixels  # (h, w, rgb)
 
 
 def _region(report: dict[str, Any], shot: str, name: str) -> np.ndarray:
@@ -78,7 +79,8 @@ def _difference(report: dict[str, Any], shot: str, name: str) -> float:
 
 def _hue(report: dict[str, Any], shot: str) -> np.ndarray:
     """The banner's mean colour (its text is small, so the background colour dominates)."""
-    return _region(report, shot, "banner").reshape(-1, 3).mean(axis=0)
+    hue: np.ndarray = _region(report, shot, "banner").reshape(-1, 3).mean(axis=0)
+    return hue
 
 
 def test_the_tour_finishes_and_takes_every_screenshot(tour: dict[str, Any]) -> None:

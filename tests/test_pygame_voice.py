@@ -130,7 +130,7 @@ def make_player(**options: Any) -> tuple[VoicePlayer, FakeChannel, Clock]:
     return player, channel, clock
 
 
-def sound_seconds(sound: Any) -> float:
+def sound_seconds(sound: pygame.mixer.Sound) -> float:
     return sound.get_length()
 
 

@@ -8,7 +8,7 @@ is asleep towards exactly that deadline, then advances).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -34,6 +34,7 @@ from convai_sync import (
     Reconnected,
     Reconnecting,
     RetryPolicy,
+    ServerMessage,
     ServerResponse,
     SessionDurationWarning,
     SessionError,
@@ -62,6 +63,7 @@ from tests.helpers_memory import (
     reply_frames,
     run_async,
 )
+from tests.narrowing import state_of
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -78,8 +80,12 @@ def _no_convai_threads_survive() -> Iterator[None]:
     assert_no_convai_threads()
 
 
+#: ``make(config=None, *, clock=None, api=None, **config overrides)``: a Harness closed after the test.
+Make = Callable[..., Harness]
+
+
 @pytest.fixture
-def make() -> Iterator[Any]:
+def make() -> Iterator[Make]:
     made: list[Harness] = []
 
     def build(config: Any = None, *, clock: Any = None, api: FakeApi | None = None, **overrides: Any) -> Harness:
@@ -127,7 +133,7 @@ def answer_asks(h: Harness, chunks: list[str], emotion: str | None = None) -> No
 
 
 @pytest.mark.parametrize("policy", list(EventDeliveryPolicy), ids=lambda p: p.name)
-def test_connect_ask_and_event_order(make: Any, policy: EventDeliveryPolicy) -> None:
+def test_connect_ask_and_event_order(make: Make, policy: EventDeliveryPolicy) -> None:
     h = make(delivery_policy=policy)
     c = h.client
     timeline: Recorder[Any] = Recorder()  # one recorder on several channels: one global order
@@ -139,7 +145,7 @@ def test_connect_ask_and_event_order(make: Any, policy: EventDeliveryPolicy) -> 
 
     assert c.state is S.DISCONNECTED
     h.connect()  # returns only after bot-ready, under every policy, without pump()
-    assert c.state is S.CONNECTED and c.is_bot_ready
+    assert state_of(c) is S.CONNECTED and c.is_bot_ready
     assert c.session_id == "sess-1" and c.character_session_id == "csid-1"
 
     answer_asks(h, ["Hel", "lo", "!"], emotion="happy")
@@ -171,7 +177,7 @@ def test_connect_ask_and_event_order(make: Any, policy: EventDeliveryPolicy) -> 
     assert all(name.startswith(expected_thread) for name in timeline.threads + messages.threads)
 
 
-def test_connect_blocks_until_bot_ready(make: Any) -> None:
+def test_connect_blocks_until_bot_ready(make: Make) -> None:
     h = make()
     fut = h.connect_async()
     h.server.wait_open(1)
@@ -181,13 +187,13 @@ def test_connect_blocks_until_bot_ready(make: Any) -> None:
     assert h.client.state is S.CONNECTING and not h.client.is_bot_ready
     h.server.push(BOT_READY)
     fut.result(WAIT)
-    assert h.client.state is S.CONNECTED
+    assert state_of(h.client) is S.CONNECTED
 
 
 # ============================================================================ sends & acks
 
 
-def test_send_wait_returns_server_response(make: Any) -> None:
+def test_send_wait_returns_server_response(make: Make) -> None:
     h = make()
     acks: Recorder[ServerResponse] = Recorder()
     h.client.events.on_server_response.subscribe(acks, P.IMMEDIATE)
@@ -200,14 +206,14 @@ def test_send_wait_returns_server_response(make: Any) -> None:
     assert h.client.diagnostics()["pending_acks"] == 0
 
 
-def test_send_without_wait_returns_none_at_once(make: Any) -> None:
+def test_send_without_wait_returns_none_at_once(make: Make) -> None:
     h = make()
     h.connect()
     assert h.client.send_text("fire and forget") is None
     assert h.server.wait_sent("user_text_message")["data"]["text"] == "fire and forget"
 
 
-def test_error_ack_raises_convai_error(make: Any) -> None:
+def test_error_ack_raises_convai_error(make: Make) -> None:
     h = make()
     acks: Recorder[ServerResponse] = Recorder()
     h.client.events.on_server_response.subscribe(acks, P.IMMEDIATE)
@@ -221,7 +227,7 @@ def test_error_ack_raises_convai_error(make: Any) -> None:
     assert h.client.state is S.CONNECTED
 
 
-def test_missing_ack_times_out(make: Any) -> None:
+def test_missing_ack_times_out(make: Make) -> None:
     h = make(ack_timeout=0.2)
     h.connect()
     with pytest.raises(ConvaiTimeoutError) as info:
@@ -231,7 +237,7 @@ def test_missing_ack_times_out(make: Any) -> None:
     assert h.client.diagnostics()["pending_acks"] == 0  # the waiter is forgotten
 
 
-def test_sends_before_connected_raise_invalid_state(make: Any) -> None:
+def test_sends_before_connected_raise_invalid_state(make: Make) -> None:
     h = make()
     with pytest.raises(InvalidStateError) as info:
         h.client.send_text("too early")
@@ -254,7 +260,7 @@ def test_sends_before_connected_raise_invalid_state(make: Any) -> None:
 # ============================================================================ ERROR state
 
 
-def test_connect_from_error_refused_and_disconnect_resets(make: Any) -> None:
+def test_connect_from_error_refused_and_disconnect_resets(make: Make) -> None:
     api = FakeApi([E.CONNECTION_CONNECT_INVALID_API_KEY])
     h = make(api=api)
     with pytest.raises(ConvaiError) as first:
@@ -266,12 +272,12 @@ def test_connect_from_error_refused_and_disconnect_resets(make: Any) -> None:
     assert info.value.error_code is E.SESSION_INVALID_STATE
     assert api.call_count == 1  # the refused connect made no attempt
     h.client.disconnect()
-    assert h.client.state is S.DISCONNECTED
+    assert state_of(h.client) is S.DISCONNECTED
     h.connect()  # usable again after the reset
-    assert h.client.state is S.CONNECTED and api.call_count == 2
+    assert state_of(h.client) is S.CONNECTED and api.call_count == 2
 
 
-def test_non_retryable_code_fails_after_one_attempt(make: Any) -> None:
+def test_non_retryable_code_fails_after_one_attempt(make: Make) -> None:
     api = FakeApi(then=E.CONNECTION_CONNECT_INVALID_API_KEY)
     h = make(api=api, clock=SteppingClock())
     errors: Recorder[SessionError] = Recorder()
@@ -293,7 +299,7 @@ def test_non_retryable_code_fails_after_one_attempt(make: Any) -> None:
     assert last.is_error and last.error_code == "connection.connect_invalid_api_key"
 
 
-def test_connect_retry_delays_with_fake_clock(make: Any) -> None:
+def test_connect_retry_delays_with_fake_clock(make: Make) -> None:
     clock = SteppingClock()
     api = FakeApi([SU, SU, SU])
     h = make(api=api, clock=clock)
@@ -313,7 +319,7 @@ def test_connect_retry_delays_with_fake_clock(make: Any) -> None:
     assert h.client.state is S.CONNECTED
 
 
-def test_retries_spent_end_in_error_with_final_code(make: Any) -> None:
+def test_retries_spent_end_in_error_with_final_code(make: Make) -> None:
     clock = SteppingClock()
     api = FakeApi(then=SU)
     h = make(api=api, clock=clock)
@@ -332,7 +338,7 @@ def test_retries_spent_end_in_error_with_final_code(make: Any) -> None:
     assert h.client.last_error is not None and h.client.last_error.error_code is SU
 
 
-def test_disconnect_during_backoff_stops_further_attempts(make: Any) -> None:
+def test_disconnect_during_backoff_stops_further_attempts(make: Make) -> None:
     clock = SteppingClock()
     api = FakeApi([SU])
     h = make(api=api, clock=clock)
@@ -351,7 +357,7 @@ def test_disconnect_during_backoff_stops_further_attempts(make: Any) -> None:
     assert h.client.diagnostics()["connect_attempts"] == 1
 
 
-def test_close_during_backoff_is_bounded_and_final(make: Any) -> None:
+def test_close_during_backoff_is_bounded_and_final(make: Make) -> None:
     clock = SteppingClock()
     api = FakeApi(then=SU)
     h = make(api=api, clock=clock)
@@ -366,7 +372,7 @@ def test_close_during_backoff_is_bounded_and_final(make: Any) -> None:
     assert api.call_count == 1
 
 
-def test_disconnect_during_connecting_cancels(make: Any) -> None:
+def test_disconnect_during_connecting_cancels(make: Make) -> None:
     api = FakeApi()
     h = make(api=api)
     errors: Recorder[SessionError] = Recorder()
@@ -386,7 +392,7 @@ def test_disconnect_during_connecting_cancels(make: Any) -> None:
 # ============================================================================ drops & reconnects
 
 
-def test_reconnect_after_drop_resumes_character_session(make: Any) -> None:
+def test_reconnect_after_drop_resumes_character_session(make: Make) -> None:
     clock = SteppingClock()
     api = FakeApi()
     h = make(api=api, clock=clock)
@@ -410,7 +416,7 @@ def test_reconnect_after_drop_resumes_character_session(make: Any) -> None:
     h.server.wait_open(2)
     h.server.push(BOT_READY)
     reconnected.wait(1)
-    assert h.client.state is S.CONNECTED
+    assert state_of(h.client) is S.CONNECTED
     assert reconnected.events[0].character_session_id == "csid-1"
     round_trip(h)
     assert disconnected.events == []
@@ -422,7 +428,7 @@ def test_reconnect_after_drop_resumes_character_session(make: Any) -> None:
     assert h.client.send_text("after reconnect", wait=True) is not None
 
 
-def test_duplicate_identity_close_disconnects_without_retry(make: Any) -> None:
+def test_duplicate_identity_close_disconnects_without_retry(make: Make) -> None:
     api = FakeApi()
     h = make(api=api)
     disconnected: Recorder[Disconnected] = Recorder()
@@ -439,7 +445,7 @@ def test_duplicate_identity_close_disconnects_without_retry(make: Any) -> None:
     assert reconnecting.events == [] and api.call_count == 1
 
 
-def test_reconnect_attempts_exhausted_end_in_error(make: Any) -> None:
+def test_reconnect_attempts_exhausted_end_in_error(make: Make) -> None:
     clock = SteppingClock()
     api = FakeApi([None], then=SU)
     h = make(api=api, clock=clock)
@@ -471,7 +477,7 @@ def test_reconnect_attempts_exhausted_end_in_error(make: Any) -> None:
     assert h.client.diagnostics()["reconnect_attempts"] == 3 and api.call_count == 4
 
 
-def test_server_shutdown_waits_at_least_five_seconds(make: Any) -> None:
+def test_server_shutdown_waits_at_least_five_seconds(make: Make) -> None:
     clock = SteppingClock()
     api = FakeApi()
     h = make(api=api, clock=clock)
@@ -497,7 +503,7 @@ def test_server_shutdown_waits_at_least_five_seconds(make: Any) -> None:
 # ============================================================================ runtime errors
 
 
-def test_non_fatal_pipeline_error_keeps_session(make: Any) -> None:
+def test_non_fatal_pipeline_error_keeps_session(make: Make) -> None:
     h = make()
     pipeline: Recorder[SessionError] = Recorder()
     errors: Recorder[SessionError] = Recorder()
@@ -516,7 +522,7 @@ def test_non_fatal_pipeline_error_keeps_session(make: Any) -> None:
     assert h.client.send_text("still here", wait=True) is not None
 
 
-def test_fatal_pipeline_error_ends_session(make: Any) -> None:
+def test_fatal_pipeline_error_ends_session(make: Make) -> None:
     api = FakeApi()
     h = make(api=api)
     pipeline: Recorder[SessionError] = Recorder()
@@ -536,7 +542,7 @@ def test_fatal_pipeline_error_ends_session(make: Any) -> None:
     assert api.disconnects == ["sess-1"] and api.call_count == 1
 
 
-def test_usage_limit_then_close_disconnects_without_reconnect(make: Any) -> None:
+def test_usage_limit_then_close_disconnects_without_reconnect(make: Make) -> None:
     api = FakeApi()
     h = make(api=api)
     usage: Recorder[UsageLimitReached] = Recorder()
@@ -569,7 +575,7 @@ def test_usage_limit_then_close_disconnects_without_reconnect(make: Any) -> None
     ('{"label": "rtvi-ai", "data": {}}', E.PROTOCOL_MESSAGE_INVALID),
     ('{"label": "rtvi-ai", "type": "bot-llm-text", "data": {"text": 5}}', E.PROTOCOL_MESSAGE_INVALID),
 ], ids=["not-json", "missing-type", "bad-payload"])
-def test_bad_frames_reported_and_session_keeps_running(make: Any, frame: str, code: ErrorCode) -> None:
+def test_bad_frames_reported_and_session_keeps_running(make: Make, frame: str, code: ErrorCode) -> None:
     h = make()
     errors: Recorder[SessionError] = Recorder()
     h.client.events.on_session_error.subscribe(errors, P.IMMEDIATE)
@@ -585,7 +591,7 @@ def test_bad_frames_reported_and_session_keeps_running(make: Any, frame: str, co
 # ============================================================================ slots, caps, idle
 
 
-def test_slot_wait_emits_waiting_then_connects(make: Any) -> None:
+def test_slot_wait_emits_waiting_then_connects(make: Make) -> None:
     clock = SteppingClock()
     api = FakeApi([CCL, CCL])
     h = make(api=api, clock=clock, slot_wait=SlotWaitPolicy(max_wait=10, interval=2))
@@ -608,7 +614,7 @@ def test_slot_wait_emits_waiting_then_connects(make: Any) -> None:
     assert all(e.error is not None and e.error.error_code is CCL for e in waiting.events)
 
 
-def test_slot_wait_gives_up_after_max_wait(make: Any) -> None:
+def test_slot_wait_gives_up_after_max_wait(make: Make) -> None:
     clock = SteppingClock()
     api = FakeApi(then=CCL)
     h = make(api=api, clock=clock, slot_wait=SlotWaitPolicy(max_wait=10, interval=2))
@@ -626,7 +632,7 @@ def test_slot_wait_gives_up_after_max_wait(make: Any) -> None:
     assert h.client.state is S.ERROR
 
 
-def test_slot_wait_attempt_numbering_restarts_per_connect(make: Any) -> None:
+def test_slot_wait_attempt_numbering_restarts_per_connect(make: Make) -> None:
     clock = SteppingClock()
     api = FakeApi([CCL, None, CCL, None])
     h = make(api=api, clock=clock, slot_wait=SlotWaitPolicy(max_wait=10, interval=2))
@@ -643,7 +649,7 @@ def test_slot_wait_attempt_numbering_restarts_per_connect(make: Any) -> None:
     assert [(e.attempt, e.waited) for e in waiting.events] == [(1, 0), (1, 0)]
 
 
-def test_session_duration_cap_warns_then_ends(make: Any) -> None:
+def test_session_duration_cap_warns_then_ends(make: Make) -> None:
     clock = SteppingClock()
     api = FakeApi()
     h = make(api=api, clock=clock, max_session_duration=120.0)
@@ -660,14 +666,14 @@ def test_session_duration_cap_warns_then_ends(make: Any) -> None:
     clock.step(10)
     end = disconnected.wait(1)[0]
     assert end.error is not None and end.error.error_code is E.SESSION_DURATION_LIMIT_REACHED
-    assert h.client.state is S.DISCONNECTED
+    assert state_of(h.client) is S.DISCONNECTED
     assert api.disconnects == ["sess-1"]  # slot freed
     assert h.client.last_error is not None
     assert h.client.last_error.error_code is E.SESSION_DURATION_LIMIT_REACHED
     assert [w.max_session_duration for w in warnings.events] == [120.0, 120.0]
 
 
-def test_user_idle_warning_then_timeout_elapsed(make: Any) -> None:
+def test_user_idle_warning_then_timeout_elapsed(make: Make) -> None:
     clock = SteppingClock()
     h = make(clock=clock)
     warned: Recorder[UserIdleWarningReceived] = Recorder()
@@ -686,7 +692,7 @@ def test_user_idle_warning_then_timeout_elapsed(make: Any) -> None:
 
 
 @pytest.mark.parametrize("activity", ["send_text", "reset_idle_timer"])
-def test_activity_before_idle_deadline_cancels_it(make: Any, activity: str) -> None:
+def test_activity_before_idle_deadline_cancels_it(make: Make, activity: str) -> None:
     clock = SteppingClock()
     h = make(clock=clock)
     warned: Recorder[UserIdleWarningReceived] = Recorder()
@@ -711,7 +717,7 @@ def test_activity_before_idle_deadline_cancels_it(make: Any, activity: str) -> N
 # ============================================================================ handlers calling the client
 
 
-def test_disconnect_from_immediate_on_connected_handler(make: Any) -> None:
+def test_disconnect_from_immediate_on_connected_handler(make: Make) -> None:
     h = make()
     returned = threading.Event()
     disconnected: Recorder[Disconnected] = Recorder()
@@ -730,7 +736,7 @@ def test_disconnect_from_immediate_on_connected_handler(make: Any) -> None:
 
 
 @pytest.mark.parametrize("policy", [P.BACKGROUND, P.MAIN_THREAD], ids=lambda p: p.name)
-def test_queued_handler_can_send_and_wait_for_ack(make: Any, policy: EventDeliveryPolicy) -> None:
+def test_queued_handler_can_send_and_wait_for_ack(make: Make, policy: EventDeliveryPolicy) -> None:
     h = make()
     h.server.responders["user_text_message"] = lambda msg: [ack("user_text_message")]
     results: list[Any] = []
@@ -754,11 +760,11 @@ def test_queued_handler_can_send_and_wait_for_ack(make: Any, policy: EventDelive
 
 
 @pytest.mark.parametrize("call", ["ask", "send_wait", "wait_for", "connect"])
-def test_blocking_call_from_immediate_handler_raises_invalid_state(make: Any, call: str) -> None:
+def test_blocking_call_from_immediate_handler_raises_invalid_state(make: Make, call: str) -> None:
     h = make()
     box: list[BaseException | None] = []
     done = threading.Event()
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "ask": lambda: h.client.ask("hi", timeout=30),
         "send_wait": lambda: h.client.send_text("hi", wait=True, timeout=30),
         "wait_for": lambda: h.client.wait_for(BotText, timeout=30),
@@ -781,7 +787,7 @@ def test_blocking_call_from_immediate_handler_raises_invalid_state(make: Any, ca
     assert h.client.state is S.CONNECTED
 
 
-def test_strict_handlers_reraise_at_pump(make: Any) -> None:
+def test_strict_handlers_reraise_at_pump(make: Make) -> None:
     h = make(strict_handlers=True)
 
     def bad(event: Connected) -> None:
@@ -794,10 +800,10 @@ def test_strict_handlers_reraise_at_pump(make: Any) -> None:
     assert h.client.pump() == 0
 
 
-def test_close_is_idempotent_and_leaves_no_threads(make: Any) -> None:
+def test_close_is_idempotent_and_leaves_no_threads(make: Make) -> None:
     api = FakeApi()
     h = make(api=api, delivery_policy=P.BACKGROUND)
-    h.client.events.on_message.subscribe(Recorder())
+    h.client.events.on_message.subscribe(Recorder[ServerMessage]())
     h.connect()
     h.server.push(rtvi("bot-llm-text", text="x"))  # start the dispatcher too
     threads = [t for t in threading.enumerate() if t.name.startswith("convai-")]
@@ -813,7 +819,7 @@ def test_close_is_idempotent_and_leaves_no_threads(make: Any) -> None:
         h.client.connect(timeout=1)
 
 
-def test_no_thread_before_connect(make: Any) -> None:
+def test_no_thread_before_connect(make: Make) -> None:
     h = make()
     assert not [t for t in threading.enumerate() if t.name.startswith("convai-")]
     h.client.close()  # close without ever connecting
@@ -823,7 +829,7 @@ def test_no_thread_before_connect(make: Any) -> None:
 # ============================================================================ more lifecycle edges
 
 
-def test_missing_bot_ready_is_connection_timeout(make: Any) -> None:
+def test_missing_bot_ready_is_connection_timeout(make: Make) -> None:
     clock = SteppingClock()
     api = FakeApi()
     h = make(api=api, clock=clock, connection_timeout=5.0, retry_policy=RetryPolicy(max_attempts=2))
@@ -841,7 +847,7 @@ def test_missing_bot_ready_is_connection_timeout(make: Any) -> None:
     assert api.disconnects == ["sess-1", "sess-2"]  # each joined attempt's slot is released
 
 
-def test_ask_fails_when_session_drops_mid_turn(make: Any) -> None:
+def test_ask_fails_when_session_drops_mid_turn(make: Make) -> None:
     clock = SteppingClock()
     h = make(clock=clock)
     h.connect()
@@ -854,7 +860,7 @@ def test_ask_fails_when_session_drops_mid_turn(make: Any) -> None:
     assert info.value.error_code is E.TRANSPORT_SIGNAL_DISCONNECTED
 
 
-def test_disconnect_during_reconnect_backoff(make: Any) -> None:
+def test_disconnect_during_reconnect_backoff(make: Make) -> None:
     clock = SteppingClock()
     api = FakeApi()
     h = make(api=api, clock=clock)
@@ -874,7 +880,7 @@ def test_disconnect_during_reconnect_backoff(make: Any) -> None:
     assert [d.reason for d in disconnected.events] == [DisconnectReason.CLIENT_INITIATED]
 
 
-def test_late_connect_result_after_disconnect_is_released(make: Any) -> None:
+def test_late_connect_result_after_disconnect_is_released(make: Make) -> None:
     api = GateApi()
     h = make(api=api)
     fut = h.connect_async()
@@ -889,7 +895,7 @@ def test_late_connect_result_after_disconnect_is_released(make: Any) -> None:
     assert h.client.state is S.DISCONNECTED
 
 
-def test_late_connect_result_after_close_is_released(make: Any) -> None:
+def test_late_connect_result_after_close_is_released(make: Make) -> None:
     api = GateApi()
     h = make(api=api, close_timeout=0.2)
     fut = h.connect_async()
@@ -901,7 +907,7 @@ def test_late_connect_result_after_close_is_released(make: Any) -> None:
     api.wait_disconnects(1, timeout=2.0)
 
 
-def test_close_from_immediate_handler(make: Any) -> None:
+def test_close_from_immediate_handler(make: Make) -> None:
     api = FakeApi()
     h = make(api=api)
     returned = threading.Event()
@@ -918,7 +924,7 @@ def test_close_from_immediate_handler(make: Any) -> None:
     assert h.client.state is S.DISCONNECTED
 
 
-def test_close_from_background_handler(make: Any) -> None:
+def test_close_from_background_handler(make: Make) -> None:
     api = FakeApi()
     h = make(api=api)
     returned = threading.Event()
@@ -934,7 +940,7 @@ def test_close_from_background_handler(make: Any) -> None:
     assert h.client.state is S.DISCONNECTED and api.disconnects == ["sess-1"]
 
 
-def test_no_duration_warning_after_reconnect_failed(make: Any) -> None:
+def test_no_duration_warning_after_reconnect_failed(make: Make) -> None:
     clock = SteppingClock()
     api = FakeApi([None], then=SU)
     h = make(api=api, clock=clock, max_session_duration=120.0)
@@ -955,7 +961,7 @@ def test_no_duration_warning_after_reconnect_failed(make: Any) -> None:
     assert warnings.events == []
 
 
-def test_idle_deadline_cleared_by_reconnect(make: Any) -> None:
+def test_idle_deadline_cleared_by_reconnect(make: Make) -> None:
     clock = SteppingClock()
     h = make(clock=clock)
     warned: Recorder[UserIdleWarningReceived] = Recorder()
@@ -980,7 +986,7 @@ def test_idle_deadline_cleared_by_reconnect(make: Any) -> None:
     assert elapsed.events == []
 
 
-def test_usage_limit_error_published_once(make: Any) -> None:
+def test_usage_limit_error_published_once(make: Make) -> None:
     h = make()
     errors: Recorder[SessionError] = Recorder()
     disconnected: Recorder[Disconnected] = Recorder()

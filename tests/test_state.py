@@ -54,60 +54,60 @@ ALLOWED = {
 ALL_PAIRS = list(itertools.product(S, S))
 
 
-def _pair_id(pair):
+def _pair_id(pair: tuple[SessionState, SessionState]) -> str:
     return f"{pair[0].name}->{pair[1].name}"
 
 
 @pytest.mark.parametrize(("state", "value"), VALUES, ids=lambda x: getattr(x, "name", str(x)))
-def test_state_values(state, value):
+def test_state_values(state: SessionState, value: int) -> None:
     assert int(state) == value
     assert S(value) is state
 
 
-def test_exactly_six_states():
+def test_exactly_six_states() -> None:
     assert len(S) == 6
     assert [int(s) for s in S] == list(range(6))
 
 
 @pytest.mark.parametrize("state", list(S), ids=lambda s: s.name)
-def test_is_connected(state):
+def test_is_connected(state: SessionState) -> None:
     assert state.is_connected() is PREDICATES[state][0]
 
 
 @pytest.mark.parametrize("state", list(S), ids=lambda s: s.name)
-def test_is_transitioning(state):
+def test_is_transitioning(state: SessionState) -> None:
     assert state.is_transitioning() is PREDICATES[state][1]
 
 
 @pytest.mark.parametrize("state", list(S), ids=lambda s: s.name)
-def test_is_stable(state):
+def test_is_stable(state: SessionState) -> None:
     assert state.is_stable() is PREDICATES[state][2]
 
 
 @pytest.mark.parametrize("state", list(S), ids=lambda s: s.name)
-def test_can_accept_input(state):
+def test_can_accept_input(state: SessionState) -> None:
     assert state.can_accept_input() is PREDICATES[state][3]
 
 
 @pytest.mark.parametrize("state", list(S), ids=lambda s: s.name)
-def test_stable_and_transitioning_partition_the_states(state):
+def test_stable_and_transitioning_partition_the_states(state: SessionState) -> None:
     assert state.is_stable() != state.is_transitioning()
 
 
-def test_all_36_pairs_enumerated():
+def test_all_36_pairs_enumerated() -> None:
     assert len(ALL_PAIRS) == 36
     assert ALLOWED.issubset(ALL_PAIRS)
 
 
 @pytest.mark.parametrize("pair", sorted(ALLOWED), ids=_pair_id)
-def test_allowed_transition_passes(pair):
+def test_allowed_transition_passes(pair: tuple[SessionState, SessionState]) -> None:
     old, new = pair
     check_transition(old, new)  # does not raise
     assert new in TRANSITIONS[old]
 
 
 @pytest.mark.parametrize("pair", [p for p in ALL_PAIRS if p not in ALLOWED], ids=_pair_id)
-def test_other_transition_raises(pair):
+def test_other_transition_raises(pair: tuple[SessionState, SessionState]) -> None:
     old, new = pair
     with pytest.raises(IllegalTransition) as info:
         check_transition(old, new)
@@ -115,25 +115,25 @@ def test_other_transition_raises(pair):
     assert new not in TRANSITIONS[old]
 
 
-def test_table_covers_every_state_and_matches_expected():
+def test_table_covers_every_state_and_matches_expected() -> None:
     assert set(TRANSITIONS) == set(S)
     assert {(old, new) for old, targets in TRANSITIONS.items() for new in targets} == ALLOWED
 
 
 @pytest.mark.parametrize("state", list(S), ids=lambda s: s.name)
-def test_self_transition_refused(state):
+def test_self_transition_refused(state: SessionState) -> None:
     with pytest.raises(IllegalTransition):
         check_transition(state, state)
 
 
-def test_error_to_connecting_refused():
+def test_error_to_connecting_refused() -> None:
     with pytest.raises(IllegalTransition):
         check_transition(S.ERROR, S.CONNECTING)
 
 
-def test_error_to_disconnected_allowed():
+def test_error_to_disconnected_allowed() -> None:
     check_transition(S.ERROR, S.DISCONNECTED)
 
 
-def test_illegal_transition_is_runtime_error():
+def test_illegal_transition_is_runtime_error() -> None:
     assert issubclass(IllegalTransition, RuntimeError)

@@ -71,6 +71,9 @@ class Recorder:
             self.closed.append(closed)
             self._cond.notify_all()
 
+    def on_transport_interruption(self, transport: Transport) -> None:
+        self._note()
+
     def on_transport_reconnecting(self, transport: Transport) -> None:
         self._note()
 
@@ -213,7 +216,7 @@ def test_open_send_receive_in_order(harness: Harness) -> None:
     transport, _endpoint = opened(harness, recorder)
     mark = len(recorder.messages)
     kinds = ["reset-idle-timer", "tts-toggle", "update-template-keys"] * 4
-    payloads = {"tts-toggle": {"enabled": True}, "update-template-keys": {"template_keys": {"k": "v"}}}
+    payloads: dict[str, JSON] = {"tts-toggle": {"enabled": True}, "update-template-keys": {"template_keys": {"k": "v"}}}
     sent = [rtvi(kind, payloads.get(kind)) for kind in kinds]
     for raw in sent:
         transport.send(raw)

@@ -7,7 +7,7 @@ import base64
 import io
 import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -38,8 +38,12 @@ def _no_convai_threads_survive() -> Iterator[None]:
     assert_no_convai_threads()
 
 
+#: ``make(*, clock=None, **config overrides)``: a Harness closed after the test.
+Make = Callable[..., Harness]
+
+
 @pytest.fixture
-def make() -> Iterator[Any]:
+def make() -> Iterator[Make]:
     made: list[Harness] = []
 
     def build(*, clock: Any = None, **overrides: Any) -> Harness:
@@ -96,7 +100,7 @@ def ask_async(h: Harness, timeout: float = WAIT) -> tuple[Any, str]:
 # ---------------------------------------------------------------------------- turn tagging
 
 
-def test_frames_carry_their_turn_and_silence_between_turns_is_dropped(make: Any) -> None:
+def test_frames_carry_their_turn_and_silence_between_turns_is_dropped(make: Make) -> None:
     h = make()
     got: Recorder[Any] = Recorder()
     h.client.events.on_audio.subscribe(got, P.IMMEDIATE)
@@ -113,7 +117,7 @@ def test_frames_carry_their_turn_and_silence_between_turns_is_dropped(make: Any)
     assert audio["turns"] == 2 and audio["dropped_silent"] == 1 and audio["frames_published"] == 6
 
 
-def test_a_turns_leading_silence_is_dropped_and_its_pauses_kept(make: Any) -> None:
+def test_a_turns_leading_silence_is_dropped_and_its_pauses_kept(make: Make) -> None:
     h = make()
     got: Recorder[AudioFrame] = Recorder()
     h.client.events.on_audio.subscribe(got, P.IMMEDIATE)
@@ -128,7 +132,7 @@ def test_a_turns_leading_silence_is_dropped_and_its_pauses_kept(make: Any) -> No
     assert [f.data for f in frames] == [voice(0), SILENCE, voice(1)] and {f.turn_id for f in frames} == {1}
 
 
-def test_audio_keeps_its_place_among_the_other_events(make: Any) -> None:
+def test_audio_keeps_its_place_among_the_other_events(make: Make) -> None:
     h = make()
     order: Recorder[Any] = Recorder()
     h.client.events.on_audio.subscribe(order, P.BACKGROUND)
@@ -144,7 +148,7 @@ def test_audio_keeps_its_place_among_the_other_events(make: Any) -> None:
 # ---------------------------------------------------------------------------- BotReply.audio
 
 
-def test_ask_returns_the_voice_of_its_reply_as_a_playable_wav(make: Any, tmp_path: Any) -> None:
+def test_ask_returns_the_voice_of_its_reply_as_a_playable_wav(make: Make, tmp_path: Any) -> None:
     h = make()
     h.connect()
     asking, mid = ask_async(h)
@@ -160,7 +164,7 @@ def test_ask_returns_the_voice_of_its_reply_as_a_playable_wav(make: Any, tmp_pat
         assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate(), wav.getnframes()) == (1, 2, 16000, 1600)
 
 
-def test_ask_without_voice_returns_at_turn_completed(make: Any) -> None:
+def test_ask_without_voice_returns_at_turn_completed(make: Make) -> None:
     h = make(tts_enabled=False)
     h.connect()
     asking, mid = ask_async(h)
@@ -168,7 +172,7 @@ def test_ask_without_voice_returns_at_turn_completed(make: Any) -> None:
     assert asking.result(WAIT).audio is None
 
 
-def test_ask_with_tts_on_but_no_audio_on_an_in_band_transport(make: Any) -> None:
+def test_ask_with_tts_on_but_no_audio_on_an_in_band_transport(make: Make) -> None:
     h = make()
     h.connect()
     asking, mid = ask_async(h)
@@ -176,7 +180,7 @@ def test_ask_with_tts_on_but_no_audio_on_an_in_band_transport(make: Any) -> None
     assert asking.result(WAIT).audio is None
 
 
-def test_receive_audio_off_ignores_the_voice(make: Any) -> None:
+def test_receive_audio_off_ignores_the_voice(make: Make) -> None:
     h = make(receive_audio=False)
     got: Recorder[AudioFrame] = Recorder()
     h.client.events.on_audio.subscribe(got, P.IMMEDIATE)
@@ -187,7 +191,7 @@ def test_receive_audio_off_ignores_the_voice(make: Any) -> None:
     assert len(got) == 0 and h.client.diagnostics()["audio"]["frames_received"] == 0
 
 
-def test_lagging_audio_joins_the_reply_until_silence_ends_the_tail(make: Any) -> None:
+def test_lagging_audio_joins_the_reply_until_silence_ends_the_tail(make: Make) -> None:
     clock = SteppingClock()
     h = make(clock=clock)
     h.server.audio_lag = 0.5  # an out-of-band audio track (LiveKit)
@@ -205,7 +209,7 @@ def test_lagging_audio_joins_the_reply_until_silence_ends_the_tail(make: Any) ->
     assert [f.turn_id for f in got.wait(5)] == [1] * 5
 
 
-def test_the_tail_ends_after_the_transports_audio_lag(make: Any) -> None:
+def test_the_tail_ends_after_the_transports_audio_lag(make: Make) -> None:
     clock = SteppingClock()
     h = make(clock=clock)
     h.server.audio_lag = 0.5
@@ -217,7 +221,7 @@ def test_the_tail_ends_after_the_transports_audio_lag(make: Any) -> None:
     assert reply.audio is not None and reply.audio.duration == pytest.approx(0.02)
 
 
-def test_ask_never_waits_past_its_deadline_for_the_voice(make: Any) -> None:
+def test_ask_never_waits_past_its_deadline_for_the_voice(make: Make) -> None:
     clock = SteppingClock()  # never advanced: the tail would never end on its own
     h = make(clock=clock)
     h.server.audio_lag = 0.5
@@ -233,7 +237,7 @@ def test_ask_never_waits_past_its_deadline_for_the_voice(make: Any) -> None:
 # ---------------------------------------------------------------------------- barge-in
 
 
-def test_interrupt_drops_queued_voice_at_once_and_later_frames_of_the_turn(make: Any) -> None:
+def test_interrupt_drops_queued_voice_at_once_and_later_frames_of_the_turn(make: Make) -> None:
     h = make(delivery_policy=P.MAIN_THREAD)
     frames: list[AudioFrame] = []
     stops: list[AudioInterrupted] = []
@@ -270,7 +274,7 @@ def test_interrupt_drops_queued_voice_at_once_and_later_frames_of_the_turn(make:
 
 
 @pytest.mark.parametrize("signal", ["turn-completed", "blendshapes-cancel", "interruption-frame"])
-def test_server_interruptions_drop_the_voice(make: Any, signal: str) -> None:
+def test_server_interruptions_drop_the_voice(make: Make, signal: str) -> None:
     h = make(delivery_policy=P.MAIN_THREAD)
     frames: list[AudioFrame] = []
     stops: list[AudioInterrupted] = []
@@ -295,7 +299,7 @@ def test_server_interruptions_drop_the_voice(make: Any, signal: str) -> None:
     assert [s.source for s in stops] == [expected] and stops[0].dropped == 10
 
 
-def test_lagging_frames_of_an_interrupted_turn_are_dropped_too(make: Any) -> None:
+def test_lagging_frames_of_an_interrupted_turn_are_dropped_too(make: Make) -> None:
     clock = SteppingClock()
     h = make(clock=clock)
     h.server.audio_lag = 0.5
@@ -317,7 +321,7 @@ def test_lagging_frames_of_an_interrupted_turn_are_dropped_too(make: Any) -> Non
     assert [(marker(f), f.turn_id) for f in frames] == [(0, 1), (2, None)]
 
 
-def test_user_speaking_alone_does_not_cut_the_voice(make: Any) -> None:
+def test_user_speaking_alone_does_not_cut_the_voice(make: Make) -> None:
     h = make()
     got: Recorder[AudioFrame] = Recorder()
     h.client.events.on_audio.subscribe(got, P.IMMEDIATE)
@@ -330,7 +334,7 @@ def test_user_speaking_alone_does_not_cut_the_voice(make: Any) -> None:
     assert h.client.diagnostics()["audio"]["interruptions"] == 0
 
 
-def test_interrupted_ask_keeps_the_voice_that_came_before(make: Any) -> None:
+def test_interrupted_ask_keeps_the_voice_that_came_before(make: Make) -> None:
     h = make()
     h.connect()
     asking, mid = ask_async(h)
@@ -352,7 +356,7 @@ def test_interrupted_ask_keeps_the_voice_that_came_before(make: Any) -> None:
 # ---------------------------------------------------------------------------- bounded audio
 
 
-def test_host_that_stops_pumping_loses_only_the_oldest_audio(make: Any) -> None:
+def test_host_that_stops_pumping_loses_only_the_oldest_audio(make: Make) -> None:
     h = make(delivery_policy=P.MAIN_THREAD, audio_queue_frames=10)
     frames: list[AudioFrame] = []
     texts: list[BotText] = []
@@ -393,7 +397,7 @@ def audio_data(pcm: bytes, rate: int = 24000, wav_header: bool = False) -> dict[
 
 
 @pytest.mark.parametrize("wav_header", [False, True], ids=["raw", "wav-header"])
-def test_audio_data_messages_become_audio_frames(make: Any, wav_header: bool) -> None:
+def test_audio_data_messages_become_audio_frames(make: Make, wav_header: bool) -> None:
     h = make(audio_routing="data_only")
     got: Recorder[AudioFrame] = Recorder()
     other: Recorder[ServerMessage] = Recorder()
@@ -410,7 +414,7 @@ def test_audio_data_messages_become_audio_frames(make: Any, wav_header: bool) ->
     assert [m.type for m in other.events] == ["bot-started-speaking", "bot-stopped-speaking"]
 
 
-def test_audio_data_is_ignored_when_the_track_carries_the_same_voice(make: Any) -> None:
+def test_audio_data_is_ignored_when_the_track_carries_the_same_voice(make: Make) -> None:
     h = make(audio_routing="both")
     got: Recorder[Any] = Recorder()
     h.client.events.on_audio.subscribe(got, P.IMMEDIATE)
@@ -427,7 +431,7 @@ def test_audio_data_is_ignored_when_the_track_carries_the_same_voice(make: Any) 
 # ---------------------------------------------------------------------------- send_audio
 
 
-def test_send_audio_checks_its_input_before_anything_else(make: Any) -> None:
+def test_send_audio_checks_its_input_before_anything_else(make: Make) -> None:
     h = make()
     with pytest.raises(ValueError, match="whole number"):
         h.client.send_audio(b"\x00", 16000)
@@ -441,7 +445,7 @@ def test_send_audio_checks_its_input_before_anything_else(make: Any) -> None:
         h.client.send_audio(b"\x00\x00", 16000, timeout=-1)
 
 
-def test_send_audio_needs_a_connected_session(make: Any) -> None:
+def test_send_audio_needs_a_connected_session(make: Make) -> None:
     h = make()
     with pytest.raises(InvalidStateError, match="connect"):
         h.client.send_audio(b"\x00\x00" * 160, 16000)
@@ -454,7 +458,7 @@ def test_send_audio_needs_a_connected_session(make: Any) -> None:
         h.client.send_audio(b"\x00\x00", 16000)
 
 
-def test_send_audio_on_a_transport_without_audio_says_what_to_use(make: Any) -> None:
+def test_send_audio_on_a_transport_without_audio_says_what_to_use(make: Make) -> None:
     h = make()
     h.server.supports_audio = False
     h.connect()
