@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import ConvaiConfig
-from .connect import ConnectApi, ConnectFailed, Endpoint
+from .connect import ConnectFailed, ConnectService, Endpoint
 from .errors import ErrorCode, SessionError
 from .netio import Canceller
 from .redact import scrub, scrubbed_copy
@@ -40,7 +40,7 @@ class AttemptResult:
 class AttemptRunner:
     """Runs attempts (worker threads) and releases what a late one acquired."""
 
-    def __init__(self, config: ConvaiConfig, api: ConnectApi, new_transport: Callable[[], Transport],
+    def __init__(self, config: ConvaiConfig, api: ConnectService, new_transport: Callable[[], Transport],
                  workers: Workers) -> None:
         self._config = config
         self._api = api

@@ -33,7 +33,7 @@ from . import protocol
 from .channels import ConvaiEvents
 from .clock import Clock, SystemClock
 from .config import ConvaiConfig
-from .connect import ConnectApi
+from .connect import ConnectApi, ConnectService
 from .disconnect import DisconnectReason
 from .errors import (
     ConfigurationError,
@@ -65,7 +65,8 @@ class ConvaiClient:
         config: The :class:`ConvaiConfig`.
         clock: Time source for the session's timers (tests pass ``convai_sync.testing.FakeClock``).
         transport_factory: Builds a :class:`Transport` per attempt (default: ``config.transport``).
-        connect_api: The HTTP connect client (tests pass a fake; default talks to ``config.url``).
+        connect_api: The HTTP connect client, any :class:`convai_sync.connect.ConnectService`
+            (tests pass a fake; default: a ``ConnectApi`` talking to ``config.url``).
 
     Example::
 
@@ -76,7 +77,7 @@ class ConvaiClient:
 
     def __init__(self, config: ConvaiConfig, *, clock: Clock | None = None,
                  transport_factory: Callable[[], Transport] | None = None,
-                 connect_api: ConnectApi | None = None) -> None:
+                 connect_api: ConnectService | None = None) -> None:
         if not isinstance(config, ConvaiConfig):
             raise TypeError("config must be a ConvaiConfig")
         self._config = config

@@ -16,7 +16,7 @@ import logging
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -187,6 +187,23 @@ def _reason_of(exc: BaseException) -> BaseException | None:
 def _error(code: ErrorCode, message: str, status: int | None, exc: BaseException | None = None) -> ConnectFailed:
     return ConnectFailed(SessionError.of(code, message, http_status_code=status, exception=exc,
                                          stage=SessionErrorStage.CONNECT_API))
+
+
+class ConnectService(Protocol):
+    """What a session needs of the connect API: :class:`ConnectApi`, or a test's own fake.
+
+    ``connect`` raises :class:`ConnectFailed` (with its classified ``SessionError``) or returns the
+    :class:`Endpoint`; ``disconnect`` never raises and returns True on HTTP 200; ``close`` frees
+    the HTTP resources. Each must return promptly once ``canceller`` is aborted.
+    """
+
+    def connect(self, character_session_id: str | None, timeout: float,
+                canceller: Canceller | None = None) -> Endpoint: ...
+
+    def disconnect(self, session_id: str, timeout: float | None = None,
+                   canceller: Canceller | None = None) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class ConnectApi:

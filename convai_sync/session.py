@@ -36,7 +36,7 @@ from .attempts import AttemptResult, AttemptRunner
 from .clock import Clock
 from .closes import CloseOutcome, classify_close
 from .config import ConvaiConfig
-from .connect import ConnectApi, Endpoint
+from .connect import ConnectService, Endpoint
 from .disconnect import DisconnectReason
 from .errors import ConvaiError, ErrorCode, SessionError, SessionErrorStage, error_for
 from .hub import EventHub
@@ -66,7 +66,7 @@ class Session:
 
     def __init__(self, config: ConvaiConfig, hub: EventHub, clock: Clock,
                  transport_factory: Callable[[], Transport],
-                 api: ConnectApi) -> None:
+                 api: ConnectService) -> None:
         self._config = config
         self._hub = hub
         self._api = api

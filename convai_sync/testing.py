@@ -74,7 +74,13 @@ class FakeClock:
 
 
 class Recorder(Generic[T]):
-    """A handler that records every event it gets; ``wait(n)`` blocks until it has ``n``."""
+    """A handler that records every event it gets; ``wait(n)`` blocks until it has ``n``.
+
+    ``events`` and ``threads`` (the name of the thread each event arrived on) grow together; a
+    ``predicate`` keeps only the events it returns True for. Any thread may call it. Give the type
+    of what it records: ``client.events.on_bot_text.subscribe(rec := Recorder[BotText]())``; a bare
+    ``Recorder()`` passed straight to ``subscribe`` is ``Recorder[Never]`` to mypy.
+    """
 
     def __init__(self, predicate: Callable[[T], bool] | None = None) -> None:
         self.events: list[T] = []

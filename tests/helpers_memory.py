@@ -242,7 +242,7 @@ class Harness:
         self.clock = clock
         self.client = ConvaiClient(config or make_config(), clock=clock,
                                    transport_factory=lambda: NotifyingTransport(self.server),
-                                   connect_api=self.api)  # type: ignore[arg-type]  # FakeApi duck-types ConnectApi
+                                   connect_api=self.api)
         self._helpers: list[Future[Any]] = []
 
     def connect_async(self, timeout: float | None = WAIT) -> Future[None]:

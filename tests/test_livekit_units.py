@@ -146,7 +146,7 @@ def test_without_the_livekit_package_connect_names_the_extra(monkeypatch: pytest
     assert failed.value.error.error_code is E.TRANSPORT_LIVEKIT_ERROR
     assert "pip install 'convai-sync[livekit]'" in failed.value.error.message
     api = FakeApi()
-    with ConvaiClient(make_config(transport="livekit"), connect_api=api) as client:  # type: ignore[arg-type]
+    with ConvaiClient(make_config(transport="livekit"), connect_api=api) as client:
         with pytest.raises(ConvaiError) as connect_failed:
             client.connect(timeout=5.0)
         assert connect_failed.value.error_code is E.TRANSPORT_LIVEKIT_ERROR

@@ -128,7 +128,7 @@ def _early_close_client(closed: TransportClosed) -> tuple[ConvaiClient, Scripted
 
     client = ConvaiClient(make_config(close_timeout=0.5, http_timeout=0.5,
                                       reconnect_policy=ReconnectPolicy(delays=(0.0,))),
-                          transport_factory=factory, connect_api=FakeApi())  # type: ignore[arg-type]  # FakeApi duck-types ConnectApi
+                          transport_factory=factory, connect_api=FakeApi())
     return client, server
 
 
@@ -276,7 +276,7 @@ def _wait_sent_count(server: ScriptedServer, msg_type: str, n: int) -> None:
 def test_4_connect_racing_close_does_not_hang(monkeypatch: pytest.MonkeyPatch) -> None:
     client = ConvaiClient(make_config(close_timeout=0.5, http_timeout=0.5),
                           transport_factory=lambda: NotifyingTransport(ScriptedServer()),
-                          connect_api=FakeApi())  # type: ignore[arg-type]  # FakeApi duck-types ConnectApi
+                          connect_api=FakeApi())
     original = ConvaiConfig.validate_for_connect
 
     def close_in_between(config: ConvaiConfig) -> None:
@@ -376,7 +376,7 @@ def test_9_close_from_immediate_handler_still_delivers_disconnected(caplog: pyte
     server = ScriptedServer()
     client = ConvaiClient(make_config(close_timeout=0.5, http_timeout=0.5),
                           transport_factory=lambda: NotifyingTransport(server),
-                          connect_api=FakeApi())  # type: ignore[arg-type]  # FakeApi duck-types ConnectApi
+                          connect_api=FakeApi())
     background: Recorder[Any] = Recorder()
     # BACKGROUND subscribers: the dispatcher thread is running (started by CONNECTING) when close() comes.
     client.events.on_session_state_changed.subscribe(background, P.BACKGROUND)
@@ -414,7 +414,7 @@ def test_9_publish_after_hub_close_is_logged_not_delivered(policy: P, caplog: py
 def test_9_wait_for_is_woken_by_close() -> None:
     client = ConvaiClient(make_config(close_timeout=0.5, http_timeout=0.5),
                           transport_factory=lambda: NotifyingTransport(ScriptedServer()),
-                          connect_api=FakeApi())  # type: ignore[arg-type]  # FakeApi duck-types ConnectApi
+                          connect_api=FakeApi())
     hub = client.events.raw
     subscribed = threading.Event()
     original = hub.subscribe
