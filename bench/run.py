@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import json
 import logging
 import sys
@@ -44,6 +45,9 @@ SECTIONS = ("ws", "throughput", "livekit", "footprint", "shutdown", "capacity")
 
 
 def _section(name: str, rows: list[Row], run: Callable[[], list[Row]]) -> None:
+    # Start each section from a collected heap: a section that leaves thousands of objects behind
+    # (the capacity row's 2,000 clients) would otherwise put its collections into the next one's p99.
+    gc.collect()
     started = time.monotonic()
     print(f"... {name}", file=sys.stderr, flush=True)
     try:
