@@ -90,7 +90,8 @@ def measure(seconds: float, fps: float, transport: str) -> dict[str, Any]:
                              running=lambda: True, pump=client.pump, after_draw=keep_talking, max_seconds=seconds,
                              check=guard.check)
         results["SDK loop"] = {**stats.summary(), "voice_seconds": round(player.stats.seconds_played, 3),
-                               "underruns": player.stats.underruns, "turns": scene.turns_completed}
+                               "underruns": player.stats.underruns, "turns": scene.turns_completed,
+                               "stranded_restarts": player.stats.stranded_restarts}
         violations = guard.violations()
         if violations:
             raise SystemExit(f"ran off the main thread: {violations}")
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['work_ms']['p50']:9.3f} {r['work_ms']['p99']:9.3f} {r['interval_ms']['p50']:9.2f} "
               f"{r['interval_ms']['p99']:9.2f} {r['interval_ms']['max']:9.2f} {r['voice_seconds']:8.2f}")
     sdk = results["SDK loop"]
-    print(f"SDK run: {sdk['turns']} replies, {sdk['events_pumped']} events pumped, {sdk['underruns']} underruns")
+    print(f"SDK run: {sdk['turns']} replies, {sdk['events_pumped']} events pumped, {sdk['underruns']} underruns, "
+          f"{sdk['stranded_restarts']} queued sounds restarted (pygame's mixer race; examples/_pygame_voice.py)")
     return 0
 
 

@@ -43,6 +43,9 @@ log = logging.getLogger("examples.pygame_voice")
 
 #: RMS (full scale 1.0) under which a 10 ms window counts as silence in ``VoiceStats.voiced_seconds_in``.
 SILENCE_RMS = 0.01
+#: How long a channel may sit idle with a queued sound and a stale current one before the player
+#: starts the queued sound itself (many frames: the mixer's own hand-over takes microseconds).
+STRANDED_AFTER_SECONDS = 0.2
 #: pygame.mixer sample formats this player writes: ``size`` as ``pygame.mixer.get_init()`` reports it.
 _FORMATS: dict[int, Any] = {-16: np.int16, 32: np.float32}
 
@@ -145,6 +148,7 @@ class VoiceStats:
     dropped_stale_seconds: float = 0.0  # late frames of an interrupted turn, and audio flushed by it
     dropped_overflow_seconds: float = 0.0  # oldest audio dropped at max_buffer_seconds
     underruns: int = 0  # the buffer ran dry while the same turn was still arriving
+    stranded_restarts: int = 0  # queued sounds pygame's mixer left unplayed, started here (see update())
     max_buffered_seconds: float = 0.0
     turns: list[int | None] = field(default_factory=list)
 
@@ -187,6 +191,7 @@ class VoicePlayer:
         self._playing = False  # this turn has passed its prebuffer
         self._drained = False  # the buffer ran dry after playing (an underrun if the turn goes on)
         self._first_audio_at: float | None = None
+        self._idle_with_queue_since: float | None = None
         self.level = 0.0  # RMS of the chunk last handed to the mixer, for a speaking animation
         self.stats = VoiceStats()
 
@@ -307,9 +312,35 @@ class VoicePlayer:
                 return
             self.channel.stop()
 
+    def _restart_stranded_queue(self) -> None:
+        # pygame's end-of-sound callback (SDL's audio thread) looks at the channel's queued sound
+        # before it takes the interpreter lock; a queue() that lands in between is stranded: the
+        # channel idle, its sound cleared, the queued sound never started, and every later update
+        # waiting for the queue to empty (pygame-ce 2.5, src_c/mixer.c endsound_callback). With
+        # 20 ms voice frames it happened within seconds. queue() on a channel without a sound
+        # plays at once, so "no sound, a queued one, idle" arises only this way: start it here.
+        # Idle with a stale sound and a queued one is also what the moment between two sounds
+        # looks like (the callback waiting for the lock), so that is left alone unless it lasts.
+        channel = self.channel
+        queued = channel.get_queue()
+        if queued is None or channel.get_busy():
+            self._idle_with_queue_since = None
+            return
+        now = self._clock()
+        if channel.get_sound() is not None:
+            if self._idle_with_queue_since is None:
+                self._idle_with_queue_since = now
+            if now - self._idle_with_queue_since < STRANDED_AFTER_SECONDS:
+                return
+        self._idle_with_queue_since = None
+        channel.play(queued)
+        self.stats.stranded_restarts += 1
+        log.debug("restarted a queued sound the mixer left unplayed (%d so far)", self.stats.stranded_restarts)
+
     def update(self) -> None:
         """Hand buffered audio to the mixer; call once per frame from the main loop."""
         self._guard("VoicePlayer.update")
+        self._restart_stranded_queue()
         if not self._buffered:
             if self._playing and not self._channel_busy():
                 self._drained = True
@@ -320,9 +351,10 @@ class VoicePlayer:
             if self._buffered < self.prebuffer_samples and not waited:
                 return
             self._playing = True
-        # A Channel holds one playing sound and one queued. Only Channel.queue() is used: on an idle
-        # channel it plays at once, and it never replaces a sound SDL is about to start, which
-        # Channel.play() would do in the moment between one sound's end and the next one's start.
+        # A Channel holds one playing sound and one queued. Audio is handed over with Channel.queue()
+        # (play() only restarts a stranded queue, above): on an idle channel it plays at once, and it
+        # never replaces a sound SDL is about to start, which Channel.play() would do in the moment
+        # between one sound's end and the next one's start.
         while self._buffered and self.channel.get_queue() is None:
             chunk = self._take(self.chunk_samples)
             self.level = float(np.sqrt(np.mean(np.square(chunk)))) if len(chunk) else 0.0

@@ -75,6 +75,9 @@ class FakeChannel:
     def get_queue(self) -> Any:
         return self.queued
 
+    def get_sound(self) -> Any:
+        return self.playing
+
     def play(self, sound: Any) -> None:  # replaces whatever plays, the queued sound included
         self.plays += 1
         self.playing, self.queued, self._between = sound, None, False
@@ -99,6 +102,12 @@ class FakeChannel:
         """The playing sound has ended; SDL has not started the queued one yet."""
         assert self.queued is not None
         self._between = True
+
+    def strand(self) -> None:
+        """pygame's race: the playing sound ended, and its end-of-sound callback, having looked for a
+        queued sound before a ``queue()`` landed, cleared the channel's sound; the queued one stays."""
+        assert self.queued is not None
+        self.playing, self._between = None, False
 
     def finish(self) -> None:
         """The playing sound ends; the queued one (if any) starts, as SDL_mixer does."""
@@ -364,3 +373,33 @@ def test_the_thread_guard_reports_a_call_off_the_owner_thread() -> None:
     worker.join(5)
     assert guard.violations() == {"draw": ["not-main"]}
     assert guard.sites()["on_audio"] == {threading.current_thread().name: 1}
+
+
+def test_a_queued_sound_the_mixer_stranded_is_started_at_the_next_update(mixer: tuple[int, int, int]) -> None:
+    player, channel, _clock = make_player(prebuffer_seconds=0.0, chunk_seconds=0.02)
+    player.feed(frame(0.04))
+    player.update()  # 20 ms playing, 20 ms queued
+    stranded = channel.get_queue()
+    channel.strand()
+    assert not channel.get_busy() and channel.get_queue() is stranded  # no callback will ever start it
+    player.update()
+    assert channel.playing is stranded and channel.get_queue() is None
+    assert player.stats.stranded_restarts == 1
+    channel.finish()
+    player.update()
+    assert not player.busy and player.stats.seconds_played == pytest.approx(0.04, abs=2 / MIXER_RATE)
+
+
+def test_the_moment_between_two_sounds_is_left_to_the_mixer_unless_it_lasts(mixer: tuple[int, int, int]) -> None:
+    player, channel, clock = make_player(prebuffer_seconds=0.0, chunk_seconds=0.02)
+    player.feed(frame(0.04))
+    player.update()
+    queued = channel.get_queue()
+    channel.between()  # the playing sound ended; SDL is about to start the queued one
+    for _ in range(5):
+        clock.now += 0.016
+        player.update()
+    assert channel.plays == 0 and channel.get_queue() is queued  # a frame or five: SDL's to finish
+    clock.now += 0.2  # still idle with the queue in place: stranded after all
+    player.update()
+    assert channel.plays == 1 and channel.playing is queued and player.stats.stranded_restarts == 1
