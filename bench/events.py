@@ -23,16 +23,18 @@ No test asserts these numbers; they are for people.
 from __future__ import annotations
 
 import argparse
-import gc
 import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import no_gc
 from convai_sync import EventDeliveryPolicy, EventHub
 
 perf = time.perf_counter
@@ -45,16 +47,6 @@ class Tick:
 
     seq: int
     t: float
-
-
-@contextmanager
-def no_gc() -> Iterator[None]:
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

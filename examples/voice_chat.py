@@ -20,7 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-import wave
 from pathlib import Path
 
 from _service import service
@@ -47,16 +46,12 @@ QUIET = 0.6
 
 def write_tone(path: Path, seconds: float = 1.0, hz: float = 440.0) -> None:
     """A stand-in for a recorded voice: ``seconds`` of a tone, then 0.7 s of silence so the
-    character's voice activity detection hears the utterance end (PCM16 mono WAV, stdlib wave)."""
+    character's voice activity detection hears the utterance end (PCM16 mono WAV)."""
     tone = array.array("h", (int(8000 * math.sin(2 * math.pi * hz * i / RATE)) for i in range(int(seconds * RATE))))
     silence = array.array("h", bytes(2 * int(0.7 * RATE)))
     if sys.byteorder != "little":
         tone.byteswap()
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(RATE)
-        out.writeframes(tone.tobytes() + silence.tobytes())
+    AudioClip(tone.tobytes() + silence.tobytes(), RATE, 1).write_wav(path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,17 +87,23 @@ def connected(peer: Peer, **overrides: Any) -> ConvaiClient:
     return client
 
 
-# ============================================================================ close() in every state
-
-
-@pytest.mark.parametrize("step", ["connect-drip", "connect-hang", "handshake-drip", "handshake-hang"])
-def test_close_while_connecting_cancels_the_blocking_step(peer_factory: Callable[..., Peer], step: str) -> None:
+def stuck_connecting(peer_factory: Callable[..., Peer], step: str) -> tuple[ConvaiClient, Future[Any]]:
+    """A client whose ``connect()`` (on a worker thread) is held at ``step``: "connect-drip" etc."""
     what, how = step.split("-")
     peer = peer_factory(**{what: how})
     client = ConvaiClient(config_for(peer))
     outcome = run_in_thread(lambda: client.connect(timeout=20))
     wanted = "POST /connect" if what == "connect" else "GET /chat"
     peer.seen.wait(lambda: any(r.startswith(wanted) for r in peer.seen.requests))
+    return client, outcome
+
+
+# ============================================================================ close() in every state
+
+
+@pytest.mark.parametrize("step", ["connect-drip", "connect-hang", "handshake-drip", "handshake-hang"])
+def test_close_while_connecting_cancels_the_blocking_step(peer_factory: Callable[..., Peer], step: str) -> None:
+    client, outcome = stuck_connecting(peer_factory, step)
     assert client.state is SessionState.CONNECTING
     assert_closes_in_bound(client)
     with pytest.raises(ConvaiError) as info:
@@ -107,12 +113,7 @@ def test_close_while_connecting_cancels_the_blocking_step(peer_factory: Callable
 
 @pytest.mark.parametrize("step", ["connect-drip", "handshake-drip", "handshake-hang"])
 def test_disconnect_while_connecting_returns_in_bound(peer_factory: Callable[..., Peer], step: str) -> None:
-    what, how = step.split("-")
-    peer = peer_factory(**{what: how})
-    client = ConvaiClient(config_for(peer))
-    outcome = run_in_thread(lambda: client.connect(timeout=20))
-    wanted = "POST /connect" if what == "connect" else "GET /chat"
-    peer.seen.wait(lambda: any(r.startswith(wanted) for r in peer.seen.requests))
+    client, outcome = stuck_connecting(peer_factory, step)
     elapsed, _ = timed(client.disconnect)
     assert elapsed < CLOSE_BOUND
     assert client.state is SessionState.DISCONNECTED
