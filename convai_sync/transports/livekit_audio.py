@@ -67,7 +67,6 @@ class Microphone:
         self._publication: Any = None
         self._format: tuple[int, int] | None = None
         self._subscribed = False
-        self.seconds_sent = 0.0
 
     async def send(self, pcm: bytes, sample_rate: int, num_channels: int, progress: list[float]) -> None:
         """Capture ``pcm`` (PCM16, whole frames) in 20 ms frames, in order; ``progress[0]`` counts
@@ -83,7 +82,6 @@ class Microphone:
                 count = len(chunk) // (2 * num_channels)
                 await source.capture_frame(self._rtc.AudioFrame(chunk, sample_rate, num_channels, count))
                 progress[0] += count / sample_rate
-                self.seconds_sent += count / sample_rate
 
     async def _ensure(self, sample_rate: int, num_channels: int) -> Any:
         if self._source is not None and self._format != (sample_rate, num_channels):

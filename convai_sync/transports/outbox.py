@@ -61,10 +61,6 @@ class Outbox:
         self._failed = False
         self._writer: threading.Thread | None = None
 
-    @property
-    def queued_frames(self) -> int:
-        return len(self._queue)
-
     def send(self, frame: bytes, *, deadline: float | None = None, cap: int | None = None) -> None:
         """Write ``frame`` now or queue it; never blocks on the network.
 

@@ -42,7 +42,7 @@ from ..errors import ErrorCode, SessionError, SessionErrorStage
 from ..netio import Aborted, Canceller, connect_tcp
 from . import pipecat
 from .base import Transport, TransportClosed, TransportFault, TransportListener, TransportOpenError
-from .frames import OP_CLOSE, OP_PING, Control, MessageReader, ProtocolViolation, Refused
+from .frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Control, MessageReader, ProtocolViolation, Refused
 from .outbox import Outbox, OutboxFull
 
 log = logging.getLogger("convai_sync")
@@ -168,7 +168,7 @@ class WebSocketTransport(Transport):
         outbox = self._outbox
         if outbox is None or self._closing:
             raise ConnectionError("WebSocket is not open")
-        outbox.send(_frame(data, websocket.ABNF.OPCODE_TEXT))
+        outbox.send(_frame(data, OP_TEXT))
 
     @property
     def supports_audio(self) -> bool:
@@ -198,7 +198,7 @@ class WebSocketTransport(Transport):
             raise OutboxFull("another send_audio() is still queuing its audio")
         try:
             for index, piece in enumerate(pieces):
-                frame = _frame(pipecat.encode_audio(piece, sample_rate, num_channels), websocket.ABNF.OPCODE_BINARY)
+                frame = _frame(pipecat.encode_audio(piece, sample_rate, num_channels), OP_BINARY)
                 try:
                     outbox.send(frame, deadline=deadline, cap=cap)
                 except OutboxFull as exc:
@@ -209,7 +209,7 @@ class WebSocketTransport(Transport):
     def ping(self) -> None:
         outbox = self._outbox
         if outbox is not None and not self._closing:
-            outbox.try_send_now(_frame(b"", websocket.ABNF.OPCODE_PING))
+            outbox.try_send_now(_frame(b"", OP_PING))
 
     def _write_failed(self, exc: OSError) -> None:
         log.debug("WebSocket write failed: %s", exc)
@@ -250,7 +250,7 @@ class WebSocketTransport(Transport):
                         closed = self._client_close()
                     break
                 if item.opcode == OP_PING and self._outbox is not None:
-                    self._outbox.try_send_now(_frame(item.payload, websocket.ABNF.OPCODE_PONG))
+                    self._outbox.try_send_now(_frame(item.payload, OP_PONG))
                 continue
             listener = self._listener
             if listener is None or self._closing:
