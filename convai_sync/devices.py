@@ -505,7 +505,8 @@ class Microphone:
             self._canceller = self._new_canceller()  # ImportError here, naming the extra
         self._speakers: list[Speaker] = []  # linked as the echo reference while running
         self._cond = threading.Condition()
-        self._blocks: collections.deque[bytes] = collections.deque()
+        # Each block with the echo canceller's mark of the far end played when it was captured.
+        self._blocks: collections.deque[tuple[bytes, int | None]] = collections.deque()
         self._stream: Stream | None = None
         self._thread: threading.Thread | None = None
         self._running = False
@@ -620,13 +621,15 @@ class Microphone:
         """The input callback (PortAudio's thread): queue the block, never block. A stream being
         replaced (:meth:`set_device`) is not heard, so two devices never interleave."""
         block = bytes(indata)
+        canceller = self._canceller
+        mark = canceller.mark() if canceller is not None else None
         with self._cond:
             if not self._running or not stream or stream[0] is not self._stream:
                 return
             if len(self._blocks) >= self._max_blocks:
                 self._blocks.popleft()
                 self.stats["dropped_blocks"] += 1
-            self._blocks.append(block)
+            self._blocks.append((block, mark))
             self.stats["blocks"] += 1
             self._cond.notify()
 
@@ -637,11 +640,11 @@ class Microphone:
                     self._cond.wait()
                 if not self._running:
                     return
-                block = self._blocks.popleft()
+                block, mark = self._blocks.popleft()
             canceller = self._canceller
             try:
                 if canceller is not None:
-                    block = canceller.process(block, self.sample_rate, self.num_channels)
+                    block = canceller.process(block, self.sample_rate, self.num_channels, mark)
                     if not block:
                         continue  # less than 10 ms so far: it goes out with the next block
                 sink(block, self.sample_rate, self.num_channels)

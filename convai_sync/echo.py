@@ -9,10 +9,12 @@ level differences removed. WebRTC processes both in 10 ms frames
 (https://docs.livekit.io/reference/python/v1/livekit/rtc/apm.html); this module cuts and joins
 frames so callers may use any block size.
 
-Threads: :meth:`far_end` may be called from any thread (a PortAudio output callback): it only
-queues bytes under a short lock and never blocks. :meth:`process` is called from one thread at a
-time (a :class:`~convai_sync.devices.Microphone`'s ``convai-mic-<n>`` thread); it alone calls into
-WebRTC, feeding the queued far end first, so the processor sees both streams in playing order.
+Threads: :meth:`far_end` and :meth:`mark` may be called from any thread (PortAudio's callbacks):
+they only touch a queue under a short lock and never block. :meth:`process` is called from one
+thread at a time (a :class:`~convai_sync.devices.Microphone`'s ``convai-mic-<n>`` thread); it alone
+calls into WebRTC. The echo canceller needs both streams in the order they happened, whatever
+that thread's lag: a capture is marked (:meth:`mark`) when it is captured, and processing it first
+feeds the far end played up to that mark, no more.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ log = logging.getLogger("convai_sync")
 EXTRA_HINT = "pip install 'convai-sync[livekit]'"
 #: WebRTC's audio processing works on frames of exactly this many seconds.
 FRAME_SECONDS = 0.01
+#: A far-end frame whose peak reaches this (about -50 dBFS) is the speaker playing.
+FAR_ACTIVE_PEAK = 100
+#: The gain control is held off while the speaker plays and this long after (seconds: the room's
+#: echo tail and the echo path's delay).
+AGC_HOLD_SECONDS = 0.3
 #: Far-end audio kept while nothing processes the near end (the microphone is slow or stopped):
 #: older audio is dropped, counted. A second is far beyond any echo path.
 MAX_FAR_END_SECONDS = 1.0
@@ -51,6 +58,12 @@ def _rtc() -> Any:
         raise ImportError(f"echo cancellation needs the livekit package (WebRTC's audio processing): "
                           f"{EXTRA_HINT}") from exc
     return rtc
+
+
+def _peak(pcm: bytes) -> int:
+    """The largest absolute PCM16 sample in ``pcm``."""
+    samples = memoryview(pcm).cast("h")
+    return max(max(samples), -min(samples)) if len(samples) else 0
 
 
 class _Framer:
@@ -80,6 +93,12 @@ def frame_bytes(sample_rate: int, num_channels: int) -> int:
 class EchoCanceller:
     """WebRTC's echo cancellation (AEC3), noise suppression, automatic gain control and high-pass
     filter on PCM16 audio.
+
+    Two WebRTC processors run in turn: the first cancels the echo, suppresses noise and filters;
+    the second, the gain control, adapts to and levels the user's voice only while the speaker is
+    quiet (no far end above about -50 dBFS for :data:`AGC_HOLD_SECONDS`). While the speaker plays
+    it is held off (the audio passes at unit gain), because raising the level of what the echo
+    canceller leaves of the speaker's sound would make the character hear itself again.
 
     Args:
         echo_cancellation: Remove the far end's echo (default True).
@@ -111,13 +130,17 @@ class EchoCanceller:
         self._rtc = _rtc()
         self._apm = self._rtc.AudioProcessingModule(
             echo_cancellation=echo_cancellation, noise_suppression=noise_suppression,
-            high_pass_filter=high_pass_filter, auto_gain_control=auto_gain_control)
+            high_pass_filter=high_pass_filter)
+        self._agc = self._rtc.AudioProcessingModule(auto_gain_control=True) if auto_gain_control else None
+        self._near_count = 0  # near-end frames processed
+        self._far_heard_at = -1_000_000  # the near-end frame count when the far end was last heard
         self._echo = echo_cancellation
         self._delay = delay
         self._delay_source = delay_source
         self._lock = threading.Lock()
-        self._far: collections.deque[tuple[bytes, int, int]] = collections.deque()
+        self._far: collections.deque[tuple[int, bytes, int, int]] = collections.deque()  # (seq, block, rate, ch)
         self._far_bytes = 0
+        self._far_seq = 0
         self._far_framer = _Framer()
         self._near_framer = _Framer()
         self.stats = {"far_frames": 0, "near_frames": 0, "dropped_far_bytes": 0, "errors": 0}
@@ -130,36 +153,55 @@ class EchoCanceller:
             raise ValueError(f"sample_rate must be a multiple of 100 Hz (10 ms frames), got {sample_rate}")
         limit = int(MAX_FAR_END_SECONDS * sample_rate) * BYTES_PER_SAMPLE * num_channels
         with self._lock:
-            self._far.append((bytes(pcm), sample_rate, num_channels))
+            self._far_seq += 1
+            self._far.append((self._far_seq, bytes(pcm), sample_rate, num_channels))
             self._far_bytes += len(pcm)
             while self._far_bytes > limit and len(self._far) > 1:
-                dropped = self._far.popleft()[0]
+                dropped = self._far.popleft()[1]
                 self._far_bytes -= len(dropped)
                 self.stats["dropped_far_bytes"] += len(dropped)
 
-    def process(self, pcm: bytes, sample_rate: int, num_channels: int) -> bytes:
+    def mark(self) -> int:
+        """The far end played so far, to pass to :meth:`process` with the block captured now.
+        Any thread; never blocks."""
+        with self._lock:
+            return self._far_seq
+
+    def process(self, pcm: bytes, sample_rate: int, num_channels: int, mark: int | None = None) -> bytes:
         """The microphone's block with echo, noise and level processed: PCM16 in the same format.
 
         Whole 10 ms frames are processed and returned; a remainder waits for the next block (so a
-        block of 25 ms returns 20 ms, and the next one the rest). Call from one thread at a time.
-        Raises ``ValueError`` for a bad format (``sample_rate`` must be a multiple of 100 Hz).
+        block of 25 ms returns 20 ms, and the next one the rest). ``mark`` is :meth:`mark` when the
+        block was captured: the far end played after it waits for a later block (None: all the
+        far end queued now). Call from one thread at a time. Raises ``ValueError`` for a bad
+        format (``sample_rate`` must be a multiple of 100 Hz).
         """
         check_format(pcm, sample_rate, num_channels)
         if sample_rate % 100:
             raise ValueError(f"sample_rate must be a multiple of 100 Hz (10 ms frames), got {sample_rate}")
+        far = []
         with self._lock:
-            far, self._far = self._far, collections.deque()
-            self._far_bytes = 0
+            while self._far and (mark is None or self._far[0][0] <= mark):
+                _, block, rate, channels = self._far.popleft()
+                self._far_bytes -= len(block)
+                far.append((block, rate, channels))
         for block, rate, channels in far:
             for frame in self._far_framer.frames(block, rate, channels):
                 self._run(self._apm.process_reverse_stream, frame, rate, channels)
                 self.stats["far_frames"] += 1
+                if _peak(frame) >= FAR_ACTIVE_PEAK:
+                    self._far_heard_at = self._near_count
+        hold = round(AGC_HOLD_SECONDS / FRAME_SECONDS)
         out = []
         for frame in self._near_framer.frames(pcm, sample_rate, num_channels):
             if self._echo:
                 # WebRTC wants the delay hint before every near-end frame when echo cancellation is on.
                 self._apm.set_stream_delay_ms(round(1000 * self.delay))
-            out.append(self._run(self._apm.process_stream, frame, sample_rate, num_channels))
+            frame = self._run(self._apm.process_stream, frame, sample_rate, num_channels)
+            if self._agc is not None and self._near_count - self._far_heard_at > hold:
+                frame = self._run(self._agc.process_stream, frame, sample_rate, num_channels)
+            out.append(frame)
+            self._near_count += 1
             self.stats["near_frames"] += 1
         return b"".join(out)
 
