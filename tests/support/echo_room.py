@@ -214,13 +214,13 @@ def erle_db(captured: list[Samples], processed: list[Samples], echo: list[Sample
     ``floor`` RMS (about -40 dBFS) and that hold none of the user's voice; 10 log10 of the
     captured energy over the processed energy there (dB)."""
     num = den = 0.0
-    for cap, out, ech, usr in zip(captured, processed, echo, user):
+    for cap, out, ech, usr in zip(captured, processed, echo, user, strict=True):
         if np.sqrt(np.mean(ech ** 2)) >= floor and not usr.any():
             num += float(np.sum(cap ** 2))
             den += float(np.sum(out ** 2))
     if num == 0:
         raise ValueError("no echo-only block")
-    return 10 * np.log10(num / max(den, 1.0))
+    return float(10 * np.log10(num / max(den, 1.0)))
 
 
 @dataclass
