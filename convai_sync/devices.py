@@ -504,6 +504,7 @@ class Microphone:
         elif echo_cancellation is True:
             self._canceller = self._new_canceller()  # ImportError here, naming the extra
         self._speakers: list[Speaker] = []  # linked as the echo reference while running
+        self._noticed = False  # the notice that echo cancellation is unavailable was logged
         self._cond = threading.Condition()
         # Each block with the echo canceller's mark of the far end played when it was captured.
         self._blocks: collections.deque[tuple[bytes, int | None]] = collections.deque()
@@ -543,7 +544,10 @@ class Microphone:
             if self._echo_mode is not None or self.sample_rate % 100:
                 return
             if not echo.available():
-                _registry.notice_unavailable()
+                if not self._noticed:
+                    self._noticed = True
+                    log.warning("echo cancellation is off: it needs the livekit package (%s); the "
+                                "microphone may hear the speaker", echo.EXTRA_HINT)
                 return
             canceller = self._canceller = self._new_canceller()
             log.info("microphone: echo cancellation on (a speaker is open)")
@@ -689,7 +693,6 @@ class _Registry:
         self._lock = threading.Lock()
         self._speakers: weakref.WeakSet[Speaker] = weakref.WeakSet()
         self._microphones: weakref.WeakSet[Microphone] = weakref.WeakSet()
-        self._noticed = False
 
     def speaker_opened(self, speaker: Speaker) -> None:
         with self._lock:
@@ -715,13 +718,6 @@ class _Registry:
     def microphone_stopped(self, microphone: Microphone) -> None:
         with self._lock:
             self._microphones.discard(microphone)
-
-    def notice_unavailable(self) -> None:
-        with self._lock:
-            noticed, self._noticed = self._noticed, True
-        if not noticed:
-            log.warning("echo cancellation is off: it needs the livekit package (%s); the microphone "
-                        "may hear the speaker", echo.EXTRA_HINT)
 
 
 _registry = _Registry()
