@@ -5,9 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import types
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
@@ -15,6 +13,7 @@ from convai_sync import AudioFrame, AudioInterrupted, EventDeliveryPolicy
 from convai_sync.devices import DeviceError, Microphone, Speaker, find_device, list_devices
 from convai_sync.testing import Recorder
 from tests.helpers_memory import WAIT, Harness, assert_no_convai_threads, make_config
+from tests.support.fake_sounddevice import FakeSoundDevice, FakeStream
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -23,34 +22,6 @@ pytestmark = pytest.mark.timeout(15)
 def _no_convai_threads_survive() -> Iterator[None]:
     yield
     assert_no_convai_threads()
-
-
-class FakeStream:
-    """Stands in for sounddevice's Raw streams: the test plays PortAudio's audio thread."""
-
-    def __init__(self, rate: int, channels: int, block: int, callback: Callable[..., None]) -> None:
-        self.rate, self.channels, self.block, self.callback = rate, channels, block, callback
-        self.started = self.stopped = self.closed = False
-
-    def start(self) -> None:
-        self.started = True
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    def close(self) -> None:
-        self.closed = True
-
-    def pull(self, frames: int | None = None) -> bytes:
-        """One output block, as PortAudio asks for it."""
-        n = frames or self.block
-        out = bytearray(n * 2 * self.channels)
-        self.callback(out, n, None, None)
-        return bytes(out)
-
-    def capture(self, pcm: bytes) -> None:
-        """One input block, as PortAudio delivers it."""
-        self.callback(pcm, len(pcm) // (2 * self.channels), None, None)
 
 
 class Factory:
@@ -268,51 +239,6 @@ def test_the_core_never_imports_the_devices_module() -> None:
 
 
 # ---------------------------------------------------------------------------- device selection
-
-
-class FakePortAudioError(Exception):
-    pass
-
-
-class FakeSoundDevice(types.ModuleType):
-    """Stands in for the ``sounddevice`` module: three devices, one of them busy."""
-
-    PortAudioError = FakePortAudioError
-
-    def __init__(self) -> None:
-        super().__init__("sounddevice")
-        self.default = types.SimpleNamespace(device=[0, 1])
-        self.busy: set[int] = set()
-        self.opened: list[tuple[str, dict[str, Any], FakeStream]] = []
-        self.devices = [
-            {"name": "Built-in Microphone", "hostapi": 0, "max_input_channels": 2, "max_output_channels": 0,
-             "default_samplerate": 48000.0},
-            {"name": "Built-in Speakers", "hostapi": 0, "max_input_channels": 0, "max_output_channels": 2,
-             "default_samplerate": 48000.0},
-            {"name": "USB Headset", "hostapi": 0, "max_input_channels": 1, "max_output_channels": 2,
-             "default_samplerate": 16000.0},
-            {"name": "Bluetooth Headset", "hostapi": 0, "max_input_channels": 1, "max_output_channels": 2,
-             "default_samplerate": 16000.0},
-        ]
-
-    def query_devices(self) -> list[dict[str, Any]]:
-        return self.devices
-
-    def query_hostapis(self) -> list[dict[str, Any]]:
-        return [{"name": "ALSA"}]
-
-    def _open(self, kind: str, **kw: Any) -> FakeStream:
-        if kw["device"] in self.busy:
-            raise FakePortAudioError("Error opening RawInputStream: Device unavailable [PaErrorCode -9985]")
-        stream = FakeStream(kw["samplerate"], kw["channels"], kw["blocksize"], kw["callback"])
-        self.opened.append((kind, kw, stream))
-        return stream
-
-    def RawInputStream(self, **kw: Any) -> FakeStream:
-        return self._open("input", **kw)
-
-    def RawOutputStream(self, **kw: Any) -> FakeStream:
-        return self._open("output", **kw)
 
 
 @pytest.fixture
