@@ -538,24 +538,38 @@ class Microphone:
         return output + _latency(stream, self._block_seconds)
 
     def _link(self, speaker: Speaker) -> None:
-        """Start hearing ``speaker`` as the echo to cancel (the registry calls this)."""
-        canceller = self._canceller
+        """Start hearing ``speaker`` as the echo to cancel (the registry calls this; any thread)."""
+        canceller = self._canceller or self._default_canceller()
         if canceller is None:
-            if self._echo_mode is not None or self.sample_rate % 100:
-                return
-            if not echo.available():
-                if not self._noticed:
-                    self._noticed = True
-                    log.warning("echo cancellation is off: it needs the livekit package (%s); the "
-                                "microphone may hear the speaker", echo.EXTRA_HINT)
-                return
-            canceller = self._canceller = self._new_canceller()
-            log.info("microphone: echo cancellation on (a speaker is open)")
+            return
         with self._cond:
             if not self._running or speaker in self._speakers:
                 return
             self._speakers.append(speaker)
         speaker.add_echo_reference(canceller.far_end)
+
+    def _default_canceller(self) -> echo.EchoCanceller | None:
+        """The processor ``echo_cancellation=None`` starts once a speaker is open, or None when it
+        cannot (a notice is logged once per microphone)."""
+        if self._echo_mode is not None or self.sample_rate % 100:
+            return None
+        # Imported outside the lock the audio thread takes (the first import of livekit is slow).
+        problem = None if echo.available() else f"it needs the livekit package ({echo.EXTRA_HINT})"
+        with self._cond:  # two speakers opening at once make one processor
+            if self._canceller is not None:
+                return self._canceller
+            if problem is None:
+                try:
+                    self._canceller = self._new_canceller()
+                except RuntimeError as exc:  # WebRTC's processor refused to start: go on unprocessed
+                    problem = f"WebRTC's audio processing did not start: {exc}"
+            noticed, self._noticed = self._noticed, self._noticed or problem is not None
+        if problem is not None:
+            if not noticed:
+                log.warning("echo cancellation is off: %s; the microphone may hear the speaker", problem)
+            return None
+        log.info("microphone: echo cancellation on (a speaker is open)")
+        return self._canceller
 
     def _unlink(self, speaker: Speaker) -> None:
         with self._cond:
