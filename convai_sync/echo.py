@@ -6,7 +6,7 @@ An :class:`EchoCanceller` takes two streams of PCM16: the **far end** (what the 
 through :meth:`EchoCanceller.far_end`) and the **near end** (what the microphone captures, through
 :meth:`EchoCanceller.process`), and returns the near end with the far end's echo, steady noise and
 level differences removed. WebRTC processes both in 10 ms frames
-(https://docs.livekit.io/reference/python/v1/livekit/rtc/apm.html); this module cuts and joins
+(https://docs.livekit.io/python/livekit/rtc/apm.html); this module cuts and joins
 frames so callers may use any block size.
 
 Threads: :meth:`far_end` and :meth:`mark` may be called from any thread (PortAudio's callbacks):
