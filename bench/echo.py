@@ -27,6 +27,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -36,11 +37,13 @@ from tests.support.loopback import LoopbackShimError, ensure_loopback_preload
 MIN_ERLE_DB = 15.0
 
 
-def measure(transports: list[str], trials: int, listen: float) -> dict[str, float | int]:
-    """Run ``trials`` conversations per transport with processing off and on; the totals."""
-    off = on = 0
-    erles: list[float] = []
+def measure(transports: list[str], trials: int, listen: float) -> dict[str, Any]:
+    """Run ``trials`` conversations per transport with processing off and on; the figures, overall
+    (the worst trial's ERLE, the self-interruptions summed) and per transport."""
+    per: dict[str, dict[str, Any]] = {}
     for transport in transports:
+        off = on = 0
+        erles: list[float] = []
         with echo_room.simulator() as sim:
             for processing in (False, True):
                 for _ in range(trials):
@@ -58,8 +61,13 @@ def measure(transports: list[str], trials: int, listen: float) -> dict[str, floa
                           f"{trial.self_interruptions} self-interruption(s), heard itself "
                           f"{trial.echo_started} time(s)" + (f", ERLE {erles[-1]:.1f} dB" if processing else ""),
                           flush=True)
-    return {"echo_reduction_db": round(min(erles), 1), "echo_reduction_db_mean": round(sum(erles) / len(erles), 1),
-            "self_interruptions_off": off, "self_interruptions_on": on, "trials": trials * len(transports)}
+        per[transport] = {"echo_reduction_db": round(min(erles), 1),
+                          "echo_reduction_db_mean": round(sum(erles) / len(erles), 1),
+                          "self_interruptions_off": off, "self_interruptions_on": on, "trials": trials}
+    return {"echo_reduction_db": min(p["echo_reduction_db"] for p in per.values()),
+            "self_interruptions_off": sum(p["self_interruptions_off"] for p in per.values()),
+            "self_interruptions_on": sum(p["self_interruptions_on"] for p in per.values()),
+            "trials": trials * len(transports), "listen_seconds": listen, "per_transport": per}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,9 +87,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     print(f"echo bench: {args.trials} trial(s) per transport and setting, {args.listen:g} s each")
     figures = measure(transports, args.trials, args.listen)
-    print(f"echo reduction (ERLE, echo-only blocks, worst trial): {figures['echo_reduction_db']:.1f} dB "
-          f"(mean {figures['echo_reduction_db_mean']:.1f} dB)")
-    print(f"self-interruptions in {figures['trials']} conversation(s): "
+    for transport, per in figures["per_transport"].items():
+        print(f"{transport}: ERLE {per['echo_reduction_db']:.1f} dB worst, "
+              f"{per['echo_reduction_db_mean']:.1f} dB mean; self-interruptions "
+              f"{per['self_interruptions_off']} off, {per['self_interruptions_on']} on")
+    print(f"echo reduction (ERLE, echo-only blocks, worst trial): {figures['echo_reduction_db']:.1f} dB")
+    print(f"self-interruptions in {figures['trials']} conversation(s) each way: "
           f"{figures['self_interruptions_off']} with processing off, {figures['self_interruptions_on']} on")
     if args.json is not None:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
