@@ -244,8 +244,9 @@ def simulator(**options: Any) -> Simulator:
 def converse(sim: Simulator, transport: str, processing: bool, *, listen: float, user_speaks: bool,
              timeout: float = 20.0, stop_at_self_interruption: bool = False) -> Trial:
     """Ask the character for :data:`REPLY`; listen for ``listen`` seconds from the question (or until
-    the first self-interruption); then, if ``user_speaks``, say :func:`user_voice` and wait for the
-    reply to it to complete. ``processing`` is the microphone's ``echo_cancellation``."""
+    the first self-interruption); then, if ``user_speaks``, wait for the first reply to complete, say
+    :func:`user_voice` and wait for the reply to it to complete. ``processing`` is the microphone's
+    ``echo_cancellation``."""
     trial = Trial()
     room = trial.room = Room()
     said = threading.Event()  # the user has spoken: interruptions from then on are not self-inflicted
@@ -289,6 +290,9 @@ def converse(sim: Simulator, transport: str, processing: bool, *, listen: float,
             client.send_text("Tell me a story.")
             wait(lambda: stop_at_self_interruption and trial.self_interruptions > 0, listen)
             if user_speaks:
+                # The user speaks once the reply is over (however slow this machine is today), so
+                # that only a self-interruption could interrupt it.
+                assert wait(lambda: bool(trial.replies), timeout), f"no reply within {timeout} s: {trial}"
                 replies = len(trial.replies)
                 said.set()
                 room.say(user_voice() + bytes(2 * int(0.8 * MIC_RATE)))
