@@ -24,15 +24,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from simulator import limits, pipecat
-from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
-from simulator.character import Responder
-from simulator.control import add_control_routes
-from simulator.core import SimConfig, SimCore, Synthesizer, Transcriber
+from simulator.carriers import pipecat
+from simulator.core import limits
+from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
+from simulator.core.character import Responder
+from simulator.core.scenario import Scenario, load_scenario
+from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
+from simulator.core.state import SimConfig, SimCore, Synthesizer, Transcriber
+from simulator.http.connect import build_app
+from simulator.http.control import add_control_routes
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
-from simulator.routes import build_app
-from simulator.scenario import Scenario, load_scenario
-from simulator.sessions import DEFAULT_SEND_TIMEOUT
 
 if TYPE_CHECKING:
     from convai_sync.config import ConvaiConfig
@@ -70,17 +71,18 @@ class Simulator(SimulatorOperations):
             small worker pool. The default reply is deterministic and names the turn number.
         chunk_delay: seconds between ``bot-llm-text`` chunks (and of "speech").
         join_window: seconds a ``/connect`` whose WebSocket never opens keeps its slot.
-        scenario: a :mod:`simulator.scenario` every session runs: a shipped name (``"flaky_network"``),
+        scenario: a :mod:`simulator.core.scenario` every session runs: a shipped name (``"flaky_network"``),
             a file path, JSON text, a dict or a list of steps (see :meth:`load_scenario`).
         control_token: the ``X-Sim-Control-Token`` the ``/_sim/*`` routes require (default: random).
         synthesizer: the character's voice, ``text -> (pcm, sample_rate)`` (PCM16 mono bytes, Hz); runs on the
-            worker pool. Default: a 440 Hz tone of 20 ms per character (see ``simulator.speech``).
+            worker pool. Default: a 440 Hz tone of 20 ms per character (see ``simulator.core.speech``).
         transcriber: hears the user (LiveKit microphone track, or ``Frame.audio`` on the WebSocket),
             ``(pcm, sample_rate, num_channels) -> str`` (PCM16); runs on the worker pool. Default:
             ``"[audio 1.20 s]"``.
         websocket_audio: voice replies on the ``/chat`` WebSocket too, as binary Pipecat ``Frame.audio``
-            messages paced at twice real time (PROPOSED: see ``simulator.wsaudio``). Off by default: clients
-            that read only text frames keep their speed. The user's voice is heard on the WebSocket either way.
+            messages paced at twice real time (PROPOSED: see ``simulator.carriers.websocket_voice``). Off by
+            default: clients that read only text frames keep their speed. The user's voice is heard on the
+            WebSocket either way.
         transport_default: what a ``/connect`` without ``transport`` gets: ``"livekit"`` (the real service's
             default) or ``"websocket"``.
         livekit_host_addresses: the addresses the LiveKit side gathers and advertises as ICE candidates

@@ -87,7 +87,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from simulator.core import SimCore
+    from simulator.core.state import SimCore
 
 #: The packaging extra that installs the LiveKit side.
 EXTRA = "simulator-livekit"
@@ -163,12 +163,12 @@ def check_audio_config(value: Any) -> dict[str, Any] | str:
 def install(core: SimCore, app: web.Application) -> None:
     """Serve the LiveKit routes on ``app`` (or, without the extra, answers naming it)."""
     if missing_modules():
-        from simulator.livekit.unavailable import add_unavailable_routes
+        from simulator.carriers.livekit.unavailable import add_unavailable_routes
 
         add_unavailable_routes(app)
         return
-    from simulator.livekit import signal
-    from simulator.livekit.service import LiveKitService
+    from simulator.carriers.livekit import signal
+    from simulator.carriers.livekit.service import LiveKitService
 
     core.livekit = LiveKitService(core)
     signal.add_routes(app, core.livekit)

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simulator import faults, wire
-from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Accounts, Limits
-from simulator.character import Responder
-from simulator.faults import ConnectFault, LiveFault, LiveKind
-from simulator.runner import ScenarioRunner
-from simulator.scenario import Scenario
-from simulator.sessions import (
+from simulator.core import faults, wire
+from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS, Accounts, Limits
+from simulator.core.character import Responder
+from simulator.core.faults import ConnectFault, LiveFault, LiveKind
+from simulator.core.runner import ScenarioRunner
+from simulator.core.scenario import Scenario
+from simulator.core.sessions import (
     DEFAULT_SEND_TIMEOUT,
     ENDED_RECORDED_CHARS,
     SLOW_CONSUMER_CODE,
@@ -32,8 +32,8 @@ from simulator.sessions import (
 )
 
 if TYPE_CHECKING:
-    from simulator.carrier import Carrier
-    from simulator.livekit.service import LiveKitService
+    from simulator.carriers.livekit.service import LiveKitService
+    from simulator.core.carrier import Carrier
 
 logger = logging.getLogger("simulator.core")
 
@@ -69,7 +69,8 @@ class SimConfig:
     transport_default: str = "livekit"
     synthesizer: Synthesizer | None = None
     transcriber: Transcriber | None = None
-    #: Voice replies on the ``/chat`` WebSocket too, as binary Pipecat ``Frame.audio`` (``simulator.wsaudio``).
+    #: Voice replies on the ``/chat`` WebSocket too, as binary Pipecat ``Frame.audio``
+    #: (``simulator.carriers.websocket_voice``).
     websocket_audio: bool = False
     #: Addresses the LiveKit side gathers and advertises as ICE host candidates.
     livekit_host_addresses: tuple[str, ...] = ("127.0.0.1",)
@@ -100,7 +101,7 @@ class SimCore:
         self._slot_waiters: list[tuple[str | None, int, asyncio.Future[None]]] = []
         self._opened: list[SimSession] = []
         self.runner: ScenarioRunner | None = None
-        #: The LiveKit side (``simulator.livekit.service.LiveKitService``) when its extra is installed.
+        #: The LiveKit side (``simulator.carriers.livekit.service.LiveKitService``) when its extra is installed.
         self.livekit: LiveKitService | None = None
 
     def set_scenario(self, scenario: Scenario | None) -> None:

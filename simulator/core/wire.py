@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from simulator import bounds
+from simulator.core import bounds
 
 LABEL = "rtvi-ai"
 
@@ -249,7 +249,7 @@ class BadFrame:
 def parse_client_frame(text: str) -> tuple[Any, ClientMessage | BadFrame]:
     """Decode one text frame; returns ``(decoded_json_or_None, message_or_error)``.
 
-    Invalid JSON, and JSON nested deeper than :data:`simulator.bounds.MAX_JSON_DEPTH`, get the
+    Invalid JSON, and JSON nested deeper than :data:`simulator.core.bounds.MAX_JSON_DEPTH`, get the
     documented ``parse-error`` ack (decoded None).
     """
     try:

@@ -2,10 +2,10 @@
 
 Request, response and error bodies follow Convai's connect API docs (fields, statuses, ``detail``
 texts, pydantic-style 422s). Handlers
-run on the simulator's loop thread and only touch :class:`simulator.core.SimCore`.
+run on the simulator's loop thread and only touch :class:`simulator.core.state.SimCore`.
 
-Bodies are bounded (:mod:`simulator.bounds`): over 1 MiB is 413 ``{"detail": ...}``; a body that is not
-UTF-8 JSON, or nests deeper than :data:`~simulator.bounds.MAX_JSON_DEPTH`, is 422 ``json_invalid``.
+Bodies are bounded (:mod:`simulator.core.bounds`): over 1 MiB is 413 ``{"detail": ...}``; a body that is not
+UTF-8 JSON, or nests deeper than :data:`~simulator.core.bounds.MAX_JSON_DEPTH`, is 422 ``json_invalid``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from simulator import bounds, faults, livekit, messages, wire
-from simulator.carrier import CLOSE_HANDSHAKE_TIMEOUT, WebSocketCarrier
-from simulator.core import SimCore
-from simulator.faults import ConnectKind
-from simulator.sessions import Phase
-from simulator.wsaudio import WebSocketVoice
+from simulator.carriers import livekit
+from simulator.carriers.websocket_voice import WebSocketVoice
+from simulator.core import bounds, faults, messages, wire
+from simulator.core.carrier import CLOSE_HANDSHAKE_TIMEOUT, WebSocketCarrier
+from simulator.core.faults import ConnectKind
+from simulator.core.sessions import Phase
+from simulator.core.state import SimCore
 
 logger = logging.getLogger("simulator.routes")
 

@@ -6,7 +6,7 @@ any thread. Everything with a leading underscore, and every method, is used on t
 only. Per-session state is kept small (a handful of fields, timer handles instead of tasks) so thousands of
 sessions stay cheap.
 
-A client that stops reading cannot stall the simulator: the session's carrier (``simulator.carrier``) gives
+A client that stops reading cannot stall the simulator: the session's carrier (``simulator.core.carrier``) gives
 every send, and the goodbye, a deadline of ``send_timeout`` seconds; a send that misses it drops the session
 as a slow consumer (the connection is dropped and the session's end callback frees its slot). The frames a
 session records are bounded too (:data:`MAX_RECORDED_CHARS`).
@@ -21,15 +21,15 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from simulator import wire
-from simulator.carrier import SlowConsumer
-from simulator.character import Turn
-from simulator.context import ContextState
+from simulator.core import wire
+from simulator.core.carrier import SlowConsumer
+from simulator.core.character import Turn
+from simulator.core.context import ContextState
 
 if TYPE_CHECKING:
-    from simulator.accounts import Conversation
-    from simulator.carrier import Carrier
-    from simulator.runner import ScenarioRunner
+    from simulator.core.accounts import Conversation
+    from simulator.core.carrier import Carrier
+    from simulator.core.runner import ScenarioRunner
 
 logger = logging.getLogger("simulator.sessions")
 

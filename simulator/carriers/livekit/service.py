@@ -14,14 +14,14 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from simulator.livekit import faults
-from simulator.livekit.room import RoomState
-from simulator.livekit.tokens import TokenIssuer
-from simulator.sessions import Phase, SimSession
+from simulator.carriers.livekit import faults
+from simulator.carriers.livekit.room import RoomState
+from simulator.carriers.livekit.tokens import TokenIssuer
+from simulator.core.sessions import Phase, SimSession
 
 if TYPE_CHECKING:
-    from simulator.core import SimCore
-    from simulator.livekit.carrier import LiveKitCarrier
+    from simulator.carriers.livekit.carrier import LiveKitCarrier
+    from simulator.core.state import SimCore
 
 logger = logging.getLogger("simulator.livekit")
 
@@ -35,7 +35,7 @@ class LiveKitSession:
 
     session: SimSession
     room: RoomState
-    #: Effective ``audio_config.output`` (see ``simulator.livekit.check_audio_config``).
+    #: Effective ``audio_config.output`` (see ``simulator.carriers.livekit.check_audio_config``).
     output: dict[str, Any]
     #: The connection currently carrying the session (None before the join and after the end).
     carrier: LiveKitCarrier | None = None
@@ -50,7 +50,7 @@ class LiveKitSession:
 
 
 class LiveKitService:
-    """The simulator's LiveKit side (created by ``simulator.livekit.install``; loop thread only)."""
+    """The simulator's LiveKit side (created by ``simulator.carriers.livekit.install``; loop thread only)."""
 
     def __init__(self, core: SimCore) -> None:
         self.core = core

@@ -15,7 +15,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from simulator import wire
+from simulator.core import wire
 
 logger = logging.getLogger("simulator.character")
 

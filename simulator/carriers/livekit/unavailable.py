@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from simulator import livekit
+from simulator.carriers import livekit
 
 
 async def _unavailable(request: web.Request) -> web.Response:

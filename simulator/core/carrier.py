@@ -1,8 +1,8 @@
 """The seam between a session's message core and the wire that carries its RTVI messages.
 
-One message core (``simulator.messages``, ``simulator.core``) serves two carriers: the ``/chat``
+One message core (``simulator.core.messages``, ``simulator.core.state``) serves two carriers: the ``/chat``
 WebSocket (:class:`WebSocketCarrier`, JSON text frames) and a LiveKit room
-(``simulator.livekit.carrier.LiveKitCarrier``, reliable data packets plus an audio track). The core
+(``simulator.carriers.livekit.carrier.LiveKitCarrier``, reliable data packets plus an audio track). The core
 only ever asks a carrier to send one RTVI JSON text, to speak a reply, to end the session with a
 WebSocket-style close code and reason (each carrier maps that onto its own wire), or to drop the
 connection without a goodbye. Loop thread only.
@@ -83,7 +83,7 @@ async def send_bounded(transport: asyncio.BaseTransport | None, send: Callable[[
 
 
 class Speaker(Protocol):
-    """What voices a reply on a carrier (``simulator.wsaudio.WebSocketVoice`` on the WebSocket)."""
+    """What voices a reply on a carrier (``simulator.carriers.websocket_voice.WebSocketVoice`` on the WebSocket)."""
 
     async def speak(self, text: str, stop: Callable[[], bool]) -> None: ...
 
@@ -123,7 +123,7 @@ class Carrier(Protocol):
 
 class WebSocketCarrier:
     """The ``/chat`` WebSocket: RTVI JSON text frames, real close frames, TCP drops; audio as binary Pipecat
-    frames through :attr:`voice` (:class:`simulator.wsaudio.WebSocketVoice`), when one is attached.
+    frames through :attr:`voice` (:class:`simulator.carriers.websocket_voice.WebSocketVoice`), when one is attached.
 
     Args:
         ws: the prepared aiohttp WebSocket.

@@ -3,12 +3,12 @@
 RTVI JSON goes out as reliable ``DataPacket{user: UserPacket{payload, topic=""}}`` from the character's
 identity on the client's ``_reliable`` data channel; client packets are accepted whatever their topic and
 channel. Until the channel is open and the character has joined, outgoing messages wait in a bounded queue.
-The character's voice is this connection's :class:`~simulator.livekit.media.VoiceTrack`; the user's
-microphone is heard by a :class:`~simulator.livekit.media.Listener`. Loop thread only.
+The character's voice is this connection's :class:`~simulator.carriers.livekit.media.VoiceTrack`; the user's
+microphone is heard by a :class:`~simulator.carriers.livekit.media.Listener`. Loop thread only.
 
-Send deadlines (as on the ``/chat`` WebSocket, ``simulator.carrier``): a client that stops reading cannot
+Send deadlines (as on the ``/chat`` WebSocket, ``simulator.core.carrier``): a client that stops reading cannot
 stall other sessions. Its data channel is flow-controlled: once the reliable channel holds more than
-:data:`~simulator.livekit.peer.HIGH_WATER` bytes the client has not acknowledged, a send waits for it to drain,
+:data:`~simulator.carriers.livekit.peer.HIGH_WATER` bytes the client has not acknowledged, a send waits for it to drain,
 for at most ``send_timeout`` seconds, and then the session is dropped as a slow consumer. A signal message
 (``pong``, ``answer``, ``leave``, ...) that waits longer than ``send_timeout`` for the client to read its
 signal WebSocket drops the session the same way. A slow consumer's connection is dropped without a goodbye
@@ -32,18 +32,18 @@ from aiortc import MediaStreamTrack
 from google.protobuf.message import DecodeError
 from livekit.protocol import models, rtc
 
-from simulator import messages, speech, wire
-from simulator.carrier import SlowConsumer, send_bounded
-from simulator.livekit import faults, media
-from simulator.livekit.faults import Ending, Plan
-from simulator.livekit.peer import HIGH_WATER, PeerLink
-from simulator.livekit.room import data_packet, leave, track_subscribed
-from simulator.sessions import Phase
+from simulator.carriers.livekit import faults, media
+from simulator.carriers.livekit.faults import Ending, Plan
+from simulator.carriers.livekit.peer import HIGH_WATER, PeerLink
+from simulator.carriers.livekit.room import data_packet, leave, track_subscribed
+from simulator.core import messages, speech, wire
+from simulator.core.carrier import SlowConsumer, send_bounded
+from simulator.core.sessions import Phase
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from simulator.livekit.service import LiveKitService, LiveKitSession
+    from simulator.carriers.livekit.service import LiveKitService, LiveKitSession
 
 logger = logging.getLogger("simulator.livekit.carrier")
 
