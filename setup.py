@@ -49,7 +49,7 @@ setup(
         "pygame": PYGAME,
         "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + AUDIO + PYGAME + [
             "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
-            "types-requests>=2.28", "hypothesis>=6.100"],
+            "types-requests>=2.28", "hypothesis>=6.100", "import-linter>=2.17,<3"],
     },
     entry_points={
         "console_scripts": ["convai-sim=simulator.__main__:main"],

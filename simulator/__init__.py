@@ -1,4 +1,5 @@
 """A local Convai realtime service for offline development and tests.
+The public API is thread-safe: each :class:`Simulator` runs its aiohttp loop on its own thread.
 
 ::
 

@@ -1,4 +1,6 @@
-"""``convai-sim`` / ``python -m simulator``: run the Convai simulator standalone until Ctrl-C or SIGTERM."""
+"""``convai-sim`` / ``python -m simulator``: run the Convai simulator standalone until Ctrl-C or SIGTERM.
+The main thread waits for a signal; the simulator serves on its own loop thread.
+"""
 
 from __future__ import annotations
 

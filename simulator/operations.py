@@ -130,7 +130,7 @@ class SimulatorOperations:
         async def read(core: SimCore) -> dict[str, int]:
             service = core.livekit
             return {"connections": 0 if service is None else service.connection_count(),
-                    "rooms": 0 if service is None else len(service.rooms),
+                    "rooms": 0 if service is None else service.room_count(),
                     "tasks": sum(1 for t in core.tasks if not t.done())}
 
         return self._call(read)

@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from simulator.carriers import pipecat
+from simulator.carriers.websocket import pipecat
 from simulator.core import limits
 from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
 from simulator.core.character import Responder
+from simulator.core.runner import set_scenario
 from simulator.core.scenario import Scenario, load_scenario
 from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
 from simulator.core.state import SimConfig, SimCore, Synthesizer, Transcriber
@@ -80,7 +81,7 @@ class Simulator(SimulatorOperations):
             ``(pcm, sample_rate, num_channels) -> str`` (PCM16); runs on the worker pool. Default:
             ``"[audio 1.20 s]"``.
         websocket_audio: voice replies on the ``/chat`` WebSocket too, as binary Pipecat ``Frame.audio``
-            messages paced at twice real time (PROPOSED: see ``simulator.carriers.websocket_voice``). Off by
+            messages paced at twice real time (PROPOSED: see ``simulator.carriers.websocket.voice``). Off by
             default: clients that read only text frames keep their speed. The user's voice is heard on the
             WebSocket either way.
         transport_default: what a ``/connect`` without ``transport`` gets: ``"livekit"`` (the real service's
@@ -247,7 +248,7 @@ class Simulator(SimulatorOperations):
 
     async def _startup(self, loop: asyncio.AbstractEventLoop) -> int:
         core = SimCore(self._config, loop)
-        core.set_scenario(self._scenario)
+        set_scenario(core, self._scenario)
         app = build_app(core)
         add_control_routes(app)
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
@@ -425,7 +426,7 @@ class Simulator(SimulatorOperations):
         scenario = None if source is None else load_scenario(source)
 
         async def install(core: SimCore) -> None:
-            core.set_scenario(scenario)
+            set_scenario(core, scenario)
 
         with self._lock:
             self._scenario = scenario

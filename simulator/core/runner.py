@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from simulator.core.faults import ConnectFault
 from simulator.core.scenario import CLIENT_TYPES, Chain, Scenario, Step
 from simulator.core.sessions import Phase, SimSession
-
-if TYPE_CHECKING:
-    from simulator.core.state import SimCore
+from simulator.core.state import SimCore
 
 logger = logging.getLogger("simulator.scenario")
 
 ANY_TYPE = "*"
+
+
+def set_scenario(core: SimCore, scenario: Scenario | None) -> None:
+    """Run ``scenario`` on sessions whose connection opens from now on (None: no scenario)."""
+    core.runner = None if scenario is None else ScenarioRunner(core, scenario)
 
 
 class ScenarioRunner:

@@ -1,4 +1,5 @@
 """Scenarios: scripted faults and signals that every session of a simulator runs (parsing and loading).
+Parsing and loading are pure and run on any thread (the caller's, before the loop gets the scenario).
 
 A scenario is a JSON object ``{"name": ..., "description": ..., "steps": [...]}``. Each step is one
 action, optionally with a trigger and ``"once": true``:

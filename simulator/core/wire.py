@@ -1,4 +1,5 @@
 """Server-side wire frames, written from Convai's message docs (never from ``convai_sync.protocol``).
+Pure builders and parsers, usable from any thread.
 
 Three server envelope forms (Convai Live API, turn lifecycle and message ordering):
 

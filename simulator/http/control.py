@@ -22,6 +22,7 @@ from aiohttp import web
 
 from simulator.core import bounds, faults, limits, signals, wire
 from simulator.core.faults import ConnectFault
+from simulator.core.runner import set_scenario
 from simulator.core.scenario import ScenarioError, load_allowed_scenario
 from simulator.core.sessions import SimSession
 from simulator.core.state import SimCore
@@ -192,7 +193,7 @@ async def _scenario(core: SimCore, body: Body) -> web.Response:
             scenario = None if source is None else load_allowed_scenario(source, core.config.scenario_dir)
         except ScenarioError as exc:
             raise RequestError(400, str(exc)) from None
-        core.set_scenario(scenario)
+        set_scenario(core, scenario)
     runner = core.runner
     return web.json_response({"scenario": None if runner is None else runner.scenario.name})
 

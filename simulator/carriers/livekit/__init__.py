@@ -165,7 +165,7 @@ def install(core: SimCore, app: web.Application) -> None:
     if missing_modules():
         from simulator.carriers.livekit.unavailable import add_unavailable_routes
 
-        add_unavailable_routes(app)
+        add_unavailable_routes(app, missing_extra_message)
         return
     from simulator.carriers.livekit import signal
     from simulator.carriers.livekit.service import LiveKitService

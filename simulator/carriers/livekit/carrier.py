@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, web
@@ -35,15 +36,15 @@ from livekit.protocol import models, rtc
 from simulator.carriers.livekit import faults, media
 from simulator.carriers.livekit.faults import Ending, Plan
 from simulator.carriers.livekit.peer import HIGH_WATER, PeerLink
-from simulator.carriers.livekit.room import data_packet, leave, track_subscribed
+from simulator.carriers.livekit.room import RoomState, data_packet, leave, track_subscribed
 from simulator.core import messages, speech, wire
 from simulator.core.carrier import SlowConsumer, send_bounded
-from simulator.core.sessions import Phase
+from simulator.core.sessions import Phase, SimSession
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from simulator.carriers.livekit.service import LiveKitService, LiveKitSession
+    from simulator.core.state import SimCore
 
 logger = logging.getLogger("simulator.livekit.carrier")
 
@@ -55,6 +56,26 @@ DRAIN_TIMEOUT = 0.5
 LEAVE_HEAD_START = 0.02
 #: Bytes of client data packets waiting to be handled (the ``/chat`` WebSocket's 16 MB message bound).
 INBOX_LIMIT_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class LiveKitSession:
+    """A LiveKit session's room and settings (the session itself is the core's :class:`SimSession`)."""
+
+    session: SimSession
+    room: RoomState
+    #: Effective ``audio_config.output`` (see ``simulator.carriers.livekit.check_audio_config``).
+    output: dict[str, Any]
+    #: The connection currently carrying the session (None before the join and after the end).
+    carrier: LiveKitCarrier | None = None
+    #: Why the session ended, for clients that try to resume it afterwards.
+    end_plan: faults.Plan | None = None
+    connections: int = 0
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def ended(self) -> bool:
+        return self.session._phase is Phase.ENDED
 
 
 class PacketInbox:
@@ -93,11 +114,11 @@ class LiveKitCarrier:
 
     kind = "livekit"
 
-    def __init__(self, service: LiveKitService, lk: LiveKitSession, ws: web.WebSocketResponse,
+    def __init__(self, core: SimCore, carriers: set[LiveKitCarrier], lk: LiveKitSession, ws: web.WebSocketResponse,
                  transport: asyncio.Transport | None) -> None:
-        self._service = service
+        self._carriers = carriers  # the service's open connections; this one leaves it when disposed
         self._lk = lk
-        self._core = service.core
+        self._core = core
         self._ws = ws
         self._transport = transport
         self._pending: collections.deque[bytes] = collections.deque()
@@ -254,7 +275,7 @@ class LiveKitCarrier:
         current = asyncio.current_task()
         for task in [t for t in self._tasks if t is not current]:
             task.cancel()
-        self._service.carriers.discard(self)
+        self._carriers.discard(self)
 
     def client_left(self, reason: int) -> None:
         """The client sent ``leave`` (its DisconnectReason ``reason``)."""

@@ -25,10 +25,10 @@ from aiohttp import WSMsgType, web
 from google.protobuf.message import DecodeError
 from livekit.protocol import models, rtc
 
-from simulator.carriers.livekit.carrier import LiveKitCarrier
+from simulator.carriers.livekit.carrier import LiveKitCarrier, LiveKitSession
 from simulator.carriers.livekit.faults import Ending
 from simulator.carriers.livekit.room import leave, pong
-from simulator.carriers.livekit.service import LiveKitService, LiveKitSession
+from simulator.carriers.livekit.service import LiveKitService
 from simulator.carriers.livekit.tokens import Grant, TokenRefused
 from simulator.core import wire
 from simulator.core.carrier import CLOSE_HANDSHAKE_TIMEOUT, within
@@ -129,7 +129,7 @@ async def rtc_v1(request: web.Request) -> web.StreamResponse:
         return web.Response(status=401, text=f"no permissions to access the room: room {lk.room.name!r} is closed")
     ws = web.WebSocketResponse(max_msg_size=MAX_SIGNAL_MESSAGE, heartbeat=None)
     await ws.prepare(request)
-    carrier = LiveKitCarrier(service, lk, ws, request.transport)
+    carrier = LiveKitCarrier(service.core, service.carriers, lk, ws, request.transport)
     service.carriers.add(carrier)
     try:
         await _start(service, lk, carrier, join)

@@ -20,15 +20,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
-from simulator.carriers import pipecat
-from simulator.core import speech
+from simulator.carriers.websocket import pipecat
+from simulator.core import messages, speech
 from simulator.core.carrier import SlowConsumer
-
-if TYPE_CHECKING:
-    from simulator.core.sessions import SimSession
-    from simulator.core.state import SimCore
+from simulator.core.sessions import SimSession
+from simulator.core.state import SimCore
 
 logger = logging.getLogger("simulator.wsaudio")
 
@@ -103,8 +100,6 @@ class WebSocketVoice:
             self._session.received_audio_seconds += len(frame.pcm) / (2 * frame.num_channels * frame.sample_rate)
             await self._detector.feed(frame.pcm, frame.sample_rate, frame.num_channels)
         elif isinstance(frame, pipecat.Message):
-            from simulator.core import messages  # messages imports the core, which imports the carriers
-
             await messages.handle_text(self._core, self._session, frame.data)
         else:
             logger.debug("session %s: Pipecat %s frame ignored", self._session.session_id, frame.kind)
