@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
+from simulator.carriers import livekit
 from simulator.carriers.websocket import pipecat
 from simulator.core import limits
 from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
@@ -249,7 +250,9 @@ class Simulator(SimulatorOperations):
     async def _startup(self, loop: asyncio.AbstractEventLoop) -> int:
         core = SimCore(self._config, loop)
         set_scenario(core, self._scenario)
+        # Composition: the HTTP routes, the LiveKit carrier (which hands the core its LiveKitSide), the control API.
         app = build_app(core)
+        livekit.install(core, app)
         add_control_routes(app)
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()

@@ -260,11 +260,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def build_app(core: SimCore) -> web.Application:
+    """The application serving ``core``'s HTTP routes (the server adds the LiveKit and control routes)."""
     app = web.Application(client_max_size=bounds.MAX_BODY_BYTES)
     app[CORE_KEY] = core
     app.router.add_post("/connect", connect)
     app.router.add_get("/chat", chat)
     app.router.add_post("/disconnect", disconnect)
     app.router.add_get("/healthz", healthz)
-    livekit.install(core, app)
     return app

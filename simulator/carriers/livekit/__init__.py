@@ -10,7 +10,8 @@ port serves LiveKit's signalling (``GET /rtc/v1``, protobuf ``SignalRequest``/``
 Modules: :mod:`.tokens` (JWTs), :mod:`.service` (per-simulator LiveKit state, ``/connect`` answers),
 :mod:`.signal` (the ``/rtc`` routes and one participant's signalling), :mod:`.room` (SIDs and protobuf
 builders), :mod:`.peer` (aiortc, SDP, loopback-only ICE), :mod:`.media` (voice and hearing),
-:mod:`.carrier` (the session's LiveKit carrier), :mod:`.faults` (server-side ends as LiveKit delivers them).
+:mod:`.carrier` (the session's LiveKit carrier, where data packets become RTVI messages),
+:mod:`.faults` (server-side ends as LiveKit delivers them).
 
 Wire facts, with their public sources (LiveKit ``livekit/protocol`` ``livekit_rtc.proto`` /
 ``livekit_models.proto``, the Rust SDK ``livekit/rust-sdks`` ``livekit-api/src/signal_client`` and

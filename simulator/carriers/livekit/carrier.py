@@ -4,7 +4,10 @@ RTVI JSON goes out as reliable ``DataPacket{user: UserPacket{payload, topic=""}}
 identity on the client's ``_reliable`` data channel; client packets are accepted whatever their topic and
 channel. Until the channel is open and the character has joined, outgoing messages wait in a bounded queue.
 The character's voice is this connection's :class:`~simulator.carriers.livekit.media.VoiceTrack`; the user's
-microphone is heard by a :class:`~simulator.carriers.livekit.media.Listener`. Loop thread only.
+microphone is heard by a :class:`~simulator.carriers.livekit.media.Listener`. A client data packet becomes an
+RTVI message for the core here (:meth:`LiveKitCarrier._read_inbox` -> ``simulator.core.messages.handle_text``).
+:class:`LiveKitSession` (a session's room, settings and current connection) lives here too, beside the carrier
+that reads it, so that the carrier needs nothing from :mod:`.service`. Loop thread only.
 
 Send deadlines (as on the ``/chat`` WebSocket, ``simulator.core.carrier``): a client that stops reading cannot
 stall other sessions. Its data channel is flow-controlled: once the reliable channel holds more than
