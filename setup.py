@@ -13,7 +13,7 @@ for line in (ROOT / "convai_sync" / "__init__.py").read_text().splitlines():
 # protobuf: the /chat WebSocket's binary Pipecat frames (the user's voice in, the character's out).
 SIMULATOR = ["aiohttp>=3.9", "protobuf>=5"]
 # The simulator's LiveKit side. Pinned to what was tested: LiveKit's signalling moves between releases, and
-# simulator/livekit/peer.py relies on aiortc 1.16 / aioice 0.13 internals (the sender's media stream id,
+# simulator/carriers/livekit/peer.py relies on aiortc 1.16 / aioice 0.13 internals (the sender's media stream id,
 # aioice's host-address lookup).
 SIMULATOR_LIVEKIT = ["aiortc>=1.16,<1.17", "aioice>=0.13,<0.14", "livekit-protocol>=1.1.29,<1.2",
                      "livekit-api>=1.2.2,<1.3"]
@@ -49,7 +49,7 @@ setup(
         "pygame": PYGAME,
         "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + AUDIO + PYGAME + [
             "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
-            "types-requests>=2.28", "hypothesis>=6.100"],
+            "types-requests>=2.28", "hypothesis>=6.100", "import-linter>=2.17,<3"],
     },
     entry_points={
         "console_scripts": ["convai-sim=simulator.__main__:main"],

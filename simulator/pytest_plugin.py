@@ -1,4 +1,5 @@
 """pytest plugin (entry point ``pytest11``): simulator fixtures for any test suite.
+The fixtures run on pytest's thread; each simulator runs its own loop thread.
 
 ``convai_simulator``: a running :class:`~simulator.Simulator` on 127.0.0.1 (function scope,
 stopped after the test). ``convai_simulator_factory``: call it with constructor keywords

@@ -24,15 +24,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from simulator import limits, pipecat
-from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
-from simulator.character import Responder
-from simulator.control import add_control_routes
-from simulator.core import SimConfig, SimCore, Synthesizer, Transcriber
+from simulator.carriers import livekit
+from simulator.carriers.websocket import pipecat
+from simulator.core import limits
+from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
+from simulator.core.character import Responder
+from simulator.core.runner import set_scenario
+from simulator.core.scenario import Scenario, load_scenario
+from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
+from simulator.core.state import SimConfig, SimCore, Synthesizer, Transcriber
+from simulator.http.connect import build_app
+from simulator.http.control import add_control_routes
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
-from simulator.routes import build_app
-from simulator.scenario import Scenario, load_scenario
-from simulator.sessions import DEFAULT_SEND_TIMEOUT
 
 if TYPE_CHECKING:
     from convai_sync.config import ConvaiConfig
@@ -70,17 +73,18 @@ class Simulator(SimulatorOperations):
             small worker pool. The default reply is deterministic and names the turn number.
         chunk_delay: seconds between ``bot-llm-text`` chunks (and of "speech").
         join_window: seconds a ``/connect`` whose WebSocket never opens keeps its slot.
-        scenario: a :mod:`simulator.scenario` every session runs: a shipped name (``"flaky_network"``),
+        scenario: a :mod:`simulator.core.scenario` every session runs: a shipped name (``"flaky_network"``),
             a file path, JSON text, a dict or a list of steps (see :meth:`load_scenario`).
         control_token: the ``X-Sim-Control-Token`` the ``/_sim/*`` routes require (default: random).
         synthesizer: the character's voice, ``text -> (pcm, sample_rate)`` (PCM16 mono bytes, Hz); runs on the
-            worker pool. Default: a 440 Hz tone of 20 ms per character (see ``simulator.speech``).
+            worker pool. Default: a 440 Hz tone of 20 ms per character (see ``simulator.core.speech``).
         transcriber: hears the user (LiveKit microphone track, or ``Frame.audio`` on the WebSocket),
             ``(pcm, sample_rate, num_channels) -> str`` (PCM16); runs on the worker pool. Default:
             ``"[audio 1.20 s]"``.
         websocket_audio: voice replies on the ``/chat`` WebSocket too, as binary Pipecat ``Frame.audio``
-            messages paced at twice real time (PROPOSED: see ``simulator.wsaudio``). Off by default: clients
-            that read only text frames keep their speed. The user's voice is heard on the WebSocket either way.
+            messages paced at twice real time (PROPOSED: see ``simulator.carriers.websocket.voice``). Off by
+            default: clients that read only text frames keep their speed. The user's voice is heard on the
+            WebSocket either way.
         transport_default: what a ``/connect`` without ``transport`` gets: ``"livekit"`` (the real service's
             default) or ``"websocket"``.
         livekit_host_addresses: the addresses the LiveKit side gathers and advertises as ICE candidates
@@ -245,8 +249,10 @@ class Simulator(SimulatorOperations):
 
     async def _startup(self, loop: asyncio.AbstractEventLoop) -> int:
         core = SimCore(self._config, loop)
-        core.set_scenario(self._scenario)
+        set_scenario(core, self._scenario)
+        # Composition: the HTTP routes, the LiveKit carrier (which hands the core its LiveKitSide), the control API.
         app = build_app(core)
+        livekit.install(core, app)
         add_control_routes(app)
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()
@@ -423,7 +429,7 @@ class Simulator(SimulatorOperations):
         scenario = None if source is None else load_scenario(source)
 
         async def install(core: SimCore) -> None:
-            core.set_scenario(scenario)
+            set_scenario(core, scenario)
 
         with self._lock:
             self._scenario = scenario

@@ -1,4 +1,5 @@
 """The simulator's own codec for Pipecat's protobuf ``Frame`` (binary WebSocket messages on ``/chat``).
+Pure (no I/O), usable from any thread.
 
 PROPOSED for Convai's ``/chat`` (its audio is undocumented; Convai's Web SDK WebSocket transport speaks
 Pipecat's ``ProtobufFrameSerializer``). Written from ``pipecat-ai/pipecat`` ``src/pipecat/frames/frames.proto``

@@ -1,4 +1,5 @@
 """LiveKit participant JWTs, issued and verified with ``livekit-api`` (``AccessToken``, ``TokenVerifier``).
+Issued and verified on the loop thread (the issuer is per simulator).
 
 Each simulator signs with its own random secret, so a token from one simulator (or from LiveKit Cloud) is
 refused by another. Claims follow LiveKit's access-token format (``iss`` = API key, ``sub`` = identity,

@@ -1,4 +1,5 @@
 """The character's default voice and ears, shared by both carriers (pure Python: no media packages).
+The voice and detector math is pure; the turn-starting coroutines run on the loop thread.
 
 Default voice (:func:`default_synthesizer`): a deterministic 440 Hz tone, PCM16 mono at 24 kHz, lasting
 ``VOICE_MS_PER_CHARACTER`` (20) ms per character of the reply, at least 200 ms.
@@ -9,7 +10,7 @@ seconds of audio without speech (audio time, not wall time: a client may send fa
 the audio stops for good; its trailing silence is cut. The default transcriber describes the audio:
 ``"[audio 1.20 s]"``. :func:`heard_started` / :func:`heard_utterance` are what the character does then (the
 same on LiveKit and on the WebSocket): ``user-started-speaking``; ``user-stopped-speaking``, the transcriber,
-and the reply through :func:`simulator.messages.handle_utterance`.
+and the reply through :func:`simulator.core.messages.handle_utterance`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,10 @@ import math
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
-from simulator import wire
-
-if TYPE_CHECKING:
-    from simulator.core import SimCore
-    from simulator.sessions import SimSession
+from simulator.core import messages, wire
+from simulator.core.sessions import Phase, SimSession
+from simulator.core.state import SimCore
 
 logger = logging.getLogger("simulator.speech")
 
@@ -181,9 +179,6 @@ async def heard_started(session: SimSession) -> None:
 async def heard_utterance(core: SimCore, session: SimSession, pcm: bytes, rate: int, channels: int) -> None:
     """The user finished an utterance: ``user-stopped-speaking``, the transcriber, then the reply (or a
     non-fatal pipeline error when the transcriber fails; nothing when it heard no words)."""
-    from simulator import messages  # messages imports the core; this module is imported by carriers
-    from simulator.sessions import Phase
-
     if session._phase is not Phase.OPEN:
         return
     await session._send(wire.form_a("user-stopped-speaking"))

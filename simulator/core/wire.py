@@ -1,4 +1,5 @@
 """Server-side wire frames, written from Convai's message docs (never from ``convai_sync.protocol``).
+Pure builders and parsers, usable from any thread.
 
 Three server envelope forms (Convai Live API, turn lifecycle and message ordering):
 
@@ -19,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from simulator import bounds
+from simulator.core import bounds
 
 LABEL = "rtvi-ai"
 
@@ -249,7 +250,7 @@ class BadFrame:
 def parse_client_frame(text: str) -> tuple[Any, ClientMessage | BadFrame]:
     """Decode one text frame; returns ``(decoded_json_or_None, message_or_error)``.
 
-    Invalid JSON, and JSON nested deeper than :data:`simulator.bounds.MAX_JSON_DEPTH`, get the
+    Invalid JSON, and JSON nested deeper than :data:`simulator.core.bounds.MAX_JSON_DEPTH`, get the
     documented ``parse-error`` ack (decoded None).
     """
     try:

@@ -1,8 +1,8 @@
 """The seam between a session's message core and the wire that carries its RTVI messages.
 
-One message core (``simulator.messages``, ``simulator.core``) serves two carriers: the ``/chat``
-WebSocket (:class:`WebSocketCarrier`, JSON text frames) and a LiveKit room
-(``simulator.livekit.carrier.LiveKitCarrier``, reliable data packets plus an audio track). The core
+One message core (``simulator.core.messages``, ``simulator.core.state``) serves two carriers: the ``/chat``
+WebSocket (``simulator.carriers.websocket.carrier.WebSocketCarrier``, JSON text frames) and a LiveKit room
+(``simulator.carriers.livekit.carrier.LiveKitCarrier``, reliable data packets plus an audio track). The core
 only ever asks a carrier to send one RTVI JSON text, to speak a reply, to end the session with a
 WebSocket-style close code and reason (each carrier maps that onto its own wire), or to drop the
 connection without a goodbye. Loop thread only.
@@ -21,15 +21,10 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol, TypeVar
-
-if TYPE_CHECKING:
-    from aiohttp import web
+from typing import Any, Protocol, TypeVar
 
 logger = logging.getLogger("simulator.carrier")
 
-#: Largest close reason a WebSocket close frame carries (RFC 6455: 125 bytes minus the code).
-MAX_REASON_BYTES = 123
 #: Seconds a server-initiated close waits for the client's close frame before dropping the socket (on top
 #: of the send deadline its close frame may take to go out).
 CLOSE_HANDSHAKE_TIMEOUT = 1.0
@@ -83,7 +78,7 @@ async def send_bounded(transport: asyncio.BaseTransport | None, send: Callable[[
 
 
 class Speaker(Protocol):
-    """What voices a reply on a carrier (``simulator.wsaudio.WebSocketVoice`` on the WebSocket)."""
+    """What voices a reply on a carrier (``simulator.carriers.websocket.voice.WebSocketVoice`` on the WebSocket)."""
 
     async def speak(self, text: str, stop: Callable[[], bool]) -> None: ...
 
@@ -121,90 +116,35 @@ class Carrier(Protocol):
         """Drop the connection without a goodbye (``reason`` names the fault, for the carrier's own mapping)."""
 
 
-class WebSocketCarrier:
-    """The ``/chat`` WebSocket: RTVI JSON text frames, real close frames, TCP drops; audio as binary Pipecat
-    frames through :attr:`voice` (:class:`simulator.wsaudio.WebSocketVoice`), when one is attached.
+class LiveKitSide(Protocol):
+    """The LiveKit carrier's per-simulator side as the core and its control surfaces reach it through
+    ``SimCore.livekit`` (``simulator.carriers.livekit.service.LiveKitService``, handed over when the server is
+    composed; the core never imports it). Loop thread only."""
 
-    Args:
-        ws: the prepared aiohttp WebSocket.
-        transport: its asyncio transport (``request.transport``), for flow control and drops.
-        session_id: for log lines.
-        send_timeout: seconds a frame may wait for the client to read (see the module docstring).
-    """
+    def connection_count(self) -> int:
+        """Participant connections (signal WebSockets) open right now."""
 
-    kind = "websocket"
+    def room_count(self) -> int:
+        """Rooms held (live sessions' and recently ended ones')."""
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, session_id: str,
-                 send_timeout: float) -> None:
-        self._ws = ws
-        self._transport = transport
-        self._session_id = session_id
-        self._send_timeout = send_timeout
-        #: Speaks and hears on this connection (``speak(text, stop)``); None: no audio.
-        self.voice: Speaker | None = None
+    def add_refusal(self, status: int, detail: str | None, times: int) -> None:
+        """Answer the next ``times`` joins with HTTP ``status``."""
 
-    @property
-    def close_code(self) -> int | None:
-        return self._ws.close_code
+    def admit(
+        self,
+        host: str,
+        api_key: str,
+        character_id: str,
+        character_session_id: str,
+        end_user_id: str | None,
+        metadata: Any,
+        output: dict[str, Any],
+        *,
+        tts_enabled: bool,
+        send_bot_ready: bool,
+        request_trace_id: str,
+    ) -> dict[str, Any]:
+        """Create a LiveKit session; returns the ``/connect`` answer."""
 
-    async def send_text(self, text: str) -> bool:
-        ws = self._ws
-        if ws.closed:
-            return False
-        try:
-            # At most 4 UTF-8 bytes per character, plus the frame header.
-            await send_bounded(self._transport, lambda: ws.send_str(text), 4 * len(text) + 16, self._send_timeout)
-        except (ConnectionError, RuntimeError) as exc:
-            logger.debug("send on session %s failed: %s", self._session_id, exc)
-            return False
-        return True
-
-    async def send_bytes(self, data: bytes) -> bool:
-        """Send one binary message (audio); False when the wire is gone.
-
-        Raises:
-            SlowConsumer: the client did not take it within the send deadline.
-        """
-        ws = self._ws
-        if ws.closed:
-            return False
-        try:
-            await send_bounded(self._transport, lambda: ws.send_bytes(data), len(data) + 16, self._send_timeout)
-        except (ConnectionError, RuntimeError) as exc:
-            logger.debug("send on session %s failed: %s", self._session_id, exc)
-            return False
-        return True
-
-    async def speak(self, text: str, stop: Callable[[], bool]) -> None:
-        """Voice ``text`` through :attr:`voice` (nothing to play without one)."""
-        if self.voice is not None:
-            await self.voice.speak(text, stop)
-
-    async def close(self, code: int, reason: str) -> None:
-        """Close with ``code`` and ``reason``; a handshake that does not finish within the send deadline plus
-        :data:`CLOSE_HANDSHAKE_TIMEOUT` (or is cancelled, as at shutdown) drops the connection."""
-        ws = self._ws
-        if ws.closed:
-            return
-        message = reason.encode("utf-8")[:MAX_REASON_BYTES]
-        finished = False
-        try:
-            await within(ws.close(code=code, message=message), self._send_timeout + CLOSE_HANDSHAKE_TIMEOUT)
-            finished = True
-        except asyncio.TimeoutError:
-            logger.warning("session %s: closing handshake did not finish in time; dropping the connection",
-                           self._session_id)
-        except (ConnectionError, RuntimeError) as exc:
-            logger.debug("close of session %s failed: %s", self._session_id, exc)
-        finally:
-            if not finished:  # a timeout, an error or a cancellation: never leave it half-open
-                self.abort(reason)
-
-    def abort(self, reason: str) -> None:
-        """Drop the TCP connection without a close frame (also when a graceful close is pending)."""
-        transport = self._transport
-        if transport is not None:
-            # abort() also discards data a stalled client never read; close() would wait for it forever.
-            transport.abort()
-        else:
-            logger.warning("session %s has no transport to abort", self._session_id)
+    async def shutdown(self, deadline: float) -> None:
+        """Close every participant connection within ``deadline`` seconds."""

@@ -10,7 +10,8 @@ port serves LiveKit's signalling (``GET /rtc/v1``, protobuf ``SignalRequest``/``
 Modules: :mod:`.tokens` (JWTs), :mod:`.service` (per-simulator LiveKit state, ``/connect`` answers),
 :mod:`.signal` (the ``/rtc`` routes and one participant's signalling), :mod:`.room` (SIDs and protobuf
 builders), :mod:`.peer` (aiortc, SDP, loopback-only ICE), :mod:`.media` (voice and hearing),
-:mod:`.carrier` (the session's LiveKit carrier), :mod:`.faults` (server-side ends as LiveKit delivers them).
+:mod:`.carrier` (the session's LiveKit carrier, where data packets become RTVI messages),
+:mod:`.faults` (server-side ends as LiveKit delivers them).
 
 Wire facts, with their public sources (LiveKit ``livekit/protocol`` ``livekit_rtc.proto`` /
 ``livekit_models.proto``, the Rust SDK ``livekit/rust-sdks`` ``livekit-api/src/signal_client`` and
@@ -87,7 +88,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from simulator.core import SimCore
+    from simulator.core.state import SimCore
 
 #: The packaging extra that installs the LiveKit side.
 EXTRA = "simulator-livekit"
@@ -163,12 +164,12 @@ def check_audio_config(value: Any) -> dict[str, Any] | str:
 def install(core: SimCore, app: web.Application) -> None:
     """Serve the LiveKit routes on ``app`` (or, without the extra, answers naming it)."""
     if missing_modules():
-        from simulator.livekit.unavailable import add_unavailable_routes
+        from simulator.carriers.livekit.unavailable import add_unavailable_routes
 
-        add_unavailable_routes(app)
+        add_unavailable_routes(app, missing_extra_message)
         return
-    from simulator.livekit import signal
-    from simulator.livekit.service import LiveKitService
+    from simulator.carriers.livekit import signal
+    from simulator.carriers.livekit.service import LiveKitService
 
     core.livekit = LiveKitService(core)
     signal.add_routes(app, core.livekit)

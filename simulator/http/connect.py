@@ -1,11 +1,12 @@
-"""HTTP and WebSocket endpoints: ``POST /connect``, ``GET /chat``, ``POST /disconnect``, ``GET /healthz``.
+"""HTTP endpoints: ``POST /connect``, ``GET /chat`` (handed to the WebSocket carrier), ``POST /disconnect``,
+``GET /healthz``.
 
 Request, response and error bodies follow Convai's connect API docs (fields, statuses, ``detail``
 texts, pydantic-style 422s). Handlers
-run on the simulator's loop thread and only touch :class:`simulator.core.SimCore`.
+run on the simulator's loop thread and only touch :class:`simulator.core.state.SimCore`.
 
-Bodies are bounded (:mod:`simulator.bounds`): over 1 MiB is 413 ``{"detail": ...}``; a body that is not
-UTF-8 JSON, or nests deeper than :data:`~simulator.bounds.MAX_JSON_DEPTH`, is 422 ``json_invalid``.
+Bodies are bounded (:mod:`simulator.core.bounds`): over 1 MiB is 413 ``{"detail": ...}``; a body that is not
+UTF-8 JSON, or nests deeper than :data:`~simulator.core.bounds.MAX_JSON_DEPTH`, is 422 ``json_invalid``.
 """
 
 from __future__ import annotations
@@ -16,22 +17,18 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from simulator import bounds, faults, livekit, messages, wire
-from simulator.carrier import CLOSE_HANDSHAKE_TIMEOUT, WebSocketCarrier
-from simulator.core import SimCore
-from simulator.faults import ConnectKind
-from simulator.sessions import Phase
-from simulator.wsaudio import WebSocketVoice
+from simulator.carriers import livekit
+from simulator.carriers.websocket import carrier as websocket
+from simulator.core import bounds
+from simulator.core.faults import ConnectKind
+from simulator.core.state import SimCore
 
 logger = logging.getLogger("simulator.routes")
 
 CORE_KEY: web.AppKey[SimCore] = web.AppKey("simulator_core", SimCore)
-MAX_WS_MESSAGE = 16 * 1024 * 1024
 LIVEKIT_TRANSPORTS = ("livekit", "internal", "external")
-NOT_FOUND_REASON = "Session not found in cache or database"
-DUPLICATE_REASON = "Session already has an active connection. Only one WebSocket per session allowed."
 AUTH_REQUIRED = "Authentication required: provide X-API-Key or API-AUTH-TOKEN"
 
 
@@ -241,44 +238,8 @@ def _admit(
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
-    """``GET /chat?session_id=...``: the session's RTVI WebSocket."""
-    core = request.app[CORE_KEY]
-    ws = web.WebSocketResponse(timeout=CLOSE_HANDSHAKE_TIMEOUT, max_msg_size=MAX_WS_MESSAGE)
-    await ws.prepare(request)
-    session_id = request.query.get("session_id", "")
-    session = core.sessions.get(session_id)
-    if session is None:
-        ended = core.recent.get(session_id)
-        expired = ended is not None and ended.close_reason == faults.SESSION_EXPIRED_REASON
-        reason = faults.SESSION_EXPIRED_REASON if expired else NOT_FOUND_REASON
-        await ws.close(code=1008, message=reason.encode())
-        return ws
-    if session._phase is not Phase.PENDING:
-        logger.info("second WebSocket for session %s refused", session_id)
-        await ws.close(code=1008, message=DUPLICATE_REASON.encode())
-        return ws
-    carrier = WebSocketCarrier(ws, request.transport, session.session_id, core.config.send_timeout)
-    voice = WebSocketVoice(core, session, carrier.send_bytes, core.config.websocket_audio)
-    carrier.voice = voice
-    core.open_session(session, carrier)
-    await session._send(wire.interaction_created(session.character_session_id))
-    core.schedule_bot_ready(session)
-    core.start_scenario(session)
-    try:
-        async for msg in ws:
-            if msg.type is WSMsgType.TEXT:
-                await messages.handle_text(core, session, msg.data)
-            elif msg.type is WSMsgType.BINARY:
-                core.arm_idle(session)
-                await voice.hear(msg.data)  # Pipecat frames: the user's voice, or an RTVI message
-            elif msg.type is WSMsgType.ERROR:
-                logger.warning("session %s WebSocket error: %s", session_id, ws.exception())
-    finally:
-        core.end(session, None, "client closed")
-        task = session._close_task
-        if task is not None and not task.done():
-            await asyncio.wait({task}, timeout=CLOSE_HANDSHAKE_TIMEOUT + 0.5)
-    return ws
+    """``GET /chat?session_id=...``: the session's RTVI WebSocket (:mod:`simulator.carriers.websocket`)."""
+    return await websocket.serve_chat(request.app[CORE_KEY], request)
 
 
 async def disconnect(request: web.Request) -> web.Response:
@@ -299,11 +260,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 def build_app(core: SimCore) -> web.Application:
+    """The application serving ``core``'s HTTP routes (the server adds the LiveKit and control routes)."""
     app = web.Application(client_max_size=bounds.MAX_BODY_BYTES)
     app[CORE_KEY] = core
     app.router.add_post("/connect", connect)
     app.router.add_get("/chat", chat)
     app.router.add_post("/disconnect", disconnect)
     app.router.add_get("/healthz", healthz)
-    livekit.install(core, app)
     return app

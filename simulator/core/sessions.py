@@ -6,7 +6,7 @@ any thread. Everything with a leading underscore, and every method, is used on t
 only. Per-session state is kept small (a handful of fields, timer handles instead of tasks) so thousands of
 sessions stay cheap.
 
-A client that stops reading cannot stall the simulator: the session's carrier (``simulator.carrier``) gives
+A client that stops reading cannot stall the simulator: the session's carrier (``simulator.core.carrier``) gives
 every send, and the goodbye, a deadline of ``send_timeout`` seconds; a send that misses it drops the session
 as a slow consumer (the connection is dropped and the session's end callback frees its slot). The frames a
 session records are bounded too (:data:`MAX_RECORDED_CHARS`).
@@ -19,19 +19,34 @@ import enum
 import json
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from simulator import wire
-from simulator.carrier import SlowConsumer
-from simulator.character import Turn
-from simulator.context import ContextState
+from simulator.core import wire
+from simulator.core.carrier import SlowConsumer
+from simulator.core.character import Turn
+from simulator.core.context import ContextState
 
 if TYPE_CHECKING:
-    from simulator.accounts import Conversation
-    from simulator.carrier import Carrier
-    from simulator.runner import ScenarioRunner
+    from simulator.core.accounts import Conversation
+    from simulator.core.carrier import Carrier
+    from simulator.core.scenario import Scenario
 
 logger = logging.getLogger("simulator.sessions")
+
+
+class ScenarioHook(Protocol):
+    """What the core tells the scenario running on its sessions (``simulator.core.runner.ScenarioRunner``, which
+    sits above the core's state and is installed by ``simulator.core.runner.set_scenario``). Loop thread only."""
+
+    @property
+    def scenario(self) -> Scenario:
+        """The scenario being run."""
+
+    def session_opened(self, session: SimSession) -> None:
+        """``session``'s connection opened: arm its timed chains."""
+
+    def message_handled(self, session: SimSession, msg_type: str) -> None:
+        """``session`` handled a client message of ``msg_type``."""
 
 #: Default seconds one frame may wait for a client to read before the session is dropped.
 DEFAULT_SEND_TIMEOUT = 5.0
@@ -115,7 +130,7 @@ class SimSession:
         self._idle_warning_index = 0
         self._waiters: list[tuple[str, asyncio.Future[Any]]] | None = None
         #: The scenario this session runs (set when its WebSocket opens) and its message counts.
-        self._runner: ScenarioRunner | None = None
+        self._runner: ScenarioHook | None = None
         self._msg_counts: dict[str, int] | None = None
         self._send_timeout = send_timeout
         #: Called once when a send misses its deadline (the core ends the session); None: abort only.

@@ -1,10 +1,10 @@
 """The character's voice and ears on LiveKit: a paced audio track, ``audio-data`` chunks, and the user's
 microphone track (loop thread only, except the user's callables).
 
-The default voice and the utterance rules are :mod:`simulator.speech`'s (shared with the WebSocket; re-exported
+The default voice and the utterance rules are :mod:`simulator.core.speech`'s (shared with the WebSocket; re-exported
 here). The voice is sent in real time, in 20 ms frames; between turns the track sends nothing (no RTP at all:
 the client's jitter buffer plays silence), which keeps an idle session's cost to the connection itself. The
-user's track is resampled to 48 kHz mono and heard by a :class:`~simulator.speech.UtteranceDetector`.
+user's track is resampled to 48 kHz mono and heard by a :class:`~simulator.core.speech.UtteranceDetector`.
 
 ``audio-data`` (Convai Realtime API, ``audio_config.output``): Form B ``server-message`` with ``sample_rate``,
 ``channels`` (1), ``audio`` (base64 PCM16 little-endian) and ``includes_wav_header``; one message per
@@ -27,9 +27,9 @@ import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from simulator import wire
-from simulator.speech import FRAME_SECONDS, VOICE_RATE, UtteranceDetector
-from simulator.speech import voice_seconds as voice_seconds  # re-exported (tests size the voice by it)
+from simulator.core import wire
+from simulator.core.speech import FRAME_SECONDS, VOICE_RATE, UtteranceDetector
+from simulator.core.speech import voice_seconds as voice_seconds  # re-exported (tests size the voice by it)
 
 logger = logging.getLogger("simulator.livekit.media")
 

@@ -1,4 +1,4 @@
-"""Runs a :class:`~simulator.scenario.Scenario` on every session (loop thread only).
+"""Runs a :class:`~simulator.core.scenario.Scenario` on every session (loop thread only).
 
 Timed chains and ``delay`` continuations are ``loop.call_later`` handles stored on the session, so a
 session's end cancels them with its other timers and a waiting scenario costs no task.
@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
-from simulator.faults import ConnectFault
-from simulator.scenario import CLIENT_TYPES, Chain, Scenario, Step
-from simulator.sessions import Phase, SimSession
-
-if TYPE_CHECKING:
-    from simulator.core import SimCore
+from simulator.core.faults import ConnectFault
+from simulator.core.scenario import CLIENT_TYPES, Chain, Scenario, Step
+from simulator.core.sessions import Phase, SimSession
+from simulator.core.state import SimCore
 
 logger = logging.getLogger("simulator.scenario")
 
 ANY_TYPE = "*"
+
+
+def set_scenario(core: SimCore, scenario: Scenario | None) -> None:
+    """Run ``scenario`` on sessions whose connection opens from now on (None: no scenario)."""
+    core.runner = None if scenario is None else ScenarioRunner(core, scenario)
 
 
 class ScenarioRunner:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from simulator.context import RUNTIME_MAX_TOKENS
+from simulator.core.context import RUNTIME_MAX_TOKENS
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 64

@@ -16,24 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simulator import faults, wire
-from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Accounts, Limits
-from simulator.character import Responder
-from simulator.faults import ConnectFault, LiveFault, LiveKind
-from simulator.runner import ScenarioRunner
-from simulator.scenario import Scenario
-from simulator.sessions import (
+from simulator.core import faults, wire
+from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS, Accounts, Limits
+from simulator.core.character import Responder
+from simulator.core.faults import ConnectFault, LiveFault, LiveKind
+from simulator.core.sessions import (
     DEFAULT_SEND_TIMEOUT,
     ENDED_RECORDED_CHARS,
     SLOW_CONSUMER_CODE,
     SLOW_CONSUMER_REASON,
     Phase,
+    ScenarioHook,
     SimSession,
 )
 
 if TYPE_CHECKING:
-    from simulator.carrier import Carrier
-    from simulator.livekit.service import LiveKitService
+    from simulator.core.carrier import Carrier, LiveKitSide
 
 logger = logging.getLogger("simulator.core")
 
@@ -69,7 +67,8 @@ class SimConfig:
     transport_default: str = "livekit"
     synthesizer: Synthesizer | None = None
     transcriber: Transcriber | None = None
-    #: Voice replies on the ``/chat`` WebSocket too, as binary Pipecat ``Frame.audio`` (``simulator.wsaudio``).
+    #: Voice replies on the ``/chat`` WebSocket too, as binary Pipecat ``Frame.audio``
+    #: (``simulator.carriers.websocket.voice``).
     websocket_audio: bool = False
     #: Addresses the LiveKit side gathers and advertises as ICE host candidates.
     livekit_host_addresses: tuple[str, ...] = ("127.0.0.1",)
@@ -99,13 +98,11 @@ class SimCore:
         self._open_waiters: list[asyncio.Future[SimSession]] = []
         self._slot_waiters: list[tuple[str | None, int, asyncio.Future[None]]] = []
         self._opened: list[SimSession] = []
-        self.runner: ScenarioRunner | None = None
-        #: The LiveKit side (``simulator.livekit.service.LiveKitService``) when its extra is installed.
-        self.livekit: LiveKitService | None = None
-
-    def set_scenario(self, scenario: Scenario | None) -> None:
-        """Run ``scenario`` on sessions whose WebSocket opens from now on (None: no scenario)."""
-        self.runner = None if scenario is None else ScenarioRunner(self, scenario)
+        #: The scenario sessions opening from now on run (``simulator.core.runner.set_scenario``); None: none.
+        self.runner: ScenarioHook | None = None
+        #: The LiveKit side when its extra is installed (``simulator.carriers.livekit.service.LiveKitService``, set
+        #: by ``simulator.carriers.livekit.install`` when the server is composed).
+        self.livekit: LiveKitSide | None = None
 
     # ------------------------------------------------------------------ helpers
 
@@ -426,7 +423,7 @@ class SimCore:
             "tasks": len(self.tasks),
             "send_timeout": self.config.send_timeout,
             "livekit": {"connections": 0 if self.livekit is None else self.livekit.connection_count(),
-                        "rooms": 0 if self.livekit is None else len(self.livekit.rooms)},
+                        "rooms": 0 if self.livekit is None else self.livekit.room_count()},
         }
 
     # ------------------------------------------------------------------ shutdown

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from simulator import wire
+from simulator.core import wire
 
 PARTICIPANT_FIELDS = frozenset(
     {"joined", "participant_id", "identity", "display_name", "participant_type", "is_local", "is_muted"}

@@ -11,17 +11,15 @@ import asyncio
 import collections
 import logging
 import secrets
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from simulator.livekit import faults
-from simulator.livekit.room import RoomState
-from simulator.livekit.tokens import TokenIssuer
-from simulator.sessions import Phase, SimSession
+from simulator.carriers.livekit import faults
+from simulator.carriers.livekit.carrier import LiveKitCarrier, LiveKitSession
+from simulator.carriers.livekit.room import RoomState
+from simulator.carriers.livekit.tokens import TokenIssuer
 
 if TYPE_CHECKING:
-    from simulator.core import SimCore
-    from simulator.livekit.carrier import LiveKitCarrier
+    from simulator.core.state import SimCore
 
 logger = logging.getLogger("simulator.livekit")
 
@@ -29,28 +27,8 @@ logger = logging.getLogger("simulator.livekit")
 ENDED_ROOMS_KEPT = 1024
 
 
-@dataclass
-class LiveKitSession:
-    """A LiveKit session's room and settings (the session itself is the core's :class:`SimSession`)."""
-
-    session: SimSession
-    room: RoomState
-    #: Effective ``audio_config.output`` (see ``simulator.livekit.check_audio_config``).
-    output: dict[str, Any]
-    #: The connection currently carrying the session (None before the join and after the end).
-    carrier: LiveKitCarrier | None = None
-    #: Why the session ended, for clients that try to resume it afterwards.
-    end_plan: faults.Plan | None = None
-    connections: int = 0
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    @property
-    def ended(self) -> bool:
-        return self.session._phase is Phase.ENDED
-
-
 class LiveKitService:
-    """The simulator's LiveKit side (created by ``simulator.livekit.install``; loop thread only)."""
+    """The simulator's LiveKit side (created by ``simulator.carriers.livekit.install``; loop thread only)."""
 
     def __init__(self, core: SimCore) -> None:
         self.core = core
@@ -126,6 +104,10 @@ class LiveKitService:
     def connection_count(self) -> int:
         """Participant connections (signal WebSockets) open right now."""
         return len(self.carriers)
+
+    def room_count(self) -> int:
+        """Rooms held (live sessions' and up to :data:`ENDED_ROOMS_KEPT` ended ones')."""
+        return len(self.rooms)
 
     async def shutdown(self, deadline: float) -> None:
         """Close every participant connection (their sessions were already ended with 1001)."""

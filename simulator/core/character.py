@@ -1,4 +1,5 @@
 """The simulated character: a deterministic default reply, chunking, and one turn's frame sequence.
+Values and pure functions, usable from any thread; a turn's frames are sent on the loop thread.
 
 A turn follows the reference sequence of Convai's turn-lifecycle docs (a subset):
 ``final-user-transcription`` -> ``bot-llm-started`` -> ``bot-llm-text`` x N -> ``bot-llm-stopped`` ->
@@ -15,7 +16,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from simulator import wire
+from simulator.core import wire
 
 logger = logging.getLogger("simulator.character")
 

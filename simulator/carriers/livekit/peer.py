@@ -34,7 +34,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from simulator.carrier import within
+from simulator.core.carrier import within
 
 logger = logging.getLogger("simulator.livekit.peer")
 

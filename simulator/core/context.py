@@ -1,5 +1,6 @@
 """Per-session dynamic context with Convai's token budget (``context-update``; 50,000 combined,
 20,000 static, 30,000 runtime estimated tokens, as Convai's context-update docs give them).
+Each session's context is read and changed on the loop thread only.
 
 Budget: 50,000 estimated tokens in total, 20,000 static and 30,000 runtime; the oldest runtime entries
 are trimmed once the runtime part is over its budget. Tokens are estimated as ``ceil(len(text) / 4)``.

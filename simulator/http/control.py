@@ -6,7 +6,7 @@ answers are JSON (a body is at most 1 MiB, else 413); a bad request is 400 ``{"d
 unknown session 404. ``POST /_sim/scenario`` reads no file except the shipped scenarios and, when one is
 configured (``Simulator(scenario_dir=...)``, ``convai-sim --scenario-dir``), files under that directory.
 
-Handlers run on the loop thread and touch only :class:`~simulator.core.SimCore`. The routes, from
+Handlers run on the loop thread and touch only :class:`~simulator.core.state.SimCore`. The routes, from
 :data:`ROUTES` (the one table that registers them, renders this list and ``convai-sim --help``'s)::
 """
 
@@ -20,12 +20,13 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator import bounds, faults, limits, signals, wire
-from simulator.core import SimCore
-from simulator.faults import ConnectFault
-from simulator.routes import CORE_KEY, read_limited_body, too_large
-from simulator.scenario import ScenarioError, load_allowed_scenario
-from simulator.sessions import SimSession
+from simulator.core import bounds, faults, limits, signals, wire
+from simulator.core.faults import ConnectFault
+from simulator.core.runner import set_scenario
+from simulator.core.scenario import ScenarioError, load_allowed_scenario
+from simulator.core.sessions import SimSession
+from simulator.core.state import SimCore
+from simulator.http.connect import CORE_KEY, read_limited_body, too_large
 
 logger = logging.getLogger("simulator.control")
 
@@ -192,7 +193,7 @@ async def _scenario(core: SimCore, body: Body) -> web.Response:
             scenario = None if source is None else load_allowed_scenario(source, core.config.scenario_dir)
         except ScenarioError as exc:
             raise RequestError(400, str(exc)) from None
-        core.set_scenario(scenario)
+        set_scenario(core, scenario)
     runner = core.runner
     return web.json_response({"scenario": None if runner is None else runner.scenario.name})
 

@@ -10,7 +10,7 @@ Pipecat does, so the client drops what it has not played. Off by default: Convai
 
 In: binary ``Frame.audio`` from the client always reaches the character's ears: counted in
 ``SimSession.received_audio_seconds``, then the same utterance rules and reply as LiveKit's microphone track
-(:mod:`simulator.speech`). A binary ``Frame.message`` is handled as the RTVI text message it carries (what
+(:mod:`simulator.core.speech`). A binary ``Frame.message`` is handled as the RTVI text message it carries (what
 Pipecat's web client sends). A binary message that is neither is logged and ignored (it resets the idle
 timer, like any client traffic).
 """
@@ -20,14 +20,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
-from simulator import pipecat, speech
-from simulator.carrier import SlowConsumer
-
-if TYPE_CHECKING:
-    from simulator.core import SimCore
-    from simulator.sessions import SimSession
+from simulator.carriers.websocket import pipecat
+from simulator.core import messages, speech
+from simulator.core.carrier import SlowConsumer
+from simulator.core.sessions import SimSession
+from simulator.core.state import SimCore
 
 logger = logging.getLogger("simulator.wsaudio")
 
@@ -102,8 +100,6 @@ class WebSocketVoice:
             self._session.received_audio_seconds += len(frame.pcm) / (2 * frame.num_channels * frame.sample_rate)
             await self._detector.feed(frame.pcm, frame.sample_rate, frame.num_channels)
         elif isinstance(frame, pipecat.Message):
-            from simulator import messages  # messages imports the core, which imports the carriers
-
             await messages.handle_text(self._core, self._session, frame.data)
         else:
             logger.debug("session %s: Pipecat %s frame ignored", self._session.session_id, frame.kind)

@@ -1,4 +1,5 @@
 """Scenarios: scripted faults and signals that every session of a simulator runs (parsing and loading).
+Parsing and loading are pure and run on any thread (the caller's, before the loop gets the scenario).
 
 A scenario is a JSON object ``{"name": ..., "description": ..., "steps": [...]}``. Each step is one
 action, optionally with a trigger and ``"once": true``:
@@ -35,10 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
-from simulator import bounds, faults, signals, wire
-from simulator.faults import ConnectFault, LiveFault
+from simulator.core import bounds, faults, signals, wire
+from simulator.core.faults import ConnectFault, LiveFault
 
-SHIPPED_DIR = Path(__file__).parent / "scenarios"
+SHIPPED_DIR = Path(__file__).parent.parent / "scenarios"
 ACTIONS = ("inject", "send", "idle_warning", "usage_limit", "participant_joined", "participant_left",
            "rebind_state", "close", "delay")
 TRIGGER_KEYS = frozenset({"at", "after_messages", "type"})
@@ -302,7 +303,7 @@ def shipped_scenarios() -> list[str]:
 
 
 def _read(path: Path) -> Scenario:
-    """A scenario file (a regular file of at most :data:`~simulator.bounds.MAX_SCENARIO_FILE_BYTES`).
+    """A scenario file (a regular file of at most :data:`~simulator.core.bounds.MAX_SCENARIO_FILE_BYTES`).
     Errors name the path and the step or field, never the file's content."""
     where = f"scenario file {str(path)!r}"
     if not path.is_file():  # also keeps FIFOs and devices, which could block or never end, unopened

@@ -10,7 +10,7 @@ fall back to it), except right after an injected 404 on ``/rtc/v1``, which it re
 Inputs are bounded: a signal message is at most :data:`MAX_SIGNAL_MESSAGE` bytes, so is a ``join_request``
 once decompressed, and a participant publishes at most :data:`MAX_USER_TRACKS` tracks (further
 ``add_track`` requests are ignored, with a warning). Every signal message the simulator sends has the send
-deadline of ``simulator.livekit.carrier``.
+deadline of ``simulator.carriers.livekit.carrier``.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from aiohttp import WSMsgType, web
 from google.protobuf.message import DecodeError
 from livekit.protocol import models, rtc
 
-from simulator import wire
-from simulator.carrier import CLOSE_HANDSHAKE_TIMEOUT, within
-from simulator.livekit.carrier import LiveKitCarrier
-from simulator.livekit.faults import Ending
-from simulator.livekit.room import leave, pong
-from simulator.livekit.service import LiveKitService, LiveKitSession
-from simulator.livekit.tokens import Grant, TokenRefused
-from simulator.sessions import Phase
+from simulator.carriers.livekit.carrier import LiveKitCarrier, LiveKitSession
+from simulator.carriers.livekit.faults import Ending
+from simulator.carriers.livekit.room import leave, pong
+from simulator.carriers.livekit.service import LiveKitService
+from simulator.carriers.livekit.tokens import Grant, TokenRefused
+from simulator.core import wire
+from simulator.core.carrier import CLOSE_HANDSHAKE_TIMEOUT, within
+from simulator.core.sessions import Phase
 
 logger = logging.getLogger("simulator.livekit.signal")
 
@@ -129,7 +129,7 @@ async def rtc_v1(request: web.Request) -> web.StreamResponse:
         return web.Response(status=401, text=f"no permissions to access the room: room {lk.room.name!r} is closed")
     ws = web.WebSocketResponse(max_msg_size=MAX_SIGNAL_MESSAGE, heartbeat=None)
     await ws.prepare(request)
-    carrier = LiveKitCarrier(service, lk, ws, request.transport)
+    carrier = LiveKitCarrier(service.core, service.carriers, lk, ws, request.transport)
     service.carriers.add(carrier)
     try:
         await _start(service, lk, carrier, join)

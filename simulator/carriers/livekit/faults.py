@@ -1,6 +1,6 @@
 """How a session's server-side end reaches a LiveKit client, and the injectable signal refusals (pure).
 
-The message core ends sessions with WebSocket-style close codes (``simulator.core``); on LiveKit each maps to
+The message core ends sessions with WebSocket-style close codes (``simulator.core.state``); on LiveKit each maps to
 what a LiveKit server does (LiveKit ``livekit_models.proto`` ``DisconnectReason``, ``livekit_rtc.proto``
 ``LeaveRequest``):
 
@@ -30,7 +30,7 @@ import enum
 from dataclasses import dataclass
 
 from convai_sync.disconnect import DisconnectReason
-from simulator.sessions import SLOW_CONSUMER_REASON
+from simulator.core.sessions import SLOW_CONSUMER_REASON
 
 #: Close code the simulator uses for transport faults (reason = the ErrorCode value).
 TRANSPORT_FAULT_CLOSE_CODE = 4100

@@ -3,12 +3,15 @@
 RTVI JSON goes out as reliable ``DataPacket{user: UserPacket{payload, topic=""}}`` from the character's
 identity on the client's ``_reliable`` data channel; client packets are accepted whatever their topic and
 channel. Until the channel is open and the character has joined, outgoing messages wait in a bounded queue.
-The character's voice is this connection's :class:`~simulator.livekit.media.VoiceTrack`; the user's
-microphone is heard by a :class:`~simulator.livekit.media.Listener`. Loop thread only.
+The character's voice is this connection's :class:`~simulator.carriers.livekit.media.VoiceTrack`; the user's
+microphone is heard by a :class:`~simulator.carriers.livekit.media.Listener`. A client data packet becomes an
+RTVI message for the core here (:meth:`LiveKitCarrier._read_inbox` -> ``simulator.core.messages.handle_text``).
+:class:`LiveKitSession` (a session's room, settings and current connection) lives here too, beside the carrier
+that reads it, so that the carrier needs nothing from :mod:`.service`. Loop thread only.
 
-Send deadlines (as on the ``/chat`` WebSocket, ``simulator.carrier``): a client that stops reading cannot
+Send deadlines (as on the ``/chat`` WebSocket, ``simulator.core.carrier``): a client that stops reading cannot
 stall other sessions. Its data channel is flow-controlled: once the reliable channel holds more than
-:data:`~simulator.livekit.peer.HIGH_WATER` bytes the client has not acknowledged, a send waits for it to drain,
+:data:`~simulator.carriers.livekit.peer.HIGH_WATER` bytes the client has not acknowledged, a send waits for it to drain,
 for at most ``send_timeout`` seconds, and then the session is dropped as a slow consumer. A signal message
 (``pong``, ``answer``, ``leave``, ...) that waits longer than ``send_timeout`` for the client to read its
 signal WebSocket drops the session the same way. A slow consumer's connection is dropped without a goodbye
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, web
@@ -32,18 +36,18 @@ from aiortc import MediaStreamTrack
 from google.protobuf.message import DecodeError
 from livekit.protocol import models, rtc
 
-from simulator import messages, speech, wire
-from simulator.carrier import SlowConsumer, send_bounded
-from simulator.livekit import faults, media
-from simulator.livekit.faults import Ending, Plan
-from simulator.livekit.peer import HIGH_WATER, PeerLink
-from simulator.livekit.room import data_packet, leave, track_subscribed
-from simulator.sessions import Phase
+from simulator.carriers.livekit import faults, media
+from simulator.carriers.livekit.faults import Ending, Plan
+from simulator.carriers.livekit.peer import HIGH_WATER, PeerLink
+from simulator.carriers.livekit.room import RoomState, data_packet, leave, track_subscribed
+from simulator.core import messages, speech, wire
+from simulator.core.carrier import SlowConsumer, send_bounded
+from simulator.core.sessions import Phase, SimSession
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from simulator.livekit.service import LiveKitService, LiveKitSession
+    from simulator.core.state import SimCore
 
 logger = logging.getLogger("simulator.livekit.carrier")
 
@@ -55,6 +59,26 @@ DRAIN_TIMEOUT = 0.5
 LEAVE_HEAD_START = 0.02
 #: Bytes of client data packets waiting to be handled (the ``/chat`` WebSocket's 16 MB message bound).
 INBOX_LIMIT_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class LiveKitSession:
+    """A LiveKit session's room and settings (the session itself is the core's :class:`SimSession`)."""
+
+    session: SimSession
+    room: RoomState
+    #: Effective ``audio_config.output`` (see ``simulator.carriers.livekit.check_audio_config``).
+    output: dict[str, Any]
+    #: The connection currently carrying the session (None before the join and after the end).
+    carrier: LiveKitCarrier | None = None
+    #: Why the session ended, for clients that try to resume it afterwards.
+    end_plan: faults.Plan | None = None
+    connections: int = 0
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @property
+    def ended(self) -> bool:
+        return self.session._phase is Phase.ENDED
 
 
 class PacketInbox:
@@ -93,11 +117,11 @@ class LiveKitCarrier:
 
     kind = "livekit"
 
-    def __init__(self, service: LiveKitService, lk: LiveKitSession, ws: web.WebSocketResponse,
+    def __init__(self, core: SimCore, carriers: set[LiveKitCarrier], lk: LiveKitSession, ws: web.WebSocketResponse,
                  transport: asyncio.Transport | None) -> None:
-        self._service = service
+        self._carriers = carriers  # the service's open connections; this one leaves it when disposed
         self._lk = lk
-        self._core = service.core
+        self._core = core
         self._ws = ws
         self._transport = transport
         self._pending: collections.deque[bytes] = collections.deque()
@@ -254,7 +278,7 @@ class LiveKitCarrier:
         current = asyncio.current_task()
         for task in [t for t in self._tasks if t is not current]:
             task.cancel()
-        self._service.carriers.discard(self)
+        self._carriers.discard(self)
 
     def client_left(self, reason: int) -> None:
         """The client sent ``leave`` (its DisconnectReason ``reason``)."""

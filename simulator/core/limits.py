@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simulator.sessions import Phase
+from simulator.core.sessions import Phase
 
 if TYPE_CHECKING:
-    from simulator.core import SimCore
+    from simulator.core.state import SimCore
 
 
 class Kind(enum.Enum):

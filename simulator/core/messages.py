@@ -4,8 +4,8 @@ message docs and its ``server-response`` acknowledgement format).
 Every client frame gets its ack before any reply traffic it causes. Replies run as one task per turn,
 chained so turns of one session never overlap. Loop thread only.
 
-Work per message is linear in its size and text fields are bounded (:mod:`simulator.bounds`): a text
-longer than :data:`~simulator.bounds.MAX_TEXT_LENGTH` characters is answered
+Work per message is linear in its size and text fields are bounded (:mod:`simulator.core.bounds`): a text
+longer than :data:`~simulator.core.bounds.MAX_TEXT_LENGTH` characters is answered
 ``Failed to process <type>: <field> is longer than N characters`` and the session goes on. A handler
 that fails unexpectedly is logged and answered ``Failed to process <type>: internal simulator error``;
 it never ends the session.
@@ -18,10 +18,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from simulator import bounds, character, wire
-from simulator.context import ContextError
-from simulator.core import SimCore
-from simulator.sessions import Phase, SimSession
+from simulator.core import bounds, character, wire
+from simulator.core.context import ContextError
+from simulator.core.sessions import Phase, SimSession
+from simulator.core.state import SimCore
 
 logger = logging.getLogger("simulator.messages")
 
