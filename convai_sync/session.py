@@ -386,7 +386,8 @@ class Session:
         self.transport = result.transport
         self._listener = listener
         # audio-data messages travel with the other messages: no tail for them.
-        self.voice.attach(0.0 if self._config.audio_routing == "data_only" else result.transport.audio_lag)
+        self.voice.attach(0.0 if self._config.audio_routing == "data_only" else result.transport.audio_lag,
+                          transport_kind=result.transport.kind)
         self.session_id = result.endpoint.session_id
         if result.endpoint.character_session_id:
             self.character_session_id = result.endpoint.character_session_id
