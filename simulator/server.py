@@ -362,11 +362,19 @@ class Simulator(SimulatorOperations):
     def character_id(self) -> str:
         return self._config.characters[0]
 
-    def client_config(self, **overrides: Any) -> ConvaiConfig:
-        """A ``ConvaiConfig`` pointing at this simulator (its first key and character)."""
+    def client_config(self, *, fast: bool = False, **overrides: Any) -> ConvaiConfig:
+        """A ``ConvaiConfig`` pointing at this simulator (its first key and character).
+
+        ``fast=True``: for tests, no retry or reconnect waits and short deadlines
+        (:func:`simulator.fast.fast_overrides` lists them); ``overrides`` win over both.
+        """
         from convai_sync.config import ConvaiConfig
 
+        from .fast import fast_overrides
+
         fields: dict[str, Any] = {"api_key": self.api_key, "character_id": self.character_id, "url": self.url}
+        if fast:
+            fields.update(fast_overrides())
         if overrides.get("transport") == "livekit":
             fields["ice_transport_policy"] = "all"  # the simulator runs no TURN server: "relay" cannot connect
         fields.update(overrides)
