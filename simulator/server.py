@@ -362,16 +362,21 @@ class Simulator(SimulatorOperations):
     def character_id(self) -> str:
         return self._config.characters[0]
 
-    def client_config(self, *, fast: bool = False, **overrides: Any) -> ConvaiConfig:
+    def client_config(self, **overrides: Any) -> ConvaiConfig:
         """A ``ConvaiConfig`` pointing at this simulator (its first key and character).
 
-        ``fast=True``: for tests, no retry or reconnect waits and short deadlines
-        (:func:`simulator.fast.fast_overrides` lists them); ``overrides`` win over both.
+        ``fast=True`` (a ``bool``; taken out of ``overrides``, so ``client_config(**some_dict)`` still
+        type-checks): for tests, no retry or reconnect waits and short deadlines
+        (:func:`simulator.fast.fast_overrides` lists them). Other ``overrides`` are ``ConvaiConfig``
+        fields and win over both.
         """
         from convai_sync.config import ConvaiConfig
 
         from .fast import fast_overrides
 
+        fast = overrides.pop("fast", False)
+        if not isinstance(fast, bool):
+            raise TypeError(f"fast must be a bool, got {fast!r}")
         fields: dict[str, Any] = {"api_key": self.api_key, "character_id": self.character_id, "url": self.url}
         if fast:
             fields.update(fast_overrides())
