@@ -415,7 +415,7 @@ class Session:
         self._attempt_id += 1  # a late worker result is released by _discard
         limit = f"connection_timeout={self._config.connection_timeout:g} s"
         if self._resuming:
-            message = f"The transport's own recovery of the lost link did not finish within {limit}."
+            message = f"The transport's own link recovery (a resume or rejoin) did not finish within {limit}."
         elif self.transport is not None:
             message = f"The session was joined, but the character sent no bot-ready within {limit}."
         else:
