@@ -22,7 +22,7 @@ SIMULATOR_LIVEKIT = ["aiortc>=1.16,<1.17", "aioice>=0.13,<0.14", "livekit-protoc
 AUDIO = ["protobuf>=5"]
 # convai_sync.devices (Speaker, Microphone): the PortAudio binding; tests inject fake streams instead.
 DEVICES = ["sounddevice>=0.4"]
-# The real LiveKit client the tests drive (tests/support/loopback_shim.c is checked against its FFI library).
+# The real LiveKit client the tests drive (convai_sync/loopback_shim.c is checked against its FFI library).
 LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3"]
 # examples/pygame_character.py and bench/frame_budget.py: a pygame-ce game host. numpy converts the
 # character's voice to the mixer's format (pygame's own sample-array module, pygame.sndarray, uses it too).
@@ -36,7 +36,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["convai_sync", "convai_sync.*", "simulator", "simulator.*"]),
-    package_data={"convai_sync": ["py.typed"], "simulator": ["scenarios/*.json", "py.typed"]},
+    package_data={"convai_sync": ["py.typed", "loopback_shim.c"], "simulator": ["scenarios/*.json", "py.typed"]},
     # The transport reads frames with websocket-client's frame parser and makes urllib3's sockets
     # abortable (convai_sync.netio): both are pinned to the major versions that code was written for.
     install_requires=["requests>=2.28", "urllib3>=2,<3", "websocket-client>=1.6,<2"],

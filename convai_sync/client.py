@@ -198,7 +198,7 @@ class ConvaiClient:
             fut.result(timeout)
         except FutureTimeout:
             self._session.post(lambda: self._session.cmd_disconnect(None))
-            raise timeout_error(f"{what} did not complete within {timeout} s", self.session_id) from None
+            raise timeout_error(f"{what} did not complete within {timeout} s.", self.session_id) from None
         finally:
             self._hub.raise_pending()
 
@@ -335,7 +335,7 @@ class ConvaiClient:
             return turn.reply(deadline.at)
         except TimeoutError as exc:
             self._session.turns.abandon(turn)
-            raise timeout_error(f"{exc} ({timeout} s)", self.session_id) from None
+            raise timeout_error(f"{exc} (timeout={timeout} s).", self.session_id) from None
         finally:
             self._hub.raise_pending()
 

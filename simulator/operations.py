@@ -40,12 +40,16 @@ class SimulatorOperations:
 
     def inject(
         self,
-        code_or_reason: ErrorCode | DisconnectReason | str,
+        code_or_reason: ErrorCode | DisconnectReason | str | int,
         session_id: str | None = None,
         times: int = 1,
         **details: Any,
     ) -> int:
         """Inject a documented error code or disconnect reason where the real service produces it.
+
+        ``code_or_reason``: an ``ErrorCode`` or its value (``"connection.timeout"``) or name
+        (``"CONNECTION_TIMEOUT"``), a ``DisconnectReason`` or its name (``"SERVER_SHUTDOWN"``) or
+        number (``3`` or ``"3"``).
 
         Connect-API codes answer the next ``times`` ``/connect`` calls (returns 0); they answer only a
         connect that is authenticated and well-formed. Other codes and every disconnect reason act at

@@ -242,6 +242,7 @@ class Simulator(SimulatorOperations):
             loop.run_forever()
         finally:
             try:
+                _cancel_leftover_tasks(loop)
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
@@ -368,10 +369,23 @@ class Simulator(SimulatorOperations):
         return self._config.characters[0]
 
     def client_config(self, **overrides: Any) -> ConvaiConfig:
-        """A ``ConvaiConfig`` pointing at this simulator (its first key and character)."""
+        """A ``ConvaiConfig`` pointing at this simulator (its first key and character).
+
+        ``fast=True`` (a ``bool``; taken out of ``overrides``, so ``client_config(**some_dict)`` still
+        type-checks): for tests, no retry or reconnect waits and short deadlines
+        (:func:`simulator.fast.fast_overrides` lists them). Other ``overrides`` are ``ConvaiConfig``
+        fields and win over both.
+        """
         from convai_sync.config import ConvaiConfig
 
+        from .fast import fast_overrides
+
+        fast = overrides.pop("fast", False)
+        if not isinstance(fast, bool):
+            raise TypeError(f"fast must be a bool, got {fast!r}")
         fields: dict[str, Any] = {"api_key": self.api_key, "character_id": self.character_id, "url": self.url}
+        if fast:
+            fields.update(fast_overrides())
         if overrides.get("transport") == "livekit":
             fields["ice_transport_policy"] = "all"  # the simulator runs no TURN server: "relay" cannot connect
         fields.update(overrides)
@@ -436,3 +450,29 @@ class Simulator(SimulatorOperations):
         if self.running:
             self._call(install)
         return scenario
+
+
+#: Bound on settling the tasks still pending when the loop stops, in seconds.
+LEFTOVER_TASK_TIMEOUT = 1.0
+
+
+def _cancel_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel and settle the tasks still pending on the stopped loop (what ``asyncio.run`` does on exit).
+
+    aiortc starts untracked tasks (``RTCPeerConnection.__connect`` waits on ICE checks that never come from
+    a client that gathered no candidate); left pending, closing the loop prints asyncio's "Task was
+    destroyed but it is pending!" at garbage collection.
+    """
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if not tasks:
+        return
+    logger.debug("cancelling %d task(s) still pending at shutdown", len(tasks))
+    for task in tasks:
+        task.cancel()
+    # Bounded: a task that ignores its cancellation must not hold the loop thread for ever.
+    done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=LEFTOVER_TASK_TIMEOUT))
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:  # retrieved, so asyncio does not warn
+            logger.debug("task %s ended with %r at shutdown", task.get_name(), task.exception())
+    if pending:
+        logger.warning("%d task(s) ignored their cancellation at shutdown", len(pending))

@@ -148,6 +148,14 @@ _CLIENT_SIDE_HINTS: dict[ErrorCode, str] = {
     E.SESSION_DURATION_LIMIT_REACHED: "set ConvaiConfig(max_session_duration=...)",
     E.SESSION_IDLE_TIMEOUT: "send_idle_warning(...) and keep the connection open past the deadline",
 }
+#: The same hints for callers of the HTTP control API, where they name a Python method.
+_CLIENT_SIDE_HTTP_HINTS: dict[ErrorCode, str] = {
+    E.SESSION_IDLE_TIMEOUT: ('POST /_sim/idle-warning {"session_id": ..., "remaining_seconds": ...} and keep '
+                             "the connection open past the deadline"),
+}
+#: What ``inject`` and ``POST /_sim/inject`` accept as a code, for error messages.
+ACCEPTED_FORMS = ("an ErrorCode value (\"connection.timeout\"), an ErrorCode name (\"CONNECTION_TIMEOUT\"), "
+                  "a DisconnectReason name (\"SERVER_SHUTDOWN\") or number (3, or \"3\")")
 
 _TRANSPORT_CLOSE: frozenset[ErrorCode] = frozenset(
     {E.TRANSPORT_ICE_FAILED, E.TRANSPORT_PEER_CONNECTION_FAILED, E.TRANSPORT_LIVEKIT_ERROR}
@@ -166,21 +174,34 @@ def is_client_side(code: ErrorCode) -> bool:
 
 
 def coerce(value: object) -> ErrorCode | DisconnectReason:
-    """Accept an ErrorCode, its string value, a DisconnectReason or a reason's name; else ValueError."""
+    """Accept every form of :data:`ACCEPTED_FORMS` (and the enum members themselves); else ValueError."""
     if isinstance(value, (ErrorCode, DisconnectReason)):
         return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _reason_by_number(value)
     if isinstance(value, str):
+        text = value.strip()
         try:
-            return ErrorCode(value)
+            return ErrorCode(text)
         except ValueError:
             pass
-        name = value.strip().upper()
+        if text.isdigit():
+            return _reason_by_number(int(text))
+        name = text.upper()
+        if name in ErrorCode.__members__:
+            return ErrorCode[name]
         if name in DisconnectReason.__members__:
             return DisconnectReason[name]
-        raise ValueError(f"unknown error code or disconnect reason: {value!r}")
-    raise ValueError(
-        f"inject() takes an ErrorCode, its string value or a DisconnectReason, not {value!r}"
-    )
+        raise ValueError(f"unknown error code or disconnect reason {value!r}: give {ACCEPTED_FORMS}")
+    raise ValueError(f"a code must be {ACCEPTED_FORMS}, not {value!r}")
+
+
+def _reason_by_number(number: int) -> DisconnectReason:
+    try:
+        return DisconnectReason(number)
+    except ValueError:
+        known = f"{min(DisconnectReason).value}..{max(DisconnectReason).value}"
+        raise ValueError(f"no DisconnectReason has the number {number} (they are {known})") from None
 
 
 def _take(details: dict[str, Any], allowed: set[str], what: str) -> None:
@@ -249,11 +270,16 @@ def live_fault(target: ErrorCode | DisconnectReason, details: dict[str, Any]) ->
     raise ValueError(f"{label} is not injectable on a live session")
 
 
-def resolve(value: object, details: dict[str, Any]) -> ConnectFault | LiveFault:
-    """Map an ``inject()`` argument to its fault; ValueError for unknown or client-side values."""
+def resolve(value: object, details: dict[str, Any], *, over_http: bool = False) -> ConnectFault | LiveFault:
+    """Map an ``inject()`` argument to its fault; ValueError for unknown or client-side values.
+
+    ``over_http``: the caller uses the control API, so a hint names HTTP routes, not Python methods.
+    """
     target = coerce(value)
     if isinstance(target, ErrorCode):
         hint = _CLIENT_SIDE_HINTS.get(target)
+        if over_http:
+            hint = _CLIENT_SIDE_HTTP_HINTS.get(target, hint)
         if hint is not None:
             raise ValueError(
                 f"{target.value} is produced client-side, not by the server; to trigger it, {hint}"

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from convai_sync.errors import ErrorCode
 from simulator.core import bounds, faults, limits, signals, wire
 from simulator.core.faults import ConnectFault
 from simulator.core.runner import set_scenario
@@ -117,18 +118,20 @@ async def _inject(core: SimCore, body: Body) -> web.Response:
     code = details.pop("code", None)
     session_id = details.pop("session_id", None)
     times = details.pop("times", 1)
-    if not isinstance(code, str):
-        raise RequestError(400, "'code' (an ErrorCode value or DisconnectReason name) is required")
+    if code is None:
+        raise RequestError(400, f"'code' is required: {faults.ACCEPTED_FORMS}")
     if isinstance(times, bool) or not isinstance(times, int) or times < 1:
         raise RequestError(400, f"'times' must be a positive int, got {times!r}")
-    fault = faults.resolve(code, details)
+    fault = faults.resolve(code, details, over_http=True)
+    target = faults.coerce(code)
+    named = target.value if isinstance(target, ErrorCode) else target.name  # the answer names the code one way
     if isinstance(fault, ConnectFault):
         core.add_connect_fault(fault, times)
-        return _ok(code=code, target="connect", affected=0)
+        return _ok(code=named, target="connect", affected=0)
     if session_id is not None:
         _live(core, {"session_id": session_id})
     affected = await core.inject_live(fault, session_id, times)
-    return _ok(code=code, target="live", affected=affected)
+    return _ok(code=named, target="live", affected=affected)
 
 
 async def _limits(core: SimCore, body: Body) -> web.Response:

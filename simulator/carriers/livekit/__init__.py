@@ -38,7 +38,7 @@ simulator's peer connections through a context variable (other aiortc users in t
 
 Note on clients on this machine: libwebrtc ignores loopback adapters when it gathers its own candidates, so a
 client on a machine whose only address is 127.0.0.1 cannot connect without help; the project's tests preload
-``tests/support/loopback_shim.c`` for that. On a machine with a network interface no help is needed.
+``convai_sync.loopback`` (its ``loopback_shim.c``) for that. On a machine with a network interface no help is needed.
 
 Real-client symptoms (``livekit`` 1.2.1 against this simulator, asserted by
 ``tests/test_livekit_faults.py`` and ``tests/test_livekit_ice_faults.py``):

@@ -1,5 +1,5 @@
 /*
- * Loopback-only networking for the test process (loaded with LD_PRELOAD; Linux/glibc only).
+ * Loopback-only networking for one process (loaded with LD_PRELOAD; Linux/glibc only).
  *
  * Why: libwebrtc (inside livekit's liblivekit_ffi.so) drops loopback adapters when it gathers ICE
  * candidates, so on a machine whose only usable address is 127.0.0.1 the real LiveKit client can
@@ -12,7 +12,11 @@
  * and, when CONVAI_LOOPBACK_LOG names a file, appends one line per refusal to it. Tests read the
  * counters through the exported convai_loopback_* functions to prove that nothing left loopback.
  *
- * Built by tests/support/loopback.py with the machine's C compiler; never shipped as a binary.
+ * With CONVAI_LOOPBACK_EMULATE_ISOLATED set, getifaddrs() reports only the loopback adapter "lo"
+ * (flagged IFF_LOOPBACK), as on a machine whose only network is loopback: libwebrtc then gathers no
+ * ICE candidate, which is how the SDK's diagnosis of that case is tested on a machine with a network.
+ *
+ * Built by convai_sync/loopback.py with the machine's C compiler on first use; shipped as source only.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -149,14 +153,17 @@ int getifaddrs(struct ifaddrs **out) {
         errno = ENOMEM;
         return -1;
     }
-    strncpy(block->name, SHIM_IFNAME, sizeof(block->name) - 1);
+    const char *isolated = getenv("CONVAI_LOOPBACK_EMULATE_ISOLATED");
+    int emulate_isolated = isolated != NULL && isolated[0] != '\0';
+    strncpy(block->name, emulate_isolated ? "lo" : SHIM_IFNAME, sizeof(block->name) - 1);
     block->addr.sin_family = AF_INET;
     block->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     block->netmask.sin_family = AF_INET;
     block->netmask.sin_addr.s_addr = htonl(0xff000000u);
     block->entry.ifa_next = NULL;
     block->entry.ifa_name = block->name;
-    block->entry.ifa_flags = IFF_UP | IFF_RUNNING; /* deliberately not IFF_LOOPBACK */
+    /* deliberately not IFF_LOOPBACK, unless emulating a loopback-only machine */
+    block->entry.ifa_flags = IFF_UP | IFF_RUNNING | (emulate_isolated ? IFF_LOOPBACK : 0);
     block->entry.ifa_addr = (struct sockaddr *)&block->addr;
     block->entry.ifa_netmask = (struct sockaddr *)&block->netmask;
     *out = &block->entry;
