@@ -27,6 +27,8 @@ LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3"]
 # examples/pygame_character.py and bench/frame_budget.py: a pygame-ce game host. numpy converts the
 # character's voice to the mixer's format (pygame's own sample-array module, pygame.sndarray, uses it too).
 PYGAME = ["pygame-ce>=2.5,<3", "numpy>=1.23"]
+# The documentation site (mkdocs.yml): MkDocs + Material, the API reference from docstrings, and generated pages.
+DOCS = ["mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "mkdocstrings[python]>=0.26", "mkdocs-gen-files>=0.5,<1"]
 
 setup(
     name="convai-sync",
@@ -47,6 +49,7 @@ setup(
         "devices": DEVICES,
         "livekit": LIVEKIT_CLIENT + AUDIO,
         "pygame": PYGAME,
+        "docs": DOCS,
         "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + AUDIO + PYGAME + [
             "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
             "types-requests>=2.28", "hypothesis>=6.100", "import-linter>=2.17,<3"],

@@ -450,8 +450,9 @@ class ConvaiClient:
             mode: ``"append"`` (default), ``"replace"`` or ``"reset"``.
             run_llm: ``"true"`` (the character replies; the reply reaches the event channels
                 only), ``"false"`` or ``"auto"`` (strings, as Convai's API takes them).
-            wait, timeout: As :meth:`send_text`; the ack's ``extras`` carry the token budget
+            wait: As :meth:`send_text`; the ack's ``extras`` carry the token budget
                 (``token_count``, ``remaining_tokens``, ``max_tokens``).
+            timeout: As :meth:`send_text`.
 
         Raises:
             ValueError: bad ``mode``/``run_llm``, or no text unless resetting. Otherwise as

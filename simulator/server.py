@@ -57,15 +57,17 @@ class Simulator(SimulatorOperations):
     """A local Convai realtime service. ``None`` limits mean unlimited / off.
 
     Args:
-        host, port: where to bind (port 0 = a free port; see :attr:`url` after :meth:`start`).
-        api_keys, characters: accepted keys and character ids (the first of each is the default).
+        host: the address to bind (loopback by default; see :attr:`url` after :meth:`start`).
+        port: the port to bind (0 = a free port).
+        api_keys: accepted API keys (the first is the default).
+        characters: accepted character ids (the first is the default).
         concurrency_limit: live sessions per key; a slot is held from ``/connect`` until the session ends.
         speaker_limit: distinct ``end_user_id`` values per key (429 "Speaker limit reached").
         connect_rate_limit: accepted connects per key within ``connect_rate_window`` seconds.
         usage_quota: interactions per key (``user_text_message`` / ``trigger-message``).
-        idle_timeout, idle_warning_lead: close 1000 "Idle timeout" after this long without a client
-            message; ``user-idle-warning`` from ``idle_warning_lead`` before, repeating every
-            ``idle_warning_interval`` seconds.
+        idle_timeout: close 1000 "Idle timeout" after this many seconds without a client message.
+        idle_warning_lead: send ``user-idle-warning`` this many seconds before the idle timeout,
+            repeating every ``idle_warning_interval`` seconds.
         token_ttl: seconds from ``/connect`` until the session closes 1008 "Session expired...".
         realtime_allowed: False answers every connect with 403.
         bot_ready_delay: seconds between the WebSocket opening and ``bot-ready``.
