@@ -92,7 +92,7 @@ def cli() -> str:
 
 def control_api() -> str:
     """The ``/_sim/*`` control routes, from the table that registers them."""
-    from simulator.control import ROUTES
+    from simulator.http.control import ROUTES
 
     lines = [
         "# Control API",
