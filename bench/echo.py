@@ -31,8 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from convai_sync.loopback import LoopbackShimError, ensure_loopback_preload
 from tests.support import echo_room
-from tests.support.loopback import LoopbackShimError, ensure_loopback_preload
 
 MIN_ERLE_DB = 15.0
 

@@ -14,7 +14,7 @@ import pytest
 from convai_sync import AudioFrame
 from convai_sync.devices import Microphone, Speaker
 from convai_sync.echo import EchoCanceller
-from simulator.speech import SPEECH_PEAK, voice_seconds
+from simulator.core.speech import SPEECH_PEAK, voice_seconds
 from tests.helpers_memory import WAIT, assert_no_convai_threads
 from tests.support import echo_room
 from tests.support.echo_room import Room, from_pcm, to_pcm

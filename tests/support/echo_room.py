@@ -28,7 +28,7 @@ from convai_sync import (
 )
 from convai_sync.devices import Microphone, Speaker
 from simulator import Simulator
-from simulator.speech import voice_seconds
+from simulator.core.speech import voice_seconds
 
 Samples = npt.NDArray[np.float64]
 
