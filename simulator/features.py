@@ -72,6 +72,8 @@ class Features:
     dynamic_static_text: str | None = None
     vad_params: Mapping[str, float] | None = None
     turn_detection: Mapping[str, Any] | None = None
+    #: Who "me" / "my" / "here" mean: ``end_user_metadata.name``, else ``end_user_id`` (None: neither).
+    speaker: str | None = None
 
 
 def _object(value: Any, loc: tuple[str, ...]) -> Mapping[str, Any]:
@@ -210,4 +212,14 @@ def parse(body: Mapping[str, Any]) -> Features:
             raise FeatureError(("turn_detection_config", "type"),
                                "Input should be 'smart_turn' or 'not_provided'", kind, "literal_error")
     actions = None if body.get("action_config") is None else parse_actions(body["action_config"])
-    return Features(keys, actions, parse_blendshapes(body), debug, text, static, vad, turn)
+    return Features(keys, actions, parse_blendshapes(body), debug, text, static, vad, turn, _speaker(body))
+
+
+def _speaker(body: Mapping[str, Any]) -> str | None:
+    user = body.get("end_user_id")
+    user = user.strip() if isinstance(user, str) else ""
+    metadata = body.get("end_user_metadata")
+    name = metadata.get("name") if user and isinstance(metadata, Mapping) else None
+    if isinstance(name, str) and name.strip():
+        return name.strip()
+    return user or None

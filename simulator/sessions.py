@@ -115,6 +115,10 @@ class SimSession:
         self._features = Features()
         self._actions = ActionSettings()
         self._section: str | None = None
+        #: A voice made for a turn's lip-sync, (text, (pcm, rate)), used once by the carrier's ``speak``.
+        self._voice_cache: tuple[str, tuple[bytes, int]] | None = None
+        #: Turns that carried lip-sync so far (``neurosync_turn_id``).
+        self._lipsync_turns = 0
         self._scene_metadata: list[Any] = []
         self._handles: dict[str, asyncio.TimerHandle] = {}
         self._turn_task: asyncio.Task[None] | None = None
