@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from .actions import ActionQueue
 from .audio import AudioClip, AudioFrame
 from .channels import ConvaiEvents, EventChannel
 from .character import (
@@ -64,7 +65,9 @@ from .events import (
     InteractionCreated,
     LLMNoResponse,
     Metrics,
+    MetricValue,
     ModerationResponse,
+    NarrativeSectionChanged,
     ParticipantInfo,
     ParticipantJoined,
     ParticipantLeft,
@@ -77,6 +80,7 @@ from .events import (
     ServerResponse,
     SessionDurationWarning,
     SessionStateChanged,
+    TurnTimings,
     UsageLimitReached,
     UserIdleTimeoutElapsed,
     UserIdleWarningReceived,
@@ -88,6 +92,7 @@ from .events import (
     WaitingForSlot,
 )
 from .hub import EventHub, Subscription
+from .lipsync import LipSync, LipSyncClip
 from .replies import ReplyStream
 from .retry import ReconnectPolicy, RetryPolicy, SlotWaitPolicy
 from .session import PipelineSessionError
@@ -98,7 +103,8 @@ __version__ = "0.1.0"
 logging.getLogger("convai_sync").addHandler(logging.NullHandler())
 
 __all__ = [
-    "CATALOG", "Action", "ActionConfig", "ActionResponse", "AudioClip", "AudioData", "AudioFrame", "AudioInterrupted",
+    "CATALOG", "Action", "ActionConfig", "ActionQueue", "ActionResponse", "AudioClip", "AudioData", "AudioFrame",
+    "AudioInterrupted",
     "BehaviorTreeResponse", "BlendshapeConfig", "BlendshapeFrames",
     "BotEmotion", "BotLLMStarted", "BotLLMStopped", "BotReady", "BotReply", "BotStartedSpeaking",
     "BotStoppedSpeaking", "BotTTSStarted", "BotTTSStopped", "BotTTSText", "BotText",
@@ -106,13 +112,15 @@ __all__ = [
     "ConvaiConfig", "ConvaiError", "ConvaiEvents", "ConvaiTimeoutError", "Disconnected",
     "DisconnectReason", "DynamicInfo", "ErrorCode", "EventChannel", "EventDeliveryPolicy", "EventHub",
     "EventQueueOverflow", "FinalUserTranscription", "HandlerError", "InteractionCreated",
-    "InvalidStateError", "LLMNoResponse", "Metrics", "ModerationResponse", "ParticipantInfo",
+    "InvalidStateError", "LLMNoResponse", "LipSync", "LipSyncClip", "MetricValue", "Metrics",
+    "ModerationResponse", "NarrativeSectionChanged", "ParticipantInfo",
     "ParticipantJoined", "ParticipantLeft", "ParticipantType", "PipelineSessionError",
     "ReconnectPolicy", "Reconnected", "Reconnecting", "ReplyStream", "RetryPolicy", "RoomOwnershipRebindStateChanged",
     "RoomOwnershipRebindStatus", "SceneCharacter", "SceneObject", "ServerMessage", "ServerResponse",
     "SessionDurationWarning",
     "SendQueueFullError", "SessionError", "SessionErrorStage", "SessionState", "SessionStateChanged", "SlotWaitPolicy",
-    "Subscription", "TurnDetectionConfig", "UsageLimitError", "UsageLimitReached", "UserIdleTimeoutElapsed",
+    "Subscription", "TurnDetectionConfig", "TurnTimings", "UsageLimitError", "UsageLimitReached",
+    "UserIdleTimeoutElapsed",
     "UserIdleWarningReceived", "UserStartedSpeaking", "UserStoppedSpeaking", "UserTranscription",
     "VadParams", "VadSttEvent", "Visemes", "WaitingForSlot", "__version__",
 ]
