@@ -41,6 +41,7 @@ from tests.helpers_memory import (
     make_config,
     run_async,
 )
+from tests.narrowing import section_of
 
 pytestmark = pytest.mark.timeout(10)
 IMMEDIATE = EventDeliveryPolicy.IMMEDIATE
@@ -171,7 +172,7 @@ def test_a_trigger_without_a_session_is_refused_not_held(made: list[Harness]) ->
 def test_behavior_tree_response_changes_the_section(made: list[Harness], wrap: Any) -> None:
     h = harness(made)
     h.connect()
-    assert h.client.narrative_section_id is None
+    assert section_of(h.client) is None
     changes: Recorder[NarrativeSectionChanged] = Recorder()
     h.client.events.on_narrative_section_changed.subscribe(changes, IMMEDIATE)
     h.server.push(wrap("behavior-tree-response", bt_code="", bt_constants="", narrative_section_id="s-entrance"))
@@ -180,7 +181,7 @@ def test_behavior_tree_response_changes_the_section(made: list[Harness], wrap: A
     assert (first.section_id, first.previous_section_id) == ("s-entrance", None)
     assert (second.section_id, second.previous_section_id, second.bt_code, second.bt_constants) == \
         ("s-counter", "s-entrance", "code", "k=1")
-    assert h.client.narrative_section_id == "s-counter"
+    assert section_of(h.client) == "s-counter"
     assert h.client.diagnostics()["narrative_section_id"] == "s-counter"
 
 
@@ -203,7 +204,7 @@ def test_update_action_config_sends_a_context_update(made: list[Harness]) -> Non
     assert msg["data"]["current_attention_object"] == ""
     assert msg["data"]["run_llm"] == "false"
     with pytest.raises(TypeError):
-        h.client.update_action_config({"actions": ["x"]})  # type: ignore[arg-type]
+        h.client.update_action_config({"actions": ["x"]})  # type: ignore[call-overload]
 
 
 def test_actions_reach_the_reply_the_channel_and_the_queue_in_order(made: list[Harness]) -> None:
