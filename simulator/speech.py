@@ -87,7 +87,13 @@ def check_voice(result: object) -> tuple[bytes, int]:
 
 async def synthesize(core: SimCore, session: SimSession, text: str) -> tuple[bytes, int] | None:
     """The character's voice for ``text`` (the configured synthesizer, else the default one), or None after
-    reporting a failing synthesizer to the client as a non-fatal pipeline error."""
+    reporting a failing synthesizer to the client as a non-fatal pipeline error. A voice the turn already made
+    for ``text`` (for its lip-sync) is used once rather than synthesized again."""
+    cached = session._voice_cache
+    if cached is not None:
+        session._voice_cache = None
+        if cached[0] == text:
+            return cached[1]
     synthesizer = core.config.synthesizer
     try:
         if synthesizer is None:
