@@ -11,6 +11,7 @@ from .audio import AudioFrame
 from .delivery import EventDeliveryPolicy
 from .errors import SessionError
 from .hub import EventHub, Subscription
+from .lipsync import LipSync
 
 T = TypeVar("T")
 
@@ -73,6 +74,15 @@ class ConvaiEvents:
         self.on_waiting_for_slot = EventChannel(hub, ev.WaitingForSlot, "on_waiting_for_slot")
         self.on_session_duration_warning = EventChannel(hub, ev.SessionDurationWarning,
                                                         "on_session_duration_warning")
+        #: ``action-response`` (:class:`~convai_sync.events.ActionResponse`): actions to run, in order.
+        self.on_actions = EventChannel(hub, ev.ActionResponse, "on_actions")
+        #: The narrative section changed (:class:`~convai_sync.events.NarrativeSectionChanged`).
+        self.on_narrative_section_changed = EventChannel(hub, ev.NarrativeSectionChanged,
+                                                         "on_narrative_section_changed")
+        #: ``metrics`` (:class:`~convai_sync.events.Metrics`), sent only with ``ConvaiConfig.debug``.
+        self.on_metrics = EventChannel(hub, ev.Metrics, "on_metrics")
+        #: A new turn's lip-sync timeline (:class:`~convai_sync.LipSync`), when its first frames arrive.
+        self.on_lipsync = EventChannel(hub, LipSync, "on_lipsync")
         #: An event handler raised (:class:`~convai_sync.events.HandlerError`). Subscribing here
         #: takes control of handler errors: they are no longer sent to ``threading.excepthook``.
         self.on_handler_error = EventChannel(hub, ev.HandlerError, "on_handler_error")

@@ -106,6 +106,8 @@ class VoiceTracker:
         self._epoch = 0  # bumped when the inbox is emptied: markers posted before then do nothing
         self._inbox: collections.deque[tuple[AudioFrame, Callable[[], bool]]] = collections.deque()
         self._inbox_frames = inbox_frames
+        #: Called (any thread, no lock held) on every interruption, e.g. to cut the lip-sync timeline.
+        self.interrupt_hooks: list[Callable[[], None]] = []
         self.stats: dict[str, Any] = {
             "frames_received": 0, "seconds_received": 0.0, "frames_published": 0, "turns": 0,
             "interruptions": 0, "dropped_interrupted": 0, "dropped_silent": 0, "dropped_inbox": 0,
@@ -163,6 +165,12 @@ class VoiceTracker:
             previous.ask.end_audio()
         if ask is not None and self.tts_enabled:
             ask.expect_audio()
+
+    def turn_for_frames(self) -> int:
+        """The turn id animation arriving now belongs to: the turn speaking (or in its tail), else
+        the next one (frames may come before ``bot-started-speaking``)."""
+        with self._lock:
+            return self._current.turn_id if self._current is not None else self._ids + 1
 
     def _stop(self) -> None:
         with self._lock:
@@ -271,6 +279,8 @@ class VoiceTracker:
         dropped = queued + self._hub.drop_audio(before)
         if current is not None and current.ask is not None:
             current.ask.end_audio()
+        for hook in self.interrupt_hooks:
+            hook()
 
         def finish() -> None:
             # On the session thread, after a frame it was publishing when this call came, if any.

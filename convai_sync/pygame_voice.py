@@ -1,4 +1,7 @@
-"""The character's voice through ``pygame.mixer``: a small jitter buffer fed from ``on_audio``.
+"""The character's voice through ``pygame.mixer`` (extra ``pygame``): a bounded jitter buffer fed from ``on_audio``.
+
+Install with ``pip install 'convai-sync[pygame]'`` (pygame-ce and numpy); importing this module without
+them raises ``ImportError`` naming the extra. Nothing else in the SDK imports it.
 
 ``AudioFrame``\\ s arrive (on the main thread, from ``client.pump()``) as PCM16 at the transport's
 rate, in pieces of ~10-40 ms, with network jitter. ``pygame.mixer`` plays ``Sound`` objects in its
@@ -19,9 +22,21 @@ holds one playing sound plus one queued (``Channel.queue``). So :class:`VoicePla
 * drops stale turns: :meth:`VoicePlayer.interrupt` stops the channel, empties the buffer and
   ignores late frames of every turn up to the one playing (``AudioFrame.turn_id``).
 
-Every method must be called on the thread that owns pygame (the main thread); the ``guard``
-records it. Needs numpy (``pip install -e '.[pygame]'``), which pygame itself uses for sample
-arrays (``pygame.sndarray``).
+Threads: every method must be called on the thread that owns pygame (the main thread: subscribe
+``on_audio`` with ``EventDeliveryPolicy.MAIN_THREAD`` and call ``client.pump()`` there); the optional ``guard``
+records it. SDL's own mixing thread only starts the sounds handed to it. numpy does the conversion
+(pygame's sample-array module, ``pygame.sndarray``, uses it too).
+
+Typical use (see ``examples/pygame_character.py``, which ships in the repository)::
+
+    pygame.mixer.init(frequency=44100, size=-16, channels=2)
+    player = VoicePlayer()
+    main = EventDeliveryPolicy.MAIN_THREAD
+    client.events.on_audio.subscribe(player.feed, main)
+    client.events.on_audio_interrupted.subscribe(lambda event: player.interrupt(event.turn_id), main)
+    while running:                      # the game loop, once per video frame
+        client.pump()
+        player.update()
 """
 
 from __future__ import annotations
@@ -34,12 +49,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pygame
+from .audio import AudioFrame
 
-from convai_sync import AudioFrame
+EXTRA_HINT = "pip install 'convai-sync[pygame]'"
 
-log = logging.getLogger("examples.pygame_voice")
+try:
+    import numpy as np
+    import pygame
+except ImportError as exc:  # the optional extra is not installed
+    raise ImportError(f"convai_sync.pygame_voice needs pygame-ce and numpy (the pygame extra): {EXTRA_HINT}"
+                      ) from exc
+
+log = logging.getLogger("convai_sync")
 
 #: RMS (full scale 1.0) under which a 10 ms window counts as silence in ``VoiceStats.voiced_seconds_in``.
 SILENCE_RMS = 0.01
@@ -194,11 +215,21 @@ class VoicePlayer:
         self._idle_with_queue_since: float | None = None
         self.level = 0.0  # RMS of the chunk last handed to the mixer, for a speaking animation
         self.stats = VoiceStats()
+        # The playback clock of the turn being played: seconds handed to the mixer, and the clock
+        # time its first sample started (moved on by any gap the channel sat idle).
+        self._play_turn: int | None = None
+        self._handed = 0.0
+        self._origin: float | None = None
 
     # ------------------------------------------------------------------ input
 
     def feed(self, frame: AudioFrame) -> None:
-        """Take one frame of the character's voice (call it from the ``on_audio`` handler)."""
+        """Take one frame of the character's voice (call it from the ``on_audio`` handler, main thread).
+
+        Args:
+            frame: PCM16 little-endian at any ``sample_rate`` (Hz) and ``num_channels``; converted to the
+                mixer's format at once and buffered. Frames of a turn :meth:`interrupt` dropped are ignored.
+        """
         self._guard("VoicePlayer.feed")
         turn = frame.turn_id
         if turn is not None and self._stale_up_to is not None and turn <= self._stale_up_to:
@@ -262,6 +293,25 @@ class VoicePlayer:
         self._playing = False
         self._drained = False
         self.level = 0.0
+        self._origin = None
+
+    def playback_position(self, turn_id: int | None = None) -> float | None:
+        """Seconds of turn ``turn_id``'s voice (``AudioFrame.turn_id``) played so far: the clock a
+        lip-sync timeline follows (``LipSync.frame_for(player)``), main thread.
+
+        Measured as the time since the turn's first sound started (less any time the channel sat
+        idle waiting for audio), never more than the audio handed to the mixer.
+
+        Args:
+            turn_id: The turn; None means the turn playing now.
+
+        Returns:
+            Seconds (``float`` >= 0), or None when that turn is not the one playing (not started,
+            or over after an interruption or a later turn).
+        """
+        if self._origin is None or (turn_id is not None and turn_id != self._play_turn):
+            return None
+        return max(0.0, min(self._clock() - self._origin, self._handed))
 
     # ------------------------------------------------------------------ output
 
@@ -338,7 +388,10 @@ class VoicePlayer:
         log.debug("restarted a queued sound the mixer left unplayed (%d so far)", self.stats.stranded_restarts)
 
     def update(self) -> None:
-        """Hand buffered audio to the mixer; call once per frame from the main loop."""
+        """Hand buffered audio to the mixer; call once per video frame from the main loop (main thread).
+
+        Never blocks: it queues at most one ``chunk_seconds`` sound per free queue slot of the channel.
+        """
         self._guard("VoicePlayer.update")
         self._restart_stranded_queue()
         if not self._buffered:
@@ -356,7 +409,13 @@ class VoicePlayer:
         # never replaces a sound SDL is about to start, which Channel.play() would do in the moment
         # between one sound's end and the next one's start.
         while self._buffered and self.channel.get_queue() is None:
+            idle = not self._channel_busy()
+            if self._turn != self._play_turn or self._origin is None:
+                self._play_turn, self._handed, self._origin = self._turn, 0.0, self._clock()
+            elif idle:  # the channel ran dry and starts again: the turn's clock waited meanwhile
+                self._origin = self._clock() - min(self._clock() - self._origin, self._handed)
             chunk = self._take(self.chunk_samples)
+            self._handed += len(chunk) / self.rate
             self.level = float(np.sqrt(np.mean(np.square(chunk)))) if len(chunk) else 0.0
             self.channel.queue(self._sound(chunk))
             self.stats.seconds_played += len(chunk) / self.rate
