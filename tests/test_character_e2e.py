@@ -1,0 +1,143 @@
+"""The shopkeeper story end to end: the SDK against the simulator, on the WebSocket and on LiveKit.
+
+Triggers move the story's sections, actions arrive with the right targets, lip-sync frames of every format
+line up with the voice within one frame, and a barge-in cancels the rest of the frames.
+"""
+
+from __future__ import annotations
+
+import array
+import math
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from convai_sync import (
+    Action,
+    ActionConfig,
+    BlendshapeConfig,
+    BlendshapeFrames,
+    ConvaiClient,
+    EventDeliveryPolicy,
+    Metrics,
+    NarrativeSectionChanged,
+    SceneObject,
+)
+from convai_sync.testing import Recorder
+from simulator import Simulator
+from simulator.characters import shipped_character
+from simulator.features import FORMAT_VALUES
+from simulator.lipsync import MOUTH_INDEX
+from simulator.speech import voice_seconds
+
+pytestmark = pytest.mark.timeout(90)
+
+TRANSPORTS = ("websocket", "livekit")
+KEYS = {"player_name": "Ada", "sword_price": "30"}
+#: A voiced sample's loudness above which it counts as the character's voice (the default voice peaks at 8000).
+VOICED = 1000
+TALKER_REPLY = "Once upon a time, " + "la " * 120  # 7.6 s of voice
+TALKER = {"id": "talker", "replies": [{"pattern": "story", "reply": TALKER_REPLY}]}
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    with Simulator(characters_file=shipped_character("shopkeeper"), websocket_audio=True) as server:
+        server.define_characters([TALKER])
+        yield server
+
+
+def config_for(sim: Simulator, transport: str, **overrides: Any) -> Any:
+    return sim.client_config(character_id=overrides.pop("character_id", "shopkeeper"), transport=transport,
+                             **overrides)
+
+
+def voiced_seconds(pcm: bytes, rate: int) -> float:
+    """Seconds from the first to the last voiced sample of PCM16 mono ``pcm``."""
+    samples = array.array("h")
+    samples.frombytes(pcm)
+    if sys.byteorder != "little":
+        samples.byteswap()
+    loud = [i for i, v in enumerate(samples) if abs(v) >= VOICED]
+    return (loud[-1] - loud[0] + 1) / rate if loud else 0.0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_shopkeeper_story(sim: Simulator, transport: str) -> None:
+    config = config_for(sim, transport, narrative_template_keys=KEYS, debug=True,
+                        blendshape_config=BlendshapeConfig(format="arkit"))
+    sections: Recorder[NarrativeSectionChanged] = Recorder()
+    metrics: Recorder[Metrics] = Recorder()
+    with ConvaiClient(config) as client:
+        client.events.on_narrative_section_changed.subscribe(sections, EventDeliveryPolicy.IMMEDIATE)
+        client.events.on_metrics.subscribe(metrics, EventDeliveryPolicy.IMMEDIATE)
+        client.connect(timeout=20)
+        reply = client.ask("Hello!", timeout=20)
+        assert reply.text == "Welcome to my shop, Ada! Have a look around."
+        assert reply.actions == ()
+
+        client.send_trigger(name="enter_shop")
+        (moved,) = sections.wait(1, timeout=20)
+        assert (moved.section_id, moved.bt_code) == ("browsing", "browse()")
+        assert client.narrative_section_id == "browsing"
+
+        reply = client.ask("Please pick up the sword, give me the potion and move to it", timeout=20)
+        # "me" is the speaker; "it" has no attention object yet, so that action is declined.
+        assert reply.actions == (Action(name="Pick Up", target="sword"), Action(name="Give", target="Player"))
+        assert reply.timings is not None and reply.timings.first_text is not None
+        assert reply.timings.completed is not None and reply.timings.completed >= reply.timings.first_text
+        assert metrics.wait(1, timeout=20)
+
+        client.update_action_config(ActionConfig(actions=("Give",), objects=(SceneObject("potion"),),
+                                                 current_attention_object="potion"), wait=True, timeout=20)
+        reply = client.ask("give that to the guard", timeout=20)
+        assert reply.actions == (Action(name="Give", target="potion"),)
+
+        client.send_trigger(name="show_sword")
+        assert sections.wait(2, timeout=20)[1].section_id == "haggling"
+        assert sim.wait_for_session().narrative_section_id == "haggling"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("fmt", list(FORMAT_VALUES))
+def test_lipsync_frames_line_up_with_the_voice(sim: Simulator, transport: str, fmt: str) -> None:
+    fps = 60
+    config = config_for(sim, transport, blendshape_config=BlendshapeConfig(format=fmt, chunk_size=8, output_fps=fps))
+    with ConvaiClient(config) as client:
+        client.connect(timeout=20)
+        reply = client.ask("How much is the sword?", timeout=20)
+    assert reply.audio is not None
+    if FORMAT_VALUES[fmt] == 0:
+        assert reply.lipsync is None or reply.lipsync.frames == ()
+        return
+    clip = reply.lipsync
+    assert clip is not None and clip.format == fmt and clip.fps == fps
+    assert len(clip.frames) == math.ceil(voice_seconds(reply.text) * fps)
+    assert all(len(frame) == FORMAT_VALUES[fmt] for frame in clip.frames)
+    # Within one frame of the voice the client heard (plus one 20 ms audio frame of codec padding).
+    heard = voiced_seconds(reply.audio.pcm, reply.audio.sample_rate)
+    assert abs(clip.duration - heard) <= 1 / fps + 0.02, (clip.duration, heard)
+    mouth = MOUTH_INDEX[fmt]
+    middle = clip.frame_at(clip.duration / 2)
+    assert middle[mouth] > 0.5  # mouth open mid-sentence
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_barge_in_cancels_the_rest_of_the_frames(sim: Simulator, transport: str) -> None:
+    fps = 60
+    config = config_for(sim, transport, character_id="talker",
+                        blendshape_config=BlendshapeConfig(format="visemes", chunk_size=5, output_fps=fps))
+    full = math.ceil(voice_seconds(TALKER_REPLY) * fps)
+    with ConvaiClient(config) as client:
+        client.connect(timeout=20)
+        stream = client.stream("tell me a story", timeout=30)
+        client.wait_for(BlendshapeFrames, lambda e: e.type == "chunked-neurosync-blendshapes", timeout=20)
+        client.interrupt(wait=True, timeout=20)
+        cancel = client.wait_for(BlendshapeFrames, lambda e: e.type == "neurosync-blendshapes-cancel", timeout=20)
+        chunks = list(stream)
+        lipsync = client.lipsync
+    assert chunks and cancel.data["reason"] == "interruption"
+    assert lipsync is not None and lipsync.cancelled and lipsync.finished
+    assert lipsync.duration * fps < full  # the rest of the turn's frames never came
