@@ -232,11 +232,15 @@ class Turn:
             self.chunks.append(chunk)
             self._cond.notify_all()
 
-    def finish(self, *, no_response: bool = False, interrupted: bool = False) -> None:
+    def finish(self, *, no_response: bool = False, interrupted: bool = False,
+               record: Callable[[ev.TurnTimings], None] | None = None) -> None:
+        """Complete the reply; ``record`` gets its timings first (so a caller woken by it sees them)."""
         texts = tuple(c.text for c in self.chunks)
         completed = not self.future.done()
         if completed:
             self.completed_at = self._now()
+            if record is not None:
+                record(self.timings())
             self.future.set_result(ev.BotReply(
                 text="".join(texts), emotion=self.emotion, emotion_scale=self.scale,
                 actions=self.actions, chunks=texts, no_response=no_response,
@@ -405,8 +409,7 @@ class TurnTracker:
                     finished = (turn, False, event.was_interrupted)
         if finished is not None:
             turn, no_response, interrupted = finished
-            turn.finish(no_response=no_response, interrupted=interrupted)
-            self.timing_stats.add(turn.timings())
+            turn.finish(no_response=no_response, interrupted=interrupted, record=self.timing_stats.add)
 
     def _begin_echoed(self, event: ev.FinalUserTranscription) -> None:
         # Called with the lock held. A new echo ends a reply that never completed.
