@@ -213,5 +213,6 @@ class View:
         pygame.draw.rect(screen, (34, 38, 48), rect)
         caret = "_" if (self.frame // 30) % 2 == 0 else " "
         self._text(screen, self.font, f"> {scene.input_text}{caret}", (rect.x + 10, rect.y + 4))
-        hint = scene.note or "Enter: say it · F2: voice clip · F3: interrupt · F5: reload · F6: story trigger · Esc: quit"
+        hint = scene.note or ("Enter: say it · F2: voice clip · F3: interrupt · F5: reload · F6: story trigger · "
+                              "Esc: quit")
         self._text(screen, self.small, hint[:96], (rect.x + 10, rect.y + 26), (150, 160, 175))
