@@ -305,3 +305,19 @@ def test_debug_sends_metrics_with_the_character_s_delays() -> None:
         send(quiet.ws, "user_text_message", {"text": "hello"})
         assert "metrics" not in [etype(f) for f in quiet.until("bot-turn-completed")]
         assert post_connect(sim, debug="yes").status_code == 422
+
+
+def test_connect_settings_seed_the_session_and_are_checked() -> None:
+    with Simulator() as sim:
+        reader = session(sim, dynamic_info={"text": "The lamp is lit.", "static_text": "A dark cave.",
+                                            "keep_in_context": False},
+                         vad_params={"confidence": 0.5}, turn_detection_config={"type": "smart_turn"})
+        send(reader.ws, "context-update", {"text": "A bat flies by.", "run_llm": "false"})
+        extras = reader.next()["extras"]
+        assert extras["content"] == "The lamp is lit.\nA bat flies by."  # dynamic_info's text came first
+        assert extras["static_token_count"] == math.ceil(len("A dark cave.") / 4)
+        for field, value in (("vad_params", {"confidence": "high"}), ("turn_detection_config", {"type": "vad"}),
+                             ("action_config", {"actions": "Give"}), ("narrative_template_keys", {"a": 1})):
+            answer = post_connect(sim, **{field: value})
+            assert answer.status_code == 422 and answer.json()["detail"][0]["loc"][:2] == ["body", field], field
+        assert sim.slots_in_use() == 1
