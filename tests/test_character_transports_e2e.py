@@ -1,6 +1,7 @@
 """Lip-sync through the SDK on both transports: frames of every format line up with the voice the client
 received within one frame (measured on the voiced part of ``BotReply.audio``; on LiveKit the voice is routed
-as ``audio-data`` so it is the exact PCM sent), and a barge-in cancels the rest. (The story itself: test_character_e2e.py; the wire: test_character_features_*.py.)"""
+as ``audio-data`` so it is the exact PCM sent), and a barge-in cancels the rest.
+(The story itself: test_character_e2e.py; the wire: test_character_features_*.py.)"""
 
 from __future__ import annotations
 
