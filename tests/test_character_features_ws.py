@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import websocket
 
-from simulator import Simulator, pipecat
-from simulator.characters import shipped_character
-from simulator.features import FORMAT_VALUES
-from simulator.lipsync import MOUTH_INDEX
-from simulator.speech import VOICE_RATE, tone, voice_seconds
+from simulator import Simulator
+from simulator.carriers.websocket import pipecat
+from simulator.core.characters import shipped_character
+from simulator.core.features import FORMAT_VALUES
+from simulator.core.lipsync import MOUTH_INDEX
+from simulator.core.speech import VOICE_RATE, tone, voice_seconds
 from tests.sim_helpers import close_all_sockets, etype, open_session, post_connect, send
 
 pytestmark = pytest.mark.timeout(60)
@@ -316,8 +317,11 @@ def test_connect_settings_seed_the_session_and_are_checked() -> None:
         extras = reader.next()["extras"]
         assert extras["content"] == "The lamp is lit.\nA bat flies by."  # dynamic_info's text came first
         assert extras["static_token_count"] == math.ceil(len("A dark cave.") / 4)
-        for field, value in (("vad_params", {"confidence": "high"}), ("turn_detection_config", {"type": "vad"}),
-                             ("action_config", {"actions": "Give"}), ("narrative_template_keys", {"a": 1})):
-            answer = post_connect(sim, **{field: value})
+        bad: list[tuple[str, dict[str, Any]]] = [
+            ("vad_params", {"confidence": "high"}), ("turn_detection_config", {"type": "vad"}),
+            ("action_config", {"actions": "Give"}), ("narrative_template_keys", {"a": 1})]
+        for field, value in bad:
+            body: dict[str, Any] = {field: value}
+            answer = post_connect(sim, None, **body)
             assert answer.status_code == 422 and answer.json()["detail"][0]["loc"][:2] == ["body", field], field
         assert sim.slots_in_use() == 1

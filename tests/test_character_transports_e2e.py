@@ -19,10 +19,10 @@ from convai_sync import (
     ConvaiClient,
 )
 from simulator import Simulator
-from simulator.characters import shipped_character
-from simulator.features import FORMAT_VALUES
-from simulator.lipsync import MOUTH_INDEX
-from simulator.speech import voice_seconds
+from simulator.core.characters import shipped_character
+from simulator.core.features import FORMAT_VALUES
+from simulator.core.lipsync import MOUTH_INDEX
+from simulator.core.speech import voice_seconds
 
 pytestmark = pytest.mark.timeout(90)
 
