@@ -16,15 +16,22 @@ A real game host: one 60 fps loop on the main thread, and pygame touched from th
 * The reply streams in as subtitles (``on_bot_text``) and the character's voice (``on_audio``)
   plays through ``pygame.mixer`` via a small bounded jitter buffer (``convai_sync.pygame_voice.VoicePlayer``).
 
+* It is a small game with the simulator's shipped shopkeeper: the character walks to the objects her
+  actions name (``ActionConfig`` of the shop, drained from an ``ActionQueue`` each frame), her mouth
+  moves with the lip-sync frames of her voice (``BlendshapeConfig(format="arkit")``, sampled at the
+  voice player's playback position at 60 fps), and the HUD shows the story's narrative section.
+
 Keys: type and press Enter to talk; F2 sends the voice clip (``--voice-clip``); F3 interrupts the
-character; F5 reloads; F9 or a click dismisses the banner; Esc quits.
+character; F5 reloads; F6 fires the story's next narrative trigger; F9 or a click dismisses the
+banner; Esc quits.
 
     pip install -e '.[simulator,audio,pygame]'
     python examples/pygame_character.py                 # an embedded simulator, no account needed
     CONVAI_API_KEY=... CONVAI_CHARACTER_ID=... python examples/pygame_character.py   # the real service
 
 The scripted tour (for CI and the README's screenshots) drives the scene itself against an
-embedded simulator: a concurrency limit, a conversation with voice, an idle warning, a
+embedded simulator: a concurrency limit, a conversation with voice, a story trigger, the
+shopkeeper acting on the sword while she talks, an idle warning, a
 ``SERVER_SHUTDOWN`` drop and its reconnect, and a non-recoverable error. Headless means no window
 and no sound card (SDL's ``dummy`` video and ``disk`` audio drivers; the mixer's output goes to
 ``--audio-out``):
