@@ -4,7 +4,11 @@ A turn follows the reference sequence of Convai's turn-lifecycle docs (a subset)
 ``final-user-transcription`` -> ``bot-llm-started`` -> ``bot-llm-text`` x N -> ``bot-llm-stopped`` ->
 ``action-response`` -> ``bot-emotion`` -> ``bot-tts-started`` (TTS on only) -> ``bot-started-speaking`` ->
 ``bot-stopped-speaking`` -> ``bot-turn-completed{was_interrupted}``. A reply of None sends
-``llm-no-response`` (reason ``"abstain"``) instead of the bot part.
+``llm-no-response`` (reason ``"abstain"``) instead of the bot part. The character's per-stage delays pause
+before the first text and before the voice; lip-sync frames (:mod:`simulator.lipsync`) stream beside the
+voice and end with ``blendshape-turn-stats`` before ``bot-stopped-speaking``; with ``debug: true``
+``metrics`` (:mod:`simulator.timings`) follow the first text, the voice's start, and precede
+``bot-turn-completed``.
 """
 
 from __future__ import annotations

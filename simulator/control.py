@@ -100,6 +100,7 @@ def describe(session: SimSession) -> dict[str, Any]:
         "end_user_id": session.end_user_id,
         "received": session.received_count,
         "open": session.is_open,
+        "narrative_section_id": session.narrative_section_id,
     }
 
 
