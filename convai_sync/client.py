@@ -14,7 +14,9 @@ not sent.
 While the session is RECONNECTING (or the link has just dropped and the session has not yet
 noticed), a send raises :class:`InvalidStateError` at once and the message is not sent: nothing
 is queued for after the reconnect, so the application decides whether to send it again once
-``on_reconnected`` fires. A ``wait=True`` send whose link drops before its acknowledgement
+``on_reconnected`` fires. The one exception is :meth:`ConvaiClient.send_trigger`: a narrative
+trigger sent while CONNECTING or RECONNECTING is held and sent once the character is ready, as
+Convai's Unity SDK does. A ``wait=True`` send whose link drops before its acknowledgement
 arrives raises the drop's ``ConvaiError`` (e.g. ``transport.signal_disconnected``) as soon as the
 session sees the drop; the message may or may not have reached the server.
 """

@@ -397,3 +397,18 @@ def test_metrics_are_a_typed_event(made: list[Harness]) -> None:
     [m] = metrics.wait(1)
     assert m.ttfb[0].processor == "LLMService#0" and m.ttfb[0].model == "gpt" and m.ttfb[0].value == 0.42
     assert m.processing[0].value == 0.1 and m.processing[0].model is None
+
+
+def test_timelines_follow_the_turns_without_voice(made: list[Harness]) -> None:
+    h = harness(made, blendshape_config=BlendshapeConfig(format="visemes"), receive_audio=False)
+    h.connect()
+    h.server.push(chunk([[0.5] * 15] * 10))
+    first = h.client.lipsync
+    assert first is not None and first.turn_id == 1
+    h.client.interrupt()
+    h.server.push(chunk([[0.5] * 15] * 10))  # late frames of the interrupted turn
+    h.server.push(rtvi("bot-turn-completed", was_interrupted=True))
+    h.server.push(chunk([[0.5] * 15] * 10))
+    second = h.client.lipsync
+    assert second is not None and second is not first and second.turn_id == 2
+    assert len(first.clip().frames) == 10 and len(second.clip().frames) == 10
