@@ -416,7 +416,7 @@ class ConvaiClient:
         if wait:
             self._check_may_block("trigger-message with wait=True")
         label = repr(name) if name is not None else "(inline message)"
-        return self._triggers.send(frame, label, self._session.state, wait,
+        return self._triggers.send(frame, label, lambda: self._session.state, wait,
                                    self._config.ack_timeout if limit is None else limit)
 
     def _write_trigger(self, frame: tuple[str, str], wait: bool) -> Future[ev.ServerResponse] | None:
