@@ -32,8 +32,8 @@ from convai_sync import (
 from convai_sync.lipsync import FRAME_SIZES
 from convai_sync.testing import Recorder
 from simulator import Simulator
-from simulator.characters import shipped_character
-from simulator.speech import voice_seconds
+from simulator.core.characters import shipped_character
+from simulator.core.speech import voice_seconds
 from tests.helpers_memory import assert_no_convai_threads
 
 pytestmark = pytest.mark.timeout(90)

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from simulator import Simulator
-from simulator.characters import shipped_character
-from simulator.speech import voice_seconds
+from simulator.core.characters import shipped_character
+from simulator.core.speech import voice_seconds
 from tests.livekit_helpers import Participant, connect_info, etype
 
 pytestmark = pytest.mark.timeout(60)

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import websocket
 
-from simulator import Simulator, pipecat
-from simulator.characters import shipped_character
-from simulator.features import FORMAT_VALUES
-from simulator.lipsync import MOUTH_INDEX
-from simulator.speech import VOICE_RATE, tone, voice_seconds
+from simulator import Simulator
+from simulator.carriers.websocket import pipecat
+from simulator.core.characters import shipped_character
+from simulator.core.features import FORMAT_VALUES
+from simulator.core.lipsync import MOUTH_INDEX
+from simulator.core.speech import VOICE_RATE, tone, voice_seconds
 from tests.sim_helpers import close_all_sockets, etype, open_session, post_connect, send
 
 pytestmark = pytest.mark.timeout(60)
@@ -305,3 +306,22 @@ def test_debug_sends_metrics_with_the_character_s_delays() -> None:
         send(quiet.ws, "user_text_message", {"text": "hello"})
         assert "metrics" not in [etype(f) for f in quiet.until("bot-turn-completed")]
         assert post_connect(sim, debug="yes").status_code == 422
+
+
+def test_connect_settings_seed_the_session_and_are_checked() -> None:
+    with Simulator() as sim:
+        reader = session(sim, dynamic_info={"text": "The lamp is lit.", "static_text": "A dark cave.",
+                                            "keep_in_context": False},
+                         vad_params={"confidence": 0.5}, turn_detection_config={"type": "smart_turn"})
+        send(reader.ws, "context-update", {"text": "A bat flies by.", "run_llm": "false"})
+        extras = reader.next()["extras"]
+        assert extras["content"] == "The lamp is lit.\nA bat flies by."  # dynamic_info's text came first
+        assert extras["static_token_count"] == math.ceil(len("A dark cave.") / 4)
+        bad: list[tuple[str, dict[str, Any]]] = [
+            ("vad_params", {"confidence": "high"}), ("turn_detection_config", {"type": "vad"}),
+            ("action_config", {"actions": "Give"}), ("narrative_template_keys", {"a": 1})]
+        for field, value in bad:
+            body: dict[str, Any] = {field: value}
+            answer = post_connect(sim, None, **body)
+            assert answer.status_code == 422 and answer.json()["detail"][0]["loc"][:2] == ["body", field], field
+        assert sim.slots_in_use() == 1

@@ -1,6 +1,7 @@
 """Lip-sync through the SDK on both transports: frames of every format line up with the voice the client
-heard within one frame (also over LiveKit, measured on the voiced part of ``BotReply.audio``), and a barge-in
-cancels the rest. (The story itself: test_character_e2e.py; the wire: test_character_features_*.py.)"""
+received within one frame (measured on the voiced part of ``BotReply.audio``; on LiveKit the voice is routed
+as ``audio-data`` so it is the exact PCM sent), and a barge-in cancels the rest.
+(The story itself: test_character_e2e.py; the wire: test_character_features_*.py.)"""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from convai_sync import (
     ConvaiClient,
 )
 from simulator import Simulator
-from simulator.characters import shipped_character
-from simulator.features import FORMAT_VALUES
-from simulator.lipsync import MOUTH_INDEX
-from simulator.speech import voice_seconds
+from simulator.core.characters import shipped_character
+from simulator.core.features import FORMAT_VALUES
+from simulator.core.lipsync import MOUTH_INDEX
+from simulator.core.speech import voice_seconds
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -59,7 +60,11 @@ def voiced_seconds(pcm: bytes, rate: int) -> float:
 @pytest.mark.parametrize("fmt", list(FORMAT_VALUES))
 def test_lipsync_frames_line_up_with_the_voice(sim: Simulator, transport: str, fmt: str) -> None:
     fps = 60
-    config = config_for(sim, transport, blendshape_config=BlendshapeConfig(format=fmt, chunk_size=8, output_fps=fps))
+    # On LiveKit the voice comes as audio-data messages: the exact PCM the simulator sent (a track's
+    # jitter buffer stretches and conceals audio under load, by tens of milliseconds).
+    routing = {"audio_routing": "data_only"} if transport == "livekit" else {}
+    config = config_for(sim, transport, blendshape_config=BlendshapeConfig(format=fmt, chunk_size=8, output_fps=fps),
+                        **routing)
     with ConvaiClient(config) as client:
         client.connect(timeout=20)
         reply = client.ask("How much is the sword?", timeout=20)
@@ -71,7 +76,7 @@ def test_lipsync_frames_line_up_with_the_voice(sim: Simulator, transport: str, f
     assert clip is not None and clip.format == fmt and clip.fps == fps
     assert len(clip.frames) == math.ceil(voice_seconds(reply.text) * fps)
     assert all(len(frame) == FORMAT_VALUES[fmt] for frame in clip.frames)
-    # Within one frame of the voice the client heard (plus one 20 ms audio frame of codec padding).
+    # Within one frame of the voice the client received (plus one 20 ms audio frame of padding).
     heard = voiced_seconds(reply.audio.pcm, reply.audio.sample_rate)
     assert abs(clip.duration - heard) <= 1 / fps + 0.02, (clip.duration, heard)
     mouth = MOUTH_INDEX[fmt]
