@@ -129,6 +129,10 @@ INVALID: list[tuple[str, object]] = [
     ("stt_enabled", None), ("stt_enabled", "yes"),
     ("thinking_mode", 1), ("thinking_mode", None),
     ("pending_trigger_limit", 0), ("pending_trigger_limit", None), ("pending_trigger_limit", 10**6),
+    ("llm_provider", "gpt"), ("llm_provider", None),
+    ("stt_provider", 5), ("stt_provider", "a\nb"),
+    ("debug_row_cap", 0), ("debug_row_cap", True), ("debug_row_cap", 2.5),
+    ("invocation_metadata", "game"), ("invocation_metadata", {"n": math.nan}),
 ]
 
 
