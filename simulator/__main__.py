@@ -17,10 +17,11 @@ from typing import Any
 
 from simulator.core import limits
 from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS
+from simulator.core.characters import shipped_character, shipped_character_names
 from simulator.core.scenario import shipped_scenarios
 from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
 from simulator.http.control import route_table
-from simulator.server import Simulator
+from simulator.server import DEFAULT_CHARACTERS, Simulator
 
 LOOPBACK_NAMES = ("localhost",)
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="accepted API key (repeatable; default sim-api-key)")
     add("--character", action="append", dest="characters", metavar="ID",
         help="character id (repeatable; default sim-character)")
+    add("--characters", dest="characters_file", metavar="FILE",
+        help="JSON characters file ({\"characters\": [...]}: name, backstory, replies, narrative, actions...; "
+             "see simulator.core.characters); shipped samples: " + ", ".join(shipped_character_names()))
     add("--concurrency-limit", type=int, metavar="N", help="live sessions per key (429 beyond)")
     add("--speaker-limit", type=int, metavar="N", help="distinct end_user_id values per key")
     add("--connect-rate-limit", type=int, metavar="N", help="accepted connects per key per minute")
@@ -105,7 +109,8 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         args.host,
         args.port,
         api_keys=tuple(args.api_keys or ("sim-api-key",)),
-        characters=tuple(args.characters or ("sim-character",)),
+        characters=tuple(args.characters) if args.characters else DEFAULT_CHARACTERS,
+        characters_file=_characters_file(args.characters_file),
         concurrency_limit=args.concurrency_limit,
         speaker_limit=args.speaker_limit,
         connect_rate_limit=args.connect_rate_limit,
@@ -124,6 +129,16 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         scenario_dir=args.scenario_dir,
         websocket_audio=args.websocket_audio,
     )
+
+
+def _characters_file(name: str | None) -> str | None:
+    """A ``--characters`` value: a path, or the name of a shipped sample (``shopkeeper``)."""
+    if name is None or os.path.exists(name):
+        return name
+    try:
+        return str(shipped_character(name))
+    except KeyError:
+        return name  # the loader reports the missing file by its name
 
 
 def _limits_line(sim: Simulator) -> str | None:
@@ -148,6 +163,8 @@ def _banner(sim: Simulator) -> str:
         f"LiveKit URL: {livekit_url}" + ("" if sim.livekit_available else "  (unavailable: install the "
                                          "'simulator-livekit' extra)"),
     ]
+    lines.append("Characters: " + ", ".join(f"{d.id} ({d.display_name})" if d.name else d.id
+                                            for d in sim.characters))
     if scenario is not None:
         lines.append(f"Scenario: {scenario.name}: {scenario.description}".rstrip(": "))
     active = _limits_line(sim)

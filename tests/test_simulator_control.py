@@ -92,7 +92,7 @@ def test_sessions_lists_live_sessions_without_keys(sim: Simulator) -> None:
         (listed,) = ok(response)["sessions"]
         assert listed == {"session_id": client.session_id, "character_session_id": client.character_session_id,
                           "character_id": sim.character_id, "end_user_id": "player-7", "received": 1,
-                          "open": True}
+                          "open": True, "narrative_section_id": None}
         assert sim.api_key not in response.text
 
 
