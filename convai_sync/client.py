@@ -44,6 +44,7 @@ from .errors import (
 )
 from .errors import ConvaiTimeoutError as ConvaiTimeoutError  # re-exported: it was defined here
 from .hub import EventHub
+from .redact import scrub
 from .replies import Deadline, ReplyStream, check_timeout
 from .sending import Sender
 from .session import PipelineSessionError, Session
@@ -562,11 +563,12 @@ class ConvaiClient:
     def diagnostics(self) -> dict[str, Any]:
         """A snapshot for logs and bug reports (plain JSON-able values; never the API key)."""
         threads = [t.name for t in threading.enumerate() if t.name.startswith("convai-")]
+        key = self._config.api_key
         return {
             **self._session.snapshot(),
-            "url": self._config.url,
+            "url": scrub(self._config.url, key),
             "transport": self._config.transport,
-            "character_id": self._config.character_id,
+            "character_id": scrub(self._config.character_id, key),
             "delivery_policy": self._config.delivery_policy.name,
             "events": self._hub.stats(),
             "threads": threads,
@@ -574,5 +576,5 @@ class ConvaiClient:
         }
 
     def __repr__(self) -> str:
-        return (f"ConvaiClient(character_id={self._config.character_id!r}, url={self._config.url!r}, "
-                f"state={self.state.name})")
+        return scrub(f"ConvaiClient(character_id={self._config.character_id!r}, url={self._config.url!r}, "
+                     f"state={self.state.name})", self._config.api_key)

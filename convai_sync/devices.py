@@ -127,7 +127,7 @@ class Speaker:
 
     def play(self, frame: AudioFrame) -> None:
         """Queue ``frame`` for playback (never blocks). Raises ``ValueError`` for a bad format."""
-        check_format(frame.data, frame.sample_rate, frame.num_channels)
+        data = check_format(frame.data, frame.sample_rate, frame.num_channels)
         if self._closed:
             return
         reopen = None
@@ -141,7 +141,7 @@ class Speaker:
                 self._format = fmt
                 self._buffer.clear()
                 self._playing, self._waited = False, 0.0
-            self._buffer += frame.data
+            self._buffer += data
             self.stats["frames"] += 1
             limit = int(self._max_buffer * frame.sample_rate) * BYTES_PER_SAMPLE * frame.num_channels
             excess = len(self._buffer) - limit

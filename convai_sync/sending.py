@@ -153,7 +153,7 @@ class Sender:
 
     def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int, timeout: float | None) -> None:
         """The user's voice (see ``ConvaiClient.send_audio``)."""
-        check_format(pcm, sample_rate, num_channels)
+        pcm = check_format(pcm, sample_rate, num_channels)  # bytes, measured in bytes
         limit = check_timeout("timeout", timeout)
         deadline = Deadline(self._config.ack_timeout if limit is None else limit)
         transport = self.ready_transport()
@@ -164,7 +164,7 @@ class Sender:
         if not pcm:
             return
         try:
-            transport.send_audio(bytes(pcm), sample_rate, num_channels, timeout=deadline.remaining())
+            transport.send_audio(pcm, sample_rate, num_channels, timeout=deadline.remaining())
         except OutboxFull as exc:
             raise SendQueueFullError(SessionError.of(ErrorCode.SESSION_INVALID_STATE, f"audio not sent: {exc}",
                                                      session_id=session.session_id)) from None

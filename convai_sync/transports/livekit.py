@@ -338,7 +338,7 @@ class LiveKitTransport(Transport):
                 be published, or the audio was not accepted within ``timeout`` (what was
                 accepted by then is sent; the rest is dropped).
         """
-        check_format(pcm, sample_rate, num_channels)
+        pcm = check_format(pcm, sample_rate, num_channels)
         duration = len(pcm) / (2 * num_channels * sample_rate)
         budget = duration + AUDIO_TIMEOUT_MARGIN if timeout is None else max(0.0, timeout)
         with self._lock:
@@ -350,7 +350,7 @@ class LiveKitTransport(Transport):
         if not pcm:
             return
         progress = [0.0]
-        future = loop.submit(self._send_audio(bytes(pcm), sample_rate, num_channels, progress))
+        future = loop.submit(self._send_audio(pcm, sample_rate, num_channels, progress))
         try:
             future.result(budget)
         except concurrent.futures.TimeoutError:
