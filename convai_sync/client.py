@@ -489,18 +489,22 @@ class ConvaiClient:
         WebSocket transport uses Pipecat's ``ProtobufFrameSerializer``).
 
         Args:
-            pcm: PCM16 little-endian samples, interleaved by channel (``bytes``-like).
+            pcm: PCM16 little-endian samples, interleaved by channel: any C-contiguous buffer
+                (``bytes``, ``bytearray``, a ``memoryview``/``array``/NumPy array of any item
+                type), taken by its byte length.
             sample_rate: Hz, 8000..192000 (16000 or 48000 are usual).
             num_channels: 1..8 (mono is what speech-to-text expects).
             timeout: Seconds from the call for the back-pressure wait; None means
                 ``config.ack_timeout``; 0 never waits.
 
         Raises:
-            ValueError: not whole PCM16 frames, a bad ``sample_rate``/``num_channels``, or a
-                negative ``timeout``.
+            ValueError: not a buffer, a non-contiguous one, not whole PCM16 frames, a bad
+                ``sample_rate``/``num_channels``, or a negative ``timeout``.
             InvalidStateError: not CONNECTED, or the transport carries no audio (the message says
-                which to use); :class:`SendQueueFullError` when the queue stayed full until
-                ``timeout`` (the audio queued before then is sent, the rest is not).
+                which to use); :class:`SendQueueFullError` on every transport when the audio was
+                not all accepted within ``timeout`` (the WebSocket's send queue stayed full; the
+                LiveKit microphone takes audio at real time beyond about 1 s of buffer): the audio
+                accepted before then is sent, the rest is not.
             ImportError: the WebSocket transport needs the ``protobuf`` package:
                 ``pip install 'convai-sync[audio]'``.
         """

@@ -154,7 +154,9 @@ class Transport(abc.ABC):
 
         Raises:
             NotImplementedError: the transport carries no audio.
-            ConnectionError: not open, or the audio could not be queued within ``timeout``.
+            OutboxFull: the audio could not be queued within ``timeout`` (every transport raises
+                this one error for it; the client turns it into ``SendQueueFullError``).
+            ConnectionError: not open.
         """
         raise NotImplementedError(f"the {self.kind} transport carries no audio")
 

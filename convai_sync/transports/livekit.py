@@ -75,6 +75,7 @@ from .livekit_audio import Microphone, read_voice
 from .livekit_data import DataPublisher
 from .livekit_join import join_failure, load_rtc, open_error, room_options
 from .livekit_map import KIND_AGENT, TRACK_AUDIO, participant_event
+from .outbox import OutboxFull
 
 log = logging.getLogger("convai_sync")
 _ids = itertools.count(1)
@@ -334,9 +335,11 @@ class LiveKitTransport(Transport):
 
         Raises:
             ValueError: not whole PCM16 frames, or a bad rate/channel count.
-            ConnectionError: not open, called on the transport's own thread, the track could not
-                be published, or the audio was not accepted within ``timeout`` (what was
-                accepted by then is sent; the rest is dropped).
+            OutboxFull: the audio was not accepted within ``timeout`` (what was accepted by then
+                is sent; the rest is dropped): the same error as the WebSocket transport's full
+                send queue, which the client raises as ``SendQueueFullError``.
+            ConnectionError: not open, called on the transport's own thread, or the track could
+                not be published.
         """
         pcm = check_format(pcm, sample_rate, num_channels)
         duration = len(pcm) / (2 * num_channels * sample_rate)
@@ -355,7 +358,7 @@ class LiveKitTransport(Transport):
             future.result(budget)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise ConnectionError(f"send_audio: {progress[0]:.2f} of {duration:.2f} s of audio accepted within "
+            raise OutboxFull(f"send_audio: {progress[0]:.2f} of {duration:.2f} s of audio accepted within "
                                   f"{budget:g} s (the microphone is paced at real time)") from None
         except concurrent.futures.CancelledError:
             raise ConnectionError("send_audio: the LiveKit room closed") from None
