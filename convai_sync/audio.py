@@ -12,6 +12,10 @@ import wave
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from os import PathLike
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # PEP 688's buffer type (collections.abc.Buffer from Python 3.12); types only
+    from typing_extensions import Buffer
 
 BYTES_PER_SAMPLE = 2
 
@@ -20,7 +24,7 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def pcm_bytes(pcm: bytes) -> bytes:
+def pcm_bytes(pcm: Buffer | object) -> bytes:
     """``pcm`` as ``bytes``: any C-contiguous buffer (``bytes``, ``bytearray``, a ``memoryview`` or
     ``array.array`` of any item type, a NumPy array…), taken by its bytes, not its items (an int16
     view of 3 samples is 6 bytes). ``bytes`` is returned as it is, anything else copied once.
@@ -34,7 +38,7 @@ def pcm_bytes(pcm: bytes) -> bytes:
     if isinstance(pcm, str):
         raise ValueError("pcm must be bytes of PCM16 samples (a bytes-like buffer), got str")
     try:
-        view = memoryview(pcm)
+        view = memoryview(pcm)  # type: ignore[arg-type]  # any object: TypeError names a non-buffer
     except TypeError:
         raise ValueError(f"pcm must be bytes of PCM16 samples (a bytes-like buffer), got {type(pcm).__name__}") \
             from None
@@ -45,7 +49,7 @@ def pcm_bytes(pcm: bytes) -> bytes:
         return view.tobytes()
 
 
-def check_format(pcm: bytes, sample_rate: int, num_channels: int) -> bytes:
+def check_format(pcm: Buffer | object, sample_rate: int, num_channels: int) -> bytes:
     """``pcm`` as ``bytes`` (see :func:`pcm_bytes`) once it is whole PCM16 frames at a sensible rate
     (``sample_rate`` Hz in [8000, 192000]) and channel count (``num_channels`` in [1, 8]).
 

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import events as ev
 from . import protocol
@@ -51,6 +51,9 @@ from .session import PipelineSessionError, Session
 from .state import SessionState
 from .transports import create as create_transport
 from .transports.base import Transport
+
+if TYPE_CHECKING:  # PEP 688's buffer type (collections.abc.Buffer from Python 3.12); types only
+    from typing_extensions import Buffer
 
 log = logging.getLogger("convai_sync")
 T = TypeVar("T")
@@ -478,7 +481,7 @@ class ConvaiClient:
         self._session.voice.tts_enabled = bool(enabled)
         return response
 
-    def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1, timeout: float | None = None) -> None:
+    def send_audio(self, pcm: Buffer, sample_rate: int, num_channels: int = 1, timeout: float | None = None) -> None:
         """Send the user's voice: PCM16 of any length, which the transport frames (20 ms frames).
 
         The character hears it as speech (the server's VAD and speech-to-text, then a reply, as

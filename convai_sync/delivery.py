@@ -168,6 +168,10 @@ class MainThreadQueue(_Lanes):
             return False
         return super().put(sub, event)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> int:
         """Deliver nothing more (a later :meth:`drain` returns 0); returns the deliveries dropped."""
         self._closed = True
@@ -195,7 +199,7 @@ class MainThreadQueue(_Lanes):
                     break
                 else:
                     pair = (item[1], item[2])
-                if self._closed:  # close() ran on another thread while this one pumped
+                if self.closed:  # close() ran on another thread while this one pumped
                     break
                 deliver(pair[0], pair[1])
                 count += 1

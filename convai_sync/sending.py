@@ -151,9 +151,9 @@ class Sender:
                   unregister=lambda: turns.unsent(box[0] if box else None, "text"))
         return box[0], deadline
 
-    def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int, timeout: float | None) -> None:
+    def send_audio(self, buffer: object, sample_rate: int, num_channels: int, timeout: float | None) -> None:
         """The user's voice (see ``ConvaiClient.send_audio``)."""
-        pcm = check_format(pcm, sample_rate, num_channels)  # bytes, measured in bytes
+        pcm = check_format(buffer, sample_rate, num_channels)  # bytes, measured in bytes
         limit = check_timeout("timeout", timeout)
         deadline = Deadline(self._config.ack_timeout if limit is None else limit)
         transport = self.ready_transport()

@@ -153,11 +153,11 @@ def test_send_audio_refuses_a_non_contiguous_buffer_clearly(harness: Harness) ->
 def test_audio_values_measure_buffers_in_bytes() -> None:
     """Issue 20.3, same pattern elsewhere: check_format and AudioClip measured items, not bytes."""
     samples = memoryview(array.array("h", [1, 2, 3]))
-    assert check_format(samples, 16000, 1) == samples.tobytes()  # type: ignore[arg-type]
-    clip = AudioClip(samples, 16000)  # type: ignore[arg-type]
+    assert check_format(samples, 16000, 1) == samples.tobytes()
+    clip = AudioClip(samples, 16000)  # type: ignore[arg-type]  # stored as bytes
     assert clip.pcm == samples.tobytes() and clip.duration == pytest.approx(3 / 16000)
     with pytest.raises(ValueError, match="contiguous"):
-        check_format(memoryview(bytes(8))[::2], 16000, 1)  # type: ignore[arg-type]
+        check_format(memoryview(bytes(8))[::2], 16000, 1)
 
 
 # ============================================================================ 5. no handler after close()

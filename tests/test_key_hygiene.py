@@ -215,8 +215,9 @@ def test_key_pasted_into_another_refused_field_is_not_reachable_through_the_exce
     the exception's ``__context__`` (the unredacted ConfigurationError)."""
     bad = {"url": f"https://example.invalid/?key={KEY}", "character_id": f"{KEY}\x07",
            "end_user_id": f"{KEY}\x00"}[field]
+    values: dict[str, Any] = {"api_key": KEY, "character_id": "c", field: bad}
     with pytest.raises(ConfigurationError) as info:
-        ConvaiConfig(**{"api_key": KEY, "character_id": "c", field: bad})
+        ConvaiConfig(**values)
     assert field in str(info.value)
     _assert_clean(info.value)
 
