@@ -30,6 +30,7 @@ from simulator.character import Responder
 from simulator.control import add_control_routes
 from simulator.core import SimConfig, SimCore, Synthesizer, Transcriber
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
+from simulator.quiet_http import QuietAppRunner
 from simulator.routes import build_app
 from simulator.scenario import Scenario, load_scenario
 from simulator.sessions import DEFAULT_SEND_TIMEOUT
@@ -248,7 +249,7 @@ class Simulator(SimulatorOperations):
         core.set_scenario(self._scenario)
         app = build_app(core)
         add_control_routes(app)
-        runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+        runner = QuietAppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port)
         try:

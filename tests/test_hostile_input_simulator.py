@@ -6,7 +6,10 @@ Each test names the defect it covers; each failed on the code before its fix.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -201,3 +204,66 @@ def test_scenario_numbers_are_bounded() -> None:
                         ({"after_messages": 10**30, "idle_warning": 1}, "after_messages")):
         with pytest.raises(ScenarioError, match=field):
             load_scenario([step])
+
+
+# ============================================================================ what the HTTP layer echoes and logs
+
+
+class _Records(logging.Handler):
+    """Collects records; ``wait(predicate)`` blocks (bounded) until one matches."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._cond = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._cond:
+            self.records.append(record)
+            self._cond.notify_all()
+
+    def wait(self, predicate: Callable[[logging.LogRecord], bool]) -> None:
+        with self._cond:
+            assert self._cond.wait_for(lambda: any(map(predicate, self.records)), WS_TIMEOUT)
+
+
+@pytest.fixture
+def records() -> Iterator[_Records]:
+    handler = _Records()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield handler
+    root.removeHandler(handler)
+    root.setLevel(previous)
+
+
+def test_an_oversized_key_is_not_echoed_in_the_400_reply_or_the_log(sim: Simulator, records: _Records) -> None:
+    """Issue 20: a 10 KB key had its first 100 bytes echoed into aiohttp's 400 reply (and logged)."""
+    secret = "HUGE-KEY-SECRET-7731"
+    key = secret + "k" * 10_000
+    response = requests.post(f"{sim.url}/connect", json={"character_id": sim.character_id},
+                             headers={"x-api-key": key}, timeout=WS_TIMEOUT)
+    assert response.status_code == 400
+    assert secret not in response.text and "k" * 50 not in response.text
+    records.wait(lambda r: r.name in ("simulator.http", "aiohttp.server"))
+    for record in records.records:
+        text = record.getMessage() + (logging.Formatter().formatException(record.exc_info) if record.exc_info else "")
+        assert secret not in text, text
+    assert healthz(sim) == 200
+
+
+def test_a_client_aborting_mid_connect_is_one_debug_line(sim: Simulator, records: _Records) -> None:
+    """Issue 20: a client closing its socket in the middle of POST /connect was logged as an ERROR
+    with a full traceback."""
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=WS_TIMEOUT) as raw:
+        raw.sendall(b"POST /connect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b"Expect: 100-continue\r\nX-API-Key: " + sim.api_key.encode() + b"\r\nContent-Length: 1000\r\n\r\n")
+        assert raw.recv(64).startswith(b"HTTP/1.1 100")  # the route has the request and waits for its body
+        raw.sendall(b'{"character')
+    records.wait(lambda r: r.name in ("simulator.http", "aiohttp.server"))
+    about = [r for r in records.records if r.name in ("simulator.http", "aiohttp.server")]
+    assert len(about) == 1, [r.getMessage() for r in about]
+    assert about[0].levelno == logging.DEBUG and about[0].exc_info is None
+    assert "went away" in about[0].getMessage()
