@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from simulator import Simulator, bounds, faults, limits
+from simulator import Simulator, bounds, faults, limits, speech
 from simulator.__main__ import build_parser
 from simulator.core import SimCore
 from simulator.faults import LiveFault
@@ -267,3 +267,32 @@ def test_a_client_aborting_mid_connect_is_one_debug_line(sim: Simulator, records
     assert len(about) == 1, [r.getMessage() for r in about]
     assert about[0].levelno == logging.DEBUG and about[0].exc_info is None
     assert "went away" in about[0].getMessage()
+
+
+# ============================================================================ one utterance's memory
+
+
+def test_one_utterance_holds_a_bounded_number_of_bytes_whatever_its_format() -> None:
+    """Issue 20: one utterance was bounded in seconds only: 60 s at 192 kHz x 8 channels is 184 MB."""
+    heard: list[tuple[int, int, int]] = []
+    most = [0]
+
+    async def started() -> None:
+        return None
+
+    async def utterance(pcm: bytes, rate: int, channels: int) -> None:
+        heard.append((len(pcm), rate, channels))
+
+    async def speak() -> None:
+        detector = speech.UtteranceDetector(started, utterance)
+        rate, channels = 192_000, 8
+        loud = (4000).to_bytes(2, "little", signed=True) * (rate // 10 * channels)  # 0.1 s, reused
+        for _ in range(150):  # 15 s: 46 MB of audio
+            await detector.feed(loud, rate, channels)
+            most[0] = max(most[0], detector.buffered_bytes)
+        await detector.finish()
+
+    asyncio.run(speak())
+    [(size, rate, channels)] = heard
+    assert (rate, channels) == (192_000, 8)
+    assert size <= speech.MAX_UTTERANCE_BYTES and most[0] <= speech.MAX_UTTERANCE_BYTES
