@@ -496,7 +496,10 @@ class ConvaiClient:
                 (``bytes``, ``bytearray``, a ``memoryview``/``array``/NumPy array of any item
                 type), taken by its byte length.
             sample_rate: Hz, 8000..192000 (16000 or 48000 are usual).
-            num_channels: 1..8 (mono is what speech-to-text expects).
+            num_channels: 1..8 (mono is what speech-to-text expects). On LiveKit the microphone
+                track keeps the first call's format: audio in another format is converted to it
+                (channels mixed down or copied, the rate resampled), so a format change loses no
+                audio and needs no renegotiation.
             timeout: Seconds from the call for the back-pressure wait; None means
                 ``config.ack_timeout``; 0 never waits.
 
@@ -508,6 +511,8 @@ class ConvaiClient:
                 not all accepted within ``timeout`` (the WebSocket's send queue stayed full; the
                 LiveKit microphone takes audio at real time beyond about 1 s of buffer): the audio
                 accepted before then is sent, the rest is not.
+            ConvaiError: ``audio.mic_publish_failed`` on LiveKit when the server did not subscribe
+                to the microphone track within 3 s (nothing was sent; a later call tries again).
             ImportError: the WebSocket transport needs the ``protobuf`` package:
                 ``pip install 'convai-sync[audio]'``.
         """

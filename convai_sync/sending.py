@@ -29,7 +29,7 @@ from .errors import (
 from .replies import Deadline, check_timeout
 from .session import Session
 from .state import SessionState
-from .transports.base import Transport
+from .transports.base import MicrophoneUnheard, Transport
 from .transports.outbox import OutboxFull
 from .turns import Turn
 
@@ -168,6 +168,9 @@ class Sender:
         except OutboxFull as exc:
             raise SendQueueFullError(SessionError.of(ErrorCode.SESSION_INVALID_STATE, f"audio not sent: {exc}",
                                                      session_id=session.session_id)) from None
+        except MicrophoneUnheard as exc:
+            raise error_for(SessionError.of(ErrorCode.AUDIO_MIC_PUBLISH_FAILED, f"audio not sent: {exc}",
+                                            session_id=session.session_id)) from None
         except ConnectionError as exc:
             raise invalid_state(f"audio not sent: {exc}", session.session_id) from exc
         session.voice.sent(len(pcm), sample_rate, num_channels)

@@ -70,7 +70,7 @@ from ..errors import ErrorCode
 from ..events import ParticipantJoined, ParticipantLeft
 from ..netio import Canceller
 from .aioloop import LoopStopped, LoopThread
-from .base import Initiator, Transport, TransportClosed, TransportFault, TransportListener
+from .base import Initiator, MicrophoneUnheard, Transport, TransportClosed, TransportFault, TransportListener
 from .livekit_audio import Microphone, read_voice
 from .livekit_data import DataPublisher
 from .livekit_join import join_failure, load_rtc, open_error, room_options
@@ -328,8 +328,9 @@ class LiveKitTransport(Transport):
 
         Args:
             pcm: PCM16 little-endian, interleaved, any length (framed into 20 ms frames).
-            sample_rate: Hz; num_channels: channels. A later call with another format
-                republishes the track.
+            sample_rate: Hz; num_channels: channels. The track is published in the first call's
+                format; later audio in another format is converted to it (see
+                :mod:`~convai_sync.transports.livekit_audio`), never republished.
             timeout: Seconds to wait for the audio to be accepted (it is paced at real time
                 beyond ~1 s of buffer); None = the audio's duration plus 5 s.
 
@@ -338,6 +339,8 @@ class LiveKitTransport(Transport):
             OutboxFull: the audio was not accepted within ``timeout`` (what was accepted by then
                 is sent; the rest is dropped): the same error as the WebSocket transport's full
                 send queue, which the client raises as ``SendQueueFullError``.
+            MicrophoneUnheard: the server did not subscribe to the microphone track within 3 s
+                (nothing was sent; the next call waits for it again).
             ConnectionError: not open, called on the transport's own thread, or the track could
                 not be published.
         """
@@ -362,6 +365,8 @@ class LiveKitTransport(Transport):
                                   f"{budget:g} s (the microphone is paced at real time)") from None
         except concurrent.futures.CancelledError:
             raise ConnectionError("send_audio: the LiveKit room closed") from None
+        except MicrophoneUnheard:
+            raise
         except LoopStopped as exc:
             raise ConnectionError(f"send_audio: {exc}") from None
         except Exception as exc:

@@ -1,0 +1,106 @@
+"""Issue 20.6: the user's microphone changes format mid-session on LiveKit (16 kHz mono, then 48 kHz
+stereo). The SDK republishes its track; the simulator must answer the renegotiation and keep hearing.
+The real ``livekit`` client against the simulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+import array
+import math
+from collections.abc import Iterator
+
+import pytest
+
+from convai_sync import ConvaiClient, ConvaiError, EventDeliveryPolicy, ServerMessage, SessionError, UserTranscription
+from convai_sync.testing import Recorder
+from convai_sync.transports.livekit import LiveKitTransport
+from convai_sync.transports.livekit_audio import remix
+from simulator import Simulator
+from simulator.core import SimCore
+from simulator.livekit.carrier import LiveKitCarrier
+
+pytestmark = pytest.mark.timeout(60)
+
+WAIT = 15.0
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    heard: list[tuple[int, int]] = []
+
+    def transcriber(pcm: bytes, rate: int, channels: int) -> str:
+        heard.append((rate, channels))
+        return f"heard {len(heard)}"
+
+    with Simulator(transcriber=transcriber) as server:
+        yield server
+
+
+def tone(seconds: float, rate: int, channels: int, hz: float = 300.0) -> bytes:
+    samples = array.array("h")
+    for i in range(int(seconds * rate)):
+        value = int(8000 * math.sin(2 * math.pi * hz * i / rate))
+        samples.extend([value] * channels)
+    return samples.tobytes()
+
+
+def utterance(rate: int, channels: int) -> bytes:
+    """A second of "speech", then enough silence to end the utterance."""
+    return tone(1.0, rate, channels) + bytes(2 * channels * int(0.8 * rate))
+
+
+def test_a_microphone_format_change_is_renegotiated_and_still_heard(sim: Simulator) -> None:
+    with ConvaiClient(sim.client_config(transport="livekit")) as client:
+        finals: Recorder[ServerMessage] = Recorder(lambda e: isinstance(e, UserTranscription) and e.final)
+        client.events.on_message.subscribe(finals, EventDeliveryPolicy.IMMEDIATE)
+        errors: Recorder[SessionError] = Recorder()
+        client.events.on_session_error.subscribe(errors, EventDeliveryPolicy.IMMEDIATE)
+        client.connect(timeout=WAIT)
+        client.send_audio(utterance(16_000, 1), 16_000, 1, timeout=WAIT)
+        [first] = finals.wait(1, timeout=WAIT)
+        client.send_audio(utterance(48_000, 2), 48_000, 2, timeout=WAIT)
+        second = finals.wait(2, timeout=WAIT)[1]
+        assert isinstance(first, UserTranscription) and isinstance(second, UserTranscription)
+        assert (first.text, second.text) == ("heard 1", "heard 2")
+        assert errors.events == []
+        assert client.ask("and text still works?", timeout=WAIT).text
+
+
+def test_the_track_keeps_its_first_format_and_other_formats_are_converted(sim: Simulator) -> None:
+    """Issue 20.6 (SDK side): a format change is converted to the published track's format, never a
+    republish (which loses the start of the next utterance and leaves the server another track)."""
+    with ConvaiClient(sim.client_config(transport="livekit")) as client:
+        client.connect(timeout=WAIT)
+        client.send_audio(utterance(16_000, 1), 16_000, 1, timeout=WAIT)
+        client.send_audio(utterance(48_000, 2), 48_000, 2, timeout=WAIT)
+        client.send_audio(tone(0.1, 8_000, 8), 8_000, 8, timeout=WAIT)
+        transport = client._session.transport
+        assert isinstance(transport, LiveKitTransport) and transport._mic is not None
+        assert transport._mic.format == (16_000, 1)
+        session = sim.wait_for_session(WAIT)
+        assert len(sim._call(lambda core: _user_tracks(core, session.session_id))) == 1
+
+
+async def _user_tracks(core: SimCore, session_id: str) -> list[str]:
+    assert core.livekit is not None
+    return [sid for lk in core.livekit.rooms.values() if lk.session.session_id == session_id
+            for sid in lk.room.user_tracks]
+
+
+def test_remix_mixes_down_and_copies_channels() -> None:
+    stereo = array.array("h", [100, 300, -100, -300]).tobytes()
+    assert remix(stereo, 2, 1) == array.array("h", [200, -200]).tobytes()
+    assert remix(array.array("h", [7, -7]).tobytes(), 1, 3) == array.array("h", [7, 7, 7, -7, -7, -7]).tobytes()
+    assert remix(stereo, 2, 2) is stereo
+
+
+def test_a_server_that_never_listens_to_the_microphone_is_an_error_not_a_deaf_session(
+        sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20.6: the user must never be left talking to a deaf session without an error. A server
+    that never subscribes to the microphone track made send_audio warn in the log and return normally."""
+    monkeypatch.setattr(LiveKitCarrier, "_user_track", lambda self, track: None)  # hears nothing, never subscribes
+    with ConvaiClient(sim.client_config(transport="livekit")) as client:
+        client.connect(timeout=WAIT)
+        with pytest.raises(ConvaiError) as info:
+            client.send_audio(utterance(16_000, 1), 16_000, 1, timeout=WAIT)
+        assert info.value.error_code == "audio.mic_publish_failed"
+        assert "subscribe" in str(info.value)
