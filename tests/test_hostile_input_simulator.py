@@ -15,12 +15,13 @@ from typing import Any
 import pytest
 import requests
 
-from simulator import Simulator, bounds, faults, limits, speech
+from simulator import Simulator
 from simulator.__main__ import build_parser
-from simulator.core import SimCore
-from simulator.faults import LiveFault
-from simulator.scenario import ScenarioError, load_scenario
-from simulator.sessions import SimSession
+from simulator.core import bounds, faults, limits, speech
+from simulator.core.faults import LiveFault
+from simulator.core.scenario import ScenarioError, load_scenario
+from simulator.core.sessions import SimSession
+from simulator.core.state import SimCore
 from tests.sim_helpers import WS_TIMEOUT, close_all_sockets, etype, open_session, recv, send
 
 pytestmark = pytest.mark.timeout(60)

@@ -15,8 +15,9 @@ from convai_sync.testing import Recorder
 from convai_sync.transports.livekit import LiveKitTransport
 from convai_sync.transports.livekit_audio import remix
 from simulator import Simulator
-from simulator.core import SimCore
-from simulator.livekit.carrier import LiveKitCarrier
+from simulator.carriers.livekit.carrier import LiveKitCarrier
+from simulator.carriers.livekit.service import LiveKitService
+from simulator.core.state import SimCore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,8 +82,9 @@ def test_the_track_keeps_its_first_format_and_other_formats_are_converted(sim: S
 
 
 async def _user_tracks(core: SimCore, session_id: str) -> list[str]:
-    assert core.livekit is not None
-    return [sid for lk in core.livekit.rooms.values() if lk.session.session_id == session_id
+    service = core.livekit
+    assert isinstance(service, LiveKitService)
+    return [sid for lk in service.rooms.values() if lk.session.session_id == session_id
             for sid in lk.room.user_tracks]
 
 
