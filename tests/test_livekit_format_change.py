@@ -5,10 +5,13 @@ The real ``livekit`` client against the simulator on 127.0.0.1."""
 from __future__ import annotations
 
 import array
+import asyncio
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from livekit import rtc
 
 from convai_sync import ConvaiClient, ConvaiError, EventDeliveryPolicy, ServerMessage, SessionError, UserTranscription
 from convai_sync.testing import Recorder
@@ -16,8 +19,10 @@ from convai_sync.transports.livekit import LiveKitTransport
 from convai_sync.transports.livekit_audio import remix
 from simulator import Simulator
 from simulator.carriers.livekit.carrier import LiveKitCarrier
+from simulator.carriers.livekit.peer import PeerLink
 from simulator.carriers.livekit.service import LiveKitService
 from simulator.core.state import SimCore
+from tests.livekit_helpers import Participant, connect_info
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -106,3 +111,87 @@ def test_a_server_that_never_listens_to_the_microphone_is_an_error_not_a_deaf_se
             client.send_audio(utterance(16_000, 1), 16_000, 1, timeout=WAIT)
         assert info.value.error_code == "audio.mic_publish_failed"
         assert "subscribe" in str(info.value)
+
+
+# ---- the simulator follows a client that republishes (the real livekit client, no SDK in between)
+
+
+async def _say(source: rtc.AudioSource, rate: int, channels: int) -> None:
+    """A second of a 300 Hz tone, then 0.8 s of silence, in real time, in 10 ms frames."""
+    samples = rate // 100
+    for index in range(180):
+        frame = rtc.AudioFrame.create(rate, channels, samples)
+        if index < 100:
+            data = frame.data
+            for i in range(samples):
+                value = int(8000 * math.sin(2 * math.pi * 300 * (index * samples + i) / rate))
+                for c in range(channels):
+                    data[i * channels + c] = value
+        await source.capture_frame(frame)
+
+
+async def _publish(client: Participant, rate: int, channels: int) -> tuple[rtc.AudioSource, rtc.LocalTrackPublication]:
+    source = rtc.AudioSource(rate, channels)
+    track = rtc.LocalAudioTrack.create_audio_track(f"microphone-{rate}-{channels}", source)
+    options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+    publication = await client.room.local_participant.publish_track(track, options)
+    # Before the fix the simulator could not answer this renegotiation, so it never subscribed.
+    await asyncio.wait_for(publication.wait_for_subscription(), WAIT)
+    return source, publication
+
+
+def test_the_simulator_follows_a_client_that_republishes_its_microphone_in_another_format(sim: Simulator) -> None:
+    """Issue 20.6: a client that unpublishes its microphone and publishes one in another format made
+    the simulator fail the renegotiation ("Media sections in answer do not match offer") and hear
+    nothing more (LiveKit recycles the m-lines the answer had rejected, which aiortc cannot follow)."""
+    info = connect_info(sim)
+
+    async def scenario() -> list[str]:
+        client = Participant()
+        texts: list[str] = []
+        try:
+            await client.join(info)
+            await client.wait_message("bot-ready")
+            for rate, channels in ((16_000, 1), (48_000, 2), (24_000, 1)):
+                mark = len(client.messages)
+                source, publication = await _publish(client, rate, channels)
+                await _say(source, rate, channels)
+                texts.append((await client.wait_message("user-transcription", mark))["data"]["text"])
+                await client.room.local_participant.unpublish_track(publication.sid)
+                await source.aclose()
+        finally:
+            await client.close()
+        return texts
+
+    assert asyncio.run(scenario()) == ["heard 1", "heard 2", "heard 3"]
+
+
+def test_an_offer_the_simulator_cannot_answer_is_reported_to_the_client(
+        sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20.6: an unanswerable renegotiation was only a warning in the simulator's log, while the
+    client went on talking to a session that heard nothing."""
+    info = connect_info(sim)
+
+    async def refuse(self: PeerLink, offer_sdp: str, voice: Any, stream_id: str) -> tuple[str, list[str]]:
+        raise ValueError("Media sections in answer do not match offer")  # as aiortc did for a recycled m-line
+
+    async def scenario() -> dict[str, Any]:
+        client = Participant()
+        try:
+            await client.join(info)
+            await client.wait_message("bot-ready")
+            monkeypatch.setattr(PeerLink, "answer", refuse)  # every offer from now on
+            mark = len(client.messages)
+            source = rtc.AudioSource(16_000, 1)
+            track = rtc.LocalAudioTrack.create_audio_track("microphone", source)
+            await client.room.local_participant.publish_track(track, rtc.TrackPublishOptions(
+                source=rtc.TrackSource.SOURCE_MICROPHONE))
+            error: dict[str, Any] = await client.wait_message("error", mark)
+            await source.aclose()
+            return error
+        finally:
+            await client.close()
+
+    error = asyncio.run(scenario())
+    assert "Cannot answer the client's WebRTC offer" in error["data"]["error"]
+    assert error["data"]["fatal"] is False
