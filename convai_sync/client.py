@@ -324,8 +324,9 @@ class ConvaiClient:
 
         Args:
             text: What the user says (non-empty).
-            timeout: Seconds from the call for the whole exchange (send and reply); None waits
-                until the session ends.
+            timeout: Seconds from the call for the whole exchange (send and reply); None (or
+                ``inf``, or anything of ``threading.TIMEOUT_MAX`` or more) waits until the session
+                ends.
 
         Raises:
             InvalidStateError: not CONNECTED, or called on the session thread.
@@ -349,11 +350,14 @@ class ConvaiClient:
 
         The message is sent at once (before the first ``next()``). The reply is bound to this
         text exactly as for :meth:`ask`; ``iterator.reply`` holds the whole :class:`BotReply` once
-        the iteration has ended, and ``iterator.close()`` stops waiting early.
+        the iteration has ended, and ``iterator.close()`` stops waiting early: the iteration then
+        ends (``next()`` raises ``StopIteration``, also one waiting on another thread) and
+        ``iterator.reply`` stays None.
 
         Args:
             text: What the user says (non-empty).
-            timeout: Seconds from the call for the whole reply; None waits until the session ends.
+            timeout: Seconds from the call for the whole reply; None (or ``inf``, or anything of
+                ``threading.TIMEOUT_MAX`` or more) waits until the reply ends or the session does.
 
         Raises:
             InvalidStateError: not CONNECTED, or called on the session thread (at once).
