@@ -234,6 +234,10 @@ class BackgroundDispatcher(_Lanes):
         self._closed = False
         self._stopping = False
         self._discard = False
+        # A delivery starts (``_busy``) and close() stops them (``_discard``) under this lock, so
+        # after close() no handler starts; it is never held while a handler runs.
+        self._gate = threading.Lock()
+        self._busy = False
         #: Deliveries dropped by :meth:`close` (queued audio, and what was left at its deadline).
         self.dropped_at_close = 0
 
@@ -262,7 +266,7 @@ class BackgroundDispatcher(_Lanes):
 
     def _run(self) -> None:
         popleft, audio, merged, deliver = self._events.popleft, self._audio, self._take_merged, self._deliver
-        take, wake = self.take, self._wake
+        take, wake, gate = self.take, self._wake, self._gate
         while True:
             # take() inlined for the busy case: this loop is the BACKGROUND hot path.
             try:
@@ -280,10 +284,13 @@ class BackgroundDispatcher(_Lanes):
                     self._idle = False
                     continue
                 self._idle = False
-            if self._discard:  # close() passed its deadline: nothing more is delivered
-                self._count_dropped(1)
-                return
+            with gate:
+                if self._discard:  # close() passed its deadline: nothing more is delivered
+                    self._count_dropped(1)
+                    return
+                self._busy = True
             deliver(pair[0], pair[1])
+            self._busy = False
 
     def _count_dropped(self, n: int) -> None:
         with self._audio_lock:
@@ -312,10 +319,12 @@ class BackgroundDispatcher(_Lanes):
         else:
             self._wake.put(None)
             thread.join(timeout)
-        self._discard = True
+        with self._gate:
+            self._discard = True
+            running = self._busy and thread is not threading.current_thread()
         self._wake.put(None)
         self._count_dropped(self.clear())
-        if thread.is_alive() and thread is not threading.current_thread():
+        if running:
             log.warning("convai-dispatch thread did not stop within %.1f s (a handler is still running; "
                         "no other handler is called after it)", timeout)
             return False
