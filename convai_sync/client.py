@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import events as ev
 from . import protocol
@@ -49,12 +49,16 @@ from .errors import ConvaiTimeoutError as ConvaiTimeoutError  # re-exported: it 
 from .hub import EventHub
 from .lipsync import LipSync
 from .narrative import TriggerQueue
+from .redact import scrub
 from .replies import Deadline, ReplyStream, check_timeout
 from .sending import Sender
 from .session import PipelineSessionError, Session
 from .state import SessionState
 from .transports import create as create_transport
 from .transports.base import Transport
+
+if TYPE_CHECKING:  # PEP 688's buffer type (collections.abc.Buffer from Python 3.12); types only
+    from typing_extensions import Buffer
 
 log = logging.getLogger("convai_sync")
 T = TypeVar("T")
@@ -343,8 +347,9 @@ class ConvaiClient:
 
         Args:
             text: What the user says (non-empty).
-            timeout: Seconds from the call for the whole exchange (send and reply); None waits
-                until the session ends.
+            timeout: Seconds from the call for the whole exchange (send and reply); None (or
+                ``inf``, or anything of ``threading.TIMEOUT_MAX`` or more) waits until the session
+                ends.
 
         Raises:
             InvalidStateError: not CONNECTED, or called on the session thread.
@@ -368,11 +373,14 @@ class ConvaiClient:
 
         The message is sent at once (before the first ``next()``). The reply is bound to this
         text exactly as for :meth:`ask`; ``iterator.reply`` holds the whole :class:`BotReply` once
-        the iteration has ended, and ``iterator.close()`` stops waiting early.
+        the iteration has ended, and ``iterator.close()`` stops waiting early: the iteration then
+        ends (``next()`` raises ``StopIteration``, also one waiting on another thread) and
+        ``iterator.reply`` stays None.
 
         Args:
             text: What the user says (non-empty).
-            timeout: Seconds from the call for the whole reply; None waits until the session ends.
+            timeout: Seconds from the call for the whole reply; None (or ``inf``, or anything of
+                ``threading.TIMEOUT_MAX`` or more) waits until the reply ends or the session does.
 
         Raises:
             InvalidStateError: not CONNECTED, or called on the session thread (at once).
@@ -551,7 +559,7 @@ class ConvaiClient:
         self._session.voice.tts_enabled = bool(enabled)
         return response
 
-    def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1, timeout: float | None = None) -> None:
+    def send_audio(self, pcm: Buffer, sample_rate: int, num_channels: int = 1, timeout: float | None = None) -> None:
         """Send the user's voice: PCM16 of any length, which the transport frames (20 ms frames).
 
         The character hears it as speech (the server's VAD and speech-to-text, then a reply, as
@@ -562,18 +570,27 @@ class ConvaiClient:
         WebSocket transport uses Pipecat's ``ProtobufFrameSerializer``).
 
         Args:
-            pcm: PCM16 little-endian samples, interleaved by channel (``bytes``-like).
+            pcm: PCM16 little-endian samples, interleaved by channel: any C-contiguous buffer
+                (``bytes``, ``bytearray``, a ``memoryview``/``array``/NumPy array of any item
+                type), taken by its byte length.
             sample_rate: Hz, 8000..192000 (16000 or 48000 are usual).
-            num_channels: 1..8 (mono is what speech-to-text expects).
+            num_channels: 1..8 (mono is what speech-to-text expects). On LiveKit the microphone
+                track keeps the first call's format: audio in another format is converted to it
+                (channels mixed down or copied, the rate resampled), so a format change loses no
+                audio and needs no renegotiation.
             timeout: Seconds from the call for the back-pressure wait; None means
                 ``config.ack_timeout``; 0 never waits.
 
         Raises:
-            ValueError: not whole PCM16 frames, a bad ``sample_rate``/``num_channels``, or a
-                negative ``timeout``.
+            ValueError: not a buffer, a non-contiguous one, not whole PCM16 frames, a bad
+                ``sample_rate``/``num_channels``, or a negative ``timeout``.
             InvalidStateError: not CONNECTED, or the transport carries no audio (the message says
-                which to use); :class:`SendQueueFullError` when the queue stayed full until
-                ``timeout`` (the audio queued before then is sent, the rest is not).
+                which to use); :class:`SendQueueFullError` on every transport when the audio was
+                not all accepted within ``timeout`` (the WebSocket's send queue stayed full; the
+                LiveKit microphone takes audio at real time beyond about 1 s of buffer): the audio
+                accepted before then is sent, the rest is not.
+            ConvaiError: ``audio.mic_publish_failed`` on LiveKit when the server did not subscribe
+                to the microphone track within 3 s (nothing was sent; a later call tries again).
             ImportError: the WebSocket transport needs the ``protobuf`` package:
                 ``pip install 'convai-sync[audio]'``.
         """
@@ -636,11 +653,12 @@ class ConvaiClient:
     def diagnostics(self) -> dict[str, Any]:
         """A snapshot for logs and bug reports (plain JSON-able values; never the API key)."""
         threads = [t.name for t in threading.enumerate() if t.name.startswith("convai-")]
+        key = self._config.api_key
         return {
             **self._session.snapshot(),
-            "url": self._config.url,
+            "url": scrub(self._config.url, key),
             "transport": self._config.transport,
-            "character_id": self._config.character_id,
+            "character_id": scrub(self._config.character_id, key),
             "delivery_policy": self._config.delivery_policy.name,
             "events": self._hub.stats(),
             "threads": threads,
@@ -648,5 +666,5 @@ class ConvaiClient:
         }
 
     def __repr__(self) -> str:
-        return (f"ConvaiClient(character_id={self._config.character_id!r}, url={self._config.url!r}, "
-                f"state={self.state.name})")
+        return scrub(f"ConvaiClient(character_id={self._config.character_id!r}, url={self._config.url!r}, "
+                     f"state={self.state.name})", self._config.api_key)

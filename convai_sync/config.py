@@ -23,7 +23,7 @@ from typing import Any
 from .character import ActionConfig, BlendshapeConfig, DynamicInfo, SceneObject, TurnDetectionConfig, VadParams
 from .delivery import EventDeliveryPolicy
 from .errors import ConfigurationError, ErrorCode, SessionError
-from .redact import key_scrubber
+from .redact import key_scrubber, scrub
 from .retry import ReconnectPolicy, RetryPolicy, SlotWaitPolicy
 from .validation import (
     Spec,
@@ -241,7 +241,8 @@ class ConvaiConfig:
                 shown.append(f"api_key={'***' if value else ''!r}")
             else:
                 shown.append(f"{f.name}={value!r}")
-        return f"ConvaiConfig({', '.join(shown)})"
+        # The key pasted into another field (character_id, end_user_id…) is hidden there too.
+        return scrub(f"ConvaiConfig({', '.join(shown)})", self.api_key)
 
     __str__ = __repr__
 

@@ -339,7 +339,7 @@ class Speaker:
 
     def play(self, frame: AudioFrame) -> None:
         """Queue ``frame`` for playback (never blocks). Raises ``ValueError`` for a bad format."""
-        check_format(frame.data, frame.sample_rate, frame.num_channels)
+        data = check_format(frame.data, frame.sample_rate, frame.num_channels)
         if self._closed:
             return
         reopen = None
@@ -359,8 +359,8 @@ class Speaker:
             if frame.turn_id != self._feed_turn or not self._turn_starts:
                 self._turn_starts.append((self._fed, frame.turn_id))
                 self._feed_turn = frame.turn_id
-            self._fed += len(frame.data)
-            self._buffer += frame.data
+            self._fed += len(data)
+            self._buffer += data
             self.stats["frames"] += 1
             limit = int(self._max_buffer * frame.sample_rate) * BYTES_PER_SAMPLE * frame.num_channels
             excess = len(self._buffer) - limit

@@ -105,11 +105,11 @@ class AttemptListener:
         if not self.active:
             return
         try:
-            check_format(pcm, sample_rate, num_channels)
+            pcm = check_format(pcm, sample_rate, num_channels)
         except ValueError as exc:
             log.warning("audio from the %s transport dropped: %s", transport.kind, exc)
             return
-        self._session.voice.receive(bytes(pcm), sample_rate, num_channels, self.is_active)
+        self._session.voice.receive(pcm, sample_rate, num_channels, self.is_active)
 
     def on_transport_interruption(self, transport: Transport) -> None:
         if self.active:

@@ -30,7 +30,7 @@ from .errors import (
 from .replies import Deadline, check_timeout
 from .session import Session
 from .state import SessionState
-from .transports.base import Transport
+from .transports.base import MicrophoneUnheard, Transport
 from .transports.outbox import OutboxFull
 from .turns import Turn
 
@@ -171,9 +171,9 @@ class Sender:
                   unregister=lambda: turns.unsent(box[0] if box else None, "text"))
         return box[0], deadline
 
-    def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int, timeout: float | None) -> None:
+    def send_audio(self, buffer: object, sample_rate: int, num_channels: int, timeout: float | None) -> None:
         """The user's voice (see ``ConvaiClient.send_audio``)."""
-        check_format(pcm, sample_rate, num_channels)
+        pcm = check_format(buffer, sample_rate, num_channels)  # bytes, measured in bytes
         limit = check_timeout("timeout", timeout)
         deadline = Deadline(self._config.ack_timeout if limit is None else limit)
         transport = self.ready_transport()
@@ -184,10 +184,13 @@ class Sender:
         if not pcm:
             return
         try:
-            transport.send_audio(bytes(pcm), sample_rate, num_channels, timeout=deadline.remaining())
+            transport.send_audio(pcm, sample_rate, num_channels, timeout=deadline.remaining())
         except OutboxFull as exc:
             raise SendQueueFullError(SessionError.of(ErrorCode.SESSION_INVALID_STATE, f"audio not sent: {exc}",
                                                      session_id=session.session_id)) from None
+        except MicrophoneUnheard as exc:
+            raise error_for(SessionError.of(ErrorCode.AUDIO_MIC_PUBLISH_FAILED, f"audio not sent: {exc}",
+                                            session_id=session.session_id)) from None
         except ConnectionError as exc:
             raise invalid_state(f"audio not sent: {exc}", session.session_id) from exc
         session.voice.sent(len(pcm), sample_rate, num_channels)

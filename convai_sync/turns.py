@@ -250,6 +250,13 @@ class Turn:
         if completed:
             hand_over()
 
+    def cancel(self) -> None:
+        """The asker gave up: cancel :attr:`future` and wake its waiters."""
+        self.future.cancel()
+        with self._cond:
+            self._audio_ended = True
+            self._cond.notify_all()
+
     def fail(self, error: ConvaiError) -> None:
         if not self.future.done():
             self.future.set_exception(error)
@@ -257,17 +264,21 @@ class Turn:
             self._audio_ended = True
             self._cond.notify_all()
 
-    def wait_chunk(self, index: int, deadline: float) -> ev.BotText | None:
+    def wait_chunk(self, index: int, deadline: float | None) -> ev.BotText | None:
         """Chunk ``index`` once it has arrived; None when the turn ended before it.
 
+        Args:
+            deadline: ``time.monotonic()`` to give up at; None waits until the turn ends.
+
         Raises:
-            TimeoutError: ``deadline`` (``time.monotonic()``) passed first.
+            TimeoutError: ``deadline`` passed first.
             ConvaiError: the turn failed (the session ended, an error ack…).
+            concurrent.futures.CancelledError: the turn was abandoned (:meth:`cancel`).
         """
         with self._cond:
             while index >= len(self.chunks) and not self.future.done():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
                     raise TimeoutError("No further chunk of the reply arrived before the deadline")
                 self._cond.wait(remaining)
             if index < len(self.chunks):
@@ -348,7 +359,7 @@ class TurnTracker:
             if self._current is not None and self._current.sent is not None \
                     and self._current.sent.turn is turn:
                 self._current.sent.turn = None
-        turn.future.cancel()
+        turn.cancel()
 
     def acked(self, response: ev.ServerResponse) -> None:
         """An ack of a ``user_text_message``/``trigger-message``: an error ack means no reply comes."""

@@ -376,12 +376,17 @@ def check_fields(obj: Any, redact: Callable[[str], str] | None = None) -> None:
     owner = type(obj).__name__
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
+        refused: ConfigurationError | None = None
         try:
             new = f.metadata[_SPEC_KEY].validate(f"{owner}.{f.name}", value)
         except ConfigurationError as exc:
             if redact is None:
                 raise
-            raise invalid(redact(exc.error.message)) from None
+            refused = invalid(redact(exc.error.message))
+        if refused is not None:
+            # Raised outside the except block: the unredacted original must not stay reachable
+            # as its __context__ (``from None`` only hides it from tracebacks).
+            raise refused
         if new is not value:
             object.__setattr__(obj, f.name, new)
 

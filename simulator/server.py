@@ -36,6 +36,7 @@ from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
 from simulator.core.state import SimConfig, SimCore, Synthesizer, Transcriber
 from simulator.http.connect import build_app
 from simulator.http.control import add_control_routes
+from simulator.http.quiet import QuietAppRunner
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
 
 if TYPE_CHECKING:
@@ -282,7 +283,7 @@ class Simulator(SimulatorOperations):
         app = build_app(core)
         livekit.install(core, app)
         add_control_routes(app)
-        runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+        runner = QuietAppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port)
         try:

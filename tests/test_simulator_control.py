@@ -147,7 +147,7 @@ ACCEPTED = "an ErrorCode value"
     ({}, 400, ACCEPTED),
     ({"code": "config.api_key_missing"}, 400, "client-side"),
     ({"code": "session.idle_timeout"}, 400, "client-side"),
-    ({"code": "SERVER_SHUTDOWN", "times": 0}, 400, "'times'"),
+    ({"code": "SERVER_SHUTDOWN", "times": 0}, 400, "times must be a positive int up to 1000"),
     ({"code": "SERVER_SHUTDOWN", "colour": "red"}, 400, "does not take details"),
     ({"code": "SERVER_SHUTDOWN", "session_id": "nope"}, 404, "no live session"),
 ])

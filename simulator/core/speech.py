@@ -4,7 +4,10 @@
 Hearing (:class:`UtteranceDetector`): a chunk of user audio is speech when its peak reaches ``SPEECH_PEAK``
 (about -30 dBFS); an utterance starts with the first speech chunk and ends after ``END_OF_UTTERANCE_SILENCE``
 seconds of audio without speech (audio time, not wall time: a client may send faster than real time), or when
-the audio stops for good; its trailing silence is cut. The default transcriber describes the audio:
+the audio stops for good; its trailing silence is cut. One utterance keeps at most ``MAX_UTTERANCE_SECONDS``
+(60 s) and at most ``MAX_UTTERANCE_BYTES`` (60 s of 48 kHz stereo PCM16, 11.52 MB) for the transcriber: beyond
+either, its oldest audio is dropped (and still counted as heard), so 192 kHz x 8 channels cannot make one
+utterance hold 184 MB. The default transcriber describes the audio:
 ``"[audio 1.20 s]"``. :func:`heard_started` / :func:`heard_utterance` are what the character does then (the
 same on LiveKit and on the WebSocket): ``user-started-speaking``, which interrupts a reply in progress
 (barge-in); ``user-stopped-speaking``, the transcriber, and the reply through
@@ -42,6 +45,8 @@ SPEECH_PEAK = 1000
 END_OF_UTTERANCE_SILENCE = 0.5
 #: Longest utterance kept for the transcriber (older audio is dropped, still counted).
 MAX_UTTERANCE_SECONDS = 60.0
+#: Most bytes one utterance keeps for the transcriber, whatever its format (60 s of 48 kHz stereo PCM16).
+MAX_UTTERANCE_BYTES = 60 * 48_000 * 2 * 2
 
 Transcriber = Callable[[bytes, int, int], str]
 
@@ -75,6 +80,7 @@ class UtteranceDetector:
         self._on_utterance = on_utterance
         self._pcm: deque[bytes] = deque()
         self._kept = 0.0
+        self._bytes = 0
         self._speaking = False
         self._silence = 0.0
         self._trailing = 0  # silent chunks at the end of _pcm
@@ -83,6 +89,11 @@ class UtteranceDetector:
     @property
     def speaking(self) -> bool:
         return self._speaking
+
+    @property
+    def buffered_bytes(self) -> int:
+        """PCM16 bytes the utterance in progress holds (at most about ``MAX_UTTERANCE_BYTES``)."""
+        return self._bytes
 
     async def feed(self, pcm: bytes, sample_rate: int, num_channels: int) -> None:
         """One chunk of the user's audio (PCM16 little-endian, interleaved)."""
@@ -100,14 +111,18 @@ class UtteranceDetector:
             return
         self._pcm.append(pcm)
         self._kept += seconds
+        self._bytes += len(pcm)
         if loud:
             self._silence, self._trailing = 0.0, 0
         else:
             self._silence += seconds
             self._trailing += 1
         bytes_per_second = 2 * num_channels * sample_rate
-        while self._kept > MAX_UTTERANCE_SECONDS and len(self._pcm) > self._trailing + 1:
-            self._kept -= len(self._pcm.popleft()) / bytes_per_second
+        while (self._kept > MAX_UTTERANCE_SECONDS or self._bytes > MAX_UTTERANCE_BYTES) \
+                and len(self._pcm) > self._trailing + 1:
+            dropped = len(self._pcm.popleft())
+            self._kept -= dropped / bytes_per_second
+            self._bytes -= dropped
         if self._silence >= END_OF_UTTERANCE_SILENCE:
             await self.finish()
 
@@ -120,6 +135,7 @@ class UtteranceDetector:
         pcm = b"".join(self._pcm)
         self._pcm.clear()
         self._kept, self._silence, self._trailing, self._speaking = 0.0, 0.0, 0, False
+        self._bytes = 0
         rate, channels = self._format
         await self._on_utterance(pcm, rate, channels)
 

@@ -325,23 +325,30 @@ class SimCore:
         self.end(session, 1008, faults.USAGE_LIMIT_REASON)
 
     async def apply_live(self, fault: LiveFault, session: SimSession, times: int) -> None:
-        """Act with ``fault`` on one open session."""
+        """Act with ``fault`` on one open session. A repeated frame (``times``, at most
+        ``bounds.MAX_INJECT_TIMES``) yields to the loop after each send, so other sessions and routes
+        are served meanwhile, and stops as soon as the session can no longer take it (it ended)."""
         kind = fault.kind
         if kind is LiveKind.CLOSE:
             self.end(session, fault.close_code, fault.reason)
         elif kind is LiveKind.ABORT:
             self.end(session, 1006, f"aborted ({fault.label})", abort=True)
         elif kind is LiveKind.PIPELINE_ERROR:
-            for _ in range(times):
-                await session._send(wire.pipeline_error(fault.text, False))
+            await self._repeat(session, wire.encode(wire.pipeline_error(fault.text, False)), times)
         elif kind is LiveKind.FATAL_ERROR:
             await session._send(wire.pipeline_error(fault.text, True))
             self.end(session, 1011, fault.reason)
         elif kind is LiveKind.USAGE_LIMIT:
             await self.usage_limit_flow(session, fault.quota_type, fault.text)
         elif kind is LiveKind.RAW_FRAME:
-            for _ in range(times):
-                await session._send_text(fault.text)
+            await self._repeat(session, fault.text, times)
+
+    @staticmethod
+    async def _repeat(session: SimSession, text: str, times: int) -> None:
+        for _ in range(times):
+            if not session.is_open or not await session._send_text(text):
+                return  # the session ended: nobody is left to send to
+            await asyncio.sleep(0)  # a send that did not wait for the client would never yield
 
     async def inject_live(self, fault: LiveFault, session_id: str | None, times: int) -> int:
         """Apply ``fault`` to every open session (or one); returns how many it targets.

@@ -121,8 +121,7 @@ async def _inject(core: SimCore, body: Body) -> web.Response:
     times = details.pop("times", 1)
     if code is None:
         raise RequestError(400, f"'code' is required: {faults.ACCEPTED_FORMS}")
-    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-        raise RequestError(400, f"'times' must be a positive int, got {times!r}")
+    limits.check_positive_int("times", times, bounds.MAX_INJECT_TIMES)
     fault = faults.resolve(code, details, over_http=True)
     target = faults.coerce(code)
     named = target.value if isinstance(target, ErrorCode) else target.name  # the answer names the code one way
@@ -146,9 +145,7 @@ async def _limits(core: SimCore, body: Body) -> web.Response:
 
 async def _idle_warning(core: SimCore, body: Body) -> web.Response:
     session = _live(core, body)
-    remaining = body.get("remaining_seconds")
-    if isinstance(remaining, bool) or not isinstance(remaining, int) or remaining < 0:
-        raise RequestError(400, f"'remaining_seconds' must be an int >= 0, got {remaining!r}")
+    remaining = limits.check_int("remaining_seconds", body.get("remaining_seconds"), 0, int(limits.MAX_SECONDS))
     await session._send(wire.idle_warning(remaining))
     return _ok()
 
