@@ -4,6 +4,7 @@ the shipped samples, and every way to load them (constructor, file, CLI, control
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from simulator.core.characters import (
     parse_characters,
     shipped_character,
     shipped_character_names,
+    shipped_characters_dir,
 )
 from tests.sim_helpers import close_all_sockets, etype, open_session, recv_until, send
 from tests.test_simulator_cli import CliProcess, cli, start  # noqa: F401  (the cli fixture)
@@ -111,6 +113,8 @@ def test_shipped_samples_load() -> None:
     assert shop.narrative.section("greeting").triggers == {"enter_shop": "browsing"}
     (greeter,) = load_characters_file(shipped_character("greeter"))
     assert greeter.narrative is None and greeter.languages == ("en-US", "de-DE")
+    with pytest.raises(KeyError):  # exists, but is a path rather than a shipped name
+        shipped_character("../characters/shopkeeper")
     with pytest.raises(KeyError):
         shipped_character("nobody")
 
@@ -183,6 +187,11 @@ def test_control_api_defines_characters(tmp_path: Path) -> None:
         shipped = requests.post(url, json={"shipped": "shopkeeper"}, headers=headers, timeout=5)
         assert shipped.status_code == 200 and shipped.json()["characters"][-1]["narrative"]["start"] == "greeting"
         assert requests.post(url, json={"shipped": "../etc/passwd"}, headers=headers, timeout=5).status_code == 404
+        # A path to a real characters file outside the samples' folder is no shipped name either.
+        outside = write(tmp_path, {"characters": [{"id": "outside"}]})
+        relative = os.path.relpath(outside.with_suffix(""), shipped_characters_dir())
+        escaped = requests.post(url, json={"shipped": relative}, headers=headers, timeout=5)
+        assert escaped.status_code == 404, escaped.text
         assert reply_text(ask_raw(sim, "hello", character_id="shop")) == "Welcome, {player_name}!"
         listed = requests.get(url, headers=headers, timeout=5).json()["characters"]
         assert [c["id"] for c in listed] == ["sim-character", "shop", "shopkeeper"]

@@ -402,11 +402,14 @@ def shipped_character_names() -> list[str]:
 
 
 def shipped_character(name: str) -> Path:
-    """The path of a shipped sample (``"shopkeeper"``, ``"greeter"``); KeyError for an unknown name."""
-    path = shipped_characters_dir() / f"{name}.json"
-    if not path.is_file():
+    """The path of a shipped sample (``"shopkeeper"``, ``"greeter"``); KeyError for an unknown name.
+
+    Only the listed names resolve: a name holding a path (``"../x"``, reachable from the control API's
+    ``{"shipped": NAME}``) is unknown, never a file outside the samples' folder.
+    """
+    if name not in shipped_character_names():
         raise KeyError(name)
-    return path
+    return shipped_characters_dir() / f"{name}.json"
 
 
 class Template(dict[str, str]):
