@@ -88,15 +88,21 @@ def test_a_bad_field_is_named_with_its_file_and_character(tmp_path: Path, defini
 
 
 def test_file_level_errors_name_the_file(tmp_path: Path) -> None:
-    for document, text in (("[", "not valid UTF-8 JSON"), ('{"people": []}', "unknown top-level key 'people'"),
+    for document, text in (("[", "not valid JSON"), ("[" * 100_000, "not valid JSON: JSON nested deeper than"),
+                           (b"[\"\xff\"]", "not valid JSON: invalid UTF-8"),
+                           ('{"people": []}', "unknown top-level key 'people'"),
                            ("[]", "at least one character"),
                            ('[{"id": "a"}, {"id": "a"}]', "character 'a': field 'id': defined twice")):
         path = tmp_path / "bad.json"
-        path.write_text(document, encoding="utf-8")
+        path.write_bytes(document if isinstance(document, bytes) else document.encode("utf-8"))
         with pytest.raises(CharacterError, match=f"^{path}: .*{text}"):
             load_characters_file(path)
     with pytest.raises(CharacterError, match="missing.json: cannot read"):
         load_characters_file(tmp_path / "missing.json")
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # opening it would block until a writer came: it is refused unopened
+    with pytest.raises(CharacterError, match=f"^{fifo}: not a regular file"):
+        load_characters_file(fifo)
 
 
 def test_template_fill_leaves_unknown_placeholders() -> None:
