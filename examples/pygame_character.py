@@ -96,7 +96,7 @@ def tour_simulator(voice: Any) -> Any:
     from _pygame_tour import respond
 
     from simulator import Simulator
-    from simulator.characters import shipped_character
+    from simulator.core.characters import shipped_character
 
     return Simulator(concurrency_limit=1, responder=respond, synthesizer=voice, chunk_delay=0.08,
                      transport_default="websocket", websocket_audio=True,
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
             config = sim.client_config(**tour_overrides(args.transport))
             character = "Mira (simulator)"
         else:
-            from simulator.characters import shipped_character
+            from simulator.core.characters import shipped_character
 
             # Used when no credentials are set: the shipped shopkeeper, her story, actions and lip-sync.
             embedded = {"chunk_delay": 0.05, "websocket_audio": True,
