@@ -451,7 +451,8 @@ class ConvaiClient:
 
         Args:
             action_config: The new :class:`~convai_sync.ActionConfig` (already validated).
-            wait, timeout: As :meth:`send_text`.
+            wait: As :meth:`send_text`.
+            timeout: As :meth:`send_text`.
 
         Raises:
             TypeError: ``action_config`` is not an ``ActionConfig``. Otherwise as :meth:`send_text`.
