@@ -82,6 +82,7 @@ from .hub import EventHub, Subscription
 from .replies import ReplyStream
 from .retry import ReconnectPolicy, RetryPolicy, SlotWaitPolicy
 from .session import PipelineSessionError
+from .sessionstore import SessionStore
 from .state import SessionState
 
 __version__ = "0.1.0"
@@ -101,7 +102,8 @@ __all__ = [
     "ParticipantJoined", "ParticipantLeft", "ParticipantType", "PipelineSessionError",
     "ReconnectPolicy", "Reconnected", "Reconnecting", "ReplyStream", "RetryPolicy", "RoomOwnershipRebindStateChanged",
     "RoomOwnershipRebindStatus", "ServerMessage", "ServerResponse", "SessionDurationWarning",
-    "SendQueueFullError", "SessionError", "SessionErrorStage", "SessionState", "SessionStateChanged", "SlotWaitPolicy",
+    "SendQueueFullError", "SessionError", "SessionErrorStage", "SessionState", "SessionStateChanged",
+    "SessionStore", "SlotWaitPolicy",
     "Subscription", "UsageLimitError", "UsageLimitReached", "UserIdleTimeoutElapsed",
     "UserIdleWarningReceived", "UserStartedSpeaking", "UserStoppedSpeaking", "UserTranscription",
     "VadSttEvent", "Visemes", "WaitingForSlot", "__version__",

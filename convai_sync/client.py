@@ -518,8 +518,12 @@ class ConvaiClient:
         return self._sender.send("reset-idle-timer", protocol.simple("reset-idle-timer"), wait, timeout)
 
     def reset_session(self) -> None:
-        """Forget ``character_session_id``: the next connect starts a fresh conversation."""
+        """Forget ``character_session_id``: the next connect starts a fresh conversation (the
+        configured ``session_store`` forgets it too)."""
         self._check_open()
+        store = self._config.session_store
+        if store is not None:
+            store.forget(self._config.character_id)
         session = self._session
         if session.thread is None:
             session.character_session_id = None

@@ -76,6 +76,8 @@ class Session:
         self.state = S.DISCONNECTED
         self.session_id: str | None = None
         self.character_session_id: str | None = config.character_session_id
+        if self.character_session_id is None and config.session_store is not None:
+            self.character_session_id = config.session_store.get(config.character_id)  # resume after a restart
         self.bot_ready = False
         self.last_error: SessionError | None = None
         self.last_disconnect_reason: DisconnectReason | None = None
@@ -412,7 +414,8 @@ class Session:
             return
         self._attempt_id += 1  # a late worker result is released by _discard
         waited = ("the transport's link recovery" if self._resuming
-                  else "bot-ready" if self.transport is not None else "the connect call")
+                  else "bot-ready" if self.transport is not None
+                  else self._runner.waiting_for(attempt_id) or "the connect call")
         self._resuming = False
         self._abort_attempt(f"connection_timeout={self._config.connection_timeout:g} s elapsed")
         error = self._err(ErrorCode.CONNECTION_TIMEOUT,

@@ -115,6 +115,9 @@ INVALID: list[tuple[str, object]] = [
     ("audio_sample_rate", 7999), ("audio_sample_rate", 16000.0), ("audio_sample_rate", True),
     ("receive_audio", "yes"), ("receive_audio", None),
     ("audio_queue_frames", 0), ("audio_queue_frames", None),
+    ("auth_token", 5), ("auth_token", "tok en"), ("auth_token", "tok\u00e9n"),
+    ("token_provider", "not callable"), ("token_provider", 5),
+    ("session_store", "sessions.json"), ("session_store", {}),
 ]
 
 
