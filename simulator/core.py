@@ -20,6 +20,8 @@ from simulator import faults, wire
 from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Accounts, Limits
 from simulator.character import Responder
 from simulator.faults import ConnectFault, LiveFault, LiveKind
+from simulator.memory import MemoryStore
+from simulator.restfaults import RestFaults
 from simulator.runner import ScenarioRunner
 from simulator.scenario import Scenario
 from simulator.sessions import (
@@ -30,6 +32,7 @@ from simulator.sessions import (
     Phase,
     SimSession,
 )
+from simulator.tokens import TokenStore
 
 if TYPE_CHECKING:
     from simulator.carrier import Carrier
@@ -77,6 +80,10 @@ class SimConfig:
     max_conversations: int = DEFAULT_MAX_CONVERSATIONS
     #: The directory ``POST /_sim/scenario`` may load scenario files from (None: no files at all).
     scenario_dir: Path | None = None
+    #: Auth tokens (``simulator.tokens``): lifetime, single use, and the clock they age on (None: the loop's).
+    auth_token_ttl: float = 3600.0
+    single_use_tokens: bool = True
+    clock: Callable[[], float] | None = None
 
 
 class SimCore:
@@ -102,6 +109,9 @@ class SimCore:
         self.runner: ScenarioRunner | None = None
         #: The LiveKit side (``simulator.livekit.service.LiveKitService``) when its extra is installed.
         self.livekit: LiveKitService | None = None
+        self.tokens = TokenStore(config.clock or loop.time, config.auth_token_ttl, config.single_use_tokens)
+        self.memory = MemoryStore()
+        self.rest_faults = RestFaults()
 
     def set_scenario(self, scenario: Scenario | None) -> None:
         """Run ``scenario`` on sessions whose WebSocket opens from now on (None: no scenario)."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from convai_sync.disconnect import DisconnectReason
 from convai_sync.errors import CATALOG, ErrorCode, SessionErrorStage
+from simulator.tokens import Refusal
 
 #: Simulator extension: WebRTC-only transport failures travel as this close code, reason = code string.
 TRANSPORT_FAULT_CLOSE_CODE = 4100
@@ -190,11 +191,22 @@ def _take(details: dict[str, Any], allowed: set[str], what: str) -> None:
 
 
 def connect_fault(code: ErrorCode, details: dict[str, Any]) -> ConnectFault:
-    """The fault for a connect-API code; details ``status`` / ``detail`` override the HTTP answer."""
+    """The fault for a connect-API code; details ``status`` / ``detail`` override the HTTP answer.
+
+    ``connection.invalid_token`` also takes ``reason``: ``"expired"``, ``"consumed"``, ``"revoked"`` or
+    ``"unknown"``, answering the 401 the simulator gives such a token (``simulator.tokens.Refusal``).
+    """
     special = _SPECIAL_CONNECT.get(code)
     if special is not None:
         _take(details, set(), code.value)
         return ConnectFault(code, special)
+    if code is ErrorCode.CONNECTION_INVALID_TOKEN and "reason" in details:
+        details = dict(details)
+        reason = details.pop("reason")
+        refusals = {r.name.lower(): r.value for r in Refusal}
+        if reason not in refusals:
+            raise ValueError(f"{code.value}: 'reason' must be one of {', '.join(refusals)}, got {reason!r}")
+        details.setdefault("detail", refusals[reason])
     _take(details, {"status", "detail"}, code.value)
     status, detail, server_code = _HTTP_ROWS[code]
     status = details.get("status", status)

@@ -23,6 +23,7 @@ from simulator.carrier import CLOSE_HANDSHAKE_TIMEOUT, WebSocketCarrier
 from simulator.core import SimCore
 from simulator.faults import ConnectKind
 from simulator.sessions import Phase
+from simulator.tokens import Refusal
 from simulator.wsaudio import WebSocketVoice
 
 logger = logging.getLogger("simulator.routes")
@@ -99,11 +100,24 @@ async def _read_body(request: web.Request) -> dict[str, Any] | web.Response:
 
 
 def _api_key(request: web.Request, core: SimCore) -> str | web.Response:
+    """The key a ``/connect`` stands for: ``X-API-Key`` wins; otherwise an auth token, resolved to the
+    key that minted it (and consumed when tokens are single-use), from ``API-AUTH-TOKEN`` or, as one
+    Convai page has it, ``CONVAI-API-KEY`` (which may also carry a plain key)."""
     key = request.headers.get("X-API-Key")
     if key is None:
-        # The real service resolves API-AUTH-TOKEN to its key; the simulator accepts a key as the token.
-        key = request.headers.get("API-AUTH-TOKEN")
-    if key is None or not key.strip():
+        token = request.headers.get("API-AUTH-TOKEN")
+        if token is None:
+            token = request.headers.get("CONVAI-API-KEY")
+            if token is not None and core.accounts.knows_key(token.strip()):
+                return token.strip()
+        if token is None or not token.strip():
+            return _error(401, AUTH_REQUIRED, "invalid_api_key")
+        resolved = core.tokens.use(token.strip())
+        if isinstance(resolved, Refusal):
+            logger.info("connect refused: %s", resolved.name.lower())
+            return _error(401, resolved.value, "invalid_api_key")
+        return resolved
+    if not key.strip():
         return _error(401, AUTH_REQUIRED, "invalid_api_key")
     if not core.accounts.knows_key(key):
         return _error(401, "Invalid API key", "invalid_api_key")

@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 from simulator import limits, pipecat
+from simulator.account_ops import AccountOperations
 from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
 from simulator.character import Responder
 from simulator.control import add_control_routes
 from simulator.core import SimConfig, SimCore, Synthesizer, Transcriber
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
+from simulator.rest import install as add_rest_routes
 from simulator.routes import build_app
 from simulator.scenario import Scenario, load_scenario
 from simulator.sessions import DEFAULT_SEND_TIMEOUT
@@ -50,7 +52,7 @@ def _names(value: Iterable[str] | str, what: str) -> tuple[str, ...]:
     return names
 
 
-class Simulator(SimulatorOperations):
+class Simulator(SimulatorOperations, AccountOperations):
     """A local Convai realtime service. ``None`` limits mean unlimited / off.
 
     Args:
@@ -93,6 +95,12 @@ class Simulator(SimulatorOperations):
         scenario_dir: the one directory ``POST /_sim/scenario`` may read scenario files from (named
             relative to it); None (the default): the control API reads no file but the shipped scenarios.
             The ``scenario`` argument and :meth:`load_scenario` read any path you give them.
+        auth_token_ttl: seconds an auth token from ``POST /user/connect`` (or ``/user/extend-token``) stays
+            valid for new connects (Convai: one hour); ``token_ttl`` remains the session lifetime.
+        single_use_tokens: the first ``/connect`` presenting an auth token consumes it (PROPOSED; Convai's
+            docs name "already consumed" tokens); False lets a token connect until it expires or is revoked.
+        clock: monotonic seconds for auth-token lifetimes (default: the simulator loop's clock); pass
+            ``convai_sync.testing.FakeClock().monotonic`` to expire tokens without waiting an hour.
 
     Raises:
         ValueError: a bad value, e.g. a port outside 0..65535, or ``idle_warning_lead`` without
@@ -130,6 +138,9 @@ class Simulator(SimulatorOperations):
         max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
         scenario_dir: str | Path | None = None,
         websocket_audio: bool = False,
+        auth_token_ttl: float = 3600.0,
+        single_use_tokens: bool = True,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         checked = limits.validate({
             "concurrency_limit": concurrency_limit, "speaker_limit": speaker_limit,
@@ -151,6 +162,11 @@ class Simulator(SimulatorOperations):
                 raise TypeError(f"{name} must be callable")
         if not isinstance(websocket_audio, bool):
             raise TypeError("websocket_audio must be a bool")
+        token_ttl_checked = limits.check_seconds("auth_token_ttl", auth_token_ttl)
+        if not isinstance(single_use_tokens, bool):
+            raise TypeError("single_use_tokens must be a bool")
+        if clock is not None and not callable(clock):
+            raise TypeError("clock must be a callable returning monotonic seconds")
         if websocket_audio and not pipecat.available():
             raise ValueError("websocket_audio needs the protobuf package: pip install 'convai-sync[simulator]'")
         if transport_default not in ("livekit", "websocket"):
@@ -182,6 +198,9 @@ class Simulator(SimulatorOperations):
             max_conversations=max_conversations,
             scenario_dir=allowed_dir,
             websocket_audio=websocket_audio,
+            auth_token_ttl=token_ttl_checked,
+            single_use_tokens=single_use_tokens,
+            clock=clock,
         )
         self._scenario: Scenario | None = None if scenario is None else load_scenario(scenario)
         self._lock = threading.Lock()
@@ -248,6 +267,7 @@ class Simulator(SimulatorOperations):
         core.set_scenario(self._scenario)
         app = build_app(core)
         add_control_routes(app)
+        add_rest_routes(app)
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port)
