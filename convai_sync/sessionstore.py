@@ -113,6 +113,7 @@ class SessionStore:
                         del data[character_id]
                     else:
                         data[character_id] = value
+                    self._remove_stale_temps()
                     self._write(data)
             except Timeout:
                 log.warning("session store %s: another process held its lock for %g s; %s not recorded",
@@ -120,6 +121,15 @@ class SessionStore:
             except OSError as exc:
                 log.warning("session store %s could not be written (%s); %s not recorded", self.path, exc,
                             character_id)
+
+    def _remove_stale_temps(self) -> None:
+        """Delete temporary files of writers killed mid-write (every writer holds the lock while its
+        temporary file exists, so under the lock any such file is a dead writer's)."""
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            try:
+                stale.unlink()
+            except OSError as exc:
+                log.debug("cannot remove %s: %s", stale, exc)
 
     def _write(self, data: dict[str, object]) -> None:
         """Temp file in the same folder, fsync, rename over the old file, fsync the folder."""

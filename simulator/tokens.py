@@ -8,8 +8,8 @@ presents it (the docs name "already consumed" tokens; ``single_use=False`` turns
 restarts the full lifetime from now, and the 401 ``detail`` texts below.
 
 Pure state, no I/O; owned by the loop thread. Times come from ``clock`` (monotonic seconds: the
-simulator's clock, a virtual one in tests); ``expirationTime`` is reported as wall-clock ISO 8601
-UTC, the remaining lifetime added to the current wall time.
+simulator's clock, a virtual one in tests); ``expirationTime`` is reported as ISO 8601 UTC wall time,
+counted on ``clock`` from the wall time at which the store was made.
 """
 
 from __future__ import annotations
@@ -56,11 +56,14 @@ class TokenStore:
         self.ttl = ttl
         self.single_use = single_use
         self._tokens: dict[str, _Token] = {}
+        # Wall time is anchored once, so expiration times move with ``clock`` (a virtual one too).
+        self._wall_anchor = datetime.now(timezone.utc)
+        self._clock_anchor = clock()
 
     def expiration_time(self, token: str) -> str:
         """The token's expiry as ISO 8601 UTC wall time (``"2026-01-01T12:00:00+00:00"``)."""
-        remaining = self._tokens[token].expires - self._clock()
-        return (datetime.now(timezone.utc) + timedelta(seconds=remaining)).isoformat()
+        offset = self._tokens[token].expires - self._clock_anchor
+        return (self._wall_anchor + timedelta(seconds=offset)).isoformat()
 
     def mint(self, api_key: str) -> str:
         """A new token of ``api_key``, valid for ``ttl`` seconds."""

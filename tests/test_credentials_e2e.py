@@ -143,9 +143,9 @@ def test_expiry_and_revocation_mid_session_end_nothing(sim: Simulator, clock: Fa
 def test_injected_token_refusals_are_invalid_token(sim: Simulator, transport: str, reason: str, text: str) -> None:
     minter = Minter(sim)
     sim.inject(E.CONNECTION_INVALID_TOKEN, reason=reason)
-    with ConvaiClient(config(sim, transport, token_provider=minter)) as client:
-        with pytest.raises(ConvaiError) as raised:
-            client.connect(timeout=WAIT)
+    client = ConvaiClient(config(sim, transport, token_provider=minter))
+    with client, pytest.raises(ConvaiError) as raised:
+        client.connect(timeout=WAIT)
     assert raised.value.error_code is E.CONNECTION_INVALID_TOKEN
     assert text in str(raised.value) and "single-use" in str(raised.value)
 
@@ -153,9 +153,8 @@ def test_injected_token_refusals_are_invalid_token(sim: Simulator, transport: st
 def test_an_expired_token_is_refused_at_connect(sim: Simulator, clock: FakeClock, transport: str) -> None:
     token = sim.mint_token()
     clock.advance(3600.0)
-    with ConvaiClient(config(sim, transport, auth_token=token)) as client:
-        with pytest.raises(ConvaiError) as raised:
-            client.connect(timeout=WAIT)
+    with ConvaiClient(config(sim, transport, auth_token=token)) as client, pytest.raises(ConvaiError) as raised:
+        client.connect(timeout=WAIT)
     assert raised.value.error_code is E.CONNECTION_INVALID_TOKEN and "expired" in str(raised.value)
 
 
@@ -176,9 +175,9 @@ def _raise() -> str:
 ], ids=["raises", "int", "none", "blank", "inner-space"])
 def test_a_failing_provider_fails_the_attempt_clearly(sim: Simulator, transport: str, provider: Any,
                                                       expected: str) -> None:
-    with ConvaiClient(config(sim, transport, token_provider=provider)) as client:
-        with pytest.raises(ConvaiError) as raised:
-            client.connect(timeout=WAIT)
+    client = ConvaiClient(config(sim, transport, token_provider=provider))
+    with client, pytest.raises(ConvaiError) as raised:
+        client.connect(timeout=WAIT)
     assert raised.value.error_code is E.CONNECTION_AUTH_TOKEN_FETCH_FAILED
     assert expected in str(raised.value)
     if provider is _raise:
@@ -241,7 +240,6 @@ def test_several_credentials_are_refused_naming_the_fields(sim: Simulator) -> No
 
 
 def test_no_credential_fails_connect_with_api_key_missing(sim: Simulator) -> None:
-    with ConvaiClient(sim.client_config(api_key="")) as client:
-        with pytest.raises(ConvaiError) as raised:
-            client.connect(timeout=WAIT)
+    with ConvaiClient(sim.client_config(api_key="")) as client, pytest.raises(ConvaiError) as raised:
+        client.connect(timeout=WAIT)
     assert raised.value.error_code is E.CONFIG_API_KEY_MISSING
