@@ -36,7 +36,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["convai_sync", "convai_sync.*", "simulator", "simulator.*"]),
-    package_data={"convai_sync": ["py.typed"], "simulator": ["scenarios/*.json", "py.typed"]},
+    package_data={"convai_sync": ["py.typed"], "simulator": ["scenarios/*.json", "characters/*.json", "py.typed"]},
     # The transport reads frames with websocket-client's frame parser and makes urllib3's sockets
     # abortable (convai_sync.netio): both are pinned to the major versions that code was written for.
     # platformdirs (convai_sync.identity: the user's data folder on every OS) and filelock

@@ -15,9 +15,10 @@ from typing import Any
 
 from simulator import limits
 from simulator.accounts import DEFAULT_MAX_CONVERSATIONS
+from simulator.characters import shipped_character, shipped_character_names
 from simulator.control import route_table
 from simulator.scenario import shipped_scenarios
-from simulator.server import Simulator
+from simulator.server import DEFAULT_CHARACTERS, Simulator
 from simulator.sessions import DEFAULT_SEND_TIMEOUT
 
 LOOPBACK_NAMES = ("localhost",)
@@ -70,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="accepted API key (repeatable; default sim-api-key)")
     add("--character", action="append", dest="characters", metavar="ID",
         help="character id (repeatable; default sim-character)")
+    add("--characters", dest="characters_file", metavar="FILE",
+        help="JSON characters file ({\"characters\": [...]}: name, backstory, replies, narrative, actions...; "
+             "see simulator.characters); shipped samples: " + ", ".join(shipped_character_names()))
     add("--concurrency-limit", type=int, metavar="N", help="live sessions per key (429 beyond)")
     add("--speaker-limit", type=int, metavar="N", help="distinct end_user_id values per key")
     add("--connect-rate-limit", type=int, metavar="N", help="accepted connects per key per minute")
@@ -103,7 +107,8 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         args.host,
         args.port,
         api_keys=tuple(args.api_keys or ("sim-api-key",)),
-        characters=tuple(args.characters or ("sim-character",)),
+        characters=tuple(args.characters) if args.characters else DEFAULT_CHARACTERS,
+        characters_file=_characters_file(args.characters_file),
         concurrency_limit=args.concurrency_limit,
         speaker_limit=args.speaker_limit,
         connect_rate_limit=args.connect_rate_limit,
@@ -122,6 +127,16 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         scenario_dir=args.scenario_dir,
         websocket_audio=args.websocket_audio,
     )
+
+
+def _characters_file(name: str | None) -> str | None:
+    """A ``--characters`` value: a path, or the name of a shipped sample (``shopkeeper``)."""
+    if name is None or os.path.exists(name):
+        return name
+    try:
+        return str(shipped_character(name))
+    except KeyError:
+        return name  # the loader reports the missing file by its name
 
 
 def _limits_line(sim: Simulator) -> str | None:
@@ -146,6 +161,8 @@ def _banner(sim: Simulator) -> str:
         f"LiveKit URL: {livekit_url}" + ("" if sim.livekit_available else "  (unavailable: install the "
                                          "'simulator-livekit' extra)"),
     ]
+    lines.append("Characters: " + ", ".join(f"{d.id} ({d.display_name})" if d.name else d.id
+                                            for d in sim.characters))
     if scenario is not None:
         lines.append(f"Scenario: {scenario.name}: {scenario.description}".rstrip(": "))
     active = _limits_line(sim)

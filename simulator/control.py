@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator import bounds, faults, limits, signals, wire
+from simulator import bounds, characters, faults, limits, signals, wire
 from simulator.core import SimCore
 from simulator.faults import ConnectFault
 from simulator.routes import CORE_KEY, read_limited_body, too_large
@@ -183,6 +183,23 @@ async def _send(core: SimCore, body: Body) -> web.Response:
     return _ok()
 
 
+async def _characters(core: SimCore, body: Body) -> web.Response:
+    """Define characters (``{"characters": [...]}``, the characters file's shape, or ``{"shipped": NAME}``),
+    all or nothing; answers every definition's summary."""
+    if body:
+        if set(body) == {"shipped"} and isinstance(body["shipped"], str):
+            try:
+                path = characters.shipped_character(body["shipped"])
+            except KeyError:
+                raise RequestError(404, f"no shipped characters file named {body['shipped']!r} "
+                                        f"(shipped: {', '.join(characters.shipped_character_names())})") from None
+            definitions = characters.load_characters_file(path)
+        else:
+            definitions = characters.parse_document(body, "request body")
+        core.define_characters(definitions)
+    return web.json_response({"characters": [core.character(c).summary() for c in core.accounts.characters]})
+
+
 async def _scenario(core: SimCore, body: Body) -> web.Response:
     if body:
         if set(body) != {"scenario"}:
@@ -226,6 +243,8 @@ ROUTES: tuple[ControlRoute, ...] = (
                  '{"session_id", "frame"} (an object is sent as JSON text, a string as is)'),
     ControlRoute(("GET", "POST"), "/_sim/scenario", _scenario,
                  'read / replace the scenario ({"scenario": name, object, list or null})'),
+    ControlRoute(("GET", "POST"), "/_sim/characters", _characters,
+                 'list / add or replace character definitions ({"characters": [...]} or {"shipped": NAME})'),
 )
 
 

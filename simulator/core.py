@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 from simulator import faults, wire
 from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Accounts, Limits
 from simulator.character import Responder
+from simulator.characters import CharacterDefinition
 from simulator.faults import ConnectFault, LiveFault, LiveKind
+from simulator.features import Features
 from simulator.memory import MemoryStore
 from simulator.restfaults import RestFaults
 from simulator.runner import ScenarioRunner
@@ -58,6 +60,8 @@ class SimConfig:
 
     api_keys: tuple[str, ...] = field(default=("sim-api-key",), repr=False)
     characters: tuple[str, ...] = ("sim-character",)
+    #: One definition per id of ``characters`` (a plain id gets the default definition).
+    definitions: tuple[CharacterDefinition, ...] = ()
     limits: Limits = field(default_factory=Limits)
     idle_timeout: float | None = None
     idle_warning_lead: float | None = None
@@ -94,6 +98,7 @@ class SimCore:
         self.loop = loop
         self.accounts = Accounts(config.api_keys, config.characters, config.limits, clock=loop.time,
                                  max_conversations=config.max_conversations)
+        self.definitions: dict[str, CharacterDefinition] = {d.id: d for d in config.definitions}
         self.sessions: dict[str, SimSession] = {}
         self.recent: collections.OrderedDict[str, SimSession] = collections.OrderedDict()
         self.connect_faults: collections.deque[list[Any]] = collections.deque()
@@ -137,6 +142,18 @@ class SimCore:
     def lookup(self, session_id: str) -> SimSession | None:
         return self.sessions.get(session_id) or self.recent.get(session_id)
 
+    def character(self, character_id: str) -> CharacterDefinition:
+        """The definition of ``character_id`` (the default one for an id defined without a definition)."""
+        definition = self.definitions.get(character_id)
+        return CharacterDefinition(id=character_id) if definition is None else definition
+
+    def define_characters(self, definitions: tuple[CharacterDefinition, ...]) -> None:
+        """Add or replace character definitions (sessions already live keep the definition they started with)."""
+        for definition in definitions:
+            self.definitions[definition.id] = definition
+        known = self.accounts.characters
+        self.accounts.characters = known + tuple(d.id for d in definitions if d.id not in known)
+
     def responder_pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self.executor is None:
             self.executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix=self.responder_prefix)
@@ -171,6 +188,7 @@ class SimCore:
         send_bot_ready: bool,
         transport: str = "websocket",
         room_name: str | None = None,
+        features: Features | None = None,
     ) -> SimSession:
         """Admit a connect: take the slot, register the session and start its join / token timers."""
         conversation = self.accounts.conversation(character_session_id, api_key, character_id)
@@ -188,6 +206,8 @@ class SimCore:
             send_timeout=self.config.send_timeout,
             on_slow_consumer=self._drop_slow_consumer,
         )
+        session._character = self.character(character_id)
+        session._apply_features(features or Features())
         self.accounts.admit(api_key, end_user_id)
         self._notify_slots()
         self.sessions[session.session_id] = session

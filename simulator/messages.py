@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from simulator import bounds, character, wire
+from simulator import bounds, character, characters, wire
 from simulator.context import ContextError
 from simulator.core import SimCore
 from simulator.sessions import Phase, SimSession
@@ -79,7 +79,13 @@ async def handle_text(core: SimCore, session: SimSession, text: str) -> None:
 
 
 async def _reply_for(core: SimCore, session: SimSession, text: str) -> tuple[bool, str | None]:
-    """Ask the responder; returns (ok, reply). A failing responder sends a non-fatal RTVI error."""
+    """The character's scripted reply matching ``text``, else the responder's; returns (ok, reply). A failing
+    responder sends a non-fatal RTVI error."""
+    scripted = session._character.scripted_reply(text)
+    if scripted is not None:
+        if scripted.reply is None:
+            return True, None
+        return True, characters.fill(scripted.reply, {**session._template_keys, "text": text})
     responder = core.config.responder
     if responder is None:
         return True, character.default_reply(text, session._conversation.turn_count + 1)

@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from simulator.features import Features
 from simulator.livekit import faults
 from simulator.livekit.room import RoomState
 from simulator.livekit.tokens import TokenIssuer
@@ -77,13 +78,14 @@ class LiveKitService:
         tts_enabled: bool,
         send_bot_ready: bool,
         request_trace_id: str,
+        features: Features | None = None,
     ) -> dict[str, Any]:
         """Create a LiveKit session; returns the ``/connect`` answer (``room_url``, ``room_name``, ``token``)."""
         name = f"convai-room-{secrets.token_hex(8)}"
         identity = end_user_id or f"user-{secrets.token_hex(4)}"
         session = self.core.create_session(api_key, character_id, character_session_id, end_user_id,
                                            tts_enabled=tts_enabled, send_bot_ready=send_bot_ready,
-                                           transport="livekit", room_name=name)
+                                           transport="livekit", room_name=name, features=features)
         self.rooms[name] = LiveKitSession(session, RoomState(name, character_id, identity), output)
         self._forget_ended()
         token = self.tokens.issue(identity, name, self.core.config.token_ttl)
