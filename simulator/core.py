@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simulator import faults, wire
+from simulator import faults, ltm, wire
 from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Accounts, Limits
 from simulator.character import Responder
 from simulator.characters import CharacterDefinition
@@ -116,6 +116,8 @@ class SimCore:
         self.livekit: LiveKitService | None = None
         self.tokens = TokenStore(config.clock or loop.time, config.auth_token_ttl, config.single_use_tokens)
         self.memory = MemoryStore()
+        #: What the user said in each live LTM session (``simulator.ltm``), by session id.
+        self.heard: dict[str, list[str]] = {}
         self.rest_faults = RestFaults()
 
     def set_scenario(self, scenario: Scenario | None) -> None:
@@ -271,6 +273,7 @@ class SimCore:
         self.accounts.release(session.api_key)
         self._notify_slots()
         self.sessions.pop(session.session_id, None)
+        ltm.session_ended(self, session)
         session._trim_record(ENDED_RECORDED_CHARS, keep_latest=False)  # up to RECENT_LIMIT are kept
         self.recent[session.session_id] = session
         while len(self.recent) > RECENT_LIMIT:

@@ -21,6 +21,11 @@ from simulator.tokens import Refusal
 TRANSPORT_FAULT_CLOSE_CODE = 4100
 
 SESSION_EXPIRED_REASON = "Session expired. Please reconnect via /connect"
+#: Convai's 400 for a Long-Term-Memory character without ``end_user_id`` (realtime API docs, "Identifiers").
+MISSING_END_USER_ID = ("Missing end_user_id. end_user_id is required when the character has Long Term Memory "
+                       "enabled. Provide end_user_id or disable Long Term Memory.")
+#: The refusal of a new end user past the key's cap for an LTM character (Convai docs: "LTM speaker limit reached").
+LTM_SPEAKER_LIMIT = "LTM speaker limit reached"
 USAGE_LIMIT_REASON = "Usage limit exceeded"
 DEFAULT_FATAL_TEXT = "Pipeline error: simulated fatal error"
 DEFAULT_ERROR_TEXT = "Pipeline error: simulated recoverable error"
@@ -117,14 +122,7 @@ _HTTP_ROWS: dict[ErrorCode, tuple[int, Any, str | None]] = {
     E.CONNECTION_CONNECT_VALIDATION_ERROR: (422, VALIDATION_DETAIL, "bad_request"),
     E.CONNECTION_SERVICE_UNAVAILABLE: (503, "Service temporarily unavailable", "database_unavailable"),
     E.CONNECTION_SERVER_ERROR: (502, "Bad gateway", None),
-    E.CONNECTION_BAD_REQUEST: (
-        400,
-        (
-            "Missing end_user_id. end_user_id is required when the character has Long Term Memory "
-            "enabled. Provide end_user_id or disable Long Term Memory."
-        ),
-        "missing_end_user_id",
-    ),
+    E.CONNECTION_BAD_REQUEST: (400, MISSING_END_USER_ID, "missing_end_user_id"),
 }
 
 _SPECIAL_CONNECT: dict[ErrorCode, ConnectKind] = {

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from simulator import bounds, character, characters, wire
+from simulator import bounds, character, characters, ltm, wire
 from simulator.context import ContextError
 from simulator.core import SimCore
 from simulator.sessions import Phase, SimSession
@@ -81,6 +81,10 @@ async def handle_text(core: SimCore, session: SimSession, text: str) -> None:
 async def _reply_for(core: SimCore, session: SimSession, text: str) -> tuple[bool, str | None]:
     """The character's scripted reply matching ``text``, else the responder's; returns (ok, reply). A failing
     responder sends a non-fatal RTVI error."""
+    ltm.heard(core, session, text)
+    remembered = ltm.recall(core, session, text)
+    if remembered is not None:
+        return True, remembered
     scripted = session._character.scripted_reply(text)
     if scripted is not None:
         if scripted.reply is None:

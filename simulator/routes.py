@@ -206,6 +206,8 @@ def _validate(core: SimCore, key: str, body: dict[str, Any]) -> _ConnectRequest 
             return _error(403, "Character session belongs to another account", "session_forbidden")
     end_user_id = body.get("end_user_id")
     end_user_id = (end_user_id.strip() or None) if isinstance(end_user_id, str) else None
+    if end_user_id is None and core.character(character_id).long_term_memory:
+        return _error(400, faults.MISSING_END_USER_ID, "missing_end_user_id")
     metadata = body.get("end_user_metadata") if end_user_id is not None else None
     if metadata is not None and (
         not isinstance(metadata, dict) or not isinstance(metadata.get("name", ""), (str, type(None)))
@@ -232,7 +234,8 @@ def _admit(
     if not core.accounts.limits.realtime_allowed:
         return _error(403, "Realtime access is not available on your plan", "realtime_access_denied")
     if core.accounts.speaker_blocked(key, checked.end_user_id):
-        return _error(429, "Speaker limit reached", "speaker_limit")
+        ltm = core.character(checked.character_id).long_term_memory
+        return _error(429, faults.LTM_SPEAKER_LIMIT if ltm else "Speaker limit reached", "speaker_limit")
     if core.accounts.concurrency_blocked(key):
         return _error(429, "Concurrency limit reached for your plan", "concurrency_limit")
     if core.accounts.rate_blocked(key):
