@@ -7,7 +7,7 @@ Characters with Long-Term Memory need an ``end_user_id`` (Convai realtime API do
     config = ConvaiConfig(..., end_user_id=device_end_user_id("MyGame"))
 
 The id lives in ``platformdirs.user_data_dir(app_name)/end_user_id`` (e.g.
-``~/.local/share/MyGame/end_user_id`` on Linux, ``%LOCALAPPDATA%\\MyGame\\MyGame`` on Windows);
+``~/.local/share/MyGame/end_user_id`` on Linux, ``%LOCALAPPDATA%\\MyGame\\end_user_id`` on Windows);
 it is written atomically, so two processes starting together agree on one id.
 
 Thread ownership: none; callable from any thread.

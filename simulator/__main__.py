@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--idle-warning-lead", type=float, metavar="S",
         help="send user-idle-warning this long before the idle timeout (needs --idle-timeout, at most it)")
     add("--token-ttl", type=float, metavar="S", help="session lifetime from /connect ('Session expired')")
+    add("--auth-token-ttl", type=float, default=3600.0, metavar="S",
+        help="lifetime of an auth token from POST /user/connect (default 3600, as Convai's)")
+    add("--reusable-tokens", action="store_true",
+        help="let an auth token connect more than once (default: the first /connect consumes it)")
     add("--no-realtime", action="store_true", help="answer every /connect with 403 (plan has no realtime)")
     add("--bot-ready-delay", type=float, default=0.0, metavar="S", help="delay before bot-ready (default 0)")
     add("--chunk-delay", type=float, default=0.0, metavar="S", help="delay between reply chunks (default 0)")
@@ -126,6 +130,8 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         max_conversations=args.max_conversations,
         scenario_dir=args.scenario_dir,
         websocket_audio=args.websocket_audio,
+        auth_token_ttl=args.auth_token_ttl,
+        single_use_tokens=not args.reusable_tokens,
     )
 
 
