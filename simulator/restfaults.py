@@ -31,14 +31,16 @@ def envelope(status: int, message: str | None = None) -> dict[str, Any]:
     return {"ERROR": message or MESSAGES.get(status, f"HTTP {status}")}
 
 
-def check(operation: object, status: object, times: object) -> None:
-    """ValueError naming the bad argument."""
+def check(operation: object, status: object, times: object) -> tuple[str, int, int]:
+    """The checked ``(operation, status, times)``; ValueError naming a bad argument."""
     if operation not in OPERATIONS:
         raise ValueError(f"operation must be one of {', '.join(OPERATIONS)}; got {operation!r}")
     if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
         raise ValueError(f"status must be an HTTP error status (an int 400..599), got {status!r}")
     if isinstance(times, bool) or not isinstance(times, int) or times < 1:
         raise ValueError(f"times must be a positive int, got {times!r}")
+    assert isinstance(operation, str)
+    return operation, status, times
 
 
 class RestFaults:

@@ -255,3 +255,16 @@ def test_the_memory_paths_are_one_proposed_table() -> None:
     assert set(PATHS) == {"list", "add", "get", "delete", "delete_all"}
     assert all(path.startswith("/memory/") for path in PATHS.values())
     assert issubclass(RestError, ConvaiError)
+
+
+def test_rest_faults_can_be_injected_over_the_control_api(sim: Simulator) -> None:
+    headers = {"X-Sim-Control-Token": sim.control_token}
+    bad = requests.post(f"{sim.url}/_sim/rest-fault", json={"operation": "mint", "status": 42}, headers=headers,
+                        timeout=5)
+    assert bad.status_code == 400 and "status" in bad.text
+    ok = requests.post(f"{sim.url}/_sim/rest-fault", json={"operation": "mint", "status": 429, "times": 1},
+                       headers=headers, timeout=5)
+    assert ok.status_code == 200, ok.text
+    with pytest.raises(RateLimitError):
+        mint_token(sim.api_key, base_url=sim.url)
+    mint_token(sim.api_key, base_url=sim.url)
