@@ -564,13 +564,16 @@ class ConvaiClient:
     # ------------------------------------------------------------------ diagnostics
 
     def diagnostics(self) -> dict[str, Any]:
-        """A snapshot for logs and bug reports (plain JSON-able values; never the API key)."""
+        """A snapshot for logs and bug reports (plain JSON-able values; never the API key or a token)."""
         threads = [t.name for t in threading.enumerate() if t.name.startswith("convai-")]
         return {
             **self._session.snapshot(),
             "url": self._config.url,
             "transport": self._config.transport,
             "character_id": self._config.character_id,
+            # Which credential attempts use (never its value).
+            "credential": ("token_provider" if self._config.token_provider is not None
+                           else "auth_token" if self._config.auth_token else "api_key"),
             "delivery_policy": self._config.delivery_policy.name,
             "events": self._hub.stats(),
             "threads": threads,

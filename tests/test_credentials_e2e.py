@@ -224,6 +224,7 @@ def test_tokens_never_reach_logs_reprs_errors_or_diagnostics(sim: Simulator, tra
             client.connect(timeout=WAIT)
         diagnostics = json.dumps(client.diagnostics(), default=str)
     assert raised.value.error_code is E.CONNECTION_INVALID_TOKEN
+    assert json.loads(diagnostics)["credential"] == "auth_token"
     for text in (str(raised.value), repr(raised.value.error), diagnostics, caplog.text, repr(client)):
         assert spent not in text
 
