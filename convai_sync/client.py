@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar, overload
 from . import events as ev
 from . import protocol
 from .channels import ConvaiEvents
+from .character import ActionConfig
 from .clock import Clock, SystemClock
 from .config import ConvaiConfig
 from .connect import ConnectApi, ConnectService
@@ -44,6 +45,8 @@ from .errors import (
 )
 from .errors import ConvaiTimeoutError as ConvaiTimeoutError  # re-exported: it was defined here
 from .hub import EventHub
+from .lipsync import LipSync
+from .narrative import TriggerQueue
 from .replies import Deadline, ReplyStream, check_timeout
 from .sending import Sender
 from .session import PipelineSessionError, Session
@@ -90,6 +93,11 @@ class ConvaiClient:
         self._closed = False
         self._close_lock = threading.Lock()
         self._sender = Sender(config, self._session, self._check_open, self._check_may_block)
+        self._triggers = TriggerQueue(
+            config.pending_trigger_limit, self._write_trigger,
+            lambda fut, left: self._sender.await_ack("trigger-message", fut, Deadline(left), left),
+            self._hub.publish)
+        self._session.state_hooks.append(self._triggers.state_changed)
 
     # ------------------------------------------------------------------ properties
 
@@ -122,6 +130,19 @@ class ConvaiClient:
     def is_bot_ready(self) -> bool:
         """True once the character's ``bot-ready`` arrived on the current transport."""
         return self._session.bot_ready
+
+    @property
+    def narrative_section_id(self) -> str | None:
+        """The character's narrative section from the last ``behavior-tree-response`` (None before one);
+        kept across reconnects and after the session ends."""
+        return self._session.narrative.section_id
+
+    @property
+    def lipsync(self) -> LipSync | None:
+        """The latest turn's live lip-sync timeline (None before the first frames arrive; needs
+        ``ConvaiConfig.blendshape_config``). Each new turn's timeline is also published on
+        ``events.on_lipsync``."""
+        return self._session.lipsync.latest
 
     @property
     def last_error(self) -> SessionError | None:
@@ -198,7 +219,7 @@ class ConvaiClient:
             fut.result(timeout)
         except FutureTimeout:
             self._session.post(lambda: self._session.cmd_disconnect(None))
-            raise timeout_error(f"{what} did not complete within {timeout} s", self.session_id) from None
+            raise timeout_error(f"{what} did not complete within {timeout} s.", self.session_id) from None
         finally:
             self._hub.raise_pending()
 
@@ -335,7 +356,7 @@ class ConvaiClient:
             return turn.reply(deadline.at)
         except TimeoutError as exc:
             self._session.turns.abandon(turn)
-            raise timeout_error(f"{exc} ({timeout} s)", self.session_id) from None
+            raise timeout_error(f"{exc} (timeout={timeout} s).", self.session_id) from None
         finally:
             self._hub.raise_pending()
 
@@ -374,11 +395,61 @@ class ConvaiClient:
                      wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
         """Send ``trigger-message`` with exactly one of ``name`` (a saved narrative trigger) or
         ``message`` (an inline event; ``<speak>…</speak>`` is scripted speech). Its reply reaches
-        the event channels only, never an ``ask()``. ``wait``/``timeout``/errors as
-        :meth:`send_text`; ``ValueError`` unless exactly one of ``name``/``message`` is given."""
+        the event channels only, never an ``ask()``; a trigger that moves the story to another
+        section brings ``on_narrative_section_changed``.
+
+        Sent before the character is ready (while CONNECTING or RECONNECTING, before
+        ``bot-ready``), the trigger is held and sent, in order with the other held ones, once the
+        session is CONNECTED, as Convai's Unity SDK does; at most
+        ``ConvaiConfig.pending_trigger_limit`` are held. When the session ends instead, the held
+        triggers are dropped: a :class:`SessionError` (``session.invalid_state``) naming them is
+        published on ``on_session_error`` and logged, and a held ``wait=True`` call raises it.
+
+        ``wait``/``timeout``/errors otherwise as :meth:`send_text` (with ``wait`` a held trigger's
+        ``timeout`` covers the wait for the character too); ``ValueError`` unless exactly one of
+        ``name``/``message`` is given; :class:`SendQueueFullError` when the hold is full."""
+        frame = protocol.trigger_message(name, message)
+        self._check_open()
+        limit = check_timeout("timeout", timeout)
+        if wait:
+            self._check_may_block("trigger-message with wait=True")
+        label = repr(name) if name is not None else "(inline message)"
+        return self._triggers.send(frame, label, self._session.state, wait,
+                                   self._config.ack_timeout if limit is None else limit)
+
+    def _write_trigger(self, frame: tuple[str, str], wait: bool) -> Future[ev.ServerResponse] | None:
         turns = self._session.turns
-        return self._sender.send("trigger-message", protocol.trigger_message(name, message), wait, timeout,
-                          register=turns.sent_trigger, unregister=lambda: turns.unsent(None, "trigger"))
+        return self._sender.write("trigger-message", frame, wait, register=turns.sent_trigger,
+                                  unregister=lambda: turns.unsent(None, "trigger"))
+
+    @overload
+    def update_action_config(self, action_config: ActionConfig, wait: Literal[False] = False,
+                             timeout: float | None = None) -> None: ...
+    @overload
+    def update_action_config(self, action_config: ActionConfig, wait: Literal[True],
+                             timeout: float | None = None) -> ev.ServerResponse: ...
+    @overload
+    def update_action_config(self, action_config: ActionConfig, wait: bool,
+                             timeout: float | None = None) -> ev.ServerResponse | None: ...
+
+    def update_action_config(self, action_config: ActionConfig, wait: bool = False,
+                             timeout: float | None = None) -> ev.ServerResponse | None:
+        r"""Replace the session's actions, objects, characters and attention object mid-session: a
+        ``context-update`` carrying ``action_config`` (and ``current_attention_object``, ``""`` when
+        None, which clears it) with ``run_llm: "false"`` (no reply), as Convai's "Character actions"
+        documentation describes. Later ``action-response``\ s follow the new config.
+
+        Args:
+            action_config: The new :class:`~convai_sync.ActionConfig` (already validated).
+            wait, timeout: As :meth:`send_text`.
+
+        Raises:
+            TypeError: ``action_config`` is not an ``ActionConfig``. Otherwise as :meth:`send_text`.
+        """
+        if not isinstance(action_config, ActionConfig):
+            raise TypeError(f"action_config must be an ActionConfig, got {type(action_config).__name__}")
+        return self._sender.send("context-update", protocol.action_config_update(action_config.to_wire()),
+                                 wait, timeout)
 
     @overload
     def interrupt(self, wait: Literal[False] = False, timeout: float | None = None) -> None: ...
@@ -450,8 +521,9 @@ class ConvaiClient:
             mode: ``"append"`` (default), ``"replace"`` or ``"reset"``.
             run_llm: ``"true"`` (the character replies; the reply reaches the event channels
                 only), ``"false"`` or ``"auto"`` (strings, as Convai's API takes them).
-            wait, timeout: As :meth:`send_text`; the ack's ``extras`` carry the token budget
+            wait: As :meth:`send_text`; the ack's ``extras`` carry the token budget
                 (``token_count``, ``remaining_tokens``, ``max_tokens``).
+            timeout: As :meth:`send_text`.
 
         Raises:
             ValueError: bad ``mode``/``run_llm``, or no text unless resetting. Otherwise as

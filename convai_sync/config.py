@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .character import ActionConfig, BlendshapeConfig, DynamicInfo, SceneObject, TurnDetectionConfig, VadParams
 from .delivery import EventDeliveryPolicy
 from .errors import ConfigurationError, ErrorCode, SessionError
 from .redact import secrets_scrubber
@@ -39,7 +40,9 @@ from .validation import (
     one_of,
     rule,
     seconds_tuple,
+    sequence,
     specs_of,
+    str_mapping,
     text,
     validated,
 )
@@ -150,6 +153,25 @@ class ConvaiConfig:
             late token is discarded). Source: Convai Unity SDK docs, "How authentication works".
         session_store: :class:`SessionStore` to resume the stored ``character_session_id`` when
             ``character_session_id`` is None, and to record the one each connect returns.
+        action_config: :class:`~convai_sync.ActionConfig` sent as ``action_config`` (the actions
+            the character may answer with in ``action-response``), or None.
+        scene_description: :class:`~convai_sync.SceneObject` items sent as ``scene_description``
+            (descriptive only: they grant no action).
+        narrative_template_keys: ``{key: value}`` (``str`` to ``str``) filling ``{key}`` placeholders
+            in the character's narrative section objectives (``narrative_template_keys``).
+        blendshape_config: :class:`~convai_sync.BlendshapeConfig` to receive lip-sync frames
+            (sends ``blendshape_provider: "neurosync"``), or None for none.
+        dynamic_info: :class:`~convai_sync.DynamicInfo` sent as ``dynamic_info``, or None.
+        debug: Ask for Convai's debug messages (``debug: true``); ``metrics`` then arrive as
+            :class:`~convai_sync.Metrics` on ``events.on_metrics``.
+        vad_params: :class:`~convai_sync.VadParams` for the server's voice-activity detection, or
+            None for Convai's defaults.
+        turn_detection_config: :class:`~convai_sync.TurnDetectionConfig`, or None.
+        stt_enabled: ``default_stt_enabled`` for the session (``bool``).
+        thinking_mode: ``thinking_mode`` (``bool``).
+        pending_trigger_limit: Triggers :meth:`ConvaiClient.send_trigger` holds while the character
+            is not ready yet (``int`` in [1, 10000]); beyond it a send fails with
+            ``SendQueueFullError``.
 
     Exactly one of ``api_key``, ``auth_token`` and ``token_provider`` may be set (``""`` and None
     count as unset); none fails ``connect()`` with ``config.api_key_missing``.
@@ -197,6 +219,20 @@ class ConvaiConfig:
     audio_sample_rate: int | None = field(default=None, metadata=rule(count(8000, 48000, optional=True)))
     receive_audio: bool = field(default=True, metadata=rule(flag()))
     audio_queue_frames: int = field(default=500, metadata=rule(count(1, 1_000_000)))
+    action_config: ActionConfig | None = field(default=None, metadata=rule(instance(ActionConfig, optional=True)))
+    scene_description: tuple[SceneObject, ...] = field(
+        default=(), metadata=rule(sequence(instance(SceneObject), unique=lambda o: str(o.name))))
+    narrative_template_keys: Mapping[str, str] = field(default_factory=dict, metadata=rule(str_mapping()))
+    blendshape_config: BlendshapeConfig | None = field(default=None,
+                                                       metadata=rule(instance(BlendshapeConfig, optional=True)))
+    dynamic_info: DynamicInfo | None = field(default=None, metadata=rule(instance(DynamicInfo, optional=True)))
+    debug: bool = field(default=False, metadata=rule(flag()))
+    vad_params: VadParams | None = field(default=None, metadata=rule(instance(VadParams, optional=True)))
+    turn_detection_config: TurnDetectionConfig | None = field(
+        default=None, metadata=rule(instance(TurnDetectionConfig, optional=True)))
+    stt_enabled: bool = field(default=True, metadata=rule(flag()))
+    thinking_mode: bool = field(default=False, metadata=rule(flag()))
+    pending_trigger_limit: int = field(default=64, metadata=rule(count(1, 10_000)))
     auth_token: str | None = field(default=None, metadata=rule(
         text(optional=True, strip=True, token=True, secret=True)))
     token_provider: Callable[[], str] | None = field(default=None, compare=False,

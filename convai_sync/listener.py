@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from . import events as ev
 from . import protocol
 from .audio import check_format
+from .lipsync_feed import LipSyncFeed
 from .transports.base import Transport, TransportClosed, TransportFault
 from .turns import AckTracker, TurnTracker
 from .voice import VoiceTracker
@@ -37,6 +38,7 @@ class SessionSide(Protocol):
     acks: AckTracker
     turns: TurnTracker
     voice: VoiceTracker
+    lipsync: LipSyncFeed
     stats: dict[str, Any]
 
     @property
@@ -90,6 +92,7 @@ class AttemptListener:
             else:
                 s.turns.feed(event)
                 s.voice.on_event(event)
+                s.lipsync.on_event(event)
         if s.inbox_pending() >= MAX_INBOX_FRAMES:
             s.stats["frames_dropped"] += 1
             log.warning("session inbox full (%d items; the session thread is blocked, e.g. by a slow "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from . import events as ev
@@ -82,9 +83,24 @@ class Sender:
         """
         limit = check_timeout("timeout", timeout)
         deadline = Deadline(self._config.ack_timeout if limit is None else limit)
-        transport = self.ready_transport()
+        self.ready_transport()
         if wait:
             self._check_may_block(f"{msg_type} with wait=True")
+        fut = self.write(msg_type, frame, wait, register, unregister)
+        if fut is None:
+            return None
+        return self.await_ack(msg_type, fut, deadline, limit)
+
+    def write(self, msg_type: str, frame: tuple[str, str], wait: bool,
+              register: Callable[[], None] | None = None, unregister: Callable[[], None] | None = None
+              ) -> Future[ev.ServerResponse] | None:
+        """Write one encoded message now (never blocks); with ``wait`` the future its ack completes.
+
+        Raises:
+            InvalidStateError: not CONNECTED, or the link refused the frame.
+            SendQueueFullError: the send queue is full.
+        """
+        transport = self.ready_transport()
         session = self._session
         acks = session.acks
         with self._lock:
@@ -106,15 +122,19 @@ class Sender:
         if session.idle_deadline_armed:  # else no thread hand-off per send
             session.post(session.note_activity)
         if self._config.auto_reset_idle and msg_type != "reset-idle-timer":
-            self.send("reset-idle-timer", protocol.simple("reset-idle-timer"), False, None)
-        if not wait:
-            return None
+            self.write("reset-idle-timer", protocol.simple("reset-idle-timer"), False)
+        return fut if wait else None
+
+    def await_ack(self, msg_type: str, fut: Future[ev.ServerResponse], deadline: Deadline,
+                  limit: float | None) -> ev.ServerResponse:
+        """Wait for ``fut`` (the ack of ``msg_type``) until ``deadline``; an error ack raises."""
+        session = self._session
         try:
             response = fut.result(deadline.remaining())
         except FutureTimeout:
-            acks.abandon(msg_type, fut)
-            raise timeout_error(f"no server-response for {msg_type} within "
-                                f"{self._config.ack_timeout if limit is None else limit} s",
+            session.acks.abandon(msg_type, fut)
+            raise timeout_error(f"The server sent no server-response acknowledging {msg_type} within "
+                                f"{self._config.ack_timeout if limit is None else limit} s.",
                                 session.session_id) from None
         if response.is_error:
             text = response.message or "request rejected"

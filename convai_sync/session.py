@@ -40,12 +40,15 @@ from .connect import ConnectService, Endpoint
 from .disconnect import DisconnectReason
 from .errors import ConvaiError, ErrorCode, SessionError, SessionErrorStage, error_for
 from .hub import EventHub
+from .lipsync_feed import LipSyncFeed
 from .listener import AttemptListener
 from .loop import SessionLoop
+from .narrative import NarrativeState
 from .netio import Canceller
 from .state import SessionState, check_transition
 from .timers import SessionTimers
 from .transports.base import Transport, TransportClosed
+from .transports.ice import no_ice_candidate_hint
 from .turns import AckTracker, TurnTracker
 from .voice import VoiceTracker
 from .workers import Worker, Workers
@@ -71,7 +74,10 @@ class Session:
         self._hub = hub
         self._api = api
         self.acks = AckTracker()
-        self.turns = TurnTracker()
+        self.turns = TurnTracker(clock.monotonic)
+        self.narrative = NarrativeState()
+        #: Called on the session thread after every state change (e.g. the trigger queue's flush).
+        self.state_hooks: list[Callable[[SessionState], None]] = []
         # -- state owned by the session thread (read-only elsewhere) --
         self.state = S.DISCONNECTED
         self.session_id: str | None = None
@@ -109,6 +115,9 @@ class Session:
                                  on_error=self._internal_error)
         self.voice = VoiceTracker(hub, self.turns, self._loop.post, self._loop.set_timer,
                                   enabled=config.receive_audio, tts_enabled=config.tts_enabled)
+        self.lipsync = LipSyncFeed(config.blendshape_config, self.turns, self.voice.turn_for_frames,
+                                   lambda timeline: self._loop.post(lambda: hub.publish(timeline)))
+        self.voice.interrupt_hooks.append(self.lipsync.interrupt)
         self._workers = Workers()
         self._runner = AttemptRunner(config, api, transport_factory, self._workers)
         self._releases = 0
@@ -180,6 +189,8 @@ class Session:
                  f" ({error.error_code.value})" if error is not None else "")
         self._hub.publish(ev.SessionStateChanged(old_state=old, new_state=new, session_id=self.session_id,
                                                  error=error if new is S.ERROR else None))
+        for hook in self.state_hooks:
+            hook(new)
 
     def _publish_error(self, error: SessionError) -> None:
         if error is self.last_error:
@@ -387,7 +398,8 @@ class Session:
         self.transport = result.transport
         self._listener = listener
         # audio-data messages travel with the other messages: no tail for them.
-        self.voice.attach(0.0 if self._config.audio_routing == "data_only" else result.transport.audio_lag)
+        self.voice.attach(0.0 if self._config.audio_routing == "data_only" else result.transport.audio_lag,
+                          transport_kind=result.transport.kind)
         self.session_id = result.endpoint.session_id
         if result.endpoint.character_session_id:
             self.character_session_id = result.endpoint.character_session_id
@@ -413,13 +425,23 @@ class Session:
         if attempt_id != self._attempt_id or self.state not in (S.CONNECTING, S.RECONNECTING):
             return
         self._attempt_id += 1  # a late worker result is released by _discard
-        waited = ("the transport's link recovery" if self._resuming
-                  else "bot-ready" if self.transport is not None
-                  else self._runner.waiting_for(attempt_id) or "the connect call")
+        limit = f"connection_timeout={self._config.connection_timeout:g} s"
+        if self._resuming:
+            message = f"The transport's own link recovery (a resume or rejoin) did not finish within {limit}."
+        elif self.transport is not None:
+            message = f"The session was joined, but the character sent no bot-ready within {limit}."
+        elif self._runner.waiting_for(attempt_id) is not None:
+            message = (f"No token from token_provider within {limit}: the attempt was abandoned and a token "
+                       "it returns later is never used.")
+        else:
+            message = (f"The connect call (POST /connect, then joining the session's {self._config.transport} "
+                       f"transport) did not finish within {limit}.")
+            if self._config.transport == "livekit":
+                hint = no_ice_candidate_hint()
+                message = f"{message} {hint}" if hint else message
         self._resuming = False
-        self._abort_attempt(f"connection_timeout={self._config.connection_timeout:g} s elapsed")
-        error = self._err(ErrorCode.CONNECTION_TIMEOUT,
-                          f"no {waited} within connection_timeout={self._config.connection_timeout:g} s")
+        self._abort_attempt(f"{limit} elapsed")
+        error = self._err(ErrorCode.CONNECTION_TIMEOUT, message)
         self._teardown_link(notify_server=True)
         self._attempt_failed(error)
 
@@ -700,6 +722,9 @@ class Session:
             self.timers.idle_warning(event)
             return
         self._hub.publish(event)
+        changed = self.narrative.observe(event)
+        if changed is not None:
+            self._hub.publish(changed)
 
     def _on_bot_ready(self) -> None:
         if self.state not in (S.CONNECTING, S.RECONNECTING) or self.bot_ready:
@@ -753,4 +778,7 @@ class Session:
             "pending_acks": len(self.acks),
             "pending_asks": self.turns.waiting,
             "audio": self.voice.snapshot(),
+            "lipsync": dict(self.lipsync.stats),
+            "narrative_section_id": self.narrative.section_id,
+            "turn_timings": self.turns.timing_stats.snapshot(),
         }

@@ -1,4 +1,6 @@
-"""``convai-sim`` / ``python -m simulator``: run the Convai simulator standalone until Ctrl-C or SIGTERM."""
+"""``convai-sim`` / ``python -m simulator``: run the Convai simulator standalone until Ctrl-C or SIGTERM.
+The main thread waits for a signal; the simulator serves on its own loop thread.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +15,13 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from simulator import limits
-from simulator.accounts import DEFAULT_MAX_CONVERSATIONS
-from simulator.characters import shipped_character, shipped_character_names
-from simulator.control import route_table
-from simulator.scenario import shipped_scenarios
+from simulator.core import limits
+from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS
+from simulator.core.characters import shipped_character, shipped_character_names
+from simulator.core.scenario import shipped_scenarios
+from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
+from simulator.http.control import route_table
 from simulator.server import DEFAULT_CHARACTERS, Simulator
-from simulator.sessions import DEFAULT_SEND_TIMEOUT
 
 LOOPBACK_NAMES = ("localhost",)
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -73,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="character id (repeatable; default sim-character)")
     add("--characters", dest="characters_file", metavar="FILE",
         help="JSON characters file ({\"characters\": [...]}: name, backstory, replies, narrative, actions...; "
-             "see simulator.characters); shipped samples: " + ", ".join(shipped_character_names()))
+             "see simulator.core.characters); shipped samples: " + ", ".join(shipped_character_names()))
     add("--concurrency-limit", type=int, metavar="N", help="live sessions per key (429 beyond)")
     add("--speaker-limit", type=int, metavar="N", help="distinct end_user_id values per key")
     add("--connect-rate-limit", type=int, metavar="N", help="accepted connects per key per minute")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from simulator import restfaults
-from simulator.core import SimCore
+from simulator.core import restfaults
+from simulator.core.state import SimCore
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from simulator import Simulator
-from simulator.characters import (
+from simulator.core.characters import (
     CharacterDefinition,
     CharacterError,
     fill,
