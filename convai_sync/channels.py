@@ -41,6 +41,10 @@ WHEN: dict[str, str] = {
     "on_audio_interrupted": "the character's voice was interrupted (barge-in): stop playing it now",
     "on_waiting_for_slot": "the plan's concurrency limit holds; `SlotWaitPolicy` retries in `retry_in` s",
     "on_session_duration_warning": "`max_session_duration` ends the session in `remaining_seconds`",
+    "on_actions": "`action-response`: the actions the character will take, in order (`[]`: none)",
+    "on_narrative_section_changed": "`behavior-tree-response`: the story moved to another narrative section",
+    "on_metrics": "`metrics` (only with `debug=True`): per-processor ttfb and processing times, in seconds",
+    "on_lipsync": "a turn's lip-sync timeline (`LipSync`) started: its first blendshape frames arrived",
     "on_handler_error": "an event handler raised (subscribing here takes over handler errors)",
 }
 
@@ -105,6 +109,10 @@ class ConvaiEvents:
     | `on_audio_interrupted` | `AudioInterrupted` | the character's voice was interrupted (barge-in): stop playing it now |
     | `on_waiting_for_slot` | `WaitingForSlot` | the plan's concurrency limit holds; `SlotWaitPolicy` retries in `retry_in` s |
     | `on_session_duration_warning` | `SessionDurationWarning` | `max_session_duration` ends the session in `remaining_seconds` |
+    | `on_actions` | `ActionResponse` | `action-response`: the actions the character will take, in order (`[]`: none) |
+    | `on_narrative_section_changed` | `NarrativeSectionChanged` | `behavior-tree-response`: the story moved to another narrative section |
+    | `on_metrics` | `Metrics` | `metrics` (only with `debug=True`): per-processor ttfb and processing times, in seconds |
+    | `on_lipsync` | `LipSync` | a turn's lip-sync timeline (`LipSync`) started: its first blendshape frames arrived |
     | `on_handler_error` | `HandlerError` | an event handler raised (subscribing here takes over handler errors) |
     """  # noqa: E501 (a Markdown table's rows cannot wrap)
 

@@ -14,7 +14,9 @@ not sent.
 While the session is RECONNECTING (or the link has just dropped and the session has not yet
 noticed), a send raises :class:`InvalidStateError` at once and the message is not sent: nothing
 is queued for after the reconnect, so the application decides whether to send it again once
-``on_reconnected`` fires. A ``wait=True`` send whose link drops before its acknowledgement
+``on_reconnected`` fires. The one exception is :meth:`ConvaiClient.send_trigger`: a narrative
+trigger sent while CONNECTING or RECONNECTING is held and sent once the character is ready, as
+Convai's Unity SDK does. A ``wait=True`` send whose link drops before its acknowledgement
 arrives raises the drop's ``ConvaiError`` (e.g. ``transport.signal_disconnected``) as soon as the
 session sees the drop; the message may or may not have reached the server.
 """
@@ -414,7 +416,7 @@ class ConvaiClient:
         if wait:
             self._check_may_block("trigger-message with wait=True")
         label = repr(name) if name is not None else "(inline message)"
-        return self._triggers.send(frame, label, self._session.state, wait,
+        return self._triggers.send(frame, label, lambda: self._session.state, wait,
                                    self._config.ack_timeout if limit is None else limit)
 
     def _write_trigger(self, frame: tuple[str, str], wait: bool) -> Future[ev.ServerResponse] | None:

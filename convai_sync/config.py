@@ -58,6 +58,8 @@ MAX_TIMEOUT = 3600.0
 #: Upper bound of session durations and their warning lead times (a day).
 MAX_DURATION = 86400.0
 TRANSPORTS = ("websocket", "livekit")
+#: ``llm_provider`` values of Convai's connect API.
+LLM_PROVIDERS = ("dynamic", "gemini-live", "gemini-live-beta", "gemini-baml")
 #: Convai's inbound WebSocket message limit (16 MB), the largest ``max_message_bytes``.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -172,6 +174,13 @@ class ConvaiConfig:
         pending_trigger_limit: Triggers :meth:`ConvaiClient.send_trigger` holds while the character
             is not ready yet (``int`` in [1, 10000]); beyond it a send fails with
             ``SendQueueFullError``.
+        llm_provider: ``llm_provider``: ``"dynamic"`` (Convai's default), ``"gemini-live"``,
+            ``"gemini-live-beta"`` or ``"gemini-baml"``.
+        stt_provider: ``stt_provider`` (``str``), or None for the character's own.
+        debug_row_cap: ``debug_row_cap`` (``int`` in [1, 1000000]; used by the server only with
+            ``debug``), or None.
+        invocation_metadata: ``invocation_metadata`` (JSON-serialisable mapping with ``str`` keys;
+            attribution), or None.
 
     Exactly one of ``api_key``, ``auth_token`` and ``token_provider`` may be set (``""`` and None
     count as unset); none fails ``connect()`` with ``config.api_key_missing``.
@@ -233,6 +242,10 @@ class ConvaiConfig:
     stt_enabled: bool = field(default=True, metadata=rule(flag()))
     thinking_mode: bool = field(default=False, metadata=rule(flag()))
     pending_trigger_limit: int = field(default=64, metadata=rule(count(1, 10_000)))
+    llm_provider: str = field(default="dynamic", metadata=rule(one_of(*LLM_PROVIDERS)))
+    stt_provider: str | None = field(default=None, metadata=rule(text(optional=True)))
+    debug_row_cap: int | None = field(default=None, metadata=rule(count(1, 1_000_000, optional=True)))
+    invocation_metadata: Mapping[str, Any] | None = field(default=None, metadata=rule(json_object(optional=True)))
     auth_token: str | None = field(default=None, metadata=rule(
         text(optional=True, strip=True, token=True, secret=True)))
     token_provider: Callable[[], str] | None = field(default=None, compare=False,

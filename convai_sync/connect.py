@@ -130,7 +130,7 @@ def build_request(config: ConvaiConfig, character_session_id: str | None) -> dic
         "character_id": config.character_id,
         "transport": config.transport,
         "connection_type": "audio",
-        "llm_provider": "dynamic",
+        "llm_provider": config.llm_provider,
         "default_tts_enabled": config.tts_enabled,
     }
     if character_session_id:
@@ -177,6 +177,12 @@ def _add_character_settings(body: dict[str, Any], config: ConvaiConfig) -> None:
         body["turn_detection_config"] = config.turn_detection_config.to_wire()
     if config.thinking_mode:
         body["thinking_mode"] = True
+    if config.stt_provider is not None:
+        body["stt_provider"] = config.stt_provider
+    if config.debug_row_cap is not None:
+        body["debug_row_cap"] = config.debug_row_cap
+    if config.invocation_metadata is not None:
+        body["invocation_metadata"] = dict(config.invocation_metadata)
 
 
 #: Errors raised before anything is sent: the request itself cannot be built (a header or URL

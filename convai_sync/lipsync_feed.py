@@ -30,11 +30,13 @@ class LipSyncFeed:
         config: ``ConvaiConfig.blendshape_config`` (None: the format is inferred from the frame size
             and 60 fps assumed, should frames come anyway).
         turns: Binds a timeline to the ``ask()`` whose reply it animates (``BotReply.lipsync``).
-        turn_for_frames: The voice turn id frames arriving now animate.
+        turn_for_frames: The voice turn id frames arriving now animate (None without voice: the feed
+            then numbers turns itself, one per ``bot-turn-completed``).
         publish: Publishes a new timeline (on the session thread).
     """
 
-    def __init__(self, config: BlendshapeConfig | None, turns: TurnTracker, turn_for_frames: Callable[[], int],
+    def __init__(self, config: BlendshapeConfig | None, turns: TurnTracker,
+                 turn_for_frames: Callable[[], int | None],
                  publish: Callable[[LipSync], None]) -> None:
         self._config = config
         self._turns = turns
@@ -44,6 +46,7 @@ class LipSyncFeed:
         self._current: LipSync | None = None
         self.latest: LipSync | None = None
         self._dead_turn: int | None = None  # the interrupted turn: its late frames are dropped
+        self._completed = 0  # bot-turn-completed seen (numbers the turns when no voice is received)
         self.stats = {"timelines": 0, "frames": 0, "cancels": 0, "bad_frames": 0,
                       "dropped_interrupted": 0}
 
@@ -64,6 +67,8 @@ class LipSyncFeed:
             self._add((tuple(_float(event.visemes.get(k)) for k in VISEME_NAMES),))
         elif isinstance(event, ev.BotTurnCompleted):
             self._finish()
+            with self._lock:
+                self._completed += 1
 
     def interrupt(self) -> None:
         """A barge-in (any thread): the timeline drops the frames not yet rendered."""
@@ -86,8 +91,9 @@ class LipSyncFeed:
         if not good:
             return
         created: LipSync | None = None
-        turn_id = self._turn_for_frames()
+        voice_turn = self._turn_for_frames()
         with self._lock:
+            turn_id = voice_turn if voice_turn is not None else self._completed + 1
             if turn_id == self._dead_turn:
                 self.stats["dropped_interrupted"] += len(good)
                 return

@@ -83,12 +83,13 @@ class TriggerQueue:
         with self._lock:
             return len(self._held)
 
-    def send(self, frame: tuple[str, str], label: str, state: SessionState, wait: bool,
+    def send(self, frame: tuple[str, str], label: str, state: Callable[[], SessionState], wait: bool,
              timeout: float | None) -> ev.ServerResponse | None:
         """Send now when CONNECTED, else hold it while CONNECTING/RECONNECTING (caller's thread).
 
-        Returns None (fire-and-forget), or with ``wait`` the ack (for a held trigger: once it was
-        sent and acknowledged, all within ``timeout`` seconds).
+        ``state()`` is read under the lock, so a state change's hook (which takes it too) comes
+        wholly before or after this call. Returns None (fire-and-forget), or with ``wait`` the ack
+        (for a held trigger: once it was sent and acknowledged, all within ``timeout`` seconds).
 
         Raises:
             SendQueueFullError: ``limit`` triggers are already held.
@@ -98,7 +99,8 @@ class TriggerQueue:
         deadline = Deadline(timeout)
         with self._lock:
             # Behind held triggers even when CONNECTED: the flush is about to run on the session thread.
-            if not self._held and (self._ready or state not in (SessionState.CONNECTING, SessionState.RECONNECTING)):
+            now = state()
+            if not self._held and (self._ready or now not in (SessionState.CONNECTING, SessionState.RECONNECTING)):
                 held = None
                 ack = self._send_now(frame, wait)
             else:

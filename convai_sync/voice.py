@@ -194,9 +194,12 @@ class VoiceTracker:
         elif ask is not None:
             self._explain_silence("text-to-speech is off (tts_enabled=False, or toggled off): replies are text only.")
 
-    def turn_for_frames(self) -> int:
+    def turn_for_frames(self) -> int | None:
         """The turn id animation arriving now belongs to: the turn speaking (or in its tail), else
-        the next one (frames may come before ``bot-started-speaking``)."""
+        the next one (frames may come before ``bot-started-speaking``); None when the voice is not
+        received (``receive_audio=False``: no turns are numbered)."""
+        if not self.enabled:
+            return None
         with self._lock:
             return self._current.turn_id if self._current is not None else self._ids + 1
 
@@ -291,6 +294,8 @@ class VoiceTracker:
     def interrupt(self, source: str) -> None:
         """Stop the character's voice now: see the module docstring. ``source`` names the signal
         (``"client"``, ``"server"``, ``"bot-turn-completed"``, ``"neurosync-blendshapes-cancel"``)."""
+        for hook in self.interrupt_hooks:  # also without voice: the lip-sync timeline stops all the same
+            hook()
         if not self.enabled:
             return
         at = time.monotonic()  # every frame queued now was made (timestamped) before this
@@ -310,8 +315,6 @@ class VoiceTracker:
         dropped = queued + self._hub.drop_audio(before)
         if current is not None and current.ask is not None:
             current.ask.end_audio()
-        for hook in self.interrupt_hooks:
-            hook()
 
         def finish() -> None:
             # On the session thread, after a frame it was publishing when this call came, if any.

@@ -19,6 +19,7 @@ SIZE = (640, 360)
 #: Regions as (x, y, width, height).
 LAYOUT: dict[str, tuple[int, int, int, int]] = {
     "hud": (0, 0, 640, 44),
+    "section": (330, 22, 175, 22),
     "banner": (0, 44, 640, 36),
     "stage": (0, 80, 640, 168),
     "countdown": (436, 92, 192, 66),
@@ -28,6 +29,7 @@ LAYOUT: dict[str, tuple[int, int, int, int]] = {
 #: Banner background per kind; the test checks a banner by its hue.
 BANNER_COLOURS = {"please_wait": (46, 104, 196), "recoverable": (214, 142, 28), "fatal": (184, 38, 38)}
 BACKGROUND = (22, 26, 34)
+MOUTH = (110, 40, 50)
 HUD_PANEL = (36, 92, 132)
 STATE_LAMPS = {SessionState.CONNECTED: (70, 210, 110), SessionState.CONNECTING: (230, 190, 60),
                SessionState.RECONNECTING: (230, 150, 40), SessionState.DISCONNECTING: (150, 150, 150),
@@ -61,6 +63,7 @@ class View:
         self.big = pygame.font.Font(None, 34)
         self.rects = {name: pygame.Rect(r) for name, r in LAYOUT.items()}
         self.frame = 0
+        self.mouth_rect = (0, 0, 0, 0)  # where the mouth was last drawn (x, y, w, h), for the tour's checks
 
     def draw(self, screen: pygame.Surface) -> None:
         self.scene.guard.check("View.draw")
@@ -94,7 +97,8 @@ class View:
         session = scene.client.session_id
         self._text(panel, self.small, f"session {session[:8]}…" if session else "no session", (510, 16),
                    (200, 225, 240))
-        self._text(panel, self.small, f"section: {scene.section or '-'}", (330, 7), (255, 236, 170))
+        section = LAYOUT["section"]
+        self._text(panel, self.small, f"story: {scene.section or '-'}", (section[0], section[1] + 4), (255, 236, 170))
         alpha = round(255 * (1.0 - scene.hud_brightness))
         if alpha:
             shade = pygame.Surface(rect.size, pygame.SRCALPHA)
@@ -122,6 +126,7 @@ class View:
         floor = rect.bottom - 18
         pygame.draw.line(screen, (60, 54, 48), (rect.x, floor), (rect.right, floor), 3)
         self._shop(screen, rect, floor)
+        counter = rect.x + round(POSITIONS["counter"])
         centre = (rect.x + round(stage.x), rect.centery - 2)
         available = scene.state is SessionState.CONNECTED
         skin = (226, 178, 120) if available else (120, 104, 90)
@@ -133,7 +138,9 @@ class View:
         opening = 3 + round(stage.mouth * 24)
         mouth = pygame.Rect(0, 0, 32, opening)
         mouth.center = (centre[0] + 3 * stage.facing, centre[1] + 20)
-        pygame.draw.ellipse(screen, (110, 40, 50), mouth)
+        pygame.draw.ellipse(screen, MOUTH, mouth)
+        self.mouth_rect = (mouth.x, mouth.y, mouth.width, mouth.height)
+        pygame.draw.rect(screen, (110, 80, 50), (counter - 44, floor - 44, 88, 44))  # in front of her
         if stage.holding is not None:
             self._item(screen, stage.holding, (centre[0] + 34 * stage.facing, centre[1] + 52))
         for i, item in enumerate(stage.given):
@@ -151,9 +158,7 @@ class View:
             self._text(screen, self.small, line, (rect.x + 236, rect.y + 4 + 16 * i), (160, 200, 255))
 
     def _shop(self, screen: pygame.Surface, rect: pygame.Rect, floor: int) -> None:
-        """The counter, the door and the guard, and the wares not yet taken."""
-        x = rect.x + round(POSITIONS["counter"])
-        pygame.draw.rect(screen, (110, 80, 50), (x - 40, floor - 44, 80, 44))
+        """The door and the guard, and the wares not yet taken (the counter is drawn over the character)."""
         door = rect.x + round(POSITIONS["door"])
         pygame.draw.rect(screen, (80, 60, 40), (door - 22, floor - 110, 44, 110))
         guard = rect.x + round(POSITIONS["Guard"])

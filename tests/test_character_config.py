@@ -94,7 +94,7 @@ def test_connect_body_leaves_the_settings_out_by_default() -> None:
     body = build_request(ConvaiConfig(api_key="k", character_id="c"), None)
     for key in ("action_config", "scene_description", "narrative_template_keys", "blendshape_config",
                 "blendshape_provider", "dynamic_info", "debug", "vad_params", "turn_detection_config",
-                "default_stt_enabled", "thinking_mode"):
+                "default_stt_enabled", "thinking_mode", "stt_provider", "debug_row_cap", "invocation_metadata"):
         assert key not in body
 
 
@@ -109,7 +109,8 @@ def test_connect_body_carries_every_setting() -> None:
         blendshape_config=BlendshapeConfig(format="arkit", chunk_size=5, output_fps=30),
         dynamic_info=DynamicInfo(text="raining", static_text="a village", keep_in_context=True),
         debug=True, vad_params=VadParams(confidence=0.5), turn_detection_config=TurnDetectionConfig(),
-        stt_enabled=False, thinking_mode=True)
+        stt_enabled=False, thinking_mode=True, llm_provider="gemini-live", stt_provider="deepgram",
+        debug_row_cap=50, invocation_metadata={"game": "shop"})
     body = build_request(config, None)
     assert body["action_config"] == {
         "actions": ["Pick Up", "Give"], "characters": [{"name": "Ada", "bio": "the player"}],
@@ -125,6 +126,8 @@ def test_connect_body_carries_every_setting() -> None:
     assert body["turn_detection_config"] == {"type": "smart_turn"}
     assert body["default_stt_enabled"] is False
     assert body["thinking_mode"] is True
+    assert body["llm_provider"] == "gemini-live" and body["stt_provider"] == "deepgram"
+    assert body["debug_row_cap"] == 50 and body["invocation_metadata"] == {"game": "shop"}
 
 
 def test_template_keys_are_copied_at_construction() -> None:

@@ -1,9 +1,10 @@
 """The shopkeeper's story through the public client, end to end against the simulator over real
 loopback sockets, on both transports: triggers held until the character is ready move the story
 (``NarrativeSectionChanged``), actions arrive with the right targets (``BotReply.actions``,
-``ActionQueue``, ``update_action_config``), lip-sync frames of every format span the reply's voice
-within one frame (``BotReply.lipsync``), a barge-in cancels the rest, turn timings are ordered, and
-``debug`` brings typed ``Metrics``. (The wire itself is checked in test_character_features_ws.py.)"""
+``ActionQueue``, ``update_action_config``), the reply's lip-sync frames span its voice
+(``BotReply.lipsync``), turn timings are ordered, and ``debug`` brings typed ``Metrics``. (Every
+lip-sync format and the barge-in cancel through the SDK: test_character_transports_e2e.py; the wire:
+test_character_features_*.py.)"""
 
 from __future__ import annotations
 
@@ -18,17 +19,13 @@ from convai_sync import (
     ActionConfig,
     ActionQueue,
     BlendshapeConfig,
-    BlendshapeFrames,
-    BotTurnCompleted,
     ConvaiClient,
     ConvaiConfig,
     EventDeliveryPolicy,
-    LipSync,
     Metrics,
     NarrativeSectionChanged,
     SceneCharacter,
     SceneObject,
-    ServerMessage,
     SessionState,
     SessionStateChanged,
 )
@@ -126,48 +123,6 @@ def test_the_shopkeepers_story_plays_end_to_end(shop: Simulator, transport: str)
         assert haggling.section_id == "haggling" and haggling.previous_section_id == "browsing"
         assert client.narrative_section_id == "haggling"
         queue.close()
-
-
-@pytest.mark.parametrize("fmt", ["mha", "arkit", "cc4_extended", "visemes", "cc5_hd"])
-def test_every_format_lines_up_with_the_voice(shop: Simulator, fmt: str) -> None:
-    cfg = config(shop, "websocket", blendshape_config=BlendshapeConfig(format=fmt, chunk_size=7, output_fps=50))
-    with ConvaiClient(cfg) as client:
-        client.connect(timeout=30)
-        reply = client.ask("What do you sell?", timeout=20)
-    assert reply.audio is not None
-    if fmt == "cc5_hd":  # accepted, but Convai delivers no frames in it
-        assert reply.lipsync is None
-        return
-    clip = reply.lipsync
-    assert clip is not None and clip.format == fmt and clip.fps == 50
-    assert {len(f) for f in clip.frames} == {FRAME_SIZES[fmt]}
-    assert len(clip.frames) == math.ceil(voice_seconds(reply.text) * 50)
-    # the last 20 ms audio frame is padded: within one lip-sync frame plus that padding
-    assert abs(len(clip.frames) / 50 - reply.audio.duration) <= 1 / 50 + 0.02
-    middle = clip.frame_at(clip.duration / 2)
-    assert any(v > 0.3 for v in middle)  # mid-sentence the mouth is open
-
-
-def test_a_barge_in_cancels_the_rest_of_the_frames(shop: Simulator) -> None:
-    cfg = config(shop, "websocket", blendshape_config=BlendshapeConfig(format="visemes", chunk_size=5))
-    with ConvaiClient(cfg) as client:
-        timelines: Recorder[LipSync] = Recorder()
-        client.events.on_lipsync.subscribe(timelines, IMMEDIATE)
-        cancels: Recorder[ServerMessage] = Recorder(lambda e: e.type == "neurosync-blendshapes-cancel")
-        client.events.on_message.subscribe(cancels, IMMEDIATE)
-        ends: Recorder[ServerMessage] = Recorder(lambda e: isinstance(e, BotTurnCompleted))
-        client.events.on_message.subscribe(ends, IMMEDIATE)
-        client.connect(timeout=30)
-        client.send_text("Tell me everything about " + "the old sword and its story " * 12)
-        [timeline] = timelines.wait(1, timeout=10)
-        client.interrupt()
-        [cancel] = cancels.wait(1, timeout=10)
-        assert isinstance(cancel, BlendshapeFrames) and cancel.reason == "interruption"
-        [end] = ends.wait(1, timeout=10)
-        assert isinstance(end, BotTurnCompleted) and end.was_interrupted
-        assert timeline.finished and timeline.cancelled
-        assert len(timeline.clip().frames) < math.ceil(timeline.fps * 3)  # far from the whole reply's frames
-        assert client.lipsync is timeline  # late frames of the interrupted turn opened no new timeline
 
 
 def test_debug_brings_typed_metrics(shop: Simulator) -> None:

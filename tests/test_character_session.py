@@ -4,7 +4,9 @@ until ``bot-ready``, narrative sections, actions and ``ActionQueue``, lip-sync t
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +27,8 @@ from convai_sync import (
     LipSync,
     Metrics,
     NarrativeSectionChanged,
+    Reconnected,
+    Reconnecting,
     SceneObject,
     SendQueueFullError,
     SessionError,
@@ -41,7 +45,7 @@ from tests.helpers_memory import (
     make_config,
     run_async,
 )
-from tests.narrowing import section_of
+from tests.narrowing import section_of, state_of
 
 pytestmark = pytest.mark.timeout(10)
 IMMEDIATE = EventDeliveryPolicy.IMMEDIATE
@@ -54,6 +58,7 @@ def made() -> Iterator[list[Harness]]:
     for h in harnesses:
         h.close()
     assert_no_convai_threads()
+
 
 
 def harness(made: list[Harness], clock: SteppingClock | None = None, **overrides: Any) -> Harness:
@@ -72,6 +77,34 @@ def rtvi(msg_type: str, **data: Any) -> dict[str, Any]:
 
 def sent(h: Harness, msg_type: str) -> list[dict[str, Any]]:
     return [m for m in (json.loads(raw) for raw in list(h.server.sent)) if m.get("type") == msg_type]
+
+
+class LogSeen(logging.Handler):
+    """Sets ``event`` when a record's message contains ``text`` (on the logging thread, at once)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.INFO)
+        self.text = text
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+@contextlib.contextmanager
+def logged(text: str) -> Iterator[threading.Event]:
+    """An event set when the ``convai_sync`` logger logs a message containing ``text`` (INFO and up)."""
+    seen = LogSeen(text)
+    logger = logging.getLogger("convai_sync")
+    level = logger.level
+    logger.addHandler(seen)
+    logger.setLevel(logging.INFO)
+    try:
+        yield seen.event
+    finally:
+        logger.removeHandler(seen)
+        logger.setLevel(level)
 
 
 class Asked:
@@ -116,7 +149,10 @@ def test_a_held_trigger_with_wait_returns_its_ack_once_sent(made: list[Harness])
     h.server.responders["trigger-message"] = lambda msg: [ack("trigger-message")]
     fut = h.connect_async()
     h.server.wait_open(1)
-    waiting = run_async(lambda: h.client.send_trigger(name="show_sword", wait=True, timeout=WAIT))
+    with logged("trigger 'show_sword' held") as held:
+        waiting = run_async(lambda: h.client.send_trigger(name="show_sword", wait=True, timeout=WAIT))
+        assert held.wait(WAIT)
+    assert sent(h, "trigger-message") == []
     h.server.push(BOT_READY)
     fut.result(WAIT)
     response = waiting.result(WAIT)
@@ -130,7 +166,9 @@ def test_held_triggers_are_dropped_with_a_visible_error_when_the_session_ends(ma
     fut = h.connect_async()
     h.server.wait_open(1)
     h.client.send_trigger(name="one")
-    waiting = run_async(lambda: h.client.send_trigger(name="two", wait=True, timeout=WAIT))
+    with logged("trigger 'two' held") as held:
+        waiting = run_async(lambda: h.client.send_trigger(name="two", wait=True, timeout=WAIT))
+        assert held.wait(WAIT), "the waiting trigger was not held"
     h.client.disconnect()
     with pytest.raises(ConvaiError):
         fut.result(WAIT)
@@ -155,6 +193,28 @@ def test_the_hold_is_bounded(made: list[Harness]) -> None:
     h.server.push(BOT_READY)
     fut.result(WAIT)
     assert [m["data"]["trigger_name"] for m in sent(h, "trigger-message")] == ["a", "b"]
+
+
+def test_triggers_sent_while_reconnecting_are_sent_once_the_character_is_ready_again(made: list[Harness]) -> None:
+    clock = SteppingClock()
+    h = harness(made, clock=clock)
+    reconnecting: Recorder[Reconnecting] = Recorder()
+    reconnected: Recorder[Reconnected] = Recorder()
+    h.client.events.on_reconnecting.subscribe(reconnecting, IMMEDIATE)
+    h.client.events.on_reconnected.subscribe(reconnected, IMMEDIATE)
+    h.connect()
+    h.server.drop()
+    [first] = reconnecting.wait(1)
+    assert state_of(h.client) is SessionState.RECONNECTING
+    h.client.send_trigger(name="during_the_drop")
+    with pytest.raises(InvalidStateError):
+        h.client.send_text("not held")  # only triggers are held
+    clock.step(first.delay)
+    h.server.wait_open(2)
+    assert sent(h, "trigger-message") == []
+    h.server.push(BOT_READY)
+    reconnected.wait(1)
+    assert [m["data"] for m in sent(h, "trigger-message")] == [{"trigger_name": "during_the_drop"}]
 
 
 def test_a_trigger_without_a_session_is_refused_not_held(made: list[Harness]) -> None:
@@ -397,3 +457,18 @@ def test_metrics_are_a_typed_event(made: list[Harness]) -> None:
     [m] = metrics.wait(1)
     assert m.ttfb[0].processor == "LLMService#0" and m.ttfb[0].model == "gpt" and m.ttfb[0].value == 0.42
     assert m.processing[0].value == 0.1 and m.processing[0].model is None
+
+
+def test_timelines_follow_the_turns_without_voice(made: list[Harness]) -> None:
+    h = harness(made, blendshape_config=BlendshapeConfig(format="visemes"), receive_audio=False)
+    h.connect()
+    h.server.push(chunk([[0.5] * 15] * 10))
+    first = h.client.lipsync
+    assert first is not None and first.turn_id == 1
+    h.client.interrupt()
+    h.server.push(chunk([[0.5] * 15] * 10))  # late frames of the interrupted turn
+    h.server.push(rtvi("bot-turn-completed", was_interrupted=True))
+    h.server.push(chunk([[0.5] * 15] * 10))
+    second = h.client.lipsync
+    assert second is not None and second is not first and second.turn_id == 2
+    assert len(first.clip().frames) == 10 and len(second.clip().frames) == 10
