@@ -95,8 +95,7 @@ def tour_simulator(voice: Any) -> Any:
     lip-sync), paced, with a synthetic voice."""
     from _pygame_tour import respond
 
-    from simulator import Simulator
-    from simulator.characters import shipped_character
+    from simulator import Simulator, shipped_character
 
     return Simulator(concurrency_limit=1, responder=respond, synthesizer=voice, chunk_delay=0.08,
                      transport_default="websocket", websocket_audio=True,
@@ -147,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
             config = sim.client_config(**tour_overrides(args.transport))
             character = "Mira (simulator)"
         else:
-            from simulator.characters import shipped_character
+            from simulator import shipped_character
 
             # Used when no credentials are set: the shipped shopkeeper, her story, actions and lip-sync.
             embedded = {"chunk_delay": 0.05, "websocket_audio": True,
