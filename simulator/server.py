@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
+from simulator.account_ops import AccountOperations
 from simulator.carriers import livekit
 from simulator.carriers.websocket import pipecat
 from simulator.core import limits
@@ -37,6 +38,7 @@ from simulator.core.state import SimConfig, SimCore, Synthesizer, Transcriber
 from simulator.http.connect import build_app
 from simulator.http.control import add_control_routes
 from simulator.http.quiet import QuietAppRunner
+from simulator.http.rest import install as add_rest_routes
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
 
 if TYPE_CHECKING:
@@ -71,7 +73,7 @@ def _definitions(characters: Iterable[str | Mapping[str, Any]] | str,
     return given + from_file
 
 
-class Simulator(SimulatorOperations):
+class Simulator(SimulatorOperations, AccountOperations):
     """A local Convai realtime service. ``None`` limits mean unlimited / off.
 
     Args:
@@ -121,6 +123,12 @@ class Simulator(SimulatorOperations):
         scenario_dir: the one directory ``POST /_sim/scenario`` may read scenario files from (named
             relative to it); None (the default): the control API reads no file but the shipped scenarios.
             The ``scenario`` argument and :meth:`load_scenario` read any path you give them.
+        auth_token_ttl: seconds an auth token from ``POST /user/connect`` (or ``/user/extend-token``) stays
+            valid for new connects (Convai: one hour); ``token_ttl`` remains the session lifetime.
+        single_use_tokens: the first ``/connect`` presenting an auth token consumes it (PROPOSED; Convai's
+            docs name "already consumed" tokens); False lets a token connect until it expires or is revoked.
+        clock: monotonic seconds for auth-token lifetimes (default: the simulator loop's clock); pass
+            ``convai_sync.testing.FakeClock().monotonic`` to expire tokens without waiting an hour.
 
     Raises:
         ValueError: a bad value, e.g. a port outside 0..65535, or ``idle_warning_lead`` without
@@ -160,6 +168,9 @@ class Simulator(SimulatorOperations):
         max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
         scenario_dir: str | Path | None = None,
         websocket_audio: bool = False,
+        auth_token_ttl: float = 3600.0,
+        single_use_tokens: bool = True,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         checked = limits.validate({
             "concurrency_limit": concurrency_limit, "speaker_limit": speaker_limit,
@@ -181,6 +192,11 @@ class Simulator(SimulatorOperations):
                 raise TypeError(f"{name} must be callable")
         if not isinstance(websocket_audio, bool):
             raise TypeError("websocket_audio must be a bool")
+        token_ttl_checked = limits.check_seconds("auth_token_ttl", auth_token_ttl)
+        if not isinstance(single_use_tokens, bool):
+            raise TypeError("single_use_tokens must be a bool")
+        if clock is not None and not callable(clock):
+            raise TypeError("clock must be a callable returning monotonic seconds")
         if websocket_audio and not pipecat.available():
             raise ValueError("websocket_audio needs the protobuf package: pip install 'convai-sync[simulator]'")
         if transport_default not in ("livekit", "websocket"):
@@ -214,6 +230,9 @@ class Simulator(SimulatorOperations):
             max_conversations=max_conversations,
             scenario_dir=allowed_dir,
             websocket_audio=websocket_audio,
+            auth_token_ttl=token_ttl_checked,
+            single_use_tokens=single_use_tokens,
+            clock=clock,
         )
         self._scenario: Scenario | None = None if scenario is None else load_scenario(scenario)
         self._lock = threading.Lock()
@@ -283,6 +302,7 @@ class Simulator(SimulatorOperations):
         app = build_app(core)
         livekit.install(core, app)
         add_control_routes(app)
+        add_rest_routes(app)
         runner = QuietAppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port)
