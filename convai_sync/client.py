@@ -416,7 +416,8 @@ class ConvaiClient:
         published on ``on_session_error`` and logged, and a held ``wait=True`` call raises it.
 
         ``wait``/``timeout``/errors otherwise as :meth:`send_text` (with ``wait`` a held trigger's
-        ``timeout`` covers the wait for the character too); ``ValueError`` unless exactly one of
+        ``timeout`` covers the wait for the character too, and a held trigger still waiting when it
+        raises ``ConvaiTimeoutError`` is withdrawn, never sent); ``ValueError`` unless exactly one of
         ``name``/``message`` is given; :class:`SendQueueFullError` when the hold is full."""
         frame = protocol.trigger_message(name, message)
         self._check_open()

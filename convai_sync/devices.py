@@ -668,7 +668,13 @@ class Microphone:
             thread = threading.Thread(target=self._forward, args=(sink,), name=f"convai-mic-{next(_mic_ids)}",
                                       daemon=True)
             with self._cond:
-                self._stream, self._thread = stream, thread
+                stopped = not self._running  # stop() ran while the stream opened: it could not close this one
+                if not stopped:
+                    self._stream, self._thread = stream, thread
+            if stopped:
+                _stop(stream)
+                log.info("microphone stopped while it started: its new stream closed unstarted")
+                return
             thread.start()
             stream.start()
             _registry.microphone_started(self)

@@ -47,7 +47,7 @@ SendNow = Callable[[tuple[str, str], bool], "Future[ev.ServerResponse] | None"]
 AwaitAck = Callable[["Future[ev.ServerResponse]", "float | None"], ev.ServerResponse]
 
 
-@dataclass
+@dataclass(eq=False)  # identity: the same trigger sent twice is two held entries
 class _Held:
     frame: tuple[str, str]
     label: str
@@ -93,7 +93,8 @@ class TriggerQueue:
 
         Raises:
             SendQueueFullError: ``limit`` triggers are already held.
-            ConvaiTimeoutError: ``wait`` and no ack within ``timeout``.
+            ConvaiTimeoutError: ``wait`` and no ack within ``timeout`` (a trigger still held then is
+                withdrawn: it is never sent).
             ConvaiError: the session ended before the held trigger was sent, or the send failed.
         """
         deadline = Deadline(timeout)
@@ -119,8 +120,14 @@ class TriggerQueue:
             try:
                 ack = held.sent.result(deadline.remaining())
             except FutureTimeout:
-                raise timeout_error(f"trigger {label} was not sent within {timeout} s (the character was not "
-                                    "ready)") from None
+                with self._lock:  # withdraw it, so that "not sent" stays true (a retry cannot send it twice)
+                    withdrawn = any(h is held for h in self._held)
+                    if withdrawn:
+                        self._held.remove(held)
+                if withdrawn:
+                    raise timeout_error(f"trigger {label} was not sent within {timeout} s (the character was "
+                                        "not ready); it is no longer held") from None
+                ack = held.sent.result(0)  # the flush took it meanwhile: it settled under the lock
         if ack is None:
             return None
         return self._await_ack(ack, deadline.remaining())

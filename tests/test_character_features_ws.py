@@ -13,8 +13,9 @@ import websocket
 
 from simulator import Simulator
 from simulator.carriers.websocket import pipecat
+from simulator.core.actions import MAX_ACTIONS_PER_TURN
 from simulator.core.characters import shipped_character
-from simulator.core.features import FORMAT_VALUES
+from simulator.core.features import FORMAT_VALUES, MAX_SCENE_ITEMS
 from simulator.core.lipsync import MOUTH_INDEX
 from simulator.core.speech import VOICE_RATE, tone, voice_seconds
 from tests.sim_helpers import close_all_sockets, etype, open_session, post_connect, send
@@ -186,6 +187,22 @@ def test_the_character_s_actions_apply_without_an_action_config(shop: Simulator)
     assert actions_for(reader, "Could you pick up the potion?") == [{"name": "Pick Up", "target": "potion"}]
     assert actions_for(reader, "come here") == []  # "come" is no action
     assert actions_for(reader, "move to here") == [{"name": "Move To", "target": "Player"}]
+
+
+def test_action_config_lists_and_a_turn_s_actions_are_bounded(shop: Simulator) -> None:
+    # Each name is matched against every turn's text on the loop: 20000 of them held it for 50 s a turn.
+    too_many = [f"item {i}" for i in range(MAX_SCENE_ITEMS + 1)]
+    for field in ("actions", "objects", "characters"):
+        answer = post_connect(shop, None, character_id="plain", action_config={field: too_many})
+        assert answer.status_code == 422, field
+        [entry] = answer.json()["detail"]
+        assert entry["loc"] == ["body", "action_config", field] and entry["type"] == "too_long", entry
+        assert entry["input"] == MAX_SCENE_ITEMS + 1  # the count, never the list echoed back
+    reader = session(shop, character_id="plain", action_config=dict(ACTIONS, objects=too_many[:-1]))
+    send(reader.ws, "context-update", {"action_config": {"objects": too_many}})
+    assert reader.next()["status"] == "error"
+    wanted = [{"name": "Pick Up", "target": "item 1"}] * MAX_ACTIONS_PER_TURN
+    assert actions_for(reader, "pick up item 1, " * (MAX_ACTIONS_PER_TURN + 5)) == wanted
 
 
 # ------------------------------------------------------------------ lip-sync

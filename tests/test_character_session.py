@@ -21,6 +21,7 @@ from convai_sync import (
     BlendshapeConfig,
     BotReply,
     ConvaiError,
+    ConvaiTimeoutError,
     ErrorCode,
     EventDeliveryPolicy,
     InvalidStateError,
@@ -157,6 +158,18 @@ def test_a_held_trigger_with_wait_returns_its_ack_once_sent(made: list[Harness])
     fut.result(WAIT)
     response = waiting.result(WAIT)
     assert response.event_type == "trigger-message" and response.status == "success"
+
+
+def test_a_held_trigger_whose_wait_times_out_is_withdrawn_never_sent(made: list[Harness]) -> None:
+    h = harness(made)
+    fut = h.connect_async()
+    h.server.wait_open(1)
+    with pytest.raises(ConvaiTimeoutError, match="'show_sword' was not sent"):
+        h.client.send_trigger(name="show_sword", wait=True, timeout=0.05)  # the character is never ready in time
+    h.server.push(BOT_READY)
+    fut.result(WAIT)
+    h.client.send_trigger(name="after_ready")
+    assert [m["data"] for m in sent(h, "trigger-message")] == [{"trigger_name": "after_ready"}]
 
 
 def test_held_triggers_are_dropped_with_a_visible_error_when_the_session_ends(made: list[Harness]) -> None:

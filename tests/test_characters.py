@@ -4,6 +4,7 @@ the shipped samples, and every way to load them (constructor, file, CLI, control
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from simulator.core.characters import (
     parse_characters,
     shipped_character,
     shipped_character_names,
+    shipped_characters_dir,
 )
 from tests.sim_helpers import close_all_sockets, etype, open_session, recv_until, send
 from tests.test_simulator_cli import CliProcess, cli, start  # noqa: F401  (the cli fixture)
@@ -86,15 +88,21 @@ def test_a_bad_field_is_named_with_its_file_and_character(tmp_path: Path, defini
 
 
 def test_file_level_errors_name_the_file(tmp_path: Path) -> None:
-    for document, text in (("[", "not valid UTF-8 JSON"), ('{"people": []}', "unknown top-level key 'people'"),
+    for document, text in (("[", "not valid JSON"), ("[" * 100_000, "not valid JSON: JSON nested deeper than"),
+                           (b"[\"\xff\"]", "not valid JSON: invalid UTF-8"),
+                           ('{"people": []}', "unknown top-level key 'people'"),
                            ("[]", "at least one character"),
                            ('[{"id": "a"}, {"id": "a"}]', "character 'a': field 'id': defined twice")):
         path = tmp_path / "bad.json"
-        path.write_text(document, encoding="utf-8")
+        path.write_bytes(document if isinstance(document, bytes) else document.encode("utf-8"))
         with pytest.raises(CharacterError, match=f"^{path}: .*{text}"):
             load_characters_file(path)
     with pytest.raises(CharacterError, match="missing.json: cannot read"):
         load_characters_file(tmp_path / "missing.json")
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # opening it would block until a writer came: it is refused unopened
+    with pytest.raises(CharacterError, match=f"^{fifo}: not a regular file"):
+        load_characters_file(fifo)
 
 
 def test_template_fill_leaves_unknown_placeholders() -> None:
@@ -111,6 +119,8 @@ def test_shipped_samples_load() -> None:
     assert shop.narrative.section("greeting").triggers == {"enter_shop": "browsing"}
     (greeter,) = load_characters_file(shipped_character("greeter"))
     assert greeter.narrative is None and greeter.languages == ("en-US", "de-DE")
+    with pytest.raises(KeyError):  # exists, but is a path rather than a shipped name
+        shipped_character("../characters/shopkeeper")
     with pytest.raises(KeyError):
         shipped_character("nobody")
 
@@ -183,6 +193,11 @@ def test_control_api_defines_characters(tmp_path: Path) -> None:
         shipped = requests.post(url, json={"shipped": "shopkeeper"}, headers=headers, timeout=5)
         assert shipped.status_code == 200 and shipped.json()["characters"][-1]["narrative"]["start"] == "greeting"
         assert requests.post(url, json={"shipped": "../etc/passwd"}, headers=headers, timeout=5).status_code == 404
+        # A path to a real characters file outside the samples' folder is no shipped name either.
+        outside = write(tmp_path, {"characters": [{"id": "outside"}]})
+        relative = os.path.relpath(outside.with_suffix(""), shipped_characters_dir())
+        escaped = requests.post(url, json={"shipped": relative}, headers=headers, timeout=5)
+        assert escaped.status_code == 404, escaped.text
         assert reply_text(ask_raw(sim, "hello", character_id="shop")) == "Welcome, {player_name}!"
         listed = requests.get(url, headers=headers, timeout=5).json()["characters"]
         assert [c["id"] for c in listed] == ["sim-character", "shop", "shopkeeper"]

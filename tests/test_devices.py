@@ -191,6 +191,21 @@ def test_microphone_feeds_its_sink_in_order_on_its_own_thread() -> None:
     assert stream.stopped and stream.closed and not mic.running
 
 
+def test_microphone_stopped_while_its_stream_opens_leaves_nothing_open() -> None:
+    factory = Factory()
+    mic: Microphone
+
+    def open_while_stopped(rate: int, channels: int, block: int, callback: Callable[..., None]) -> FakeStream:
+        stream = factory(rate, channels, block, callback)
+        mic.stop()  # another thread's stop() landing while PortAudio opens the device
+        return stream
+
+    mic = Microphone(16000, stream_factory=open_while_stopped)
+    mic.start(lambda pcm, rate, channels: None)
+    [stream] = factory.streams
+    assert not stream.started and stream.closed and not mic.running
+
+
 def test_microphone_drops_the_oldest_blocks_when_the_sink_is_slow() -> None:
     factory = Factory()
     mic = Microphone(16000, block_seconds=0.02, max_queue=0.06, stream_factory=factory)

@@ -317,7 +317,7 @@ def test_explicit_scenario_paths_still_work_in_python(tmp_path: Path) -> None:
         assert sim.load_scenario(path) is sim.scenario
     big = tmp_path / "big.json"
     big.write_text(" " * (MAX_BODY_BYTES + 1))
-    with pytest.raises(ValueError, match="is larger than"):
+    with pytest.raises(ValueError, match="big.json': larger than"):
         load_scenario(big)
     with pytest.raises(ValueError, match="not a regular file"):
         load_scenario(tmp_path)

@@ -16,7 +16,7 @@ import websocket
 from convai_sync.transports import pipecat as client_codec
 from simulator import Simulator
 from simulator.carriers.websocket import pipecat
-from simulator.core import speech
+from simulator.core import speech, voice
 from tests.sim_helpers import JSON, close_all_sockets, connect_ws, etype, post_connect
 
 pytestmark = pytest.mark.timeout(20)
@@ -154,6 +154,16 @@ def test_voice_follows_tts_and_the_synthesizer() -> None:
         send_text(ws, "user_text_message", text="again")
         texts, binaries = read(ws, "bot-turn-completed")
         assert binaries == [] and "bot-started-speaking" in [etype(t) for t in texts]
+
+
+@pytest.mark.parametrize(("seconds", "rate"), [(0.0, 24000), (0.2, 24000), (3.7, 24000), (1.01, 16000), (0.5, 44100)])
+def test_the_default_tone_is_the_440_hz_wave_sample_for_sample(seconds: float, rate: int) -> None:
+    # Built from one repeated period: it must still be the wave, to within the last bit of rounding.
+    made = array.array("h", voice.tone(seconds, rate))
+    step = 2 * math.pi * voice.TONE_HZ / rate
+    wanted = [int(voice.TONE_AMPLITUDE * math.sin(step * i)) for i in range(int(round(seconds * rate)))]
+    assert len(made) == len(wanted)
+    assert max((abs(a - b) for a, b in zip(made, wanted, strict=True)), default=0) <= 1
 
 
 def test_a_failing_synthesizer_is_a_non_fatal_error() -> None:

@@ -11,6 +11,7 @@ affordance model, pronoun resolution, the action-response contract):
   ``current_attention_object``. Targets come only from those: an action whose target cannot be resolved (an
   unconfigured thing, or a pronoun without an attention object) is declined and left out.
 - A turn that asks for nothing configured, or whose every action is declined, emits ``[]``.
+- At most :data:`MAX_ACTIONS_PER_TURN` actions are considered per turn (the first the text names).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ SPEAKER_WORDS = ("me", "my", "here")
 ATTENTION_WORDS = ("this", "that", "it", "there")
 #: The speaker's name when ``end_user_metadata.name`` and ``end_user_id`` are both absent.
 DEFAULT_SPEAKER = "Player"
+#: Most actions one turn emits (the first ones the text names): a reply's action list is short, and resolving
+#: every one of thousands of named actions held the loop for seconds.
+MAX_ACTIONS_PER_TURN = 32
 
 
 @dataclass(frozen=True)
@@ -39,14 +43,14 @@ class Action:
         return {"name": self.name} if self.target is None else {"name": self.name, "target": self.target}
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=1024)  # a full action_config's names (3 x MAX_SCENE_ITEMS) fit
 def _word(name: str) -> re.Pattern[str]:
     """``name`` as a whole-word, case-insensitive pattern (any run of spaces between its words)."""
     body = r"\s+".join(re.escape(part) for part in name.split())
     return re.compile(rf"(?<!\w){body}(?!\w)", re.IGNORECASE)
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=1024)  # a full action_config's names (3 x MAX_SCENE_ITEMS) fit
 def _verb(name: str) -> re.Pattern[str]:
     """An action name as a pattern that also finds it split around up to three words ("pick that up")."""
     parts = [re.escape(part) for part in name.split()]
@@ -86,10 +90,10 @@ def choose(text: str, settings: ActionSettings, speaker: str | None) -> list[Act
     """The actions ``text`` asks for under ``settings`` (see the module docstring); ``speaker`` names the user."""
     if not settings.actions:
         return []
-    verbs = _verbs(text, settings.actions)
+    verbs = _verbs(text, settings.actions)[:MAX_ACTIONS_PER_TURN + 1]  # one more: it ends the last one's segment
     targets = settings.objects + settings.characters
     chosen: list[Action] = []
-    for index, (_start, end, name, inside) in enumerate(verbs):
+    for index, (_start, end, name, inside) in enumerate(verbs[:MAX_ACTIONS_PER_TURN]):
         stop = verbs[index + 1][0] if index + 1 < len(verbs) else len(text)
         segment = f"{inside} {text[end:stop]}"
         candidates = _mentions(segment, targets + SPEAKER_WORDS + ATTENTION_WORDS)

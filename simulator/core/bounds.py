@@ -25,6 +25,8 @@ WebSocket messages are bounded separately by the 16 MB per message Convai docume
 from __future__ import annotations
 
 import json
+import stat
+from pathlib import Path
 from typing import Any
 
 from simulator.core.context import RUNTIME_MAX_TOKENS
@@ -82,6 +84,33 @@ def decode_json(data: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     if text.count("[") + text.count("{") > max_depth and _deeper_than(value, max_depth):
         raise JsonInputError(f"JSON nested deeper than {max_depth} levels")
     return value
+
+
+def read_json_file(path: str | Path, limit: int) -> Any:
+    """The JSON value in the regular file at ``path``: UTF-8, at most ``limit`` bytes, decoded by
+    :func:`decode_json` (so nesting is bounded too).
+
+    Only a regular file is opened: a FIFO or a device could block the caller or never end.
+
+    Raises:
+        JsonInputError: ``"not a regular file"``, ``"cannot read: <reason>"``, ``"larger than <limit>
+            bytes"`` or ``"not valid JSON: <what and where>"``; never the file's content, so callers
+            may prefix the path and show it.
+    """
+    path = Path(path)
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise JsonInputError("not a regular file")
+        with path.open("rb") as handle:
+            raw = handle.read(limit + 1)
+    except OSError as exc:
+        raise JsonInputError(f"cannot read: {exc.strerror or type(exc).__name__}") from None
+    if len(raw) > limit:
+        raise JsonInputError(f"larger than {limit} bytes")
+    try:
+        return decode_json(raw)
+    except JsonInputError as exc:
+        raise JsonInputError(f"not valid JSON: {exc}") from None
 
 
 def _deeper_than(value: Any, limit: int) -> bool:

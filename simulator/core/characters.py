@@ -52,13 +52,14 @@ and the field; nothing is loaded when any definition is bad.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from simulator.core import bounds
 
 #: Longest ``replies[].pattern`` accepted (the patterns run on the simulator's loop).
 MAX_PATTERN_LENGTH = 1000
@@ -373,21 +374,15 @@ def load_characters_file(path: str | Path) -> tuple[CharacterDefinition, ...]:
     """The definitions in the JSON file at ``path`` (UTF-8, at most :data:`MAX_FILE_BYTES`).
 
     Raises:
-        CharacterError: the file cannot be read, is not JSON, or holds a bad definition (the message names
-            the file, the character and the field).
+        CharacterError: the file is not a regular file (a FIFO would block), cannot be read, is not JSON
+            (or nests deeper than ``simulator.core.bounds.MAX_JSON_DEPTH``), or holds a bad definition (the
+            message names the file, the character and the field).
     """
     source = str(path)
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise CharacterError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise CharacterError(f"{source}: larger than {MAX_FILE_BYTES} bytes")
-    try:
-        document = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CharacterError(f"{source}: not valid UTF-8 JSON: {exc}") from None
+        document = bounds.read_json_file(path, MAX_FILE_BYTES)
+    except bounds.JsonInputError as exc:
+        raise CharacterError(f"{source}: {exc}") from None
     return parse_document(document, source)
 
 
@@ -402,11 +397,14 @@ def shipped_character_names() -> list[str]:
 
 
 def shipped_character(name: str) -> Path:
-    """The path of a shipped sample (``"shopkeeper"``, ``"greeter"``); KeyError for an unknown name."""
-    path = shipped_characters_dir() / f"{name}.json"
-    if not path.is_file():
+    """The path of a shipped sample (``"shopkeeper"``, ``"greeter"``); KeyError for an unknown name.
+
+    Only the listed names resolve: a name holding a path (``"../x"``, reachable from the control API's
+    ``{"shipped": NAME}``) is unknown, never a file outside the samples' folder.
+    """
+    if name not in shipped_character_names():
         raise KeyError(name)
-    return path
+    return shipped_characters_dir() / f"{name}.json"
 
 
 class Template(dict[str, str]):

@@ -25,6 +25,10 @@ DEFAULT_CHUNK_SIZE = 10
 DEFAULT_FPS = 60
 MAX_CHUNK_SIZE = 1000
 MAX_FPS = 240
+#: Most entries each of ``action_config``'s ``actions``, ``objects`` and ``characters`` may hold (a simulator
+#: bound, refused with a 422 naming the field): every user turn matches each name against the text on the loop,
+#: and 20000 of each (a 600 KB body) held the loop for 50 s per turn.
+MAX_SCENE_ITEMS = 256
 NO_BLENDSHAPES = ("not_provided", "none")
 
 
@@ -82,9 +86,13 @@ def _object(value: Any, loc: tuple[str, ...]) -> Mapping[str, Any]:
     return value
 
 
-def _list(value: Any, loc: tuple[str, ...]) -> list[Any]:
+def _list(value: Any, loc: tuple[str, ...], max_items: int | None = None) -> list[Any]:
     if not isinstance(value, list):
         raise FeatureError(loc, "Input should be a valid list", value, "list_type")
+    if max_items is not None and len(value) > max_items:
+        # The count, not the list, as the input: the answer must not echo a body-sized list back.
+        raise FeatureError(loc, f"List should have at most {max_items} items, not {len(value)}", len(value),
+                           "too_long")
     return value
 
 
@@ -161,15 +169,19 @@ def attention_name(value: Any, loc: tuple[str, ...]) -> str | None:
 
 def parse_actions(raw: Any, loc: tuple[str, ...] = ("action_config",),
                   previous: ActionSettings | None = None) -> ActionSettings:
-    """An ``action_config`` (lists it leaves out are kept from ``previous``, as a ``context-update`` does)."""
+    """An ``action_config`` (lists it leaves out are kept from ``previous``, as a ``context-update`` does).
+
+    Raises:
+        FeatureError: a field of the wrong shape, or a list longer than :data:`MAX_SCENE_ITEMS`.
+    """
     config = _object(raw, loc)
     base = previous or ActionSettings()
-    actions = base.actions if "actions" not in config else _named(_list(config["actions"], (*loc, "actions")),
-                                                                  (*loc, "actions"), "value")
-    objects = base.objects if "objects" not in config else _named(_list(config["objects"], (*loc, "objects")),
-                                                                  (*loc, "objects"))
+    actions = base.actions if "actions" not in config else _named(
+        _list(config["actions"], (*loc, "actions"), MAX_SCENE_ITEMS), (*loc, "actions"), "value")
+    objects = base.objects if "objects" not in config else _named(
+        _list(config["objects"], (*loc, "objects"), MAX_SCENE_ITEMS), (*loc, "objects"))
     characters = base.characters if "characters" not in config else _named(
-        _list(config["characters"], (*loc, "characters")), (*loc, "characters"))
+        _list(config["characters"], (*loc, "characters"), MAX_SCENE_ITEMS), (*loc, "characters"))
     attention = base.current_attention_object
     for key in ("current_attention_object", "currentAttentionObject"):  # the Web SDK sends camelCase
         if key in config:

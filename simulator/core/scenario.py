@@ -307,20 +307,10 @@ def _read(path: Path) -> Scenario:
     """A scenario file (a regular file of at most :data:`~simulator.core.bounds.MAX_SCENARIO_FILE_BYTES`).
     Errors name the path and the step or field, never the file's content."""
     where = f"scenario file {str(path)!r}"
-    if not path.is_file():  # also keeps FIFOs and devices, which could block or never end, unopened
-        raise ScenarioError(f"cannot read {where}: not a regular file")
-    limit = bounds.MAX_SCENARIO_FILE_BYTES
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(limit + 1)
-    except OSError as exc:
-        raise ScenarioError(f"cannot read {where}: {exc.strerror or type(exc).__name__}") from None
-    if len(raw) > limit:
-        raise ScenarioError(f"{where} is larger than {limit} bytes")
-    try:
-        data = bounds.decode_json(raw)
+        data = bounds.read_json_file(path, bounds.MAX_SCENARIO_FILE_BYTES)
     except bounds.JsonInputError as exc:
-        raise ScenarioError(f"{where} is not valid JSON: {exc}") from None
+        raise ScenarioError(f"{where}: {exc}") from None
     try:
         return parse_scenario(data, path.stem)
     except ScenarioError as exc:

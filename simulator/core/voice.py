@@ -10,6 +10,7 @@ synthesized again, so the frames and the audio come from the same samples.
 from __future__ import annotations
 
 import array
+import functools
 import logging
 import math
 import sys
@@ -39,8 +40,22 @@ def voice_seconds(text: str) -> float:
 
 
 def tone(seconds: float, rate: int = VOICE_RATE) -> bytes:
-    """``seconds`` of the default voice's 440 Hz tone, PCM16 mono little-endian."""
+    """``seconds`` of the default voice's 440 Hz tone, PCM16 mono little-endian.
+
+    Built by repeating one exact period of the wave (:func:`_tone_period`), so a long reply's voice costs
+    no per-sample Python work on the simulator's loop (4000 characters took 0.6 s sample by sample).
+    """
     count = int(round(seconds * rate))
+    period = _tone_period(rate)
+    whole = period * (count // (len(period) // 2) + 1)
+    return whole[: 2 * count]
+
+
+@functools.lru_cache(maxsize=8)
+def _tone_period(rate: int) -> bytes:
+    """The shortest run of samples after which the tone at ``rate`` Hz repeats exactly (PCM16 LE):
+    ``rate / gcd(rate, 440)`` samples (600 at 24 kHz: 11 cycles)."""
+    count = rate // math.gcd(rate, int(TONE_HZ))
     step = 2 * math.pi * TONE_HZ / rate
     samples = array.array("h", (int(TONE_AMPLITUDE * math.sin(step * i)) for i in range(count)))
     if sys.byteorder != "little":
