@@ -141,6 +141,8 @@ class WebSocketTransport(Transport):
                 sock = open_tunnel(proxy, host, port, deadline, canceller)
             if secure:
                 context = ssl.create_default_context()  # certificate and host name verified
+                # The TLS handshake gets what is left of the attempt, not a fresh full timeout per read.
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
                 sock = context.wrap_socket(sock, server_hostname=host)
             sock.settimeout(max(deadline - time.monotonic(), 0.001))
             ws = websocket.WebSocket(skip_utf8_validation=True)
