@@ -30,6 +30,7 @@ from simulator.sessions import (
     Phase,
     SimSession,
 )
+from simulator.turn import TurnServer
 
 if TYPE_CHECKING:
     from simulator.carrier import Carrier
@@ -77,6 +78,12 @@ class SimConfig:
     max_conversations: int = DEFAULT_MAX_CONVERSATIONS
     #: The directory ``POST /_sim/scenario`` may load scenario files from (None: no files at all).
     scenario_dir: Path | None = None
+    #: TURN servers the LiveKit JoinResponse advertises and the simulator's peer uses (``simulator.turn``).
+    ice_servers: tuple[TurnServer, ...] = ()
+    #: Browser origins allowed besides loopback ones (``simulator.cors``).
+    cors_origins: tuple[str, ...] = ()
+    #: ``"top-level"`` or ``"server-message"``: the form of the event types in :data:`TOP_LEVEL_TYPES`.
+    message_form: str = wire.TOP_LEVEL
 
 
 class SimCore:
@@ -177,6 +184,7 @@ class SimCore:
             room_name=room_name,
             send_timeout=self.config.send_timeout,
             on_slow_consumer=self._drop_slow_consumer,
+            message_form=self.config.message_form,
         )
         self.accounts.admit(api_key, end_user_id)
         self._notify_slots()

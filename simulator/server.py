@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from simulator import limits, pipecat
+from simulator import cors, limits, pipecat, wire
+from simulator import turn as turn_module
 from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
 from simulator.character import Responder
 from simulator.control import add_control_routes
@@ -93,6 +94,18 @@ class Simulator(SimulatorOperations):
         scenario_dir: the one directory ``POST /_sim/scenario`` may read scenario files from (named
             relative to it); None (the default): the control API reads no file but the shipped scenarios.
             The ``scenario`` argument and :meth:`load_scenario` read any path you give them.
+        turn: the TURN server the LiveKit JoinResponse advertises (relay-only clients such as Convai's Web SDK
+            need one): ``"turn://USER:PASSWORD@HOST:PORT[?transport=udp|tcp]"``, or ``"auto"`` to run Debian's
+            coturn (``turnserver``) on 127.0.0.1 with random credentials from :meth:`start` to :meth:`stop`
+            (RuntimeError naming the ``coturn`` package when it is missing). None (default): no ICE server.
+        cors_origins: browser origins allowed besides loopback ones (``http://localhost:*``,
+            ``http://127.0.0.1:*``, ``http://[::1]:*``, always allowed); ``"*"`` allows any (logged as a
+            warning). See ``simulator.cors``.
+        message_form: how ``user-transcription``, ``bot-started-speaking``, ``bot-stopped-speaking``,
+            ``action-response`` and the other types Convai's Web SDK reads only at the top level reach clients:
+            ``"top-level"`` (default; ``{"type": "bot-started-speaking", ...}``, what the Web SDK 1.2.0 reads)
+            or ``"server-message"`` (wrapped: ``{"type": "server-message", "data": {"type": ...}}``). PROPOSED:
+            see the README's "Message forms". Each event goes to a client in one form only.
 
     Raises:
         ValueError: a bad value, e.g. a port outside 0..65535, or ``idle_warning_lead`` without
@@ -130,6 +143,9 @@ class Simulator(SimulatorOperations):
         max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
         scenario_dir: str | Path | None = None,
         websocket_audio: bool = False,
+        turn: str | None = None,
+        cors_origins: Iterable[str] = (),
+        message_form: str = "top-level",
     ) -> None:
         checked = limits.validate({
             "concurrency_limit": concurrency_limit, "speaker_limit": speaker_limit,
@@ -156,6 +172,14 @@ class Simulator(SimulatorOperations):
         if transport_default not in ("livekit", "websocket"):
             raise ValueError(f"transport_default must be 'livekit' or 'websocket', got {transport_default!r}")
         hosts = _names(livekit_host_addresses, "livekit_host_addresses")
+        if turn is not None and not isinstance(turn, str):
+            raise TypeError("turn must be None, 'auto' or a turn:// URL")
+        self._turn_auto = turn == turn_module.AUTO
+        ice_servers = () if turn is None or self._turn_auto else (turn_module.parse_turn(turn),)
+        self._coturn: turn_module.CoturnProcess | None = None
+        origins = cors.check_origins(cors_origins)
+        if message_form not in wire.MESSAGE_FORMS:
+            raise ValueError(f"message_form must be one of {', '.join(wire.MESSAGE_FORMS)}, got {message_form!r}")
         if control_token is not None and (not isinstance(control_token, str) or not control_token.strip()):
             raise ValueError("control_token must be a non-empty string (or None for a random one)")
         self.host = host
@@ -182,6 +206,9 @@ class Simulator(SimulatorOperations):
             max_conversations=max_conversations,
             scenario_dir=allowed_dir,
             websocket_audio=websocket_audio,
+            ice_servers=ice_servers,
+            cors_origins=origins,
+            message_form=message_form,
         )
         self._scenario: Scenario | None = None if scenario is None else load_scenario(scenario)
         self._lock = threading.Lock()
@@ -210,6 +237,9 @@ class Simulator(SimulatorOperations):
                 raise RuntimeError("a stopped Simulator cannot be restarted; create a new one")
             if self._started:
                 return self
+            if self._turn_auto:
+                self._coturn = turn_module.CoturnProcess()
+                self._config = dataclasses.replace(self._config, ice_servers=(self._coturn.server,))
             loop = asyncio.new_event_loop()
             ready: concurrent.futures.Future[int] = concurrent.futures.Future()
             thread = threading.Thread(target=self._run, args=(loop, ready), name="sim-loop", daemon=True)
@@ -220,6 +250,7 @@ class Simulator(SimulatorOperations):
             except BaseException:
                 thread.join(CALL_TIMEOUT)
                 self._stopped = True
+                self._stop_coturn()
                 raise
             self._started = True
         logger.info("simulator listening on %s", self.url)
@@ -247,6 +278,7 @@ class Simulator(SimulatorOperations):
         core = SimCore(self._config, loop)
         core.set_scenario(self._scenario)
         app = build_app(core)
+        app.middlewares.append(cors.middleware(self._config.cors_origins))
         add_control_routes(app)
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()
@@ -284,7 +316,12 @@ class Simulator(SimulatorOperations):
         if thread.is_alive():
             logger.warning("sim-loop thread did not exit within %.1f s", timeout)
         self._join_responders(deadline)
+        self._stop_coturn()
         logger.info("simulator stopped")
+
+    def _stop_coturn(self) -> None:
+        if self._coturn is not None:
+            self._coturn.stop()
 
     def _join_responders(self, deadline: float) -> None:
         """Join this simulator's responder workers (a responder that never returns is reported)."""

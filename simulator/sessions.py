@@ -77,6 +77,7 @@ class SimSession:
         room_name: str | None = None,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         on_slow_consumer: Callable[[SimSession], None] | None = None,
+        message_form: str = wire.TOP_LEVEL,
     ) -> None:
         self.session_id = session_id
         self.character_session_id = character_session_id
@@ -94,6 +95,8 @@ class SimSession:
         #: ``"websocket"`` (the ``/chat`` WebSocket) or ``"livekit"`` (a LiveKit room named ``room_name``).
         self.transport = transport
         self.room_name = room_name
+        #: The form :data:`simulator.wire.TOP_LEVEL_TYPES` events are sent in (``wire.in_form``).
+        self.message_form = message_form
         #: Seconds of user audio received so far (LiveKit microphone track); a float, updated on the loop.
         self.received_audio_seconds = 0.0
         # ---- loop-thread only
@@ -226,7 +229,7 @@ class SimSession:
 
     async def _send(self, frame: wire.JsonDict) -> bool:
         """Send one frame; False (logged at debug) when the socket is gone."""
-        return await self._send_text(wire.encode(frame))
+        return await self._send_text(wire.encode(wire.in_form(frame, self.message_form)))
 
     async def _send_text(self, text: str) -> bool:
         """Send one text frame within the send deadline; False when the session can no longer send."""

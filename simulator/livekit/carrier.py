@@ -109,7 +109,7 @@ class LiveKitCarrier:
         self.detached = False
         self.voice = media.VoiceTrack()
         self.link = PeerLink(self._core.config.livekit_host_addresses, self._received, self._user_track,
-                             self.flush, self._core.spawn)
+                             self.flush, self._core.spawn, self._core.config.ice_servers)
         self._spawn(self._read_inbox())
 
     def __repr__(self) -> str:

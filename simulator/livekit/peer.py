@@ -28,6 +28,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCDataChannel,
+    RTCIceServer,
     RTCIceTransport,
     RTCPeerConnection,
     RTCRtpTransceiver,
@@ -35,6 +36,7 @@ from aiortc import (
 )
 
 from simulator.carrier import within
+from simulator.turn import TurnServer
 
 logger = logging.getLogger("simulator.livekit.peer")
 
@@ -141,6 +143,7 @@ class PeerLink:
 
     Args:
         host_addresses: addresses gathered and advertised as ICE host candidates.
+        ice_servers: TURN servers to gather relay candidates from too (``Simulator(turn=...)``).
         on_data: called with every data packet (bytes) the client sends on ``_reliable`` or ``_lossy``.
         on_track: called with every remote media track (the user's microphone).
         on_ready: called once the client's ``_reliable`` data channel is open.
@@ -154,6 +157,7 @@ class PeerLink:
         on_track: Callable[[MediaStreamTrack], None],
         on_ready: Callable[[], None],
         spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
+        ice_servers: Iterable[TurnServer] = (),
     ) -> None:
         _install_scoped_host_addresses()
         self._hosts = tuple(host_addresses)
@@ -165,7 +169,8 @@ class PeerLink:
         self._track_ids: dict[str, str] = {}
         self._spawn = spawn
         self._closing: asyncio.Task[None] | None = None
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[
+            RTCIceServer(list(server.urls), server.username, server.credential) for server in ice_servers]))
         self.pc.on("datachannel", self._datachannel)
         self.pc.on("track", self._track)
         self.pc.on("connectionstatechange", self._state_changed)
