@@ -1,4 +1,5 @@
 """A local Convai realtime service for offline development and tests.
+The public API is thread-safe: each :class:`Simulator` runs its aiohttp loop on its own thread.
 
 ::
 
@@ -10,7 +11,7 @@
     Simulator(scenario="flaky_network")       # every session runs a shipped (or your own) scenario
 
 ``python -m simulator`` / ``convai-sim`` runs it standalone; ``/_sim/*`` routes (see
-:mod:`simulator.control`) drive it from other processes with its control token.
+:mod:`simulator.http.control`) drive it from other processes with its control token.
 
 The simulator speaks Convai's real wire protocol (the connect API, the ``/chat`` WebSocket's RTVI
 messages, LiveKit) with frames it builds itself; it
@@ -21,9 +22,9 @@ from __future__ import annotations
 
 from convai_sync.disconnect import DisconnectReason
 from convai_sync.errors import ErrorCode
-from simulator.scenario import Scenario, load_scenario, shipped_scenarios
+from simulator.core.scenario import Scenario, load_scenario, shipped_scenarios
+from simulator.core.sessions import SimSession
 from simulator.server import Simulator
-from simulator.sessions import SimSession
 
 __all__ = ["DisconnectReason", "ErrorCode", "Scenario", "SimSession", "Simulator", "load_scenario",
            "shipped_scenarios"]

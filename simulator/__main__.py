@@ -1,4 +1,6 @@
-"""``convai-sim`` / ``python -m simulator``: run the Convai simulator standalone until Ctrl-C or SIGTERM."""
+"""``convai-sim`` / ``python -m simulator``: run the Convai simulator standalone until Ctrl-C or SIGTERM.
+The main thread waits for a signal; the simulator serves on its own loop thread.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +15,12 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from simulator import limits
-from simulator.accounts import DEFAULT_MAX_CONVERSATIONS
-from simulator.control import route_table
-from simulator.scenario import shipped_scenarios
+from simulator.core import limits
+from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS
+from simulator.core.scenario import shipped_scenarios
+from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
+from simulator.http.control import route_table
 from simulator.server import Simulator
-from simulator.sessions import DEFAULT_SEND_TIMEOUT
 
 LOOPBACK_NAMES = ("localhost",)
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")

@@ -1,4 +1,5 @@
 """pytest plugin (entry point ``pytest11``): simulator fixtures for any test suite.
+The fixtures run on pytest's thread; each simulator runs its own loop thread.
 
 ``convai_simulator``: a running :class:`~simulator.Simulator` on 127.0.0.1 (function scope,
 stopped after the test). ``convai_simulator_factory``: call it with constructor keywords
@@ -7,6 +8,15 @@ stopped after the test). ``convai_simulator_factory``: call it with constructor 
     def test_please_wait(convai_simulator_factory):
         sim = convai_simulator_factory(concurrency_limit=1)
         ...
+
+``convai_fast_config``: a ``ConvaiConfig`` for ``convai_simulator`` with no retry or reconnect waits
+and short deadlines (``sim.client_config(fast=True)``; :func:`simulator.fast.fast_overrides` lists
+them), so a test of a retried 429 or a dropped session takes milliseconds, not the real delays::
+
+    def test_rate_limited_connect_is_retried(convai_simulator, convai_fast_config):
+        convai_simulator.inject(ErrorCode.CONNECTION_RATE_LIMITED, times=2)
+        with ConvaiClient(convai_fast_config) as client:
+            client.connect()            # attempts 1 and 2 get 429, attempt 3 connects, no waits
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from convai_sync import ConvaiConfig
     from simulator import Simulator
 
 
@@ -44,3 +55,9 @@ def convai_simulator_factory() -> Iterator[Callable[..., Simulator]]:
 def convai_simulator(convai_simulator_factory: Callable[..., Simulator]) -> Simulator:
     """A running simulator with default accounts (``sim.client_config()`` connects to it)."""
     return convai_simulator_factory()
+
+
+@pytest.fixture
+def convai_fast_config(convai_simulator: Simulator) -> ConvaiConfig:
+    """``convai_simulator.client_config(fast=True)``: zero retry delays and short timeouts for tests."""
+    return convai_simulator.client_config(fast=True)
