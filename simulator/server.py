@@ -37,6 +37,7 @@ from simulator.core.state import SimConfig, SimCore, Synthesizer, Transcriber
 from simulator.http import cors
 from simulator.http.connect import build_app
 from simulator.http.control import add_control_routes
+from simulator.http.speakers import add_speaker_routes
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
 
 if TYPE_CHECKING:
@@ -104,7 +105,8 @@ class Simulator(SimulatorOperations):
         turn: the TURN server the LiveKit JoinResponse advertises (relay-only clients such as Convai's Web SDK
             need one): ``"turn://USER:PASSWORD@HOST:PORT[?transport=udp|tcp]"``, or ``"auto"`` to run Debian's
             coturn (``turnserver``) on 127.0.0.1 with random credentials from :meth:`start` to :meth:`stop`
-            (RuntimeError naming the ``coturn`` package when it is missing). None (default): no ICE server.
+            (:meth:`start` raises ``simulator.carriers.livekit.coturn.TurnUnavailable``, a RuntimeError naming
+            the ``coturn`` package, when it is missing). None (default): no ICE server.
         cors_origins: browser origins allowed besides loopback ones (``http://localhost:*``,
             ``http://127.0.0.1:*``, ``http://[::1]:*``, always allowed); ``"*"`` allows any (logged as a
             warning). See ``simulator.http.cors``.
@@ -289,6 +291,7 @@ class Simulator(SimulatorOperations):
         app = build_app(core)
         livekit.install(core, app)
         app.middlewares.append(cors.middleware(self._config.cors_origins))
+        add_speaker_routes(app)
         add_control_routes(app)
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()

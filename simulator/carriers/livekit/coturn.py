@@ -27,6 +27,10 @@ STOP_TIMEOUT = 3.0
 REALM = "convai-sim"
 
 
+class TurnUnavailable(RuntimeError):
+    """``turnserver`` is not installed or did not start (the message says which, and how to install it)."""
+
+
 def _free_port() -> int:
     """A port free for both UDP and TCP on 127.0.0.1 now (coturn listens on both)."""
     for _ in range(20):
@@ -60,7 +64,7 @@ class CoturnProcess:
     def __init__(self) -> None:
         binary = shutil.which("turnserver")
         if binary is None:
-            raise RuntimeError("turn='auto' needs coturn's turnserver, which is not installed: "
+            raise TurnUnavailable("turn='auto' needs coturn's turnserver, which is not installed: "
                                "apt-get install coturn (Debian/Ubuntu package 'coturn')")
         self.port = _free_port()
         username, password = "sim-" + secrets.token_hex(4), secrets.token_urlsafe(18)
@@ -80,7 +84,7 @@ class CoturnProcess:
         while not _answers_stun(self.port, 0.2):
             if self._process.poll() is not None or time.monotonic() > deadline:
                 error = self._stop_and_read_error()
-                raise RuntimeError(f"turnserver did not start on 127.0.0.1:{self.port}: {error or 'no answer'}")
+                raise TurnUnavailable(f"turnserver did not start on 127.0.0.1:{self.port}: {error or 'no answer'}")
         logger.info("coturn (pid %d) relaying on 127.0.0.1:%d", self._process.pid, self.port)
 
     def _stop_and_read_error(self) -> str:
