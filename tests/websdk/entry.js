@@ -4,10 +4,41 @@
 import { ConvaiClient } from "@convai/web-sdk/core";
 
 const events = [];
+const waiters = [];
 let client = null;
 
 function record(name, value) {
   events.push({ name, value, at: performance.now() });
+  for (const waiter of waiters.splice(0)) waiter();
+}
+
+// Resolves with the first recorded event named `name` at index >= `from` (the test awaits it through
+// Selenium's executeAsyncScript, whose script timeout is the deadline).
+function nextEvent(name, from = 0) {
+  return new Promise((resolve) => {
+    const look = () => {
+      const index = events.findIndex((e, i) => i >= from && e.name === name);
+      if (index >= 0) resolve({ index, value: events[index].value });
+      else waiters.push(look);
+    };
+    look();
+  });
+}
+
+// Resolves with the chat once it holds a finished message of `type` whose content includes `text`.
+function chatHas(type, text) {
+  return new Promise((resolve) => {
+    const look = () => {
+      const chat = messages();
+      if (chat.some((m) => m.type === type && !m.isStreaming && m.content.includes(text))) resolve(chat);
+      else waiters.push(look);
+    };
+    look();
+  });
+}
+
+function messages() {
+  return client ? client.chatMessages.map((m) => ({ type: m.type, content: m.content, isStreaming: !!m.isStreaming })) : [];
 }
 
 function connect(config) {
@@ -22,7 +53,8 @@ function connect(config) {
     record("trackSubscribed", { kind: track.kind, participant: participant.identity, source: publication.source });
     if (track.kind === "audio") {
       const element = track.attach();
-      element.muted = true; // nothing to hear in a headless test; the element keeps the track flowing
+      // Played as an app would play it (headless Chromium renders to a fake output device): the receiver
+      // measures the audio it plays out.
       document.body.appendChild(element);
       window.harness.voice = track;
     }
@@ -57,11 +89,12 @@ window.harness = {
   voice: null,
   connect,
   client: () => client,
+  nextEvent,
+  chatHas,
   sendText: (text) => client.sendUserTextMessage(text),
-  microphone: (on) => client.audioControls.enableAudio ? (on ? client.audioControls.enableAudio() : client.audioControls.disableAudio())
-    : client.room.localParticipant.setMicrophoneEnabled(on),
+  microphone: (on) => (on ? client.audioControls.enableAudio() : client.audioControls.disableAudio()),
   disconnect: () => client.disconnect().then(() => true),
   voiceStats,
-  messages: () => client.chatMessages.map((m) => ({ type: m.type, content: m.content, isStreaming: !!m.isStreaming })),
+  messages,
   state: () => client.state,
 };

@@ -28,8 +28,8 @@ Wire facts, with their public sources (LiveKit ``livekit/protocol`` ``livekit_rt
   prefixes ``RM_``, ``PA_``, ``TR_``.
 * A remote track is matched by its media stream id ``PA_<participant>|TR_<track>``; its participant must
   already be known (``JoinResponse.other_participants`` or a ``ParticipantUpdate``).
-* The client's 3 video m-lines are answered as rejected (port 0), so the client starts no video decoder
-  (measured: 14 instead of 20 native threads in a connected client).
+* The client's video m-lines are answered ``inactive``, not rejected: a rejected m-line stops the browser's
+  transceiver while livekit-client may still negotiate it ("Transceiver not found based on m-line index").
 
 ICE is loopback-only by default: the simulator gathers and advertises only ``Simulator(livekit_host_addresses=
 ("127.0.0.1",))`` and contacts no STUN/TURN server. Pass other addresses to serve clients on other machines.

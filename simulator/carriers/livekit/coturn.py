@@ -7,6 +7,7 @@ that simulator's lifetime. Needs Debian's ``coturn`` package; options: ``turnser
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import shutil
 import socket
@@ -78,8 +79,11 @@ class CoturnProcess:
         # The password is on coturn's command line, which local users can list: acceptable for a relay that
         # listens on loopback only, with credentials that live only as long as this process.
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop(); a pipe nobody reads would fill
-        self._process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+        # LD_PRELOAD is this Python process's business (e.g. convai_sync.loopback's shim, which a test run
+        # loads): measured, coturn under that shim relays nothing, so it is not passed on.
+        env = {name: value for name, value in os.environ.items() if name != "LD_PRELOAD"}
+        self._process = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=self._log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
         while not _answers_stun(self.port, 0.2):
             if self._process.poll() is not None or time.monotonic() > deadline:

@@ -3,8 +3,10 @@
 The client always offers (LiveKit single peer connection, ``/rtc/v1``); :meth:`PeerLink.answer` answers every
 offer, renegotiations included: it attaches the character's voice to an audio m-line the client receives on,
 gives that sender LiveKit's media stream id ``PA_…|TR_…`` (the client matches remote tracks by it), and
-rejects the client's video m-lines (port 0 in the answer, per RFC 8843 outside the BUNDLE group), so the client
-starts no video decoders.
+answers the client's video m-lines ``inactive`` (RFC 3264 §6: no media either way), so no video flows and the
+simulator decodes none. They are not rejected (port 0): a rejected m-line makes the browser stop its
+transceiver, and livekit-client, which may have its next offer already built from those transceivers, then
+fails with "Transceiver not found based on m-line index".
 
 ICE: ``RTCConfiguration(iceServers=[])`` (no STUN/TURN server is contacted) and only the configured host
 addresses are gathered. aioice gathers every host address except 127.0.0.1 (``aioice.ice.get_host_addresses``);
@@ -120,24 +122,6 @@ def track_ids(offer_sdp: str) -> dict[str, str]:
     return ids
 
 
-def reject_video(answer_sdp: str) -> str:
-    """``answer_sdp`` with every video m-line rejected (port 0) and removed from the BUNDLE group."""
-    head, sections = _sections(answer_sdp)
-    rejected = set()
-    for section in sections:
-        parts = section[0].split(" ")
-        if parts[0] == "m=video":
-            parts[1] = "0"
-            section[0] = " ".join(parts)
-            mid = _attribute(section, "mid")
-            if mid is not None:
-                rejected.add(mid)
-    for index, line in enumerate(head):
-        if line.startswith("a=group:BUNDLE"):
-            head[index] = " ".join(item for item in line.split(" ") if item not in rejected)
-    return _join(head, sections)
-
-
 class PeerLink:
     """One aiortc peer connection answering a LiveKit client (loop thread only).
 
@@ -217,6 +201,9 @@ class PeerLink:
         scope = _HOST_ADDRESSES.set(self._hosts)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.kind == "video":
+                    transceiver.direction = "inactive"
             if voice is not None and self._voice is None:
                 self._attach_voice(voice, stream_id, receiving_mids(offer_sdp))
             await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -224,7 +211,7 @@ class PeerLink:
             _HOST_ADDRESSES.reset(scope)
         local = self.pc.localDescription
         voice_mids = [self._voice.mid] if self._voice is not None and self._voice.mid is not None else []
-        return reject_video(local.sdp), voice_mids
+        return local.sdp, voice_mids
 
     def _attach_voice(self, voice: MediaStreamTrack, stream_id: str, mids: set[str]) -> None:
         for transceiver in self.pc.getTransceivers():
