@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from simulator.carriers.livekit.coturn import TurnUnavailable
 from simulator.core import limits
 from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS
+from simulator.core.ice import TurnUnavailable
 from simulator.core.scenario import shipped_scenarios
 from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
 from simulator.http.control import route_table

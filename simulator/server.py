@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 from simulator.carriers import livekit
-from simulator.carriers.livekit.coturn import CoturnProcess
 from simulator.carriers.websocket import pipecat
 from simulator.core import ice, limits, wire
 from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
@@ -42,6 +41,7 @@ from simulator.operations import CALL_TIMEOUT, SimulatorOperations
 
 if TYPE_CHECKING:
     from convai_sync.config import ConvaiConfig
+    from simulator.carriers.livekit import coturn
 
 logger = logging.getLogger("simulator.server")
 
@@ -105,7 +105,7 @@ class Simulator(SimulatorOperations):
         turn: the TURN server the LiveKit JoinResponse advertises (relay-only clients such as Convai's Web SDK
             need one): ``"turn://USER:PASSWORD@HOST:PORT[?transport=udp|tcp]"``, or ``"auto"`` to run Debian's
             coturn (``turnserver``) on 127.0.0.1 with random credentials from :meth:`start` to :meth:`stop`
-            (:meth:`start` raises ``simulator.carriers.livekit.coturn.TurnUnavailable``, a RuntimeError naming
+            (:meth:`start` raises ``simulator.core.ice.TurnUnavailable``, a RuntimeError naming
             the ``coturn`` package, when it is missing). None (default): no ICE server.
         cors_origins: browser origins allowed besides loopback ones (``http://localhost:*``,
             ``http://127.0.0.1:*``, ``http://[::1]:*``, always allowed); ``"*"`` allows any (logged as a
@@ -185,7 +185,7 @@ class Simulator(SimulatorOperations):
             raise TypeError("turn must be None, 'auto' or a turn:// URL")
         self._turn_auto = turn == ice.AUTO
         ice_servers = () if turn is None or self._turn_auto else (ice.parse_turn(turn),)
-        self._coturn: CoturnProcess | None = None
+        self._coturn: coturn.CoturnProcess | None = None
         origins = cors.check_origins(cors_origins)
         if message_form not in wire.MESSAGE_FORMS:
             raise ValueError(f"message_form must be one of {', '.join(wire.MESSAGE_FORMS)}, got {message_form!r}")
@@ -247,6 +247,10 @@ class Simulator(SimulatorOperations):
             if self._started:
                 return self
             if self._turn_auto:
+                # Imported here: coturn's readiness probe needs aioice (the simulator-livekit extra), which a
+                # WebSocket-only simulator does not have.
+                from simulator.carriers.livekit.coturn import CoturnProcess
+
                 self._coturn = CoturnProcess()
                 self._config = dataclasses.replace(self._config, ice_servers=(self._coturn.server,))
             loop = asyncio.new_event_loop()

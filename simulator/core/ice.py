@@ -14,6 +14,11 @@ import urllib.parse
 AUTO = "auto"
 
 
+class TurnUnavailable(RuntimeError):
+    """``turn="auto"``: coturn's ``turnserver`` is not installed or did not start (the message says which,
+    and names the Debian package ``coturn``)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TurnServer:
     """One ICE server as LiveKit's ``ICEServer`` and WebRTC's ``RTCIceServer`` carry it."""

@@ -1,7 +1,8 @@
 """One simulated session: its public face (:class:`SimSession`) and its loop-side plumbing.
 
 Public attributes (``session_id``, ``character_session_id``, ``api_key``, ``end_user_id``, ``received``,
-``close_code``, ``close_reason``, ``transport``, ``room_name``, ``received_audio_seconds``) may be read from
+``close_code``, ``close_reason``, ``transport``, ``room_name``, ``received_audio_seconds``,
+``sent_voice_seconds``) may be read from
 any thread. Everything with a leading underscore, and every method, is used on the simulator's loop thread
 only. Per-session state is kept small (a handful of fields, timer handles instead of tasks) so thousands of
 sessions stay cheap.
@@ -114,6 +115,9 @@ class SimSession:
         self.message_form = message_form
         #: Seconds of user audio received so far (LiveKit microphone track); a float, updated on the loop.
         self.received_audio_seconds = 0.0
+        #: Seconds of the character's voice handed to the LiveKit voice track's sender so far (whole 20 ms
+        #: frames; what a test controls, unlike what a receiver's jitter buffer plays out); updated on the loop.
+        self.sent_voice_seconds = 0.0
         # ---- loop-thread only
         self._phase = Phase.PENDING
         self._carrier: Carrier | None = None

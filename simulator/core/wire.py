@@ -142,7 +142,8 @@ def in_form(frame: JsonDict, form: str) -> JsonDict:
     if form == TOP_LEVEL and frame.get("type") == "server-message" and isinstance(data, dict):
         event = data.get("type")
         if event in TOP_LEVEL_TYPES:
-            return {"label": LABEL, "type": event, "data": {k: v for k, v in data.items() if k != "type"}}
+            inner = {k: v for k, v in data.items() if k != "type"}
+            return {"label": LABEL, "type": event, "data": inner}
     elif form == SERVER_MESSAGE and frame.get("type") in TOP_LEVEL_TYPES:
         return form_b(str(frame["type"]), **(data if isinstance(data, dict) else {}))
     return frame

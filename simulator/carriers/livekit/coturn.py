@@ -17,7 +17,7 @@ import time
 
 from aioice import stun
 
-from simulator.core.ice import TurnServer
+from simulator.core.ice import TurnServer, TurnUnavailable
 
 logger = logging.getLogger("simulator.carriers.livekit.coturn")
 
@@ -26,10 +26,6 @@ START_TIMEOUT = 10.0
 #: Seconds coturn may take to exit after SIGTERM before it is killed.
 STOP_TIMEOUT = 3.0
 REALM = "convai-sim"
-
-
-class TurnUnavailable(RuntimeError):
-    """``turnserver`` is not installed or did not start (the message says which, and how to install it)."""
 
 
 def _free_port() -> int:
