@@ -218,10 +218,10 @@ def sent_voice_seconds(text: str) -> float:
     """Seconds the simulator's voice track sends for a reply ``text`` in the default voice: whole 20 ms frames
     of the speech plus the tail silence (``SimSession.sent_voice_seconds`` counts the same frames)."""
     pcm, rate = speech.default_synthesizer(text)
-    per_frame = int(rate * media.FRAME_SECONDS)
+    per_frame = int(rate * speech.FRAME_SECONDS)
     tail = int(rate * media.TAIL_SILENCE)
     frames = math.ceil(len(pcm) // 2 / per_frame) + math.ceil(tail / per_frame)
-    return frames * media.FRAME_SECONDS
+    return frames * speech.FRAME_SECONDS
 
 
 def assert_voice_arrived(loud_seconds: float, voice_seconds: float) -> None:

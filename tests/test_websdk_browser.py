@@ -16,7 +16,7 @@ from selenium import webdriver
 
 from simulator import Simulator
 from simulator.core.character import default_reply
-from tests.websdk_browser import browser, call, chat_has, events, next_event, page_url
+from tests.websdk_browser import browser, call, chat_has, console_messages, events, next_event, page_url
 
 __all__ = ["browser", "page_url"]  # fixtures
 
@@ -98,6 +98,6 @@ def test_twenty_joins_in_a_row_all_succeed(sim: Simulator, browser: webdriver.Ch
         assert call(browser, "harness.disconnect()") is True
         sim.wait_for_slots(0)
         # livekit-client logs a failed exchange and recovers by renegotiating: the exchange must not fail.
-        failures = [entry["message"] for entry in browser.get_log("browser") if NEGOTIATION_FAILED in entry["message"]]
+        failures = [message for message in console_messages(browser) if NEGOTIATION_FAILED in message]
         clean += not failures
     assert clean == JOINS

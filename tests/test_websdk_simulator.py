@@ -6,6 +6,7 @@ both)."""
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,6 @@ from convai_sync.events import ActionResponse, BotStartedSpeaking, BotStoppedSpe
 from convai_sync.testing import Recorder
 from simulator import Simulator
 from simulator.__main__ import _simulator, build_parser
-from simulator.carriers.livekit import coturn
 from simulator.core.character import default_reply
 from simulator.core.ice import TurnServer, TurnUnavailable, parse_turn
 from simulator.core.wire import TOP_LEVEL_TYPES
@@ -116,7 +116,7 @@ def test_turn_urls_are_parsed_with_their_credentials() -> None:
 
 
 def test_turn_auto_without_coturn_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(coturn.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     sim = Simulator(turn="auto")
     with pytest.raises(TurnUnavailable, match="coturn"):
         sim.start()

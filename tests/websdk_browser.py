@@ -121,8 +121,14 @@ def call(driver: webdriver.Chrome, script: str, *args: Any) -> Any:
             f"Promise.resolve({script}).then(done, (e) => done({{failed: String(e && e.message || e)}}));", *args)
     except TimeoutException:
         names = driver.execute_script("return harness.events.map(e => e.name)")
-        console = "\n".join(entry["message"][:300] for entry in driver.get_log("browser")[-20:])
+        console = "\n".join(message[:300] for message in console_messages(driver)[-20:])
         raise AssertionError(f"{script} did not settle within {STEP} s; page events: {names}\n{console}") from None
+
+
+def console_messages(driver: webdriver.Chrome) -> list[str]:
+    """The page's console messages since the last call (Chromium's "browser" log, which reading empties)."""
+    entries: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
+    return [str(entry["message"]) for entry in entries]
 
 
 def next_event(driver: webdriver.Chrome, name: str, after: int = 0) -> tuple[int, Any]:
