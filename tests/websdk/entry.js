@@ -47,7 +47,7 @@ function connect(config) {
     client.on(name, (value) => record(name, value === undefined ? null : JSON.parse(JSON.stringify(value, errorFields))));
   }
   client.on("stateChange", (state) => record("stateChange", { ...state }));
-  client.on("messagesChange", (messages) => record("messagesChange", messages.map((m) => ({ type: m.type, content: m.content, isStreaming: !!m.isStreaming }))));
+  client.on("messagesChange", () => record("messagesChange", messages()));
   // The character's voice: the remote audio track LiveKit delivers (the SDK leaves playback to the app).
   client.room.on("trackSubscribed", (track, publication, participant) => {
     record("trackSubscribed", { kind: track.kind, participant: participant.identity, source: publication.source });
