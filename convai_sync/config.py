@@ -16,30 +16,39 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .character import ActionConfig, BlendshapeConfig, DynamicInfo, SceneObject, TurnDetectionConfig, VadParams
 from .delivery import EventDeliveryPolicy
 from .errors import ConfigurationError, ErrorCode, SessionError
-from .redact import key_scrubber
+from .redact import secrets_scrubber
 from .retry import ReconnectPolicy, RetryPolicy, SlotWaitPolicy
+from .sessionstore import SessionStore
 from .validation import (
     Spec,
     base_url,
     check_fields,
     count,
     flag,
+    function,
     instance,
+    invalid,
     json_object,
     number,
     one_of,
     rule,
     seconds_tuple,
+    sequence,
     specs_of,
+    str_mapping,
     text,
     validated,
 )
+
+#: The credential fields, of which at most one may be set.
+CREDENTIAL_FIELDS = ("api_key", "auth_token", "token_provider")
 
 DEFAULT_URL = "https://live.convai.com"
 MAX_CONNECTION_TIMEOUT = 120.0
@@ -49,6 +58,8 @@ MAX_TIMEOUT = 3600.0
 #: Upper bound of session durations and their warning lead times (a day).
 MAX_DURATION = 86400.0
 TRANSPORTS = ("websocket", "livekit")
+#: ``llm_provider`` values of Convai's connect API.
+LLM_PROVIDERS = ("dynamic", "gemini-live", "gemini-live-beta", "gemini-baml")
 #: Convai's inbound WebSocket message limit (16 MB), the largest ``max_message_bytes``.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -130,9 +141,53 @@ class ConvaiConfig:
         audio_queue_frames: Bound of the audio frames waiting per delivery queue (MAIN_THREAD,
             BACKGROUND); a host that stops pumping loses the oldest audio frames only (counted in
             ``diagnostics()``), never another event.
+        auth_token: A short-lived Convai auth token (``str``) minted by your backend
+            (:func:`convai_sync.tokens.mint_token`), sent as ``API-AUTH-TOKEN`` instead of an API
+            key. Single-use: it serves the first connect attempt only; a retry or reconnect
+            then fails with ``config.auth_token_provider_missing`` (use ``token_provider``).
+            Same hygiene and character rules as ``api_key``. Source: Convai Web SDK docs,
+            "Auth tokens".
+        token_provider: ``() -> str`` returning a fresh auth token, called on the connect
+            attempt's worker thread for every attempt, retry and reconnect (a token is never
+            reused). One that raises, returns a non-``str`` or blank value fails that attempt
+            with ``connection.auth_token_fetch_failed`` (its exception chained); one that does
+            not return within ``connection_timeout`` fails it with ``connection.timeout`` (its
+            late token is discarded). Source: Convai Unity SDK docs, "How authentication works".
+        session_store: :class:`SessionStore` to resume the stored ``character_session_id`` when
+            ``character_session_id`` is None, and to record the one each connect returns.
+        action_config: :class:`~convai_sync.ActionConfig` sent as ``action_config`` (the actions
+            the character may answer with in ``action-response``), or None.
+        scene_description: :class:`~convai_sync.SceneObject` items sent as ``scene_description``
+            (descriptive only: they grant no action).
+        narrative_template_keys: ``{key: value}`` (``str`` to ``str``) filling ``{key}`` placeholders
+            in the character's narrative section objectives (``narrative_template_keys``).
+        blendshape_config: :class:`~convai_sync.BlendshapeConfig` to receive lip-sync frames
+            (sends ``blendshape_provider: "neurosync"``), or None for none.
+        dynamic_info: :class:`~convai_sync.DynamicInfo` sent as ``dynamic_info``, or None.
+        debug: Ask for Convai's debug messages (``debug: true``); ``metrics`` then arrive as
+            :class:`~convai_sync.Metrics` on ``events.on_metrics``.
+        vad_params: :class:`~convai_sync.VadParams` for the server's voice-activity detection, or
+            None for Convai's defaults.
+        turn_detection_config: :class:`~convai_sync.TurnDetectionConfig`, or None.
+        stt_enabled: ``default_stt_enabled`` for the session (``bool``).
+        thinking_mode: ``thinking_mode`` (``bool``).
+        pending_trigger_limit: Triggers :meth:`ConvaiClient.send_trigger` holds while the character
+            is not ready yet (``int`` in [1, 10000]); beyond it a send fails with
+            ``SendQueueFullError``.
+        llm_provider: ``llm_provider``: ``"dynamic"`` (Convai's default), ``"gemini-live"``,
+            ``"gemini-live-beta"`` or ``"gemini-baml"``.
+        stt_provider: ``stt_provider`` (``str``), or None for the character's own.
+        debug_row_cap: ``debug_row_cap`` (``int`` in [1, 1000000]; used by the server only with
+            ``debug``), or None.
+        invocation_metadata: ``invocation_metadata`` (JSON-serialisable mapping with ``str`` keys;
+            attribution), or None.
+
+    Exactly one of ``api_key``, ``auth_token`` and ``token_provider`` may be set (``""`` and None
+    count as unset); none fails ``connect()`` with ``config.api_key_missing``.
 
     Raises:
-        ConfigurationError: ``config.invalid``, naming the first invalid field.
+        ConfigurationError: ``config.invalid``, naming the first invalid field, or naming the
+            credential fields when more than one is set.
     """
 
     api_key: str = field(default="", metadata=rule(text(strip=True, token=True, secret=True)))
@@ -173,10 +228,39 @@ class ConvaiConfig:
     audio_sample_rate: int | None = field(default=None, metadata=rule(count(8000, 48000, optional=True)))
     receive_audio: bool = field(default=True, metadata=rule(flag()))
     audio_queue_frames: int = field(default=500, metadata=rule(count(1, 1_000_000)))
+    action_config: ActionConfig | None = field(default=None, metadata=rule(instance(ActionConfig, optional=True)))
+    scene_description: tuple[SceneObject, ...] = field(
+        default=(), metadata=rule(sequence(instance(SceneObject), unique=lambda o: str(o.name))))
+    narrative_template_keys: Mapping[str, str] = field(default_factory=dict, metadata=rule(str_mapping()))
+    blendshape_config: BlendshapeConfig | None = field(default=None,
+                                                       metadata=rule(instance(BlendshapeConfig, optional=True)))
+    dynamic_info: DynamicInfo | None = field(default=None, metadata=rule(instance(DynamicInfo, optional=True)))
+    debug: bool = field(default=False, metadata=rule(flag()))
+    vad_params: VadParams | None = field(default=None, metadata=rule(instance(VadParams, optional=True)))
+    turn_detection_config: TurnDetectionConfig | None = field(
+        default=None, metadata=rule(instance(TurnDetectionConfig, optional=True)))
+    stt_enabled: bool = field(default=True, metadata=rule(flag()))
+    thinking_mode: bool = field(default=False, metadata=rule(flag()))
+    pending_trigger_limit: int = field(default=64, metadata=rule(count(1, 10_000)))
+    llm_provider: str = field(default="dynamic", metadata=rule(one_of(*LLM_PROVIDERS)))
+    stt_provider: str | None = field(default=None, metadata=rule(text(optional=True)))
+    debug_row_cap: int | None = field(default=None, metadata=rule(count(1, 1_000_000, optional=True)))
+    invocation_metadata: Mapping[str, Any] | None = field(default=None, metadata=rule(json_object(optional=True)))
+    auth_token: str | None = field(default=None, metadata=rule(
+        text(optional=True, strip=True, token=True, secret=True)))
+    token_provider: Callable[[], str] | None = field(default=None, compare=False,
+                                                     metadata=rule(function(optional=True)))
+    session_store: SessionStore | None = field(default=None, compare=False,
+                                               metadata=rule(instance(SessionStore, optional=True)))
 
     def __post_init__(self) -> None:
-        raw_key = self.api_key
-        check_fields(self, redact=key_scrubber(raw_key) if isinstance(raw_key, str) else None)
+        secrets = [value for value in (self.api_key, self.auth_token) if isinstance(value, str)]
+        check_fields(self, redact=secrets_scrubber(*secrets))
+        given = [name for name in CREDENTIAL_FIELDS if getattr(self, name) not in (None, "")]
+        if len(given) > 1:
+            raise invalid(f"ConvaiConfig takes one credential, got {' and '.join(given)}: set only one of "
+                          "api_key, auth_token (a one-shot token) or token_provider (a fresh token per "
+                          "attempt); with sim.client_config(), pass api_key=\"\" beside a token")
 
     @classmethod
     def field_rules(cls) -> dict[str, str]:
@@ -187,11 +271,12 @@ class ConvaiConfig:
         shown = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "api_key":
-                shown.append(f"api_key={'***' if value else ''!r}")
+            if f.name in ("api_key", "auth_token"):
+                shown.append(f"{f.name}={('***' if value else value)!r}")
             else:
                 shown.append(f"{f.name}={value!r}")
-        return f"ConvaiConfig({', '.join(shown)})"
+        # The key pasted into another field (character_id, end_user_id…) is hidden there too.
+        return secrets_scrubber(self.api_key, self.auth_token)(f"ConvaiConfig({', '.join(shown)})")
 
     __str__ = __repr__
 
@@ -201,10 +286,11 @@ class ConvaiConfig:
 
     def validate_for_connect(self) -> None:
         """Raise ``ConfigurationError`` (``config.api_key_missing`` / ``config.character_id_missing``)."""
-        if not self.api_key.strip():
+        if not self.api_key.strip() and not self.auth_token and self.token_provider is None:
             raise ConfigurationError(SessionError.of(
                 ErrorCode.CONFIG_API_KEY_MISSING,
-                "API key not configured: set ConvaiConfig.api_key or CONVAI_API_KEY"))
+                "API key not configured: set ConvaiConfig.api_key or CONVAI_API_KEY (or, in a shipped "
+                "game, auth_token or token_provider)"))
         if not self.character_id.strip():
             raise ConfigurationError(SessionError.of(
                 ErrorCode.CONFIG_CHARACTER_ID_MISSING,
@@ -219,8 +305,10 @@ class ConvaiConfig:
             **overrides: Any other field.
         """
         env = os.environ if environ is None else environ
+        token_given = any(overrides.get(name) not in (None, "") for name in ("auth_token", "token_provider"))
         values: dict[str, Any] = {
-            "api_key": env.get("CONVAI_API_KEY", ""),
+            # A token passed in wins over a key in the environment (one credential only).
+            "api_key": "" if token_given else env.get("CONVAI_API_KEY", ""),
             "character_id": env.get("CONVAI_CHARACTER_ID", ""),
         }
         if env.get("CONVAI_URL"):

@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
+from simulator.account_ops import AccountOperations
 from simulator.carriers import livekit
 from simulator.carriers.websocket import pipecat
 from simulator.core import ice, limits, wire
 from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
 from simulator.core.character import Responder
+from simulator.core.characters import CharacterDefinition, load_characters_file, parse_characters
 from simulator.core.runner import set_scenario
 from simulator.core.scenario import Scenario, load_scenario
 from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
@@ -37,6 +39,8 @@ from simulator.http import cors
 from simulator.http.connect import build_app
 from simulator.http.control import add_control_routes
 from simulator.http.speakers import add_speaker_routes
+from simulator.http.quiet import QuietAppRunner
+from simulator.http.rest import install as add_rest_routes
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
 
 if TYPE_CHECKING:
@@ -47,6 +51,8 @@ logger = logging.getLogger("simulator.server")
 
 T = TypeVar("T")
 SHUTDOWN_CLOSE_DEADLINE = 2.0
+#: The default ``characters`` (replaced by a ``characters_file``'s definitions when only the file is given).
+DEFAULT_CHARACTERS: tuple[str, ...] = ("sim-character",)
 
 
 def _names(value: Iterable[str] | str, what: str) -> tuple[str, ...]:
@@ -56,14 +62,32 @@ def _names(value: Iterable[str] | str, what: str) -> tuple[str, ...]:
     return names
 
 
-class Simulator(SimulatorOperations):
+def _definitions(characters: Iterable[str | Mapping[str, Any]] | str,
+                 characters_file: str | Path | None) -> tuple[CharacterDefinition, ...]:
+    """The definitions of ``characters`` plus those of ``characters_file``, all or nothing."""
+    from_file = () if characters_file is None else load_characters_file(characters_file)
+    if from_file and characters is DEFAULT_CHARACTERS:
+        return from_file
+    given = parse_characters(characters)
+    ids = {d.id for d in given}
+    for definition in from_file:
+        if definition.id in ids:
+            raise ValueError(f"{characters_file}: character {definition.id!r}: field 'id': also given in characters")
+    return given + from_file
+
+
+class Simulator(SimulatorOperations, AccountOperations):
     """A local Convai realtime service. ``None`` limits mean unlimited / off.
 
     Args:
         host: the address to bind (loopback by default; see :attr:`url` after :meth:`start`).
         port: the port to bind (0 = a free port).
         api_keys: accepted API keys (the first is the default).
-        characters: accepted character ids (the first is the default).
+        characters: the characters (the first is the default): plain id strings and/or definition mappings
+            with at least ``"id"`` (the characters file's shape: see ``simulator.core.characters``).
+        characters_file: a JSON characters file (``{"characters": [...]}``) whose definitions are added to
+            ``characters`` (alone, they replace the default ``"sim-character"``); e.g.
+            ``simulator.core.characters.shipped_character("shopkeeper")``.
         concurrency_limit: live sessions per key; a slot is held from ``/connect`` until the session ends.
         speaker_limit: distinct ``end_user_id`` values per key (429 "Speaker limit reached").
         connect_rate_limit: accepted connects per key within ``connect_rate_window`` seconds.
@@ -115,10 +139,17 @@ class Simulator(SimulatorOperations):
             ``"top-level"`` (default; ``{"type": "bot-started-speaking", ...}``, what the Web SDK 1.2.0 reads)
             or ``"server-message"`` (wrapped: ``{"type": "server-message", "data": {"type": ...}}``). PROPOSED:
             see the README's "Message forms". Each event goes to a client in one form only.
+        auth_token_ttl: seconds an auth token from ``POST /user/connect`` (or ``/user/extend-token``) stays
+            valid for new connects (Convai: one hour); ``token_ttl`` remains the session lifetime.
+        single_use_tokens: the first ``/connect`` presenting an auth token consumes it (PROPOSED; Convai's
+            docs name "already consumed" tokens); False lets a token connect until it expires or is revoked.
+        clock: monotonic seconds for auth-token lifetimes (default: the simulator loop's clock); pass
+            ``convai_sync.testing.FakeClock().monotonic`` to expire tokens without waiting an hour.
 
     Raises:
         ValueError: a bad value, e.g. a port outside 0..65535, or ``idle_warning_lead`` without
-            ``idle_timeout`` or longer than it.
+            ``idle_timeout`` or longer than it; ``simulator.core.characters.CharacterError`` (a ValueError) for a
+            bad character definition or characters file, naming the file, the character and the field.
     """
 
     def __init__(
@@ -127,7 +158,8 @@ class Simulator(SimulatorOperations):
         port: int = 0,
         *,
         api_keys: Iterable[str] = ("sim-api-key",),
-        characters: Iterable[str] = ("sim-character",),
+        characters: Iterable[str | Mapping[str, Any]] = DEFAULT_CHARACTERS,
+        characters_file: str | Path | None = None,
         concurrency_limit: int | None = None,
         speaker_limit: int | None = None,
         connect_rate_limit: int | None = None,
@@ -155,6 +187,9 @@ class Simulator(SimulatorOperations):
         turn: str | None = None,
         cors_origins: Iterable[str] = (),
         message_form: str = "top-level",
+        auth_token_ttl: float = 3600.0,
+        single_use_tokens: bool = True,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         checked = limits.validate({
             "concurrency_limit": concurrency_limit, "speaker_limit": speaker_limit,
@@ -176,6 +211,11 @@ class Simulator(SimulatorOperations):
                 raise TypeError(f"{name} must be callable")
         if not isinstance(websocket_audio, bool):
             raise TypeError("websocket_audio must be a bool")
+        token_ttl_checked = limits.check_seconds("auth_token_ttl", auth_token_ttl)
+        if not isinstance(single_use_tokens, bool):
+            raise TypeError("single_use_tokens must be a bool")
+        if clock is not None and not callable(clock):
+            raise TypeError("clock must be a callable returning monotonic seconds")
         if websocket_audio and not pipecat.available():
             raise ValueError("websocket_audio needs the protobuf package: pip install 'convai-sync[simulator]'")
         if transport_default not in ("livekit", "websocket"):
@@ -189,13 +229,15 @@ class Simulator(SimulatorOperations):
         origins = cors.check_origins(cors_origins)
         if message_form not in wire.MESSAGE_FORMS:
             raise ValueError(f"message_form must be one of {', '.join(wire.MESSAGE_FORMS)}, got {message_form!r}")
+        definitions = _definitions(characters, characters_file)
         if control_token is not None and (not isinstance(control_token, str) or not control_token.strip()):
             raise ValueError("control_token must be a non-empty string (or None for a random one)")
         self.host = host
         self._requested_port = port
         self._config = SimConfig(
             api_keys=_names(api_keys, "api_keys"),
-            characters=_names(characters, "characters"),
+            characters=tuple(d.id for d in definitions),
+            definitions=definitions,
             limits=Limits(checked["concurrency_limit"], checked["speaker_limit"], checked["connect_rate_limit"],
                           windows["connect_rate_window"], checked["usage_quota"], checked["realtime_allowed"]),
             idle_timeout=checked["idle_timeout"],
@@ -218,6 +260,9 @@ class Simulator(SimulatorOperations):
             ice_servers=ice_servers,
             cors_origins=origins,
             message_form=message_form,
+            auth_token_ttl=token_ttl_checked,
+            single_use_tokens=single_use_tokens,
+            clock=clock,
         )
         self._scenario: Scenario | None = None if scenario is None else load_scenario(scenario)
         self._lock = threading.Lock()
@@ -297,7 +342,8 @@ class Simulator(SimulatorOperations):
         app.middlewares.append(cors.middleware(self._config.cors_origins))
         add_speaker_routes(app)
         add_control_routes(app)
-        runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+        add_rest_routes(app)
+        runner = QuietAppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port)
         try:
@@ -414,6 +460,43 @@ class Simulator(SimulatorOperations):
     @property
     def character_id(self) -> str:
         return self._config.characters[0]
+
+    @property
+    def characters(self) -> tuple[CharacterDefinition, ...]:
+        """Every character definition the simulator serves (the first is :attr:`character_id`'s)."""
+        if self.running:
+            async def read(core: SimCore) -> tuple[CharacterDefinition, ...]:
+                return tuple(core.definitions.values())
+
+            return self._call(read)
+        return self._config.definitions
+
+    def define_characters(self, characters: Iterable[str | Mapping[str, Any]] | str | Mapping[str, Any] = (),
+                          *, characters_file: str | Path | None = None) -> tuple[CharacterDefinition, ...]:
+        """Add or replace character definitions (plain ids, mappings, and/or a characters file), all or
+        nothing; returns the new definitions. Live sessions keep the definition they connected with.
+
+        Raises:
+            simulator.core.characters.CharacterError: a bad definition (nothing is changed).
+        """
+        given = () if not characters and not isinstance(characters, str) else parse_characters(characters)
+        from_file = () if characters_file is None else load_characters_file(characters_file)
+        new = given + from_file
+        if not new:
+            raise ValueError("define_characters needs characters or a characters_file")
+        parse_characters([d.id for d in new])  # one id defined twice in one call is refused
+
+        async def install(core: SimCore) -> None:
+            core.define_characters(new)
+
+        with self._lock:
+            config = self._config
+            merged = {d.id: d for d in config.definitions}
+            merged.update({d.id: d for d in new})
+            self._config = dataclasses.replace(config, characters=tuple(merged), definitions=tuple(merged.values()))
+        if self.running:
+            self._call(install)
+        return new
 
     def client_config(self, **overrides: Any) -> ConvaiConfig:
         """A ``ConvaiConfig`` pointing at this simulator (its first key and character).

@@ -21,9 +21,10 @@ from aiohttp import web
 
 from simulator.carriers import livekit
 from simulator.carriers.websocket import carrier as websocket
-from simulator.core import bounds
+from simulator.core import bounds, faults, features
 from simulator.core.faults import ConnectKind
 from simulator.core.state import SimCore
+from simulator.core.tokens import Refusal
 
 logger = logging.getLogger("simulator.routes")
 
@@ -96,11 +97,24 @@ async def _read_body(request: web.Request) -> dict[str, Any] | web.Response:
 
 
 def _api_key(request: web.Request, core: SimCore) -> str | web.Response:
+    """The key a ``/connect`` stands for: ``X-API-Key`` wins; otherwise an auth token, resolved to the
+    key that minted it (and consumed when tokens are single-use), from ``API-AUTH-TOKEN`` or, as one
+    Convai page has it, ``CONVAI-API-KEY`` (which may also carry a plain key)."""
     key = request.headers.get("X-API-Key")
     if key is None:
-        # The real service resolves API-AUTH-TOKEN to its key; the simulator accepts a key as the token.
-        key = request.headers.get("API-AUTH-TOKEN")
-    if key is None or not key.strip():
+        token = request.headers.get("API-AUTH-TOKEN")
+        if token is None:
+            token = request.headers.get("CONVAI-API-KEY")
+            if token is not None and core.accounts.knows_key(token.strip()):
+                return token.strip()
+        if token is None or not token.strip():
+            return _error(401, AUTH_REQUIRED, "invalid_api_key")
+        resolved = core.tokens.use(token.strip())
+        if isinstance(resolved, Refusal):
+            logger.info("connect refused: %s", resolved.name.lower())
+            return _error(401, resolved.value, "invalid_api_key")
+        return resolved
+    if not key.strip():
         return _error(401, AUTH_REQUIRED, "invalid_api_key")
     if not core.accounts.knows_key(key):
         return _error(401, "Invalid API key", "invalid_api_key")
@@ -118,6 +132,8 @@ class _ConnectRequest:
     tts_enabled: bool
     #: The LiveKit ``audio_config`` routing, checked (None: the ``/chat`` WebSocket transport).
     audio_output: dict[str, Any] | None
+    #: The character-feature fields (actions, narrative keys, lip-sync, debug...).
+    features: features.Features
 
 
 async def connect(request: web.Request) -> web.StreamResponse:
@@ -187,14 +203,20 @@ def _validate(core: SimCore, key: str, body: dict[str, Any]) -> _ConnectRequest 
             return _error(403, "Character session belongs to another account", "session_forbidden")
     end_user_id = body.get("end_user_id")
     end_user_id = (end_user_id.strip() or None) if isinstance(end_user_id, str) else None
+    if end_user_id is None and core.character(character_id).long_term_memory:
+        return _error(400, faults.MISSING_END_USER_ID, "missing_end_user_id")
     metadata = body.get("end_user_metadata") if end_user_id is not None else None
     if metadata is not None and (
         not isinstance(metadata, dict) or not isinstance(metadata.get("name", ""), (str, type(None)))
     ):
         return _invalid("value_error", ["body", "end_user_metadata", "name"], "name must be a string or null",
                         metadata)
+    try:
+        wanted = features.parse(body)
+    except features.FeatureError as exc:
+        return _error(422, [exc.entry], "bad_request")
     return _ConnectRequest(character_id, str(csid), end_user_id, metadata,
-                           body.get("default_tts_enabled", True) is not False, audio_output)
+                           body.get("default_tts_enabled", True) is not False, audio_output, wanted)
 
 
 def _admit(
@@ -209,7 +231,8 @@ def _admit(
     if not core.accounts.limits.realtime_allowed:
         return _error(403, "Realtime access is not available on your plan", "realtime_access_denied")
     if core.accounts.speaker_blocked(key, checked.end_user_id):
-        return _error(429, "Speaker limit reached", "speaker_limit")
+        ltm = core.character(checked.character_id).long_term_memory
+        return _error(429, faults.LTM_SPEAKER_LIMIT if ltm else "Speaker limit reached", "speaker_limit")
     if core.accounts.concurrency_blocked(key):
         return _error(429, "Concurrency limit reached for your plan", "concurrency_limit")
     if core.accounts.rate_blocked(key):
@@ -222,9 +245,10 @@ def _admit(
         return web.json_response(core.livekit.admit(
             request.host, key, checked.character_id, checked.character_session_id, checked.end_user_id,
             checked.end_user_metadata, checked.audio_output, tts_enabled=checked.tts_enabled,
-            send_bot_ready=send_bot_ready, request_trace_id=_trace_id()))
+            send_bot_ready=send_bot_ready, request_trace_id=_trace_id(), features=checked.features))
     session = core.create_session(key, checked.character_id, checked.character_session_id, checked.end_user_id,
-                                  tts_enabled=checked.tts_enabled, send_bot_ready=send_bot_ready)
+                                  tts_enabled=checked.tts_enabled, send_bot_ready=send_bot_ready,
+                                  features=checked.features)
     return web.json_response({
         "session_id": session.session_id,
         "request_trace_id": _trace_id(),
