@@ -17,8 +17,8 @@ from typing import Any
 
 from simulator.core import limits
 from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS
-from simulator.core.ice import TurnUnavailable
 from simulator.core.characters import shipped_character, shipped_character_names
+from simulator.core.ice import TurnUnavailable
 from simulator.core.scenario import shipped_scenarios
 from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
 from simulator.http.control import route_table

@@ -38,9 +38,9 @@ from simulator.core.state import SimConfig, SimCore, Synthesizer, Transcriber
 from simulator.http import cors
 from simulator.http.connect import build_app
 from simulator.http.control import add_control_routes
-from simulator.http.speakers import add_speaker_routes
 from simulator.http.quiet import QuietAppRunner
 from simulator.http.rest import install as add_rest_routes
+from simulator.http.speakers import add_speaker_routes
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
 
 if TYPE_CHECKING:

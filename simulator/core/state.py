@@ -21,8 +21,8 @@ from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS, Accounts, Limits
 from simulator.core.character import Responder
 from simulator.core.characters import CharacterDefinition
 from simulator.core.faults import ConnectFault, LiveFault, LiveKind
-from simulator.core.ice import TurnServer
 from simulator.core.features import Features
+from simulator.core.ice import TurnServer
 from simulator.core.ltm import SessionMemory
 from simulator.core.memory import MemoryStore
 from simulator.core.restfaults import RestFaults

@@ -16,11 +16,12 @@ at that index and answers with it ("Media sections in answer do not match offer"
 heard the user no more. :meth:`PeerLink.answer` first forgets every transceiver whose mid the offer no longer
 has (only a recycled m-line loses its mid), so the new transceiver takes the index.
 
-ICE: no STUN server is contacted, the TURN servers of ``Simulator(turn=...)`` (none by default) are, and only
-the configured host addresses are gathered. aioice gathers every host address except 127.0.0.1 (``aioice.ice.get_host_addresses``);
-:func:`_scoped_host_addresses` replaces that function once per process with a wrapper that returns the
-simulator's addresses while one of *its* peer connections gathers (a context variable set around the offer/
-answer) and otherwise calls aioice's own function, so other aiortc users in the process are unaffected. The
+ICE: no STUN server is contacted, the TURN servers of ``Simulator(turn=...)`` (none by default) are, and
+only the configured host addresses are gathered. aioice gathers every host address except 127.0.0.1
+(``aioice.ice.get_host_addresses``); :func:`_scoped_host_addresses` replaces that function once per process
+with a wrapper that returns the simulator's addresses while one of *its* peer connections gathers (a context
+variable set around the offer/answer) and otherwise calls aioice's own function, so other aiortc users in the
+process are unaffected. The
 wrapper, the sender's ``_stream_id`` attribute and the peer connection's transceiver list depend on aiortc 1.16 /
 aioice 0.13 internals: both are pinned in ``setup.py``.
 """
