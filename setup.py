@@ -61,7 +61,9 @@ setup(
         "docs": DOCS,
         "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + AUDIO + PYGAME + [
             "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
-            "types-requests>=2.28", "hypothesis>=6.100", "import-linter>=2.17,<3"],
+            "types-requests>=2.28", "hypothesis>=6.100", "import-linter>=2.17,<3",
+            # tests/test_websdk_browser.py drives Debian's chromium through its chromedriver
+            "selenium>=4.20,<5"],
     },
     entry_points={
         "console_scripts": ["convai-sim=simulator.__main__:main"],

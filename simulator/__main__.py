@@ -18,6 +18,7 @@ from typing import Any
 from simulator.core import limits
 from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS
 from simulator.core.characters import shipped_character, shipped_character_names
+from simulator.core.ice import TurnUnavailable
 from simulator.core.scenario import shipped_scenarios
 from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
 from simulator.http.control import route_table
@@ -142,6 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="transport of a /connect that names none (default livekit, as the real service)")
     add("--websocket-audio", action="store_true",
         help="voice replies on the /chat WebSocket too (binary Pipecat Frame.audio; PROPOSED)")
+    add("--turn", metavar="URL",
+        help="TURN server the LiveKit side advertises (relay-only clients such as Convai's Web SDK need one): "
+             "turn://USER:PASSWORD@HOST:PORT[?transport=udp|tcp], or 'auto' to run coturn's turnserver on "
+             "127.0.0.1 with random credentials while the simulator runs (Debian package coturn)")
+    add("--cors-origin", action="append", dest="cors_origins", metavar="ORIGIN", default=[],
+        help="browser origin allowed besides loopback ones (http://localhost:*, http://127.0.0.1:*, "
+             "http://[::1]:*); repeatable; '*' allows any web page (warned)")
+    add("--message-form", choices=("top-level", "server-message"), default="top-level",
+        help="form of user-transcription, bot-started/stopped-speaking, action-response and the other types "
+             "Convai's Web SDK reads only at the top level (default top-level; PROPOSED)")
     add("--log-level", default="INFO", type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), help="logging level (default INFO)")
     return parser
@@ -171,6 +182,9 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         max_conversations=args.max_conversations,
         scenario_dir=args.scenario_dir,
         websocket_audio=args.websocket_audio,
+        turn=args.turn,
+        cors_origins=tuple(args.cors_origins),
+        message_form=args.message_form,
         auth_token_ttl=args.auth_token_ttl,
         single_use_tokens=not args.reusable_tokens,
     )
@@ -255,6 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             # asyncio wraps the bind error's text; the errno's own message is the clear part.
             detail = os.strerror(exc.errno) if exc.errno else str(exc)
             print(f"error: cannot bind {args.host}:{args.port}: {detail}", file=sys.stderr, flush=True)
+            return 1
+        except TurnUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
             return 1
         print(_banner(sim), flush=True)
         try:

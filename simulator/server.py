@@ -27,7 +27,7 @@ from aiohttp import web
 from simulator.account_ops import AccountOperations
 from simulator.carriers import livekit
 from simulator.carriers.websocket import pipecat
-from simulator.core import limits
+from simulator.core import ice, limits, wire
 from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
 from simulator.core.character import Responder
 from simulator.core.characters import CharacterDefinition, load_characters_file, parse_characters
@@ -35,14 +35,17 @@ from simulator.core.runner import set_scenario
 from simulator.core.scenario import Scenario, load_scenario
 from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
 from simulator.core.state import SimConfig, SimCore, Synthesizer, Transcriber
+from simulator.http import cors
 from simulator.http.connect import build_app
 from simulator.http.control import add_control_routes
 from simulator.http.quiet import QuietAppRunner
 from simulator.http.rest import install as add_rest_routes
+from simulator.http.speakers import add_speaker_routes
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
 
 if TYPE_CHECKING:
     from convai_sync.config import ConvaiConfig
+    from simulator.carriers.livekit import coturn
 
 logger = logging.getLogger("simulator.server")
 
@@ -123,6 +126,19 @@ class Simulator(SimulatorOperations, AccountOperations):
         scenario_dir: the one directory ``POST /_sim/scenario`` may read scenario files from (named
             relative to it); None (the default): the control API reads no file but the shipped scenarios.
             The ``scenario`` argument and :meth:`load_scenario` read any path you give them.
+        turn: the TURN server the LiveKit JoinResponse advertises (relay-only clients such as Convai's Web SDK
+            need one): ``"turn://USER:PASSWORD@HOST:PORT[?transport=udp|tcp]"``, or ``"auto"`` to run Debian's
+            coturn (``turnserver``) on 127.0.0.1 with random credentials from :meth:`start` to :meth:`stop`
+            (:meth:`start` raises ``simulator.core.ice.TurnUnavailable``, a RuntimeError naming
+            the ``coturn`` package, when it is missing). None (default): no ICE server.
+        cors_origins: browser origins allowed besides loopback ones (``http://localhost:*``,
+            ``http://127.0.0.1:*``, ``http://[::1]:*``, always allowed); ``"*"`` allows any (logged as a
+            warning). See ``simulator.http.cors``.
+        message_form: how ``user-transcription``, ``bot-started-speaking``, ``bot-stopped-speaking``,
+            ``action-response`` and the other types Convai's Web SDK reads only at the top level reach clients:
+            ``"top-level"`` (default; ``{"type": "bot-started-speaking", ...}``, what the Web SDK 1.2.0 reads)
+            or ``"server-message"`` (wrapped: ``{"type": "server-message", "data": {"type": ...}}``). PROPOSED:
+            see the README's "Message forms". Each event goes to a client in one form only.
         auth_token_ttl: seconds an auth token from ``POST /user/connect`` (or ``/user/extend-token``) stays
             valid for new connects (Convai: one hour); ``token_ttl`` remains the session lifetime.
         single_use_tokens: the first ``/connect`` presenting an auth token consumes it (PROPOSED; Convai's
@@ -168,6 +184,9 @@ class Simulator(SimulatorOperations, AccountOperations):
         max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
         scenario_dir: str | Path | None = None,
         websocket_audio: bool = False,
+        turn: str | None = None,
+        cors_origins: Iterable[str] = (),
+        message_form: str = "top-level",
         auth_token_ttl: float = 3600.0,
         single_use_tokens: bool = True,
         clock: Callable[[], float] | None = None,
@@ -202,6 +221,14 @@ class Simulator(SimulatorOperations, AccountOperations):
         if transport_default not in ("livekit", "websocket"):
             raise ValueError(f"transport_default must be 'livekit' or 'websocket', got {transport_default!r}")
         hosts = _names(livekit_host_addresses, "livekit_host_addresses")
+        if turn is not None and not isinstance(turn, str):
+            raise TypeError("turn must be None, 'auto' or a turn:// URL")
+        self._turn_auto = turn == ice.AUTO
+        ice_servers = () if turn is None or self._turn_auto else (ice.parse_turn(turn),)
+        self._coturn: coturn.CoturnProcess | None = None
+        origins = cors.check_origins(cors_origins)
+        if message_form not in wire.MESSAGE_FORMS:
+            raise ValueError(f"message_form must be one of {', '.join(wire.MESSAGE_FORMS)}, got {message_form!r}")
         definitions = _definitions(characters, characters_file)
         if control_token is not None and (not isinstance(control_token, str) or not control_token.strip()):
             raise ValueError("control_token must be a non-empty string (or None for a random one)")
@@ -230,6 +257,9 @@ class Simulator(SimulatorOperations, AccountOperations):
             max_conversations=max_conversations,
             scenario_dir=allowed_dir,
             websocket_audio=websocket_audio,
+            ice_servers=ice_servers,
+            cors_origins=origins,
+            message_form=message_form,
             auth_token_ttl=token_ttl_checked,
             single_use_tokens=single_use_tokens,
             clock=clock,
@@ -261,6 +291,13 @@ class Simulator(SimulatorOperations, AccountOperations):
                 raise RuntimeError("a stopped Simulator cannot be restarted; create a new one")
             if self._started:
                 return self
+            if self._turn_auto:
+                # Imported here: coturn's readiness probe needs aioice (the simulator-livekit extra), which a
+                # WebSocket-only simulator does not have.
+                from simulator.carriers.livekit.coturn import CoturnProcess
+
+                self._coturn = CoturnProcess()
+                self._config = dataclasses.replace(self._config, ice_servers=(self._coturn.server,))
             loop = asyncio.new_event_loop()
             ready: concurrent.futures.Future[int] = concurrent.futures.Future()
             thread = threading.Thread(target=self._run, args=(loop, ready), name="sim-loop", daemon=True)
@@ -271,6 +308,7 @@ class Simulator(SimulatorOperations, AccountOperations):
             except BaseException:
                 thread.join(CALL_TIMEOUT)
                 self._stopped = True
+                self._stop_coturn()
                 raise
             self._started = True
         logger.info("simulator listening on %s", self.url)
@@ -301,6 +339,8 @@ class Simulator(SimulatorOperations, AccountOperations):
         # Composition: the HTTP routes, the LiveKit carrier (which hands the core its LiveKitSide), the control API.
         app = build_app(core)
         livekit.install(core, app)
+        app.middlewares.append(cors.middleware(self._config.cors_origins))
+        add_speaker_routes(app)
         add_control_routes(app)
         add_rest_routes(app)
         runner = QuietAppRunner(app, shutdown_timeout=0.5, access_log=None)
@@ -339,7 +379,12 @@ class Simulator(SimulatorOperations, AccountOperations):
         if thread.is_alive():
             logger.warning("sim-loop thread did not exit within %.1f s", timeout)
         self._join_responders(deadline)
+        self._stop_coturn()
         logger.info("simulator stopped")
+
+    def _stop_coturn(self) -> None:
+        if self._coturn is not None:
+            self._coturn.stop()
 
     def _join_responders(self, deadline: float) -> None:
         """Join this simulator's responder workers (a responder that never returns is reported)."""

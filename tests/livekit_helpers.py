@@ -20,6 +20,8 @@ from livekit import rtc
 
 from convai_sync import loopback
 from simulator import Simulator
+from simulator.carriers.livekit import media
+from simulator.core import speech
 
 JSON = dict[str, Any]
 WAIT = 15.0
@@ -203,3 +205,31 @@ def assert_only_routing_probes() -> None:
     """Nothing but libwebrtc's UDP routing probe (a connect() that sends nothing) left loopback."""
     refused = loopback.refusals()
     assert refused.other == 0, f"the shim refused {refused.other} non-loopback sends/connects"
+
+
+# ---------------------------------------------------------------------------- the character's voice, measured
+
+#: Opus's 20 ms frames and the decoder's fade smear each edge of an utterance by a frame or two (+40..50 ms
+#: measured on an idle machine): five frames bound that without hiding a lost 100 ms chunk.
+EDGE_SMEAR = 0.1
+
+
+def sent_voice_seconds(text: str) -> float:
+    """Seconds the simulator's voice track sends for a reply ``text`` in the default voice: whole 20 ms frames
+    of the speech plus the tail silence (``SimSession.sent_voice_seconds`` counts the same frames)."""
+    pcm, rate = speech.default_synthesizer(text)
+    per_frame = int(rate * speech.FRAME_SECONDS)
+    tail = int(rate * media.TAIL_SILENCE)
+    frames = math.ceil(len(pcm) // 2 / per_frame) + math.ceil(tail / per_frame)
+    return frames * speech.FRAME_SECONDS
+
+
+def assert_voice_arrived(loud_seconds: float, voice_seconds: float) -> None:
+    """The receiver heard all of ``voice_seconds`` of loud voice (less the edges' smear).
+
+    No upper bound: on a starved CPU packets reach the receiver late, and WebRTC's jitter buffer (NetEq)
+    conceals a late packet by expanding the audio it already has, so the receiver plays more loud audio than
+    was sent, by as much as the starvation lasted, which nothing in a test controls (measured: 2.17 s for
+    1.86 s sent on a loaded two-core machine). A doubled chunk is the sender's fault: assert it there, on
+    ``SimSession.sent_voice_seconds`` against :func:`sent_voice_seconds`."""
+    assert loud_seconds >= voice_seconds - EDGE_SMEAR, (loud_seconds, voice_seconds)

@@ -98,9 +98,10 @@ def test_triggers_move_the_story_through_its_sections(shop: Simulator) -> None:
     assert ack == {"type": "server-response", "event_type": "trigger-message", "status": "success",
                    "message": "Trigger message processed successfully",
                    "extras": {"trigger_name": "enter_shop", "has_speak_tag": False}}
-    assert moved["type"] == "server-message" and moved["data"] == {
-        "type": "behavior-tree-response", "bt_code": "browse()", "bt_constants": "wares=sword,shield,potion",
-        "narrative_section_id": "browsing"}
+    # At the top level by default: Convai's Web SDK reads behavior-tree-response only there (README,
+    # "Message forms"); Simulator(message_form="server-message") wraps it.
+    assert moved["type"] == "behavior-tree-response" and moved["data"] == {
+        "bt_code": "browse()", "bt_constants": "wares=sword,shield,potion", "narrative_section_id": "browsing"}
     assert text_of(frames) == "Take your time, Ada. The sword on the wall is my finest piece."
     assert of(frames, "final-user-transcription") == []  # a trigger is no user speech
     assert live.narrative_section_id == "browsing"

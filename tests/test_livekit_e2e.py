@@ -46,7 +46,7 @@ from convai_sync.transports.livekit import LiveKitTransport
 from simulator import Simulator
 from simulator.carriers.livekit import media
 from simulator.core.character import default_reply
-from tests.livekit_helpers import assert_only_routing_probes, native_threads
+from tests.livekit_helpers import assert_only_routing_probes, assert_voice_arrived, native_threads, sent_voice_seconds
 
 P = EventDeliveryPolicy
 R = DisconnectReason
@@ -279,6 +279,9 @@ def test_the_characters_voice_arrives_on_on_audio(sim: Simulator, rate: int | No
         assert reply.text == default_reply("Hello there", 1)
         assert reply.audio is not None
         voiced = reply.audio.duration
+        # What the test controls: the frames the simulator sent, exactly (a doubled or lost chunk shows here).
+        (session,) = [s for s in sim.sessions if s.session_id == client.session_id]
+        assert session.sent_voice_seconds == pytest.approx(sent_voice_seconds(reply.text), abs=1e-9)
         with cond:  # the last frames' IMMEDIATE deliveries may still be on their way
             assert cond.wait_for(lambda: sum(f.duration for f, _p in frames if f.turn_id == 1) >= voiced - 1e-9,
                                  WAIT)
@@ -289,9 +292,7 @@ def test_the_characters_voice_arrives_on_on_audio(sim: Simulator, rate: int | No
     assert all(f.samples_per_channel == (rate or 48_000) // 50 for f, _p in snapshot)  # 20 ms frames
     stamps = [f.timestamp for f, _p in snapshot]
     assert stamps == sorted(stamps)  # delivered in order
-    # Opus's 20 ms frames and the decoder's fade smear each edge of the utterance by a frame or two
-    # (+40..50 ms measured); 100 ms (five frames) bounds that without hiding a lost or doubled chunk.
-    assert abs(loud_of(snapshot) - expected) <= 0.1, (loud_of(snapshot), expected)
+    assert_voice_arrived(loud_of(snapshot), expected)
 
 
 def loud_of(frames: list[tuple[AudioFrame, int]]) -> float:

@@ -204,12 +204,15 @@ def test_reply_sequence_and_resume(sim: Simulator) -> None:
                         "data": {"text": "hello", "message_id": "m1"}}))
     frames = recv_until(ws, "bot-turn-completed")
     types = [etype(f) for f in frames]
-    assert types == ["server-response", "final-user-transcription", "bot-llm-started"] + ["bot-llm-text"] * (
+    # The typed text comes back as the user's final transcription (the Web SDK shows it from that) first.
+    assert types == ["server-response", "user-transcription", "final-user-transcription", "bot-llm-started"] + [
+        "bot-llm-text"] * (
         types.count("bot-llm-text")) + ["bot-llm-stopped", "action-response", "bot-emotion", "bot-tts-started",
                                         "bot-started-speaking", "bot-stopped-speaking", "bot-turn-completed"]
     assert frames[0] == {"type": "server-response", "event_type": "user_text_message", "status": "success",
                          "message": "User text message processed", "extras": {"text": "hello"}}
-    assert frames[1]["data"]["message_id"] == "m1" and frames[1]["data"]["text"] == "hello"
+    assert frames[1] == {"label": "rtvi-ai", "type": "user-transcription", "data": {"text": "hello", "final": True}}
+    assert frames[2]["data"]["message_id"] == "m1" and frames[2]["data"]["text"] == "hello"
     chunks = [f["data"]["text"] for f in frames if f["type"] == "bot-llm-text"]
     assert len(chunks) >= 3
     assert "".join(chunks) == "You said: hello. This is turn 1 of our conversation. I am a simulated Convai character."

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -36,10 +37,16 @@ class Conversation:
         self.turn_count += 1
 
 
+#: Speaker ids one key may create without a ``speaker_limit`` (keeps a looping client from growing memory).
+MAX_SPEAKER_IDS = 10_000
+
+
 @dataclass
 class _KeyState:
     slots: int = 0
     speakers: set[str] = field(default_factory=set)
+    #: ``POST /user/speaker/new``: the speaker id each device id got (the same id every time).
+    speaker_ids: dict[str, str] = field(default_factory=dict)
     connects: collections.deque[float] = field(default_factory=collections.deque)
     interactions: int = 0
 
@@ -106,6 +113,21 @@ class Accounts:
             return False
         speakers = self._keys[api_key].speakers
         return end_user_id not in speakers and len(speakers) >= limit
+
+    def speaker_id(self, api_key: str, device_id: str) -> str | None:
+        """The speaker id of ``device_id`` for this key, created on first use (PROPOSED ``/user/speaker/new``);
+        None when it is a new speaker and the key's distinct-speaker limit is reached. The device counts as a
+        speaker as ``/connect``'s ``end_user_id`` does (the Web SDK sends the same value as both)."""
+        state = self._keys[api_key]
+        known = state.speaker_ids.get(device_id)
+        if known is not None:
+            return known
+        if self.speaker_blocked(api_key, device_id) or len(state.speaker_ids) >= MAX_SPEAKER_IDS:
+            return None
+        if self.limits.speaker_limit is not None:
+            state.speakers.add(device_id)
+        state.speaker_ids[device_id] = str(uuid.uuid4())
+        return state.speaker_ids[device_id]
 
     def concurrency_blocked(self, api_key: str) -> bool:
         limit = self.limits.concurrency_limit

@@ -247,6 +247,8 @@ async def _user_text(core: SimCore, session: SimSession, msg: wire.ClientMessage
     if await _usage_exhausted(core, session, msg.type):
         return
     await session._send(wire.ack(msg.type, "success", "User text message processed", {"text": text}))
+    # Typed text is the user's message too: Convai's Web SDK shows it only from a final user-transcription.
+    await session._send(wire.form_a("user-transcription", {"text": text, "final": True}))
     message_id = msg.data.get("message_id")
     start_turn(core, session, text, message_id=message_id if isinstance(message_id, str) else None)
 

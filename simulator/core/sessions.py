@@ -1,7 +1,8 @@
 """One simulated session: its public face (:class:`SimSession`) and its loop-side plumbing.
 
 Public attributes (``session_id``, ``character_session_id``, ``api_key``, ``end_user_id``, ``received``,
-``close_code``, ``close_reason``, ``transport``, ``room_name``, ``received_audio_seconds``) may be read from
+``close_code``, ``close_reason``, ``transport``, ``room_name``, ``received_audio_seconds``,
+``sent_voice_seconds``) may be read from
 any thread. Everything with a leading underscore, and every method, is used on the simulator's loop thread
 only. Per-session state is kept small (a handful of fields, timer handles instead of tasks) so thousands of
 sessions stay cheap.
@@ -94,6 +95,7 @@ class SimSession:
         room_name: str | None = None,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         on_slow_consumer: Callable[[SimSession], None] | None = None,
+        message_form: str = wire.TOP_LEVEL,
     ) -> None:
         self.session_id = session_id
         self.character_session_id = character_session_id
@@ -111,8 +113,13 @@ class SimSession:
         #: ``"websocket"`` (the ``/chat`` WebSocket) or ``"livekit"`` (a LiveKit room named ``room_name``).
         self.transport = transport
         self.room_name = room_name
+        #: The form :data:`simulator.wire.TOP_LEVEL_TYPES` events are sent in (``wire.in_form``).
+        self.message_form = message_form
         #: Seconds of user audio received so far (LiveKit microphone track); a float, updated on the loop.
         self.received_audio_seconds = 0.0
+        #: Seconds of the character's voice handed to the LiveKit voice track's sender so far (whole 20 ms
+        #: frames; what a test controls, unlike what a receiver's jitter buffer plays out); updated on the loop.
+        self.sent_voice_seconds = 0.0
         # ---- loop-thread only
         self._phase = Phase.PENDING
         #: The character definition this session connected to (the core sets it at ``/connect``).
@@ -281,7 +288,7 @@ class SimSession:
 
     async def _send(self, frame: wire.JsonDict) -> bool:
         """Send one frame; False (logged at debug) when the socket is gone."""
-        return await self._send_text(wire.encode(frame))
+        return await self._send_text(wire.encode(wire.in_form(frame, self.message_form)))
 
     async def _send_text(self, text: str) -> bool:
         """Send one text frame within the send deadline; False when the session can no longer send."""

@@ -22,6 +22,7 @@ from simulator.core.character import Responder
 from simulator.core.characters import CharacterDefinition
 from simulator.core.faults import ConnectFault, LiveFault, LiveKind
 from simulator.core.features import Features
+from simulator.core.ice import TurnServer
 from simulator.core.ltm import SessionMemory
 from simulator.core.memory import MemoryStore
 from simulator.core.restfaults import RestFaults
@@ -84,6 +85,12 @@ class SimConfig:
     max_conversations: int = DEFAULT_MAX_CONVERSATIONS
     #: The directory ``POST /_sim/scenario`` may load scenario files from (None: no files at all).
     scenario_dir: Path | None = None
+    #: TURN servers the LiveKit JoinResponse advertises and the simulator's peer uses (``simulator.core.ice``).
+    ice_servers: tuple[TurnServer, ...] = ()
+    #: Browser origins allowed besides loopback ones (``simulator.http.cors``).
+    cors_origins: tuple[str, ...] = ()
+    #: ``"top-level"`` or ``"server-message"``: the form of the event types in :data:`TOP_LEVEL_TYPES`.
+    message_form: str = wire.TOP_LEVEL
     #: Auth tokens (``simulator.core.tokens``): lifetime, single use, and the clock they age on (None: the loop's).
     auth_token_ttl: float = 3600.0
     single_use_tokens: bool = True
@@ -205,6 +212,7 @@ class SimCore:
             room_name=room_name,
             send_timeout=self.config.send_timeout,
             on_slow_consumer=self._drop_slow_consumer,
+            message_form=self.config.message_form,
         )
         session._character = self.character(character_id)
         session._apply_features(features or Features())

@@ -123,6 +123,32 @@ def failed_ack(event_type: str, detail: str, extras: JsonDict | None = None) -> 
 # --------------------------------------------------------------------------- server messages
 
 
+#: Event types Convai's Web SDK 1.2.0 reads only at the top level (Form A; its ``MessageHandler``): sent in
+#: Form A by default, in Form B when a simulator is made with ``message_form="server-message"``.
+TOP_LEVEL_TYPES = frozenset({
+    "user-transcription", "user-started-speaking", "user-stopped-speaking", "bot-started-speaking",
+    "bot-stopped-speaking", "action-response", "behavior-tree-response",
+})
+#: The two forms of :data:`TOP_LEVEL_TYPES` events (``Simulator(message_form=...)``).
+TOP_LEVEL, SERVER_MESSAGE = "top-level", "server-message"
+MESSAGE_FORMS = (TOP_LEVEL, SERVER_MESSAGE)
+
+
+def in_form(frame: JsonDict, form: str) -> JsonDict:
+    """``frame`` as ``form`` sends it: a :data:`TOP_LEVEL_TYPES` event moves between Form A
+    (``{"type": T, "data": {...}}``) and Form B (``{"type": "server-message", "data": {"type": T, ...}}``);
+    every other frame is returned unchanged. One event, one form: never both."""
+    data = frame.get("data")
+    if form == TOP_LEVEL and frame.get("type") == "server-message" and isinstance(data, dict):
+        event = data.get("type")
+        if event in TOP_LEVEL_TYPES:
+            inner = {k: v for k, v in data.items() if k != "type"}
+            return {"label": LABEL, "type": event, "data": inner}
+    elif form == SERVER_MESSAGE and frame.get("type") in TOP_LEVEL_TYPES:
+        return form_b(str(frame["type"]), **(data if isinstance(data, dict) else {}))
+    return frame
+
+
 def bot_ready() -> JsonDict:
     """PROPOSED ``bot-ready`` payload (Convai does not document it; RTVI's ``{version}``)."""
     return form_a("bot-ready", {"version": "1.0.0"}, msg_id=uuid.uuid4().hex[:8])

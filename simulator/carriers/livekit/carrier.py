@@ -131,10 +131,13 @@ class LiveKitCarrier:
         self._close_code: int | None = None
         self._disposed = False
         self.detached = False
-        self.voice = media.VoiceTrack()
+        self.voice = media.VoiceTrack(self._voice_sent)
         self.link = PeerLink(self._core.config.livekit_host_addresses, self._received, self._user_track,
-                             self.flush, self._core.spawn)
+                             self.flush, self._core.spawn, self._core.config.ice_servers)
         self._spawn(self._read_inbox())
+
+    def _voice_sent(self, seconds: float) -> None:
+        self._lk.session.sent_voice_seconds += seconds
 
     def __repr__(self) -> str:
         return f"LiveKitCarrier(room={self._lk.room.name!r}, session={self._lk.session.session_id!r})"

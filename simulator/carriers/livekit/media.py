@@ -74,8 +74,10 @@ class VoiceTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self) -> None:
+    def __init__(self, on_sent: Callable[[float], None] | None = None) -> None:
+        """``on_sent`` is called (loop thread) with the seconds of each frame handed to the sender."""
         super().__init__()
+        self._on_sent = on_sent
         self._frames: deque[tuple[bytes, int]] = deque()
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
@@ -129,6 +131,8 @@ class VoiceTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, rate)
         frame.pts = self._pts
         self._pts += samples
+        if self._on_sent is not None:
+            self._on_sent(samples / rate)
         if not self._frames:
             self._drained.set()
         return frame

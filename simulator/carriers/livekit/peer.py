@@ -3,21 +3,25 @@
 The client always offers (LiveKit single peer connection, ``/rtc/v1``); :meth:`PeerLink.answer` answers every
 offer, renegotiations included: it attaches the character's voice to an audio m-line the client receives on,
 gives that sender LiveKit's media stream id ``PA_…|TR_…`` (the client matches remote tracks by it), and
-rejects the client's video m-lines (port 0 in the answer, per RFC 8843 outside the BUNDLE group), so the client
-starts no video decoders.
+answers the client's video m-lines ``inactive`` (RFC 3264 §6: no media either way), so no video flows and the
+simulator decodes none. They are not rejected (port 0): a rejected m-line makes the browser stop its
+transceiver, and livekit-client, which may have its next offer already built from those transceivers, then
+fails with "Transceiver not found based on m-line index".
 
-A rejected m-line may be recycled by the offerer for its next new transceiver (JSEP, RFC 8829 section 5.2.2):
+An m-line that is rejected or stopped (the simulator rejects none, but a client may stop its own) may be
+recycled by the offerer for its next new transceiver (JSEP, RFC 8829 section 5.2.2):
 libwebrtc does so when the client publishes a track later (a microphone republished in a new format takes the
 place of a rejected video m-line, with a new mid). aiortc cannot follow that: it keeps the rejected transceiver
 at that index and answers with it ("Media sections in answer do not match offer"), after which the simulator
 heard the user no more. :meth:`PeerLink.answer` first forgets every transceiver whose mid the offer no longer
 has (only a recycled m-line loses its mid), so the new transceiver takes the index.
 
-ICE: ``RTCConfiguration(iceServers=[])`` (no STUN/TURN server is contacted) and only the configured host
-addresses are gathered. aioice gathers every host address except 127.0.0.1 (``aioice.ice.get_host_addresses``);
-:func:`_scoped_host_addresses` replaces that function once per process with a wrapper that returns the
-simulator's addresses while one of *its* peer connections gathers (a context variable set around the offer/
-answer) and otherwise calls aioice's own function, so other aiortc users in the process are unaffected. The
+ICE: no STUN server is contacted, the TURN servers of ``Simulator(turn=...)`` (none by default) are, and
+only the configured host addresses are gathered. aioice gathers every host address except 127.0.0.1
+(``aioice.ice.get_host_addresses``); :func:`_scoped_host_addresses` replaces that function once per process
+with a wrapper that returns the simulator's addresses while one of *its* peer connections gathers (a context
+variable set around the offer/answer) and otherwise calls aioice's own function, so other aiortc users in the
+process are unaffected. The
 wrapper, the sender's ``_stream_id`` attribute and the peer connection's transceiver list depend on aiortc 1.16 /
 aioice 0.13 internals: both are pinned in ``setup.py``.
 """
@@ -35,6 +39,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCDataChannel,
+    RTCIceServer,
     RTCIceTransport,
     RTCPeerConnection,
     RTCRtpTransceiver,
@@ -42,6 +47,7 @@ from aiortc import (
 )
 
 from simulator.core.carrier import within
+from simulator.core.ice import TurnServer
 
 logger = logging.getLogger("simulator.livekit.peer")
 
@@ -125,29 +131,12 @@ def track_ids(offer_sdp: str) -> dict[str, str]:
     return ids
 
 
-def reject_video(answer_sdp: str) -> str:
-    """``answer_sdp`` with every video m-line rejected (port 0) and removed from the BUNDLE group."""
-    head, sections = _sections(answer_sdp)
-    rejected = set()
-    for section in sections:
-        parts = section[0].split(" ")
-        if parts[0] == "m=video":
-            parts[1] = "0"
-            section[0] = " ".join(parts)
-            mid = _attribute(section, "mid")
-            if mid is not None:
-                rejected.add(mid)
-    for index, line in enumerate(head):
-        if line.startswith("a=group:BUNDLE"):
-            head[index] = " ".join(item for item in line.split(" ") if item not in rejected)
-    return _join(head, sections)
-
-
 class PeerLink:
     """One aiortc peer connection answering a LiveKit client (loop thread only).
 
     Args:
         host_addresses: addresses gathered and advertised as ICE host candidates.
+        ice_servers: TURN servers to gather relay candidates from too (``Simulator(turn=...)``).
         on_data: called with every data packet (bytes) the client sends on ``_reliable`` or ``_lossy``.
         on_track: called with every remote media track (the user's microphone).
         on_ready: called once the client's ``_reliable`` data channel is open.
@@ -161,6 +150,7 @@ class PeerLink:
         on_track: Callable[[MediaStreamTrack], None],
         on_ready: Callable[[], None],
         spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
+        ice_servers: Iterable[TurnServer] = (),
     ) -> None:
         _install_scoped_host_addresses()
         self._hosts = tuple(host_addresses)
@@ -172,7 +162,8 @@ class PeerLink:
         self._track_ids: dict[str, str] = {}
         self._spawn = spawn
         self._closing: asyncio.Task[None] | None = None
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[
+            RTCIceServer(list(server.urls), server.username, server.credential) for server in ice_servers]))
         self.pc.on("datachannel", self._datachannel)
         self.pc.on("track", self._track)
         self.pc.on("connectionstatechange", self._state_changed)
@@ -220,6 +211,9 @@ class PeerLink:
         scope = _HOST_ADDRESSES.set(self._hosts)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.kind == "video":
+                    transceiver.direction = "inactive"
             if voice is not None and self._voice is None:
                 self._attach_voice(voice, stream_id, receiving_mids(offer_sdp))
             await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -227,7 +221,7 @@ class PeerLink:
             _HOST_ADDRESSES.reset(scope)
         local = self.pc.localDescription
         voice_mids = [self._voice.mid] if self._voice is not None and self._voice.mid is not None else []
-        return reject_video(local.sdp), voice_mids
+        return local.sdp, voice_mids
 
     def _forget_recycled(self, offer_sdp: str) -> None:
         """Drop the transceivers whose m-line the offer recycled (module docstring)."""

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from livekit.protocol import models, rtc
+
+from simulator.core.ice import TurnServer
 
 #: Seconds between the client's pings, and without a pong before it declares the signal lost.
 PING_INTERVAL = 5
@@ -81,8 +84,9 @@ class RoomState:
                                             source=models.TrackSource.MICROPHONE, mime_type=VOICE_MIME))
         return info
 
-    def join_response(self) -> rtc.SignalResponse:
-        """The ``join`` message: the room, the user, the character when it is already there."""
+    def join_response(self, ice_servers: Iterable[TurnServer] = ()) -> rtc.SignalResponse:
+        """The ``join`` message: the room, the user, the character when it is already there, and the TURN
+        servers the client may relay through (``ice_servers``; a relay-only client has no other candidate)."""
         join = rtc.JoinResponse(room=self.room_info(), participant=self.user_info(), ping_interval=PING_INTERVAL,
                                 ping_timeout=PING_TIMEOUT, server_version=SERVER_VERSION,
                                 server_info=models.ServerInfo(edition=models.ServerInfo.Standard,
@@ -90,6 +94,9 @@ class RoomState:
                                                               node_id="convai-simulator"))
         if self.character_joined:
             join.other_participants.append(self.character_info())
+        for server in ice_servers:
+            join.ice_servers.append(rtc.ICEServer(urls=server.urls, username=server.username,
+                                                  credential=server.credential))
         return rtc.SignalResponse(join=join)
 
     def character_update(

@@ -183,7 +183,7 @@ async def _start(service: LiveKitService, lk: LiveKitSession, carrier: LiveKitCa
         if previous is not None:
             # LiveKit keeps one connection per identity: the older one learns it was replaced.
             await previous.detach(models.DisconnectReason.DUPLICATE_IDENTITY)
-    await carrier.send_signal(lk.room.join_response())
+    await carrier.send_signal(lk.room.join_response(core.config.ice_servers))
     if join.publisher_offer.sdp:
         await _answer(lk, carrier, join.publisher_offer)
 
