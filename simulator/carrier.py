@@ -23,6 +23,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from websocket import ABNF
+
+from simulator.toxiclink import ToxicLink, reset_transport
+
 if TYPE_CHECKING:
     from aiohttp import web
 
@@ -142,6 +146,8 @@ class WebSocketCarrier:
         self._send_timeout = send_timeout
         #: Speaks and hears on this connection (``speak(text, stop)``); None: no audio.
         self.voice: Speaker | None = None
+        #: The network faults acting on this connection (``simulator.toxiclink``); set by the ``/chat`` route.
+        self.toxics: ToxicLink | None = None
 
     @property
     def close_code(self) -> int | None:
@@ -151,6 +157,14 @@ class WebSocketCarrier:
         ws = self._ws
         if ws.closed:
             return False
+        toxics = self.toxics
+        if toxics is not None and toxics.active:
+            frame, write_raw = self._frame(text.encode("utf-8"), ABNF.OPCODE_TEXT)
+            return await toxics.outbound(frame, write_raw, lambda: self._send_text_now(text))
+        return await self._send_text_now(text)
+
+    async def _send_text_now(self, text: str) -> bool:
+        ws = self._ws
         try:
             # At most 4 UTF-8 bytes per character, plus the frame header.
             await send_bounded(self._transport, lambda: ws.send_str(text), 4 * len(text) + 16, self._send_timeout)
@@ -168,6 +182,14 @@ class WebSocketCarrier:
         ws = self._ws
         if ws.closed:
             return False
+        toxics = self.toxics
+        if toxics is not None and toxics.active:
+            frame, write_raw = self._frame(data, ABNF.OPCODE_BINARY)
+            return await toxics.outbound(frame, write_raw, lambda: self._send_bytes_now(data))
+        return await self._send_bytes_now(data)
+
+    async def _send_bytes_now(self, data: bytes) -> bool:
+        ws = self._ws
         try:
             await send_bounded(self._transport, lambda: ws.send_bytes(data), len(data) + 16, self._send_timeout)
         except (ConnectionError, RuntimeError) as exc:
@@ -186,6 +208,8 @@ class WebSocketCarrier:
         ws = self._ws
         if ws.closed:
             return
+        if self.toxics is not None and self.toxics.active:
+            await self.toxics.before_close()
         message = reason.encode("utf-8")[:MAX_REASON_BYTES]
         finished = False
         try:
@@ -200,7 +224,35 @@ class WebSocketCarrier:
             if not finished:  # a timeout, an error or a cancellation: never leave it half-open
                 self.abort(reason)
 
-    def abort(self, reason: str) -> None:
+    def _frame(self, payload: bytes, opcode: int) -> tuple[bytes, Callable[[bytes], None] | None]:
+        """``payload`` as the WebSocket frame that carries it, and a writer of raw pieces of it (None when
+        the connection compresses its frames, so its bytes are not the frame's)."""
+        frame = ABNF(1, 0, 0, 0, opcode, 0, payload).format()
+        transport = self._transport
+        if transport is None or self._ws.compress:
+            return frame, None
+        return frame, transport.write
+
+    # ------------------------------------------------------------------ simulator.toxiclink.Wire
+
+    def reset(self) -> None:
+        """Reset the TCP connection (RST)."""
+        reset_transport(self._transport)
+
+    def pause_reading(self, paused: bool) -> None:
+        """Stop (True) or restart (False) reading from the client's socket."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
+    def leave(self, action: str) -> None:
+        """LiveKit only: nothing to do on the WebSocket."""
+
+    def abort(self, reason: str = "toxic") -> None:
         """Drop the TCP connection without a close frame (also when a graceful close is pending)."""
         transport = self._transport
         if transport is not None:

@@ -20,7 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator import bounds, faults, limits, signals, wire
+from simulator import bounds, faults, limits, signals, toxics, wire
+from simulator import state as sim_state
 from simulator.core import SimCore
 from simulator.faults import ConnectFault
 from simulator.routes import CORE_KEY, read_limited_body, too_large
@@ -197,6 +198,33 @@ async def _scenario(core: SimCore, body: Body) -> web.Response:
     return web.json_response({"scenario": None if runner is None else runner.scenario.name})
 
 
+async def _toxics(core: SimCore, body: Body) -> web.Response:
+    if body:
+        kind, session_id, options = toxics.options_from(body)
+        toxic = core.toxics.add_from(kind, session_id, **options)
+        return web.json_response({"toxic": toxic.describe()})
+    return web.json_response({"toxics": [toxic.describe() for toxic in core.toxics.active()]})
+
+
+async def _remove_toxics(core: SimCore, body: Body) -> web.Response:
+    toxic_id = body.get("id")
+    if toxic_id is None:
+        removed = [toxic.id for toxic in core.toxics.active()]
+        core.toxics.clear()
+        return _ok(removed=removed)
+    if not isinstance(toxic_id, str) or core.toxics.remove(toxic_id) is None:
+        raise RequestError(404, f"no active toxic with id {toxic_id!r}")
+    return _ok(removed=[toxic_id])
+
+
+async def _reset(core: SimCore, body: Body) -> web.Response:
+    return _ok(ended=sim_state.reset(core))
+
+
+async def _state(core: SimCore, body: Body) -> web.Response:
+    return web.json_response(sim_state.state(core))
+
+
 @dataclass(frozen=True)
 class ControlRoute:
     """One ``/_sim/*`` route: its methods, path, handler and one-line description."""
@@ -226,6 +254,14 @@ ROUTES: tuple[ControlRoute, ...] = (
                  '{"session_id", "frame"} (an object is sent as JSON text, a string as is)'),
     ControlRoute(("GET", "POST"), "/_sim/scenario", _scenario,
                  'read / replace the scenario ({"scenario": name, object, list or null})'),
+    ControlRoute(("GET", "POST"), "/_sim/toxics", _toxics,
+                 'list / add a network fault ({"kind", "session_id"?, "direction"?, "probability"?, "seed"?, '
+                 '...params} as Simulator.toxic)'),
+    ControlRoute(("POST",), "/_sim/toxics/remove", _remove_toxics, '{"id"?} remove one toxic (no id: all)'),
+    ControlRoute(("POST",), "/_sim/reset", _reset,
+                 "end every session; limits, counters, memory, faults, tokens, toxics back to the start"),
+    ControlRoute(("GET",), "/_sim/state", _state,
+                 "keys, sessions, slots, quotas, limits, queued faults, toxics, scenario (no API keys)"),
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
@@ -30,6 +31,7 @@ from simulator.sessions import (
     Phase,
     SimSession,
 )
+from simulator.toxics import ToxicRegistry
 
 if TYPE_CHECKING:
     from simulator.carrier import Carrier
@@ -102,6 +104,11 @@ class SimCore:
         self.runner: ScenarioRunner | None = None
         #: The LiveKit side (``simulator.livekit.service.LiveKitService``) when its extra is installed.
         self.livekit: LiveKitService | None = None
+        #: Active network faults (``simulator.toxics``); the carriers carry them out.
+        self.toxics = ToxicRegistry()
+        #: What :meth:`simulator.state.reset` restores: the configuration and scenario at start.
+        self.initial_config = dataclasses.replace(config, limits=dataclasses.replace(config.limits))
+        self.initial_scenario: Scenario | None = None
 
     def set_scenario(self, scenario: Scenario | None) -> None:
         """Run ``scenario`` on sessions whose WebSocket opens from now on (None: no scenario)."""

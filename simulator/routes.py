@@ -23,6 +23,7 @@ from simulator.carrier import CLOSE_HANDSHAKE_TIMEOUT, WebSocketCarrier
 from simulator.core import SimCore
 from simulator.faults import ConnectKind
 from simulator.sessions import Phase
+from simulator.toxiclink import ToxicLink
 from simulator.wsaudio import WebSocketVoice
 
 logger = logging.getLogger("simulator.routes")
@@ -260,12 +261,16 @@ async def chat(request: web.Request) -> web.StreamResponse:
     carrier = WebSocketCarrier(ws, request.transport, session.session_id, core.config.send_timeout)
     voice = WebSocketVoice(core, session, carrier.send_bytes, core.config.websocket_audio)
     carrier.voice = voice
+    toxics = carrier.toxics = ToxicLink(core.toxics, session.session_id, carrier.kind, carrier, core.loop)
     core.open_session(session, carrier)
     await session._send(wire.interaction_created(session.character_session_id))
     core.schedule_bot_ready(session)
     core.start_scenario(session)
     try:
         async for msg in ws:
+            if toxics.active and msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not await toxics.inbound(
+                    len(msg.data.encode("utf-8") if isinstance(msg.data, str) else msg.data)):
+                continue  # the connection was cut: the loop ends with it
             if msg.type is WSMsgType.TEXT:
                 await messages.handle_text(core, session, msg.data)
             elif msg.type is WSMsgType.BINARY:
@@ -274,6 +279,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
             elif msg.type is WSMsgType.ERROR:
                 logger.warning("session %s WebSocket error: %s", session_id, ws.exception())
     finally:
+        toxics.close()
         core.end(session, None, "client closed")
         task = session._close_task
         if task is not None and not task.done():

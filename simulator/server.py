@@ -29,6 +29,7 @@ from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
 from simulator.character import Responder
 from simulator.control import add_control_routes
 from simulator.core import SimConfig, SimCore, Synthesizer, Transcriber
+from simulator.instrument import InstrumentOperations
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
 from simulator.routes import build_app
 from simulator.scenario import Scenario, load_scenario
@@ -50,7 +51,7 @@ def _names(value: Iterable[str] | str, what: str) -> tuple[str, ...]:
     return names
 
 
-class Simulator(SimulatorOperations):
+class Simulator(SimulatorOperations, InstrumentOperations):
     """A local Convai realtime service. ``None`` limits mean unlimited / off.
 
     Args:
@@ -246,6 +247,7 @@ class Simulator(SimulatorOperations):
     async def _startup(self, loop: asyncio.AbstractEventLoop) -> int:
         core = SimCore(self._config, loop)
         core.set_scenario(self._scenario)
+        core.initial_scenario = self._scenario
         app = build_app(core)
         add_control_routes(app)
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)

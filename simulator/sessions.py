@@ -18,6 +18,7 @@ import asyncio
 import enum
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +97,8 @@ class SimSession:
         self.room_name = room_name
         #: Seconds of user audio received so far (LiveKit microphone track); a float, updated on the loop.
         self.received_audio_seconds = 0.0
+        #: ``time.monotonic()`` when ``/connect`` created the session.
+        self.created_at = time.monotonic()
         # ---- loop-thread only
         self._phase = Phase.PENDING
         self._carrier: Carrier | None = None
