@@ -235,9 +235,13 @@ class WebSocketCarrier:
 
     # ------------------------------------------------------------------ simulator.toxiclink.Wire
 
-    def reset(self) -> None:
+    def reset_connection(self) -> None:
         """Reset the TCP connection (RST)."""
         reset_transport(self._transport)
+
+    def drop_connection(self) -> None:
+        """Close the TCP connection without a close frame."""
+        self.abort("toxic")
 
     def pause_reading(self, paused: bool) -> None:
         """Stop (True) or restart (False) reading from the client's socket."""
@@ -252,7 +256,7 @@ class WebSocketCarrier:
     def leave(self, action: str) -> None:
         """LiveKit only: nothing to do on the WebSocket."""
 
-    def abort(self, reason: str = "toxic") -> None:
+    def abort(self, reason: str) -> None:
         """Drop the TCP connection without a close frame (also when a graceful close is pending)."""
         transport = self._transport
         if transport is not None:

@@ -1,8 +1,10 @@
 """pytest plugin (entry point ``pytest11``): simulator fixtures for any test suite.
 
 ``convai_simulator``: a running :class:`~simulator.Simulator` on 127.0.0.1 (function scope,
-stopped after the test). ``convai_simulator_factory``: call it with constructor keywords
-(``concurrency_limit=1``, ``idle_timeout=0.5``…) to get more, each stopped after the test::
+stopped after the test). ``convai_toxics``: switch network faults on
+(``convai_toxics(sim, "latency", latency=0.2)``, as :meth:`~simulator.Simulator.toxic`); every one is
+switched off when the test ends (see also :mod:`simulator.faultkit`). ``convai_simulator_factory``: call it
+with constructor keywords (``concurrency_limit=1``, ``idle_timeout=0.5``…) to get more, each stopped after the test::
 
     def test_please_wait(convai_simulator_factory):
         sim = convai_simulator_factory(concurrency_limit=1)
@@ -18,6 +20,7 @@ import pytest
 
 if TYPE_CHECKING:
     from simulator import Simulator
+    from simulator.toxics import Toxic
 
 
 @pytest.fixture
@@ -44,3 +47,21 @@ def convai_simulator_factory() -> Iterator[Callable[..., Simulator]]:
 def convai_simulator(convai_simulator_factory: Callable[..., Simulator]) -> Simulator:
     """A running simulator with default accounts (``sim.client_config()`` connects to it)."""
     return convai_simulator_factory()
+
+
+@pytest.fixture
+def convai_toxics() -> Iterator[Callable[..., Toxic]]:
+    """``add(sim, kind, session_id=None, **options) -> Toxic``; each toxic is removed when the test ends."""
+    added: list[tuple[Simulator, Toxic]] = []
+
+    def add(sim: Simulator, kind: str, session_id: str | None = None, **options: Any) -> Toxic:
+        toxic = sim.toxic(kind, session_id, **options)
+        added.append((sim, toxic))
+        return toxic
+
+    try:
+        yield add
+    finally:
+        for sim, toxic in reversed(added):
+            if sim.running:  # a stopped simulator's toxics went with it
+                toxic.remove()

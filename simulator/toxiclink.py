@@ -26,10 +26,10 @@ DOWNSTREAM = "downstream"
 class Wire(Protocol):
     """What a toxic may do to a carrier's connection."""
 
-    def reset(self) -> None:
+    def reset_connection(self) -> None:
         """Reset the TCP connection (RST)."""
 
-    def abort(self) -> None:
+    def drop_connection(self) -> None:
         """Close the connection without a goodbye (no close frame)."""
 
     def pause_reading(self, paused: bool) -> None:
@@ -135,9 +135,9 @@ class ToxicLink:
         logger.info("session %s: toxic %s the connection", self.session_id, "resets" if reset else "aborts")
         self._released.set()
         if reset:
-            self._wire.reset()
+            self._wire.reset_connection()
         else:
-            self._wire.abort()
+            self._wire.drop_connection()
 
     def oversized(self, size: int) -> bool:
         """True when an ``oversized_data`` toxic drops a data packet of ``size`` bytes."""
