@@ -44,6 +44,8 @@ from .errors import (
 )
 from .errors import ConvaiTimeoutError as ConvaiTimeoutError  # re-exported: it was defined here
 from .hub import EventHub
+from .recorder import SessionRecorder
+from .recording import recorder_for, recording_factory
 from .replies import Deadline, ReplyStream, check_timeout
 from .sending import Sender
 from .session import PipelineSessionError, Session
@@ -86,6 +88,10 @@ class ConvaiClient:
         self._events = ConvaiEvents(self._hub, PipelineSessionError)
         self._api = connect_api or ConnectApi(config)
         factory = transport_factory or (lambda: create_transport(config))
+        #: The recorder ``config.record_to`` asks for (opened here when it names a file); None: off.
+        self._recorder = recorder_for(config.record_to, config.api_key)
+        if self._recorder is not None:
+            factory = recording_factory(factory, self._recorder)
         self._session = Session(config, self._hub, clock or SystemClock(), factory, self._api)
         self._closed = False
         self._close_lock = threading.Lock()
@@ -251,11 +257,15 @@ class ConvaiClient:
         on_dispatch = self._hub.is_dispatch_thread()
         hub, api = self._hub, self._api
 
+        recorder, owns_recorder = self._recorder, not isinstance(self._config.record_to, SessionRecorder)
+
         def finish() -> None:
             try:
                 hub.close(0.0 if on_dispatch else (deadline.remaining() or 0.0))
             finally:
                 api.close()
+                if recorder is not None and owns_recorder:
+                    recorder.close()
         self._session.stop(deadline.at, then=(finish,))
 
     def __enter__(self) -> ConvaiClient:

@@ -22,6 +22,7 @@ from typing import Any
 
 from .delivery import EventDeliveryPolicy
 from .errors import ConfigurationError, ErrorCode, SessionError
+from .recorder import RecordingSpec, SessionRecorder
 from .redact import key_scrubber
 from .retry import ReconnectPolicy, RetryPolicy, SlotWaitPolicy
 from .validation import (
@@ -130,6 +131,11 @@ class ConvaiConfig:
         audio_queue_frames: Bound of the audio frames waiting per delivery queue (MAIN_THREAD,
             BACKGROUND); a host that stops pumping loses the oldest audio frames only (counted in
             ``diagnostics()``), never another event.
+        record_to: Record every RTVI message of the session, both ways, as JSON lines with
+            ``time.monotonic()`` offsets and the API key redacted: a file path (``str`` or
+            ``os.PathLike``; created or truncated when the client is made, closed by ``close()``) or
+            a :class:`~convai_sync.recorder.SessionRecorder`. None (default): no recording, no cost.
+            ``convai-sim --replay FILE`` serves a recording back (see ``convai_sync.recorder``).
 
     Raises:
         ConfigurationError: ``config.invalid``, naming the first invalid field.
@@ -173,6 +179,8 @@ class ConvaiConfig:
     audio_sample_rate: int | None = field(default=None, metadata=rule(count(8000, 48000, optional=True)))
     receive_audio: bool = field(default=True, metadata=rule(flag()))
     audio_queue_frames: int = field(default=500, metadata=rule(count(1, 1_000_000)))
+    record_to: str | os.PathLike[str] | SessionRecorder | None = field(
+        default=None, metadata=rule(RecordingSpec(optional=True)))
 
     def __post_init__(self) -> None:
         raw_key = self.api_key

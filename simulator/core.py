@@ -21,6 +21,7 @@ from simulator import faults, wire
 from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Accounts, Limits
 from simulator.character import Responder
 from simulator.faults import ConnectFault, LiveFault, LiveKind
+from simulator.replay import Replay
 from simulator.runner import ScenarioRunner
 from simulator.scenario import Scenario
 from simulator.sessions import (
@@ -109,6 +110,8 @@ class SimCore:
         #: What :meth:`simulator.state.reset` restores: the configuration and scenario at start.
         self.initial_config = dataclasses.replace(config, limits=dataclasses.replace(config.limits))
         self.initial_scenario: Scenario | None = None
+        #: The recording this simulator replays (``simulator.replay``); None: the character answers.
+        self.replay: Replay | None = None
 
     def set_scenario(self, scenario: Scenario | None) -> None:
         """Run ``scenario`` on sessions whose WebSocket opens from now on (None: no scenario)."""

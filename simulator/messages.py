@@ -104,10 +104,16 @@ async def _run_turn(
     transcript: bool,
     message_id: str | None,
     scripted: str | None = None,
+    typed: bool = False,
 ) -> None:
     if previous is not None and not previous.done():
         await asyncio.wait({previous})
     if transcript and not await session._send(wire.final_user_transcription(text, message_id)):
+        return
+    replay = core.replay
+    recorded = None if replay is None or not typed else replay.turn_for(session, text)
+    if replay is not None and recorded is not None:
+        await replay.play(session, recorded)
         return
     reply: str | None
     if scripted is not None:
@@ -142,8 +148,10 @@ def start_turn(
     transcript: bool = True,
     message_id: str | None = None,
     scripted: str | None = None,
+    typed: bool = False,
 ) -> None:
-    """Queue a reply turn after any turn already playing."""
+    """Queue a reply turn after any turn already playing (``typed``: a ``user_text_message``, which a
+    replay answers from its recording)."""
     session._turn_task = core.spawn(
         _run_turn(
             core,
@@ -153,6 +161,7 @@ def start_turn(
             transcript=transcript,
             message_id=message_id,
             scripted=scripted,
+            typed=typed,
         )
     )
 
@@ -197,7 +206,7 @@ async def _user_text(core: SimCore, session: SimSession, msg: wire.ClientMessage
         return
     await session._send(wire.ack(msg.type, "success", "User text message processed", {"text": text}))
     message_id = msg.data.get("message_id")
-    start_turn(core, session, text, message_id=message_id if isinstance(message_id, str) else None)
+    start_turn(core, session, text, message_id=message_id if isinstance(message_id, str) else None, typed=True)
 
 
 async def _trigger(core: SimCore, session: SimSession, msg: wire.ClientMessage) -> None:

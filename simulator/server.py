@@ -31,6 +31,7 @@ from simulator.control import add_control_routes
 from simulator.core import SimConfig, SimCore, Synthesizer, Transcriber
 from simulator.instrument import InstrumentOperations
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
+from simulator.replay import Replay, load_replay
 from simulator.routes import build_app
 from simulator.scenario import Scenario, load_scenario
 from simulator.sessions import DEFAULT_SEND_TIMEOUT
@@ -94,6 +95,10 @@ class Simulator(SimulatorOperations, InstrumentOperations):
         scenario_dir: the one directory ``POST /_sim/scenario`` may read scenario files from (named
             relative to it); None (the default): the control API reads no file but the shipped scenarios.
             The ``scenario`` argument and :meth:`load_scenario` read any path you give them.
+        replay: a recording ``convai_sync`` wrote (``ConvaiConfig(record_to=PATH)``) to serve back: inputs
+            that match it by order and text get the recorded replies with the recorded timing, others the
+            default character (see ``simulator.replay``); read once, here.
+        replay_speed: how much faster than recorded the replies come (2.0: twice as fast), > 0.
 
     Raises:
         ValueError: a bad value, e.g. a port outside 0..65535, or ``idle_warning_lead`` without
@@ -131,6 +136,8 @@ class Simulator(SimulatorOperations, InstrumentOperations):
         max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
         scenario_dir: str | Path | None = None,
         websocket_audio: bool = False,
+        replay: str | Path | None = None,
+        replay_speed: float = 1.0,
     ) -> None:
         checked = limits.validate({
             "concurrency_limit": concurrency_limit, "speaker_limit": speaker_limit,
@@ -185,6 +192,7 @@ class Simulator(SimulatorOperations, InstrumentOperations):
             websocket_audio=websocket_audio,
         )
         self._scenario: Scenario | None = None if scenario is None else load_scenario(scenario)
+        self._replay: Replay | None = None if replay is None else load_replay(replay, replay_speed)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -248,6 +256,7 @@ class Simulator(SimulatorOperations, InstrumentOperations):
         core = SimCore(self._config, loop)
         core.set_scenario(self._scenario)
         core.initial_scenario = self._scenario
+        core.replay = self._replay
         app = build_app(core)
         add_control_routes(app)
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)

@@ -39,6 +39,8 @@ def reset(core: SimCore) -> int:
     core.set_scenario(core.initial_scenario)
     if core.livekit is not None:
         core.livekit.reset()
+    if core.replay is not None:
+        core.replay.restart()
     logger.info("simulator reset: %d sessions ended", len(sessions))
     return len(sessions)
 
@@ -76,4 +78,5 @@ def state(core: SimCore) -> dict[str, Any]:
                    "livekit_refusals": [] if livekit is None else livekit.queued_refusals()},
         "toxics": [toxic.describe() for toxic in core.toxics.active()],
         "scenario": None if core.runner is None else core.runner.scenario.name,
+        "replay": None if core.replay is None else core.replay.describe(),
     }
