@@ -36,7 +36,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["convai_sync", "convai_sync.*", "simulator", "simulator.*"]),
-    package_data={"convai_sync": ["py.typed"], "simulator": ["scenarios/*.json", "py.typed"]},
+    package_data={"convai_sync": ["py.typed"], "simulator": ["scenarios/*.json", "ui/*", "py.typed"]},
     # The transport reads frames with websocket-client's frame parser and makes urllib3's sockets
     # abortable (convai_sync.netio): both are pinned to the major versions that code was written for.
     install_requires=["requests>=2.28", "urllib3>=2,<3", "websocket-client>=1.6,<2"],
@@ -49,7 +49,9 @@ setup(
         "pygame": PYGAME,
         "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + AUDIO + PYGAME + [
             "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
-            "types-requests>=2.28", "hypothesis>=6.100"],
+            "types-requests>=2.28", "hypothesis>=6.100",
+            # tests/test_dashboard.py drives Debian's chromium + chromium-driver (.ci/run installs them).
+            "selenium>=4.20,<5"],
     },
     entry_points={
         "console_scripts": ["convai-sim=simulator.__main__:main"],

@@ -47,14 +47,20 @@ def _answer(status: int, detail: str) -> web.Response:
     return web.json_response({"detail": detail}, status=status)
 
 
+def token_ok(request: web.Request) -> bool:
+    """True when ``request`` carries the control token in its :data:`TOKEN_HEADER` header."""
+    # aiohttp hands over undecodable header bytes as surrogates: encode them back, never fail on them.
+    given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
+    expected = request.app[CORE_KEY].config.control_token.encode("utf-8")
+    return bool(given) and hmac.compare_digest(given, expected)
+
+
 def _guarded(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     """Check the control token, decode the JSON body, map ValueError/RequestError to 400/404."""
 
     async def route(request: web.Request) -> web.Response:
         core = request.app[CORE_KEY]
-        # aiohttp hands over undecodable header bytes as surrogates: encode them back, never fail on them.
-        given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
-        if not given or not hmac.compare_digest(given, core.config.control_token.encode("utf-8")):
+        if not token_ok(request):
             return _answer(401, f"missing or wrong {TOKEN_HEADER} header")
         body: Body = {}
         if request.method == "POST":

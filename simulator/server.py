@@ -29,6 +29,7 @@ from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
 from simulator.character import Responder
 from simulator.control import add_control_routes
 from simulator.core import SimConfig, SimCore, Synthesizer, Transcriber
+from simulator.dashboard import add_dashboard_routes
 from simulator.instrument import InstrumentOperations
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
 from simulator.replay import Replay, load_replay
@@ -259,6 +260,7 @@ class Simulator(SimulatorOperations, InstrumentOperations):
         core.replay = self._replay
         app = build_app(core)
         add_control_routes(app)
+        add_dashboard_routes(app)
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port)

@@ -11,6 +11,7 @@ import logging
 import time
 from typing import Any
 
+from convai_sync.disconnect import reason_from_close_code
 from simulator import limits
 from simulator.accounts import Accounts
 from simulator.core import SimCore
@@ -21,6 +22,8 @@ logger = logging.getLogger("simulator.state")
 #: Close code and reason a reset ends live sessions with (RFC 6455 1012: the service is restarting).
 RESET_CODE = 1012
 RESET_REASON = "Simulator reset"
+#: Ended sessions the state lists (the most recent).
+ENDED_SHOWN = 20
 
 
 def reset(core: SimCore) -> int:
@@ -45,6 +48,12 @@ def reset(core: SimCore) -> int:
     return len(sessions)
 
 
+def _reason_name(code: int | None) -> str | None:
+    """The ``DisconnectReason`` name a close code ``4000 + reason`` stands for (else None)."""
+    reason = reason_from_close_code(code)
+    return None if reason is None else reason.name
+
+
 def state(core: SimCore) -> dict[str, Any]:
     """Keys, sessions, slots, quotas, limits, queued faults, toxics and the scenario, as JSON-able data."""
     accounts = core.accounts
@@ -63,7 +72,8 @@ def state(core: SimCore) -> dict[str, Any]:
                  "turns": s.turn_count}
                 for s in core.sessions.values()]
     ended = [{"session_id": s.session_id, "transport": s.transport, "close_code": s.close_code,
-              "close_reason": s.close_reason} for s in list(core.recent.values())[-20:]]
+              "close_reason": s.close_reason, "disconnect_reason": _reason_name(s.close_code)}
+             for s in list(core.recent.values())[-ENDED_SHOWN:]]
     livekit = core.livekit
     return {
         "keys": keys,

@@ -115,6 +115,7 @@ INVALID: list[tuple[str, object]] = [
     ("audio_sample_rate", 7999), ("audio_sample_rate", 16000.0), ("audio_sample_rate", True),
     ("receive_audio", "yes"), ("receive_audio", None),
     ("audio_queue_frames", 0), ("audio_queue_frames", None),
+    ("record_to", 42), ("record_to", ""), ("record_to", b"session.jsonl"),
 ]
 
 
