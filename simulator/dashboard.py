@@ -24,6 +24,7 @@ from aiohttp import web
 from convai_sync.disconnect import DisconnectReason
 from simulator import faults
 from simulator import state as sim_state
+from simulator.carrier import within
 from simulator.control import TOKEN_HEADER, token_ok
 from simulator.routes import CORE_KEY
 from simulator.toxics import KINDS, LIVEKIT_ONLY
@@ -98,10 +99,11 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         while request.transport is not None and not request.transport.is_closing():
             data = json.dumps(sim_state.state(core), separators=(",", ":"))
-            await response.write(f"event: state\ndata: {data}\n\n".encode())
+            # A browser that stops reading is dropped like any slow consumer.
+            await within(response.write(f"event: state\ndata: {data}\n\n".encode()), core.config.send_timeout)
             await asyncio.sleep(PUSH_INTERVAL)
-    except ConnectionError as exc:
-        logger.debug("dashboard stream ended: %s", exc)
+    except (ConnectionError, asyncio.TimeoutError) as exc:
+        logger.debug("dashboard stream ended: %r", exc)
     finally:
         streams.discard(response)
     return response

@@ -193,6 +193,7 @@ class Simulator(SimulatorOperations, InstrumentOperations):
             websocket_audio=websocket_audio,
         )
         self._scenario: Scenario | None = None if scenario is None else load_scenario(scenario)
+        self._initial_scenario = self._scenario
         self._replay: Replay | None = None if replay is None else load_replay(replay, replay_speed)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -256,7 +257,7 @@ class Simulator(SimulatorOperations, InstrumentOperations):
     async def _startup(self, loop: asyncio.AbstractEventLoop) -> int:
         core = SimCore(self._config, loop)
         core.set_scenario(self._scenario)
-        core.initial_scenario = self._scenario
+        core.initial_scenario = self._initial_scenario = self._scenario
         core.replay = self._replay
         app = build_app(core)
         add_control_routes(app)
@@ -424,6 +425,15 @@ class Simulator(SimulatorOperations, InstrumentOperations):
     @staticmethod
     async def _apply_limits(core: SimCore, checked: dict[str, Any]) -> dict[str, Any]:
         return limits.apply(core, checked)
+
+    def reset(self) -> int:
+        """End every session (live ones closed 1012 "Simulator reset") and put limits, counters,
+        conversations, queued faults, LiveKit tokens, toxics and the scenario back to the configured start.
+        Returns how many sessions it ended."""
+        ended = super().reset()
+        with self._lock:
+            self._scenario = self._initial_scenario
+        return ended
 
     @property
     def scenario(self) -> Scenario | None:

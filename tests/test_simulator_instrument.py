@@ -205,3 +205,25 @@ def test_upstream_bandwidth_and_latency_still_answer(sim: Simulator) -> None:
     with sim.toxic("bandwidth", rate=10_000, direction="upstream"), sim.toxic("latency", latency=0.01, jitter=0.01,
                                                                              direction="upstream"):
         assert say(ws, "hello")
+
+
+def test_reset_restores_the_scenario_it_started_with() -> None:
+    with Simulator(scenario="idle_user") as sim:
+        sim.load_scenario("flaky_network")
+        assert sim.state()["scenario"] == "flaky_network"
+        sim.reset()
+        assert sim.state()["scenario"] == "idle_user"
+        assert sim.scenario is not None and sim.scenario.name == "idle_user"
+
+
+def test_cli_toxics_are_parsed_and_checked() -> None:
+    from simulator.__main__ import build_parser
+
+    args = build_parser().parse_args(["--toxic", "latency:latency=0.2,jitter=0.05,seed=7",
+                                      "--toxic", "abort", "--replay", "x.jsonl", "--replay-speed", "2"])
+    assert args.toxics == [("latency", {"latency": 0.2, "jitter": 0.05, "seed": 7}), ("abort", {})]
+    assert args.replay == "x.jsonl" and args.replay_speed == 2.0
+    for bad in ("latency", "jam", "latency:latency", "abort:session_id=abc"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--toxic", bad])
+
