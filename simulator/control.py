@@ -209,7 +209,7 @@ async def _toxics(core: SimCore, body: Body) -> web.Response:
         kind, session_id, options = toxics.options_from(body)
         toxic = core.toxics.add_from(kind, session_id, **options)
         return web.json_response({"toxic": toxic.describe()})
-    return web.json_response({"toxics": [toxic.describe() for toxic in core.toxics.active()]})
+    return web.json_response({"toxics": core.toxics.describe()})
 
 
 async def _remove_toxics(core: SimCore, body: Body) -> web.Response:

@@ -61,7 +61,7 @@ class InstrumentOperations:
     def toxics(self) -> list[dict[str, Any]]:
         """The active toxics, as the control API lists them (``id``, ``kind``, ``seed``, parameters...)."""
         async def read(core: SimCore) -> list[dict[str, Any]]:
-            return [toxic.describe() for toxic in core.toxics.active()]
+            return core.toxics.describe()
 
         return self._call(read)
 

@@ -86,7 +86,7 @@ def state(core: SimCore) -> dict[str, Any]:
         "conversations": accounts.conversation_count,
         "faults": {"connect": [{"code": entry[0].code.value, "times": entry[1]} for entry in core.connect_faults],
                    "livekit_refusals": [] if livekit is None else livekit.queued_refusals()},
-        "toxics": [toxic.describe() for toxic in core.toxics.active()],
+        "toxics": core.toxics.describe(),
         "scenario": None if core.runner is None else core.runner.scenario.name,
         "replay": None if core.replay is None else core.replay.describe(),
     }

@@ -89,6 +89,9 @@ class ToxicLink:
         elif kind == "leave":
             self._wire.leave(str(toxic.params["action"]))
 
+    def held_by(self, toxic: ActiveToxic) -> bool:
+        return toxic in self._toxics
+
     def disengage(self, toxic: ActiveToxic) -> None:
         if toxic not in self._toxics:
             return

@@ -159,6 +159,9 @@ class ToxicTarget(Protocol):
     def disengage(self, toxic: ActiveToxic) -> None:
         """``toxic`` was removed."""
 
+    def held_by(self, toxic: ActiveToxic) -> bool:
+        """True while ``toxic`` acts on this connection."""
+
 
 class ToxicRegistry:
     """The active toxics and the live connections they act on (loop thread only)."""
@@ -198,6 +201,15 @@ class ToxicRegistry:
 
     def active(self) -> list[ActiveToxic]:
         return list(self._toxics.values())
+
+    def holding(self, toxic: ActiveToxic) -> int:
+        """How many live connections ``toxic`` acts on now."""
+        return sum(1 for target in self._targets if target.held_by(toxic))
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every active toxic as :meth:`ActiveToxic.describe` shows it, with ``holding`` (connections it acts
+        on now)."""
+        return [{**toxic.describe(), "holding": self.holding(toxic)} for toxic in self._toxics.values()]
 
     @staticmethod
     def _matches(toxic: ActiveToxic, target: ToxicTarget) -> bool:

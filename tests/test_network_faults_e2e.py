@@ -66,6 +66,8 @@ def test_the_client_survives_the_fault(sim: Simulator, transport: str, fault: Ne
                     threading.Thread(target=_ask_quietly, args=(client,), daemon=True).start()
                 reconnecting.wait(1, timeout=WAIT)
             else:
+                [toxic] = sim.state()["toxics"]
+                assert toxic["holding"] == 1  # it acts on the client's connection
                 assert client.ask("during", timeout=WAIT).text
         if fault.drops:
             reconnected.wait(1, timeout=WAIT)

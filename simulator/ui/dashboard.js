@@ -5,7 +5,7 @@
 
 const HEADER = "X-Sim-Control-Token";
 const STORE = "convai-sim-control-token";
-const TOXIC_FIELDS = ["id", "kind", "session_id", "direction", "probability", "seed"];
+const TOXIC_FIELDS = ["id", "kind", "session_id", "direction", "probability", "seed", "holding"];
 let catalog = null;
 let streamAbort = null;
 
@@ -87,7 +87,8 @@ function render(state) {
                                                `removed ${t.id}`));
     const params = Object.entries(t).filter(([name]) => !TOXIC_FIELDS.includes(name))
       .map(([name, value]) => `${name}=${value}`).join(", ");
-    return { cells: [t.id, params, t.session_id || "every session", t.direction, t.probability, t.seed, remove],
+    return { cells: [t.id, params, t.session_id || "every session", t.direction, t.probability, t.seed,
+                     t.holding, remove],
              attributes: { "data-toxic-id": t.id } };
   }));
   const queued = byId("queued");
