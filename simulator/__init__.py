@@ -9,6 +9,10 @@
 
     Simulator(scenario="flaky_network")       # every session runs a shipped (or your own) scenario
 
+Network faults (``sim.toxic(...)``, :mod:`simulator.toxics`), ``sim.reset()``, ``sim.state()``, replaying a
+``convai_sync`` recording (``Simulator(replay=PATH)``, :mod:`simulator.replay`) and the dashboard at
+``/_sim/ui`` make it a test instrument; :mod:`simulator.faultkit` is the reconnect test kit.
+
 ``python -m simulator`` / ``convai-sim`` runs it standalone; ``/_sim/*`` routes (see
 :mod:`simulator.control`) drive it from other processes with its control token.
 
@@ -24,6 +28,7 @@ from convai_sync.errors import ErrorCode
 from simulator.scenario import Scenario, load_scenario, shipped_scenarios
 from simulator.server import Simulator
 from simulator.sessions import SimSession
+from simulator.toxics import Toxic
 
-__all__ = ["DisconnectReason", "ErrorCode", "Scenario", "SimSession", "Simulator", "load_scenario",
+__all__ = ["DisconnectReason", "ErrorCode", "Scenario", "SimSession", "Simulator", "Toxic", "load_scenario",
            "shipped_scenarios"]

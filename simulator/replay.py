@@ -15,6 +15,7 @@ those itself either way and skips the recorded ones.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ logger = logging.getLogger("simulator.replay")
 
 #: Mismatches kept for ``GET /_sim/state`` (oldest dropped first).
 MISMATCHES_KEPT = 100
+#: Conversations whose place in the recording is remembered (least recently used forgotten first).
+MAX_CURSORS = 10_000
 #: Client message types that start a turn.
 INPUT_TYPE = "user_text_message"
 
@@ -55,7 +58,7 @@ class Replay:
     speed: float = 1.0
     #: Inputs that did not match, as ``{"session_id", "index", "got", "expected"}`` (newest last).
     mismatches: list[dict[str, Any]] = field(default_factory=list)
-    _cursor: dict[str, int] = field(default_factory=dict)
+    _cursor: collections.OrderedDict[str, int] = field(default_factory=collections.OrderedDict)
 
     def restart(self) -> None:
         """From the first recorded turn again, with no mismatch (``POST /_sim/reset``)."""
@@ -75,6 +78,9 @@ class Replay:
         expected = self.turns[index].text if index < len(self.turns) else None
         if expected == text:
             self._cursor[key] = index + 1
+            self._cursor.move_to_end(key)
+            while len(self._cursor) > MAX_CURSORS:
+                self._cursor.popitem(last=False)
             return self.turns[index]
         report = {"session_id": session.session_id, "index": index, "got": text, "expected": expected}
         self.mismatches.append(report)

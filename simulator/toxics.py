@@ -107,6 +107,10 @@ class ActiveToxic:
             rolled = self._rolls[link_id] = self.probability >= 1.0 or self._rng.random() < self.probability
         return rolled
 
+    def forget(self, link_id: str) -> None:
+        """Drop the draw remembered for ``link_id`` (its connection ended)."""
+        self._rolls.pop(link_id, None)
+
     def jitter(self) -> float:
         """A ``latency`` toxic's delay for one message: ``latency`` ± uniform ``jitter``, at least 0."""
         jitter = float(self.params.get("jitter", 0.0))
@@ -236,7 +240,11 @@ class ToxicRegistry:
                 target.engage(toxic)
 
     def detach(self, target: ToxicTarget) -> None:
+        """A connection ended: forget it and each toxic's draw for it (long-lived toxics stay small)."""
         self._targets.discard(target)
+        key = id_of(target)
+        for toxic in self._toxics.values():
+            toxic.forget(key)
 
 
 def id_of(target: ToxicTarget) -> str:
