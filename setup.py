@@ -13,7 +13,7 @@ for line in (ROOT / "convai_sync" / "__init__.py").read_text().splitlines():
 # protobuf: the /chat WebSocket's binary Pipecat frames (the user's voice in, the character's out).
 SIMULATOR = ["aiohttp>=3.9", "protobuf>=5"]
 # The simulator's LiveKit side. Pinned to what was tested: LiveKit's signalling moves between releases, and
-# simulator/livekit/peer.py relies on aiortc 1.16 / aioice 0.13 internals (the sender's media stream id,
+# simulator/carriers/livekit/peer.py relies on aiortc 1.16 / aioice 0.13 internals (the sender's media stream id,
 # aioice's host-address lookup).
 SIMULATOR_LIVEKIT = ["aiortc>=1.16,<1.17", "aioice>=0.13,<0.14", "livekit-protocol>=1.1.29,<1.2",
                      "livekit-api>=1.2.2,<1.3"]
@@ -22,11 +22,13 @@ SIMULATOR_LIVEKIT = ["aiortc>=1.16,<1.17", "aioice>=0.13,<0.14", "livekit-protoc
 AUDIO = ["protobuf>=5"]
 # convai_sync.devices (Speaker, Microphone): the PortAudio binding; tests inject fake streams instead.
 DEVICES = ["sounddevice>=0.4"]
-# The real LiveKit client the tests drive (tests/support/loopback_shim.c is checked against its FFI library).
+# The real LiveKit client the tests drive (convai_sync/loopback_shim.c is checked against its FFI library).
 LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3"]
 # examples/pygame_character.py and bench/frame_budget.py: a pygame-ce game host. numpy converts the
 # character's voice to the mixer's format (pygame's own sample-array module, pygame.sndarray, uses it too).
 PYGAME = ["pygame-ce>=2.5,<3", "numpy>=1.23"]
+# The documentation site (mkdocs.yml): MkDocs + Material, the API reference from docstrings, and generated pages.
+DOCS = ["mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "mkdocstrings[python]>=0.26", "mkdocs-gen-files>=0.5,<1"]
 
 setup(
     name="convai-sync",
@@ -36,7 +38,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["convai_sync", "convai_sync.*", "simulator", "simulator.*"]),
-    package_data={"convai_sync": ["py.typed"], "simulator": ["scenarios/*.json", "ui/*", "py.typed"]},
+    package_data={"convai_sync": ["py.typed", "loopback_shim.c"],
+                  "simulator": ["scenarios/*.json", "http/ui/*", "py.typed"]},
     # The transport reads frames with websocket-client's frame parser and makes urllib3's sockets
     # abortable (convai_sync.netio): both are pinned to the major versions that code was written for.
     install_requires=["requests>=2.28", "urllib3>=2,<3", "websocket-client>=1.6,<2"],
@@ -47,9 +50,10 @@ setup(
         "devices": DEVICES,
         "livekit": LIVEKIT_CLIENT + AUDIO,
         "pygame": PYGAME,
+        "docs": DOCS,
         "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + AUDIO + PYGAME + [
             "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
-            "types-requests>=2.28", "hypothesis>=6.100",
+            "types-requests>=2.28", "hypothesis>=6.100", "import-linter>=2.17,<3",
             # tests/test_dashboard.py drives Debian's chromium + chromium-driver (.ci/run installs them).
             "selenium>=4.20,<5"],
     },

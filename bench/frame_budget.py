@@ -49,9 +49,9 @@ def measure(seconds: float, fps: float, transport: str) -> dict[str, Any]:
     from _pygame_scene import Scene
     from _pygame_tour import Voice
     from _pygame_view import SIZE, View
-    from _pygame_voice import VoicePlayer
 
     from convai_sync import ConvaiClient
+    from convai_sync.pygame_voice import VoicePlayer
     from simulator import Simulator
 
     screen = init_pygame(SIZE, "frame budget")
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['interval_ms']['p99']:9.2f} {r['interval_ms']['max']:9.2f} {r['voice_seconds']:8.2f}")
     sdk = results["SDK loop"]
     print(f"SDK run: {sdk['turns']} replies, {sdk['events_pumped']} events pumped, {sdk['underruns']} underruns, "
-          f"{sdk['stranded_restarts']} queued sounds restarted (pygame's mixer race; examples/_pygame_voice.py)")
+          f"{sdk['stranded_restarts']} queued sounds restarted (pygame's mixer race; convai_sync/pygame_voice.py)")
     return 0
 
 

@@ -2,7 +2,7 @@
 
     python bench/livekit_loopback.py [--joins 20] [--messages 200] [--idle 5]
 
-Re-executes itself under the loopback shim (tests/support/loopback.py), as the test suite does. Prints the
+Re-executes itself under the loopback shim (convai_sync/loopback.py), as the test suite does. Prints the
 ``room.connect()`` wall time (p50/max), the data round trip of a ``reset-idle-timer`` and its ack (p50/p99),
 the client's native thread counts, and the CPU the simulator's loop thread spends on an idle connected session.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.loopback import ensure_loopback_preload
+from convai_sync.loopback import ensure_loopback_preload
 
 
 def _cpu_seconds(native_id: int) -> float:

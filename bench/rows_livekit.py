@@ -6,7 +6,7 @@ character's track) against the same simulator. The SDK rows use
 ``ConvaiClient(config(transport="livekit"))`` and ``client.events.on_audio``; until the SDK's LiveKit
 transport exists they print ``n/a (transport not available)`` and the raw figures stand alone.
 
-Needs the loopback shim (``tests/support/loopback.py``): ``bench/run.py`` re-executes itself under it.
+Needs the loopback shim (``convai_sync/loopback.py``): ``bench/run.py`` re-executes itself under it.
 """
 
 from __future__ import annotations

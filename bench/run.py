@@ -20,7 +20,7 @@ separate ``python -m simulator`` process by default; ``--inproc`` runs it in thi
     python bench/run.py                     # the full table (~10 minutes)
     python bench/run.py --json out.json --only ws,footprint
 
-Runs under the loopback shim (``tests/support/loopback.py``) so the real LiveKit client works on
+Runs under the loopback shim (``convai_sync/loopback.py``) so the real LiveKit client works on
 127.0.0.1; it re-executes itself once to load it. Exit status 0 when every row with a target met it.
 """
 
@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Row, na, print_table, start_sim
-from tests.support.loopback import LoopbackShimError, ensure_loopback_preload
+from convai_sync.loopback import LoopbackShimError, ensure_loopback_preload
 
 SECTIONS = ("ws", "throughput", "livekit", "footprint", "shutdown", "capacity")
 

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.cycles <= 100_000:
         parser.error("--cycles must be 1..100000")
-    from tests.support.loopback import ensure_loopback_preload
+    from convai_sync.loopback import ensure_loopback_preload
 
     transports = ("websocket", "livekit") if args.transport == "both" else (args.transport,)
     if "livekit" in transports:

@@ -4,7 +4,7 @@
 
 The simulator runs in a child process (so this process's CPU and threads are the client's alone),
 with a two-word reply so an ``ask`` measures the round trip rather than the scripted voice's length.
-This process re-executes itself under the loopback shim (tests/support/loopback.py), which the real
+This process re-executes itself under the loopback shim (convai_sync/loopback.py), which the real
 ``livekit`` client needs on a machine whose only address is 127.0.0.1. Figures, per transport:
 
 * ``connect()`` wall time (p50 / max over ``--connects`` fresh clients), and one ``connect()`` +
@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.loopback import ensure_loopback_preload  # noqa: E402
+from convai_sync.loopback import ensure_loopback_preload  # noqa: E402
 
 CHILD = """
 import sys, threading

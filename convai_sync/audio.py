@@ -63,6 +63,12 @@ class AudioFrame:
         """Seconds of audio in this frame."""
         return self.samples_per_channel / self.sample_rate
 
+    def __repr__(self) -> str:
+        # Sizes and duration, never the samples: a frame's bytes are no use in a log or a terminal.
+        turn = "" if self.turn_id is None else f", turn {self.turn_id}"
+        return (f"AudioFrame({self.duration * 1000:.1f} ms, {self.sample_rate} Hz, {self.num_channels} ch, "
+                f"{len(self.data)} bytes{turn})")
+
 
 @dataclass(frozen=True)
 class AudioClip:
@@ -76,6 +82,9 @@ class AudioClip:
     def duration(self) -> float:
         """Seconds of audio."""
         return len(self.pcm) / (BYTES_PER_SAMPLE * self.num_channels * self.sample_rate)
+
+    def __repr__(self) -> str:
+        return f"AudioClip({self.duration:.2f} s, {self.sample_rate} Hz, {self.num_channels} ch, {len(self.pcm)} bytes)"
 
     def write_wav(self, path: str | PathLike[str]) -> None:
         """Write a playable WAV file (PCM16) to ``path``."""

@@ -15,6 +15,35 @@ from .hub import EventHub, Subscription
 T = TypeVar("T")
 
 
+#: When each channel fires: the third column of the channel table (:func:`channel_table`), which
+#: README.md and :class:`ConvaiEvents`' docstring carry and tests/test_channel_table.py checks.
+WHEN: dict[str, str] = {
+    "on_connected": "the session reached CONNECTED: transport joined and `bot-ready` received",
+    "on_disconnected": "the session reached DISCONNECTED (`error` is set when a failure ended it)",
+    "on_reconnecting": "a dropped session is being restored: on the drop and before each attempt",
+    "on_reconnected": "RECONNECTING -> CONNECTED",
+    "on_session_state_changed": "every state transition",
+    "on_session_error": "the session reports an error (a failed connect attempt, a server `error`, …)",
+    "on_pipeline_error": "an error from the server's processing pipeline (RTVI `error`); also on `on_session_error`",
+    "on_usage_limit_reached": "`usage-limit-reached`: a quota is exhausted, the session cannot continue",
+    "on_user_idle_warning": "`user-idle-warning`: the server closes the session after `remaining_seconds`",
+    "on_user_idle_timeout": "the idle warning's deadline passed (measured locally)",
+    "on_participant_joined": "a participant joined the room (LiveKit)",
+    "on_participant_left": "a participant left the room (LiveKit)",
+    "on_room_ownership_rebind_state_changed": "the character's room-ownership rebinding changed state",
+    "on_server_response": "`server-response`: the server acknowledged one client message",
+    "on_llm_no_response": "`llm-no-response`: the LLM chose not to reply (not an error)",
+    "on_bot_ready": "`bot-ready`: the character's pipeline is ready for input",
+    "on_message": "every conversation message (`bot-llm-text`, `bot-emotion`, …; an unknown type as `ServerMessage`)",
+    "on_bot_text": "each `bot-llm-text` chunk of a reply, as it streams in",
+    "on_audio": "each piece of the character's voice (PCM16) as it arrives",
+    "on_audio_interrupted": "the character's voice was interrupted (barge-in): stop playing it now",
+    "on_waiting_for_slot": "the plan's concurrency limit holds; `SlotWaitPolicy` retries in `retry_in` s",
+    "on_session_duration_warning": "`max_session_duration` ends the session in `remaining_seconds`",
+    "on_handler_error": "an event handler raised (subscribing here takes over handler errors)",
+}
+
+
 class EventChannel(Generic[T]):
     """One event channel. Also usable as a decorator: ``@client.events.on_connected``."""
 
@@ -45,7 +74,38 @@ class EventChannel(Generic[T]):
 
 
 class ConvaiEvents:
-    """Typed channels of one client; ``raw`` is the underlying :class:`EventHub`."""
+    """Typed channels of one client (``client.events``); ``raw`` is the underlying :class:`EventHub`.
+
+    Subscribe with ``client.events.on_x.subscribe(handler, policy)`` (or use the channel as a decorator);
+    ``handler(payload)`` runs under the subscription's delivery policy. Every channel, in table order
+    (:meth:`channels`; the same table is in README.md, and a test checks both against :meth:`channels`):
+
+    | channel | payload | fires when |
+    |---|---|---|
+    | `on_connected` | `Connected` | the session reached CONNECTED: transport joined and `bot-ready` received |
+    | `on_disconnected` | `Disconnected` | the session reached DISCONNECTED (`error` is set when a failure ended it) |
+    | `on_reconnecting` | `Reconnecting` | a dropped session is being restored: on the drop and before each attempt |
+    | `on_reconnected` | `Reconnected` | RECONNECTING -> CONNECTED |
+    | `on_session_state_changed` | `SessionStateChanged` | every state transition |
+    | `on_session_error` | `SessionError` | the session reports an error (a failed connect attempt, a server `error`, …) |
+    | `on_pipeline_error` | `PipelineSessionError` | an error from the server's processing pipeline (RTVI `error`); also on `on_session_error` |
+    | `on_usage_limit_reached` | `UsageLimitReached` | `usage-limit-reached`: a quota is exhausted, the session cannot continue |
+    | `on_user_idle_warning` | `UserIdleWarningReceived` | `user-idle-warning`: the server closes the session after `remaining_seconds` |
+    | `on_user_idle_timeout` | `UserIdleTimeoutElapsed` | the idle warning's deadline passed (measured locally) |
+    | `on_participant_joined` | `ParticipantJoined` | a participant joined the room (LiveKit) |
+    | `on_participant_left` | `ParticipantLeft` | a participant left the room (LiveKit) |
+    | `on_room_ownership_rebind_state_changed` | `RoomOwnershipRebindStateChanged` | the character's room-ownership rebinding changed state |
+    | `on_server_response` | `ServerResponse` | `server-response`: the server acknowledged one client message |
+    | `on_llm_no_response` | `LLMNoResponse` | `llm-no-response`: the LLM chose not to reply (not an error) |
+    | `on_bot_ready` | `BotReady` | `bot-ready`: the character's pipeline is ready for input |
+    | `on_message` | `ServerMessage` | every conversation message (`bot-llm-text`, `bot-emotion`, …; an unknown type as `ServerMessage`) |
+    | `on_bot_text` | `BotText` | each `bot-llm-text` chunk of a reply, as it streams in |
+    | `on_audio` | `AudioFrame` | each piece of the character's voice (PCM16) as it arrives |
+    | `on_audio_interrupted` | `AudioInterrupted` | the character's voice was interrupted (barge-in): stop playing it now |
+    | `on_waiting_for_slot` | `WaitingForSlot` | the plan's concurrency limit holds; `SlotWaitPolicy` retries in `retry_in` s |
+    | `on_session_duration_warning` | `SessionDurationWarning` | `max_session_duration` ends the session in `remaining_seconds` |
+    | `on_handler_error` | `HandlerError` | an event handler raised (subscribing here takes over handler errors) |
+    """  # noqa: E501 (a Markdown table's rows cannot wrap)
 
     def __init__(self, hub: EventHub, pipeline_error_type: type[SessionError]) -> None:
         self.raw = hub
@@ -80,3 +140,14 @@ class ConvaiEvents:
     def channels(self) -> list[EventChannel[Any]]:
         """Every channel, in table order."""
         return [v for v in vars(self).values() if isinstance(v, EventChannel)]
+
+
+def channel_table(events: ConvaiEvents) -> str:
+    """The channel table as Markdown: one row per channel of ``events`` (channel, payload type, when it fires).
+
+    A channel without a :data:`WHEN` entry shows ``?`` there (and fails the test that checks the table).
+    """
+    lines = ["| channel | payload | fires when |", "|---|---|---|"]
+    for channel in events.channels():
+        lines.append(f"| `{channel.name}` | `{channel.event_type.__name__}` | {WHEN.get(channel.name, '?')} |")
+    return "\n".join(lines)

@@ -204,7 +204,7 @@ class ConvaiClient:
             fut.result(timeout)
         except FutureTimeout:
             self._session.post(lambda: self._session.cmd_disconnect(None))
-            raise timeout_error(f"{what} did not complete within {timeout} s", self.session_id) from None
+            raise timeout_error(f"{what} did not complete within {timeout} s.", self.session_id) from None
         finally:
             self._hub.raise_pending()
 
@@ -345,7 +345,7 @@ class ConvaiClient:
             return turn.reply(deadline.at)
         except TimeoutError as exc:
             self._session.turns.abandon(turn)
-            raise timeout_error(f"{exc} ({timeout} s)", self.session_id) from None
+            raise timeout_error(f"{exc} (timeout={timeout} s).", self.session_id) from None
         finally:
             self._hub.raise_pending()
 
@@ -460,8 +460,9 @@ class ConvaiClient:
             mode: ``"append"`` (default), ``"replace"`` or ``"reset"``.
             run_llm: ``"true"`` (the character replies; the reply reaches the event channels
                 only), ``"false"`` or ``"auto"`` (strings, as Convai's API takes them).
-            wait, timeout: As :meth:`send_text`; the ack's ``extras`` carry the token budget
+            wait: As :meth:`send_text`; the ack's ``extras`` carry the token budget
                 (``token_count``, ``remaining_tokens``, ``max_tokens``).
+            timeout: As :meth:`send_text`.
 
         Raises:
             ValueError: bad ``mode``/``run_llm``, or no text unless resetting. Otherwise as

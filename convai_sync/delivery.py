@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .audio import AudioFrame
+from .names import ReadableNames
 
 log = logging.getLogger("convai_sync")
 
@@ -45,7 +46,7 @@ AudioDropReport = Callable[[str, int, bool], None]
 _dispatch_ids = itertools.count(1)
 
 
-class EventDeliveryPolicy(enum.Enum):
+class EventDeliveryPolicy(ReadableNames, enum.Enum):
     """Where a subscription's handler runs."""
 
     MAIN_THREAD = "main_thread"

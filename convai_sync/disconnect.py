@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import enum
 
+from .names import ReadableNames
+
 #: Close codes 4000..4099 carry ``4000 + DisconnectReason`` on the WebSocket transport.
 REASON_CLOSE_CODE_BASE = 4000
 
 
-class DisconnectReason(enum.IntEnum):
+class DisconnectReason(ReadableNames, enum.IntEnum):
     """Why a session ended (LiveKit ``DisconnectReason``)."""
 
     UNKNOWN_REASON = 0

@@ -32,8 +32,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import NamedTuple
 
+from .names import ReadableNames
 
-class SessionErrorStage(enum.IntEnum):
+
+class SessionErrorStage(ReadableNames, enum.IntEnum):
     """Broad lifecycle stage where an error originated (Convai Unity ``SessionErrorStage``)."""
 
     UNKNOWN = 0
@@ -49,7 +51,8 @@ class ErrorCode(str, enum.Enum):
 
     ``ErrorCode.CONNECTION_TIMEOUT == "connection.timeout"`` holds, so codes compare equal to the
     hierarchical strings Convai documents. Per-code facts live in :data:`CATALOG`; use the
-    properties below rather than testing codes one by one.
+    properties below rather than testing codes one by one. Unlike the other public enums (which
+    print as ``Type.NAME``), a code prints as Convai's own name for it, ``connection.timeout``.
     """
 
     CONFIG_API_KEY_MISSING = "config.api_key_missing"

@@ -22,6 +22,7 @@ from .audio import AudioClip
 from .delivery import EventDeliveryPolicy
 from .disconnect import DisconnectReason
 from .errors import ErrorCode, SessionError
+from .names import ReadableNames
 from .state import SessionState
 
 
@@ -33,7 +34,7 @@ def utcnow() -> datetime:
 _EMPTY: Mapping[str, Any] = {}
 
 
-class ParticipantType(enum.IntEnum):
+class ParticipantType(ReadableNames, enum.IntEnum):
     """Kind of room participant (Convai Unity ``ParticipantType``)."""
 
     UNKNOWN = 0
@@ -42,7 +43,7 @@ class ParticipantType(enum.IntEnum):
     CHARACTER = 3
 
 
-class RoomOwnershipRebindStatus(enum.IntEnum):
+class RoomOwnershipRebindStatus(ReadableNames, enum.IntEnum):
     """Outcome of a character ownership rebind (Convai Unity)."""
 
     DEFERRED_UNTIL_STARTUP = 0
@@ -383,6 +384,10 @@ class ProtocolFault:
     raw: str
 
 
+#: Characters of a reply's text ``repr(BotReply)`` shows before shortening it with "…".
+REPR_TEXT_CHARS = 80
+
+
 # ---- conversation traffic (on_message) ------------------------------------------------------
 
 
@@ -573,6 +578,10 @@ class AudioData(ServerMessage):
     sample_rate: int = 0
     num_channels: int = 1
 
+    def __repr__(self) -> str:
+        # ``data`` holds the base64 audio: sizes only.
+        return f"AudioData({self.sample_rate} Hz, {self.num_channels} ch, {len(self.pcm)} bytes of PCM16)"
+
 
 @dataclass(frozen=True, kw_only=True)
 class Metrics(ServerMessage):
@@ -594,7 +603,15 @@ class BotReply:
         message_id: The id sent with the question (echoed by ``final-user-transcription``).
         audio: The character's voice for this turn (PCM16, as an ``AudioClip``) when the session
             receives audio and the reply was spoken; for an interrupted reply, the voice that came
-            before the interruption; None otherwise.
+            before the interruption. None when no voice came for this turn: the session does not
+            receive audio (``ConvaiConfig.receive_audio=False``; or the WebSocket transport without
+            the ``audio`` extra's protobuf; or a server that sends no voice on the WebSocket, e.g. the
+            simulator unless started with ``Simulator(websocket_audio=True)``), text-to-speech is off
+            (``tts_enabled=False``), or the LLM did not reply. The SDK logs one line per session
+            (logger ``convai_sync``) when a spoken reply ends without any voice, saying which.
+
+    ``repr()``/``print()`` show the text (shortened), the emotion and the audio's duration and size,
+    never the audio's bytes.
     """
 
     text: str
@@ -606,3 +623,18 @@ class BotReply:
     was_interrupted: bool = False
     message_id: str | None = None
     audio: AudioClip | None = None
+
+    def __repr__(self) -> str:
+        text = self.text if len(self.text) <= REPR_TEXT_CHARS else self.text[:REPR_TEXT_CHARS - 1] + "…"
+        parts = [f"text={text!r}"]
+        if self.emotion is not None:
+            parts.append(f"emotion={self.emotion!r}" + (f" ({self.emotion_scale})" if self.emotion_scale else ""))
+        if self.actions:
+            parts.append(f"actions={[a.name for a in self.actions]!r}")
+        parts.append(f"chunks={len(self.chunks)}")
+        if self.no_response:
+            parts.append("no_response=True")
+        if self.was_interrupted:
+            parts.append("was_interrupted=True")
+        parts.append(f"audio={self.audio!r}")
+        return f"BotReply({', '.join(parts)})"

@@ -406,7 +406,8 @@ class EventHub:
         self._waiters.add(done)
         try:
             if not done.wait(limit):
-                raise timeout_error(f"no {event_type.__name__} within {timeout} s")
+                matching = " matching the predicate" if predicate is not None else ""
+                raise timeout_error(f"No {event_type.__name__} event{matching} arrived within {timeout} s.")
         finally:
             self._waiters.discard(done)
             sub.unsubscribe()

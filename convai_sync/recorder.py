@@ -8,6 +8,7 @@ it. Each line is one JSON object::
     {"t": 1.301002, "dir": "in", "transport": "websocket", "frame": {...}}    # an RTVI message received
     {"t": 0.000120, "event": "open", "transport": "livekit", "session_id": "...", "character_session_id": "..."}
     {"t": 5.002000, "event": "closed", "transport": "websocket", "code": 1000, "reason": "...", ...}
+    {"t": 5.100000, "event": "send_failed", "transport": "websocket", "error": "ConnectionError"}  # the "out" before it
 
 ``t`` is seconds on ``time.monotonic()`` since the recorder was made. A message that is not JSON is kept as
 ``"text"``; a binary message only as its size (``"bytes"``); audio is not recorded. Credentials are

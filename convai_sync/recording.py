@@ -71,8 +71,13 @@ class RecordingTransport(Transport):
                          canceller=canceller)
 
     def send(self, data: str) -> None:
-        self._inner.send(data)
+        # Recorded first: the reply may arrive (and be recorded by the reader thread) before send() returns.
         self._recorder.message("out", self.kind, data)
+        try:
+            self._inner.send(data)
+        except ConnectionError as exc:
+            self._recorder.write({"event": "send_failed", "transport": self.kind, "error": type(exc).__name__})
+            raise
 
     def close(self, code: int = 1000, reason: str = "", *, timeout: float = 1.0) -> None:
         self._inner.close(code, reason, timeout=timeout)

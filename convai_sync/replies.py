@@ -65,7 +65,7 @@ class ReplyStream(Iterator[ev.BotText]):
             chunk = self._turn.wait_chunk(self._index, at)
         except TimeoutError:
             self._turns.abandon(self._turn)
-            raise timeout_error(f"no complete reply within {self._timeout} s", self._session_id()) from None
+            raise timeout_error(f"No complete reply arrived within {self._timeout} s.", self._session_id()) from None
         finally:
             self._after_wait()
         if chunk is None:

@@ -113,8 +113,8 @@ class Sender:
             response = fut.result(deadline.remaining())
         except FutureTimeout:
             acks.abandon(msg_type, fut)
-            raise timeout_error(f"no server-response for {msg_type} within "
-                                f"{self._config.ack_timeout if limit is None else limit} s",
+            raise timeout_error(f"The server sent no server-response acknowledging {msg_type} within "
+                                f"{self._config.ack_timeout if limit is None else limit} s.",
                                 session.session_id) from None
         if response.is_error:
             text = response.message or "request rejected"

@@ -46,6 +46,7 @@ from .netio import Canceller
 from .state import SessionState, check_transition
 from .timers import SessionTimers
 from .transports.base import Transport, TransportClosed
+from .transports.ice import no_ice_candidate_hint
 from .turns import AckTracker, TurnTracker
 from .voice import VoiceTracker
 from .workers import Worker, Workers
@@ -385,7 +386,8 @@ class Session:
         self.transport = result.transport
         self._listener = listener
         # audio-data messages travel with the other messages: no tail for them.
-        self.voice.attach(0.0 if self._config.audio_routing == "data_only" else result.transport.audio_lag)
+        self.voice.attach(0.0 if self._config.audio_routing == "data_only" else result.transport.audio_lag,
+                          transport_kind=result.transport.kind)
         self.session_id = result.endpoint.session_id
         if result.endpoint.character_session_id:
             self.character_session_id = result.endpoint.character_session_id
@@ -411,12 +413,20 @@ class Session:
         if attempt_id != self._attempt_id or self.state not in (S.CONNECTING, S.RECONNECTING):
             return
         self._attempt_id += 1  # a late worker result is released by _discard
-        waited = ("the transport's link recovery" if self._resuming
-                  else "bot-ready" if self.transport is not None else "the connect call")
+        limit = f"connection_timeout={self._config.connection_timeout:g} s"
+        if self._resuming:
+            message = f"The transport's own link recovery (a resume or rejoin) did not finish within {limit}."
+        elif self.transport is not None:
+            message = f"The session was joined, but the character sent no bot-ready within {limit}."
+        else:
+            message = (f"The connect call (POST /connect, then joining the session's {self._config.transport} "
+                       f"transport) did not finish within {limit}.")
+            if self._config.transport == "livekit":
+                hint = no_ice_candidate_hint()
+                message = f"{message} {hint}" if hint else message
         self._resuming = False
-        self._abort_attempt(f"connection_timeout={self._config.connection_timeout:g} s elapsed")
-        error = self._err(ErrorCode.CONNECTION_TIMEOUT,
-                          f"no {waited} within connection_timeout={self._config.connection_timeout:g} s")
+        self._abort_attempt(f"{limit} elapsed")
+        error = self._err(ErrorCode.CONNECTION_TIMEOUT, message)
         self._teardown_link(notify_server=True)
         self._attempt_failed(error)
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import enum
 
+from .names import ReadableNames
 
-class SessionState(enum.IntEnum):
+
+class SessionState(ReadableNames, enum.IntEnum):
     """Lifecycle state of a session, with Convai's numeric values."""
 
     DISCONNECTED = 0

@@ -99,7 +99,7 @@ class Recorder(Generic[T]):
     def wait(self, count: int = 1, timeout: float = 5.0) -> list[T]:
         with self._cond:
             if not self._cond.wait_for(lambda: len(self.events) >= count, timeout):
-                raise TimeoutError(f"got {len(self.events)} of {count} events within {timeout} s")
+                raise TimeoutError(f"Only {len(self.events)} of {count} events arrived within {timeout} s.")
             return list(self.events)
 
     def __len__(self) -> int:

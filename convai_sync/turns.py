@@ -191,14 +191,14 @@ class Turn:
         try:
             text = self.future.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
         except FutureTimeout:  # not the builtin TimeoutError before Python 3.11
-            raise TimeoutError("no complete reply before the deadline") from None
+            raise TimeoutError("No complete reply arrived before the deadline") from None
         with self._cond:
             if not self._audio_expected:
                 return text
             while not self._audio_ended:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise TimeoutError("the reply's text arrived but its voice had not ended before the deadline")
+                    raise TimeoutError("The reply's text arrived, but its voice had not ended before the deadline")
                 self._cond.wait(remaining)
         return dataclasses.replace(text, audio=self.audio_clip())
 
@@ -238,7 +238,7 @@ class Turn:
             while index >= len(self.chunks) and not self.future.done():
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError("no chunk before the deadline")
+                    raise TimeoutError("No further chunk of the reply arrived before the deadline")
                 self._cond.wait(remaining)
             if index < len(self.chunks):
                 return self.chunks[index]

@@ -106,6 +106,8 @@ class VoiceTracker:
         self._epoch = 0  # bumped when the inbox is emptied: markers posted before then do nothing
         self._inbox: collections.deque[tuple[AudioFrame, Callable[[], bool]]] = collections.deque()
         self._inbox_frames = inbox_frames
+        self._transport_kind = ""
+        self._silence_explained = False
         self.stats: dict[str, Any] = {
             "frames_received": 0, "seconds_received": 0.0, "frames_published": 0, "turns": 0,
             "interruptions": 0, "dropped_interrupted": 0, "dropped_silent": 0, "dropped_inbox": 0,
@@ -114,11 +116,31 @@ class VoiceTracker:
 
     # ---- link (session thread) ----
 
-    def attach(self, audio_lag: float) -> None:
+    def attach(self, audio_lag: float, transport_kind: str = "") -> None:
         """A new transport carries the session; its audio lags its messages by ``audio_lag`` s."""
         with self._lock:
             self._lag = max(0.0, audio_lag)
             self._current = None
+            self._transport_kind = transport_kind
+
+    def _explain_silence(self, why: str) -> None:
+        """Say once per session why replies come without voice (``BotReply.audio`` None)."""
+        with self._lock:
+            if self._silence_explained:
+                return
+            self._silence_explained = True
+        log.info("BotReply.audio is None for this session: %s", why)
+
+    def _check_voice_arrived(self) -> None:
+        """A spoken reply has ended: when no audio at all has reached this session, say why once."""
+        if self.stats["frames_received"] or not self.tts_enabled:
+            return
+        why = "a reply has ended and no audio has arrived in this session."
+        if self._transport_kind == "websocket":
+            why += (" On the /chat WebSocket the voice comes as Pipecat Frame.audio messages, which need the"
+                    " audio extra (protobuf) and a server that sends them: the local simulator does so only"
+                    " when started with Simulator(websocket_audio=True) (convai-sim --websocket-audio).")
+        self._explain_silence(why)
 
     def detach(self) -> None:
         """The transport is gone: a turn in progress ends (its ``ask()`` fails with the session)."""
@@ -139,6 +161,8 @@ class VoiceTracker:
     def on_event(self, event: object) -> None:
         """A decoded server event, after the turn tracker saw it."""
         if not self.enabled:
+            if isinstance(event, BotStartedSpeaking):
+                self._explain_silence("this client does not receive audio (ConvaiConfig.receive_audio=False).")
             return
         if isinstance(event, BotStartedSpeaking):
             self._start()
@@ -147,6 +171,8 @@ class VoiceTracker:
         elif isinstance(event, BotTurnCompleted):
             if event.was_interrupted:
                 self.interrupt("bot-turn-completed")
+            elif not self.stats["turns"]:  # a reply the server never said it was speaking
+                self._check_voice_arrived()
             self._stop()
         elif isinstance(event, BlendshapeFrames) and event.type == "neurosync-blendshapes-cancel" \
                 and event.data.get("reason") == "interruption":
@@ -163,6 +189,8 @@ class VoiceTracker:
             previous.ask.end_audio()
         if ask is not None and self.tts_enabled:
             ask.expect_audio()
+        elif ask is not None:
+            self._explain_silence("text-to-speech is off (tts_enabled=False, or toggled off): replies are text only.")
 
     def _stop(self) -> None:
         with self._lock:
@@ -176,7 +204,9 @@ class VoiceTracker:
         if current.state is _TAIL:
             turn_id, lag = current.turn_id, self._lag
             self._post(lambda: self._set_timer("audio_tail", lag, lambda: self._end_tail(turn_id)))
-        elif current.ask is not None:
+            return
+        self._check_voice_arrived()
+        if current.ask is not None:
             current.ask.end_audio()
 
     def _end_tail(self, turn_id: int) -> None:
@@ -185,6 +215,7 @@ class VoiceTracker:
             if current is None or current.turn_id != turn_id or current.state is not _TAIL:
                 return
             self._current = None
+        self._check_voice_arrived()
         if current.ask is not None:
             current.ask.end_audio()
 

@@ -28,7 +28,6 @@ from typing import Any
 
 import pygame
 from _main_thread import ThreadGuard
-from _pygame_voice import VoicePlayer
 from _pygame_workers import Connector, MicStream
 
 from convai_sync import (
@@ -58,6 +57,7 @@ from convai_sync import (
     UserIdleWarningReceived,
     WaitingForSlot,
 )
+from convai_sync.pygame_voice import VoicePlayer
 
 log = logging.getLogger("examples.pygame_scene")
 MAIN = EventDeliveryPolicy.MAIN_THREAD

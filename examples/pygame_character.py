@@ -14,7 +14,7 @@ A real game host: one 60 fps loop on the main thread, and pygame touched from th
   ("reconnecting…" vs "reload", plus "Please wait…" while waiting for a concurrency slot), and an
   idle-warning countdown that any key press answers with ``reset_idle_timer()``.
 * The reply streams in as subtitles (``on_bot_text``) and the character's voice (``on_audio``)
-  plays through ``pygame.mixer`` via a small bounded jitter buffer (``_pygame_voice.VoicePlayer``).
+  plays through ``pygame.mixer`` via a small bounded jitter buffer (``convai_sync.pygame_voice.VoicePlayer``).
 
 Keys: type and press Enter to talk; F2 sends the voice clip (``--voice-clip``); F3 interrupts the
 character; F5 reloads; F9 or a click dismisses the banner; Esc quits.
@@ -107,8 +107,9 @@ def run(args: argparse.Namespace) -> int:
     from _pygame_scene import Scene
     from _pygame_tour import Tour, Voice
     from _pygame_view import LAYOUT, SIZE, View
-    from _pygame_voice import VoicePlayer, mixer_format
     from _service import service
+
+    from convai_sync.pygame_voice import VoicePlayer, mixer_format
 
     guard = ThreadGuard()
     guard.check("init_pygame")

@@ -1,4 +1,5 @@
 """A local Convai realtime service for offline development and tests.
+The public API is thread-safe: each :class:`Simulator` runs its aiohttp loop on its own thread.
 
 ::
 
@@ -9,12 +10,12 @@
 
     Simulator(scenario="flaky_network")       # every session runs a shipped (or your own) scenario
 
-Network faults (``sim.toxic(...)``, :mod:`simulator.toxics`), ``sim.reset()``, ``sim.state()``, replaying a
-``convai_sync`` recording (``Simulator(replay=PATH)``, :mod:`simulator.replay`) and the dashboard at
+Network faults (``sim.toxic(...)``, :mod:`simulator.core.toxics`), ``sim.reset()``, ``sim.state()``, replaying a
+``convai_sync`` recording (``Simulator(replay=PATH)``, :mod:`simulator.core.replay`) and the dashboard at
 ``/_sim/ui`` make it a test instrument; :mod:`simulator.faultkit` is the reconnect test kit.
 
 ``python -m simulator`` / ``convai-sim`` runs it standalone; ``/_sim/*`` routes (see
-:mod:`simulator.control`) drive it from other processes with its control token.
+:mod:`simulator.http.control`) drive it from other processes with its control token.
 
 The simulator speaks Convai's real wire protocol (the connect API, the ``/chat`` WebSocket's RTVI
 messages, LiveKit) with frames it builds itself; it
@@ -25,10 +26,10 @@ from __future__ import annotations
 
 from convai_sync.disconnect import DisconnectReason
 from convai_sync.errors import ErrorCode
-from simulator.scenario import Scenario, load_scenario, shipped_scenarios
+from simulator.core.scenario import Scenario, load_scenario, shipped_scenarios
+from simulator.core.sessions import SimSession
+from simulator.core.toxics import Toxic
 from simulator.server import Simulator
-from simulator.sessions import SimSession
-from simulator.toxics import Toxic
 
 __all__ = ["DisconnectReason", "ErrorCode", "Scenario", "SimSession", "Simulator", "Toxic", "load_scenario",
            "shipped_scenarios"]

@@ -1,4 +1,6 @@
-"""``convai-sim`` / ``python -m simulator``: run the Convai simulator standalone until Ctrl-C or SIGTERM."""
+"""``convai-sim`` / ``python -m simulator``: run the Convai simulator standalone until Ctrl-C or SIGTERM.
+The main thread waits for a signal; the simulator serves on its own loop thread.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from simulator import limits
-from simulator.accounts import DEFAULT_MAX_CONVERSATIONS
-from simulator.control import route_table
-from simulator.scenario import shipped_scenarios
+from simulator.core import limits
+from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS
+from simulator.core.scenario import shipped_scenarios
+from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
+from simulator.core.toxics import make_toxic
+from simulator.http.control import route_table
 from simulator.server import Simulator
-from simulator.sessions import DEFAULT_SEND_TIMEOUT
-from simulator.toxics import make_toxic
 
 LOOPBACK_NAMES = ("localhost",)
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
@@ -123,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replay X times faster than recorded (default 1)")
     add("--toxic", action="append", dest="toxics", type=_toxic, metavar="KIND[:NAME=VALUE,...]",
         help="a network fault on every session from the start (repeatable), e.g. latency:latency=0.2,jitter=0.05 "
-             "or reset_peer:probability=0.1,seed=7 (kinds and parameters: GET /_sim/toxics, simulator.toxics)")
+             "or reset_peer:probability=0.1,seed=7 (kinds and parameters: GET /_sim/toxics, simulator.core.toxics)")
     add("--log-level", default="INFO", type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), help="logging level (default INFO)")
     return parser

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from simulator.toxics import Toxic
+from simulator.core.toxics import Toxic
 
 if TYPE_CHECKING:
     from simulator.server import Simulator
@@ -36,7 +36,7 @@ class NetworkFault:
 
     Attributes:
         name: the test id, e.g. ``"reset_peer"``.
-        kind: the toxic's kind (``simulator.toxics``); ``params`` its parameters; ``direction`` as there.
+        kind: the toxic's kind (``simulator.core.toxics``); ``params`` its parameters; ``direction`` as there.
         drops: True when the fault ends the connection (the client must reconnect); False when the
             connection lives and only slows (the client must go on within its deadlines).
         transports: where the fault applies (LiveKit's own faults only on ``"livekit"``).
@@ -78,7 +78,7 @@ def faults_for(transport: str) -> list[NetworkFault]:
 def network_fault(sim: Simulator, fault: NetworkFault, session_id: str | None = None, *,
                   seed: int = 0) -> Iterator[Toxic]:
     """Switch ``fault`` on for ``session_id`` (None: every session) for the ``with`` block; yields its
-    :class:`~simulator.toxics.Toxic`. A fault that drops the connection acts at once; leave the block
+    :class:`~simulator.core.toxics.Toxic`. A fault that drops the connection acts at once; leave the block
     once the client has seen the drop (e.g. after ``client.wait_for(Reconnecting)``), or its reconnect
     meets the same fault."""
     with sim.toxic(fault.kind, session_id, direction=fault.direction, seed=seed, **fault.params) as toxic:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from simulator import state as sim_state
-from simulator.core import SimCore
+from simulator.core import snapshot as sim_state
+from simulator.core.state import SimCore
+from simulator.core.toxics import Toxic
 from simulator.operations import CALL_TIMEOUT
-from simulator.toxics import Toxic
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ class InstrumentOperations:
                 (TCP RST after ``timeout`` s), ``"abort"`` (no close frame, after ``timeout`` s),
                 ``"slow_close"`` (``delay`` s), ``"limit_data"`` (``bytes``); LiveKit only: ``"leave"``
                 (``action``: ``"resume"``, ``"reconnect"``, ``"disconnect"``), ``"drop_signal_on_resume"``,
-                ``"oversized_data"`` (``limit`` bytes, default 65536). See ``simulator.toxics``.
+                ``"oversized_data"`` (``limit`` bytes, default 65536). See ``simulator.core.toxics``.
             session_id: one session's id, or None for every session (live and later).
             direction: ``"both"``, ``"downstream"`` (to the client) or ``"upstream"`` (from it).
             probability: chance (0..1) the toxic takes hold of each connection.

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 from convai_sync.disconnect import DisconnectReason
 from convai_sync.errors import ErrorCode
-from simulator import faults, signals, wire
-from simulator.core import SimCore
-from simulator.faults import ConnectFault
-from simulator.sessions import SimSession
+from simulator.core import faults, signals, wire
+from simulator.core.faults import ConnectFault
+from simulator.core.sessions import SimSession
+from simulator.core.state import SimCore
 
 T = TypeVar("T")
 #: Seconds a public call waits for the loop thread (on top of any timeout it was given).
@@ -40,12 +40,16 @@ class SimulatorOperations:
 
     def inject(
         self,
-        code_or_reason: ErrorCode | DisconnectReason | str,
+        code_or_reason: ErrorCode | DisconnectReason | str | int,
         session_id: str | None = None,
         times: int = 1,
         **details: Any,
     ) -> int:
         """Inject a documented error code or disconnect reason where the real service produces it.
+
+        ``code_or_reason``: an ``ErrorCode`` or its value (``"connection.timeout"``) or name
+        (``"CONNECTION_TIMEOUT"``), a ``DisconnectReason`` or its name (``"SERVER_SHUTDOWN"``) or
+        number (``3`` or ``"3"``).
 
         Connect-API codes answer the next ``times`` ``/connect`` calls (returns 0); they answer only a
         connect that is authenticated and well-formed. Other codes and every disconnect reason act at
@@ -130,7 +134,7 @@ class SimulatorOperations:
         async def read(core: SimCore) -> dict[str, int]:
             service = core.livekit
             return {"connections": 0 if service is None else service.connection_count(),
-                    "rooms": 0 if service is None else len(service.rooms),
+                    "rooms": 0 if service is None else service.room_count(),
                     "tasks": sum(1 for t in core.tasks if not t.done())}
 
         return self._call(read)
@@ -141,13 +145,13 @@ class SimulatorOperations:
         RuntimeError when the LiveKit extra is not installed."""
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise ValueError(f"times must be a positive int, got {times!r}")
-        from simulator.livekit import faults as livekit_faults
+        from simulator.carriers.livekit import faults as livekit_faults
 
         livekit_faults.refusal_text(status, detail)
 
         async def queue(core: SimCore) -> None:
             if core.livekit is None:
-                from simulator import livekit
+                from simulator.carriers import livekit
 
                 raise RuntimeError(livekit.missing_extra_message())
             core.livekit.add_refusal(status, detail, times)

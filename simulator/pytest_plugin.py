@@ -1,4 +1,5 @@
 """pytest plugin (entry point ``pytest11``): simulator fixtures for any test suite.
+The fixtures run on pytest's thread; each simulator runs its own loop thread.
 
 ``convai_simulator``: a running :class:`~simulator.Simulator` on 127.0.0.1 (function scope,
 stopped after the test). ``convai_toxics``: switch network faults on
@@ -9,6 +10,15 @@ with constructor keywords (``concurrency_limit=1``, ``idle_timeout=0.5``…) to 
     def test_please_wait(convai_simulator_factory):
         sim = convai_simulator_factory(concurrency_limit=1)
         ...
+
+``convai_fast_config``: a ``ConvaiConfig`` for ``convai_simulator`` with no retry or reconnect waits
+and short deadlines (``sim.client_config(fast=True)``; :func:`simulator.fast.fast_overrides` lists
+them), so a test of a retried 429 or a dropped session takes milliseconds, not the real delays::
+
+    def test_rate_limited_connect_is_retried(convai_simulator, convai_fast_config):
+        convai_simulator.inject(ErrorCode.CONNECTION_RATE_LIMITED, times=2)
+        with ConvaiClient(convai_fast_config) as client:
+            client.connect()            # attempts 1 and 2 get 429, attempt 3 connects, no waits
 """
 
 from __future__ import annotations
@@ -19,8 +29,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from convai_sync import ConvaiConfig
     from simulator import Simulator
-    from simulator.toxics import Toxic
+    from simulator.core.toxics import Toxic
 
 
 @pytest.fixture
@@ -47,6 +58,12 @@ def convai_simulator_factory() -> Iterator[Callable[..., Simulator]]:
 def convai_simulator(convai_simulator_factory: Callable[..., Simulator]) -> Simulator:
     """A running simulator with default accounts (``sim.client_config()`` connects to it)."""
     return convai_simulator_factory()
+
+
+@pytest.fixture
+def convai_fast_config(convai_simulator: Simulator) -> ConvaiConfig:
+    """``convai_simulator.client_config(fast=True)``: zero retry delays and short timeouts for tests."""
+    return convai_simulator.client_config(fast=True)
 
 
 @pytest.fixture

@@ -24,18 +24,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from simulator import limits, pipecat
-from simulator.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
-from simulator.character import Responder
-from simulator.control import add_control_routes
-from simulator.core import SimConfig, SimCore, Synthesizer, Transcriber
-from simulator.dashboard import add_dashboard_routes
+from simulator.carriers import livekit
+from simulator.carriers.websocket import pipecat
+from simulator.core import limits
+from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
+from simulator.core.character import Responder
+from simulator.core.replay import Replay, load_replay
+from simulator.core.runner import set_scenario
+from simulator.core.scenario import Scenario, load_scenario
+from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
+from simulator.core.state import SimConfig, SimCore, Synthesizer, Transcriber
+from simulator.http.connect import build_app
+from simulator.http.control import add_control_routes
+from simulator.http.dashboard import add_dashboard_routes
 from simulator.instrument import InstrumentOperations
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
-from simulator.replay import Replay, load_replay
-from simulator.routes import build_app
-from simulator.scenario import Scenario, load_scenario
-from simulator.sessions import DEFAULT_SEND_TIMEOUT
 
 if TYPE_CHECKING:
     from convai_sync.config import ConvaiConfig
@@ -57,15 +60,17 @@ class Simulator(SimulatorOperations, InstrumentOperations):
     """A local Convai realtime service. ``None`` limits mean unlimited / off.
 
     Args:
-        host, port: where to bind (port 0 = a free port; see :attr:`url` after :meth:`start`).
-        api_keys, characters: accepted keys and character ids (the first of each is the default).
+        host: the address to bind (loopback by default; see :attr:`url` after :meth:`start`).
+        port: the port to bind (0 = a free port).
+        api_keys: accepted API keys (the first is the default).
+        characters: accepted character ids (the first is the default).
         concurrency_limit: live sessions per key; a slot is held from ``/connect`` until the session ends.
         speaker_limit: distinct ``end_user_id`` values per key (429 "Speaker limit reached").
         connect_rate_limit: accepted connects per key within ``connect_rate_window`` seconds.
         usage_quota: interactions per key (``user_text_message`` / ``trigger-message``).
-        idle_timeout, idle_warning_lead: close 1000 "Idle timeout" after this long without a client
-            message; ``user-idle-warning`` from ``idle_warning_lead`` before, repeating every
-            ``idle_warning_interval`` seconds.
+        idle_timeout: close 1000 "Idle timeout" after this many seconds without a client message.
+        idle_warning_lead: send ``user-idle-warning`` this many seconds before the idle timeout,
+            repeating every ``idle_warning_interval`` seconds.
         token_ttl: seconds from ``/connect`` until the session closes 1008 "Session expired...".
         realtime_allowed: False answers every connect with 403.
         bot_ready_delay: seconds between the WebSocket opening and ``bot-ready``.
@@ -73,17 +78,18 @@ class Simulator(SimulatorOperations, InstrumentOperations):
             small worker pool. The default reply is deterministic and names the turn number.
         chunk_delay: seconds between ``bot-llm-text`` chunks (and of "speech").
         join_window: seconds a ``/connect`` whose WebSocket never opens keeps its slot.
-        scenario: a :mod:`simulator.scenario` every session runs: a shipped name (``"flaky_network"``),
+        scenario: a :mod:`simulator.core.scenario` every session runs: a shipped name (``"flaky_network"``),
             a file path, JSON text, a dict or a list of steps (see :meth:`load_scenario`).
         control_token: the ``X-Sim-Control-Token`` the ``/_sim/*`` routes require (default: random).
         synthesizer: the character's voice, ``text -> (pcm, sample_rate)`` (PCM16 mono bytes, Hz); runs on the
-            worker pool. Default: a 440 Hz tone of 20 ms per character (see ``simulator.speech``).
+            worker pool. Default: a 440 Hz tone of 20 ms per character (see ``simulator.core.speech``).
         transcriber: hears the user (LiveKit microphone track, or ``Frame.audio`` on the WebSocket),
             ``(pcm, sample_rate, num_channels) -> str`` (PCM16); runs on the worker pool. Default:
             ``"[audio 1.20 s]"``.
         websocket_audio: voice replies on the ``/chat`` WebSocket too, as binary Pipecat ``Frame.audio``
-            messages paced at twice real time (PROPOSED: see ``simulator.wsaudio``). Off by default: clients
-            that read only text frames keep their speed. The user's voice is heard on the WebSocket either way.
+            messages paced at twice real time (PROPOSED: see ``simulator.carriers.websocket.voice``). Off by
+            default: clients that read only text frames keep their speed. The user's voice is heard on the
+            WebSocket either way.
         transport_default: what a ``/connect`` without ``transport`` gets: ``"livekit"`` (the real service's
             default) or ``"websocket"``.
         livekit_host_addresses: the addresses the LiveKit side gathers and advertises as ICE candidates
@@ -98,7 +104,7 @@ class Simulator(SimulatorOperations, InstrumentOperations):
             The ``scenario`` argument and :meth:`load_scenario` read any path you give them.
         replay: a recording ``convai_sync`` wrote (``ConvaiConfig(record_to=PATH)``) to serve back: inputs
             that match it by order and text get the recorded replies with the recorded timing, others the
-            default character (see ``simulator.replay``); read once, here.
+            default character (see ``simulator.core.replay``); read once, here.
         replay_speed: how much faster than recorded the replies come (2.0: twice as fast), > 0.
 
     Raises:
@@ -249,6 +255,7 @@ class Simulator(SimulatorOperations, InstrumentOperations):
             loop.run_forever()
         finally:
             try:
+                _cancel_leftover_tasks(loop)
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
@@ -256,10 +263,12 @@ class Simulator(SimulatorOperations, InstrumentOperations):
 
     async def _startup(self, loop: asyncio.AbstractEventLoop) -> int:
         core = SimCore(self._config, loop)
-        core.set_scenario(self._scenario)
+        set_scenario(core, self._scenario)
         core.initial_scenario = self._initial_scenario = self._scenario
         core.replay = self._replay
+        # Composition: the HTTP routes, the LiveKit carrier (which hands the core its LiveKitSide), the control API.
         app = build_app(core)
+        livekit.install(core, app)
         add_control_routes(app)
         add_dashboard_routes(app)
         runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
@@ -376,10 +385,23 @@ class Simulator(SimulatorOperations, InstrumentOperations):
         return self._config.characters[0]
 
     def client_config(self, **overrides: Any) -> ConvaiConfig:
-        """A ``ConvaiConfig`` pointing at this simulator (its first key and character)."""
+        """A ``ConvaiConfig`` pointing at this simulator (its first key and character).
+
+        ``fast=True`` (a ``bool``; taken out of ``overrides``, so ``client_config(**some_dict)`` still
+        type-checks): for tests, no retry or reconnect waits and short deadlines
+        (:func:`simulator.fast.fast_overrides` lists them). Other ``overrides`` are ``ConvaiConfig``
+        fields and win over both.
+        """
         from convai_sync.config import ConvaiConfig
 
+        from .fast import fast_overrides
+
+        fast = overrides.pop("fast", False)
+        if not isinstance(fast, bool):
+            raise TypeError(f"fast must be a bool, got {fast!r}")
         fields: dict[str, Any] = {"api_key": self.api_key, "character_id": self.character_id, "url": self.url}
+        if fast:
+            fields.update(fast_overrides())
         if overrides.get("transport") == "livekit":
             fields["ice_transport_policy"] = "all"  # the simulator runs no TURN server: "relay" cannot connect
         fields.update(overrides)
@@ -446,10 +468,36 @@ class Simulator(SimulatorOperations, InstrumentOperations):
         scenario = None if source is None else load_scenario(source)
 
         async def install(core: SimCore) -> None:
-            core.set_scenario(scenario)
+            set_scenario(core, scenario)
 
         with self._lock:
             self._scenario = scenario
         if self.running:
             self._call(install)
         return scenario
+
+
+#: Bound on settling the tasks still pending when the loop stops, in seconds.
+LEFTOVER_TASK_TIMEOUT = 1.0
+
+
+def _cancel_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel and settle the tasks still pending on the stopped loop (what ``asyncio.run`` does on exit).
+
+    aiortc starts untracked tasks (``RTCPeerConnection.__connect`` waits on ICE checks that never come from
+    a client that gathered no candidate); left pending, closing the loop prints asyncio's "Task was
+    destroyed but it is pending!" at garbage collection.
+    """
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if not tasks:
+        return
+    logger.debug("cancelling %d task(s) still pending at shutdown", len(tasks))
+    for task in tasks:
+        task.cancel()
+    # Bounded: a task that ignores its cancellation must not hold the loop thread for ever.
+    done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=LEFTOVER_TASK_TIMEOUT))
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:  # retrieved, so asyncio does not warn
+            logger.debug("task %s ended with %r at shutdown", task.get_name(), task.exception())
+    if pending:
+        logger.warning("%d task(s) ignored their cancellation at shutdown", len(pending))

@@ -1,6 +1,6 @@
 """Suite-wide set-up: the loopback network shim, and no SDK or simulator thread may outlive a test.
 
-On Linux the whole test run re-executes itself once under ``tests/support/loopback_shim.c`` (built here
+On Linux the whole test run re-executes itself once under ``convai_sync/loopback_shim.c`` (built here
 with the machine's C compiler), so the real ``livekit`` client can join the simulator over 127.0.0.1 and
 nothing in the process can reach a non-loopback address. A missing compiler or an unshimmable ``livekit``
 wheel fails the run; nothing is skipped.
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.loopback import LoopbackShimError, ensure_loopback_preload
+from convai_sync.loopback import LoopbackShimError, ensure_loopback_preload
 from tests.support.peers import Mode, Peer
 
 

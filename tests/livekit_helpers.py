@@ -18,8 +18,8 @@ from typing import Any
 import requests
 from livekit import rtc
 
+from convai_sync import loopback
 from simulator import Simulator
-from tests.support import loopback
 
 JSON = dict[str, Any]
 WAIT = 15.0

@@ -90,7 +90,7 @@ def test_voice_chat_over_the_websocket_writes_the_characters_voice(tmp_path: Pat
     length is exactly the synthesizer's (no codec in between)."""
     import wave
 
-    from simulator.speech import voice_seconds
+    from simulator.core.speech import voice_seconds
 
     reply = "You said: [audio 1.00 s]. This is turn 1 of our conversation. I am a simulated Convai character."
     out = tmp_path / "reply.wav"

@@ -34,7 +34,7 @@ import websocket
 from livekit.protocol import models, rtc
 
 from simulator import Simulator
-from simulator.livekit.carrier import PacketInbox
+from simulator.carriers.livekit.carrier import PacketInbox
 from tests.livekit_helpers import HTTP_TIMEOUT, Participant, connect_info
 from tests.sim_helpers import assert_connection_ended, close_all_sockets, open_session, recv, recv_until, send
 
@@ -43,7 +43,7 @@ pytestmark = pytest.mark.timeout(30)
 JSON = dict[str, Any]
 PARTICIPANT = Path(__file__).parent / "support" / "idle_participant.py"
 JOIN_WAIT = 30.0
-#: The reliable channel's documented high-water mark (simulator.livekit.peer), written out.
+#: The reliable channel's documented high-water mark (simulator.carriers.livekit.peer), written out.
 HIGH_WATER = 1024 * 1024
 #: An RTVI message well under a data channel's 64 KiB default max-message-size; 30 of them exceed HIGH_WATER.
 PAD = 50_000

@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from simulator import Simulator
-from simulator.character import default_reply
-from simulator.livekit import media
+from simulator.carriers.livekit import media
+from simulator.core.character import default_reply
 from tests.livekit_helpers import (
     HTTP_TIMEOUT,
     Participant,

@@ -44,8 +44,8 @@ from convai_sync.testing import Recorder
 from convai_sync.transports import create
 from convai_sync.transports.livekit import LiveKitTransport
 from simulator import Simulator
-from simulator.character import default_reply
-from simulator.livekit import media
+from simulator.carriers.livekit import media
+from simulator.core.character import default_reply
 from tests.livekit_helpers import assert_only_routing_probes, native_threads
 
 P = EventDeliveryPolicy

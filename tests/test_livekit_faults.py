@@ -1,6 +1,6 @@
 """Every injectable fault on a LiveKit session, and what the real ``livekit`` client shows for it.
 
-These expectations are the table in ``simulator/livekit/__init__.py`` and the README ("LiveKit in the
+These expectations are the table in ``simulator/carriers/livekit/__init__.py`` and the README ("LiveKit in the
 simulator"): a change in either the simulator or the pinned client shows up here first.
 """
 

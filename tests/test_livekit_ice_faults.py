@@ -27,7 +27,7 @@ from convai_sync import (
 )
 from convai_sync.testing import Recorder
 from simulator import Simulator
-from simulator.character import default_reply
+from simulator.core.character import default_reply
 from tests.livekit_helpers import Participant, connect_info
 
 FAULTS = ("transport.ice_failed", "transport.peer_connection_failed")

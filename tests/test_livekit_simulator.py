@@ -6,7 +6,7 @@ import jwt
 import pytest
 import requests
 
-import simulator.livekit
+import simulator.carriers.livekit
 from simulator import Simulator
 from tests.livekit_helpers import HTTP_TIMEOUT
 
@@ -68,7 +68,7 @@ def test_audio_config_is_validated(audio_config: object, field: str) -> None:
 
 
 def test_audio_config_defaults_and_rounding() -> None:
-    checked = simulator.livekit.check_audio_config({"output": {"max_chunk_duration_ms": 95}})
+    checked = simulator.carriers.livekit.check_audio_config({"output": {"max_chunk_duration_ms": 95}})
     assert checked == {"add_wav_header": False, "sample_rate": None, "max_chunk_duration_ms": 100,
                        "audio_routing": "audio_only"}
 
@@ -91,7 +91,7 @@ def test_bad_join_requests_are_refused_before_the_upgrade() -> None:
 
 @pytest.mark.timeout(20)
 def test_without_the_extra_livekit_requests_name_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(simulator.livekit, "missing_modules", lambda: ["aiortc"])
+    monkeypatch.setattr(simulator.carriers.livekit, "missing_modules", lambda: ["aiortc"])
     with Simulator() as sim:
         assert sim.livekit_available is False
         answer = _connect(sim, transport="livekit")

@@ -133,30 +133,34 @@ def test_a_stall_on_livekit_holds_the_reply_until_it_is_removed(sim: Simulator) 
 
 def test_a_leave_with_disconnect_is_a_server_shutdown_the_client_reconnects_from(sim: Simulator) -> None:
     reconnecting: Recorder[Reconnecting] = Recorder()
+    reconnected: Recorder[Reconnected] = Recorder()
     config = _config(sim, "livekit").replace(
         reconnect_policy=ReconnectPolicy(delays=(0.05,), server_shutdown_delay=0.1))
     with ConvaiClient(config) as client:
         client.events.on_reconnecting.subscribe(reconnecting, EventDeliveryPolicy.IMMEDIATE)
+        client.events.on_reconnected.subscribe(reconnected, EventDeliveryPolicy.IMMEDIATE)
         client.connect(timeout=WAIT)
         first = client.session_id
         with sim.toxic("leave", client.session_id, action="disconnect", seed=4):
             reconnecting.wait(1, timeout=WAIT)
-        client.wait_for(Reconnected, timeout=WAIT)
+        reconnected.wait(1, timeout=WAIT)
         assert reconnecting.events[0].reason is DisconnectReason.SERVER_SHUTDOWN
         assert client.session_id != first  # a fresh /connect: the leave said not to come back
         assert client.ask("after", timeout=WAIT).text
 
 
 def test_a_resume_whose_signal_is_dropped_still_recovers(sim: Simulator) -> None:
+    reconnecting: Recorder[Reconnecting] = Recorder()
     reconnected: Recorder[Reconnected] = Recorder()
     with ConvaiClient(_config(sim, "livekit")) as client:
+        client.events.on_reconnecting.subscribe(reconnecting, EventDeliveryPolicy.IMMEDIATE)
         client.events.on_reconnected.subscribe(reconnected, EventDeliveryPolicy.IMMEDIATE)
         client.connect(timeout=WAIT)
         session_id = client.session_id
         assert session_id is not None
         with sim.toxic("drop_signal_on_resume", session_id, seed=5):
             cut = sim.toxic("abort", session_id, seed=6)  # the signal goes: LiveKit's client resumes
-            client.wait_for(Reconnecting, timeout=WAIT)
+            reconnecting.wait(1, timeout=WAIT)
             cut.remove()
             reconnected.wait(1, timeout=WAIT)
         assert client.ask("after", timeout=WAIT).text

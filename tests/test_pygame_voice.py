@@ -1,6 +1,6 @@
 """The pygame example's building blocks, headless: the voice jitter buffer, the resampler, the paced
-voice clip and the main-thread guard (``examples/_pygame_voice.py``, ``_pygame_scene.py``,
-``_main_thread.py``).
+voice clip and the main-thread guard (``convai_sync/pygame_voice.py``, ``examples/_pygame_scene.py``,
+``examples/_main_thread.py``).
 
 pygame's mixer runs on SDL's ``dummy`` audio driver here (nothing is played); the player's channel is
 a fake whose "playing" state the test controls, so buffering decisions are checked exactly.
@@ -24,11 +24,11 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import pygame  # noqa: E402
 from _main_thread import ThreadGuard  # noqa: E402
-from _pygame_voice import StreamResampler, VoicePlayer  # noqa: E402
 from _pygame_workers import MicStream  # noqa: E402
 
 from convai_sync import AudioClip, AudioFrame  # noqa: E402
 from convai_sync.errors import invalid_state  # noqa: E402
+from convai_sync.pygame_voice import StreamResampler, VoicePlayer  # noqa: E402
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -403,3 +403,12 @@ def test_the_moment_between_two_sounds_is_left_to_the_mixer_unless_it_lasts(mixe
     clock.now += 0.2  # still idle with the queue in place: stranded after all
     player.update()
     assert channel.plays == 1 and channel.playing is queued and player.stats.stranded_restarts == 1
+
+
+def test_without_the_pygame_extra_the_import_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    monkeypatch.setitem(sys.modules, "pygame", None)  # as if pygame-ce were not installed
+    monkeypatch.delitem(sys.modules, "convai_sync.pygame_voice")
+    with pytest.raises(ImportError, match=r"pip install 'convai-sync\[pygame\]'"):
+        importlib.import_module("convai_sync.pygame_voice")

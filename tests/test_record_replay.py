@@ -12,7 +12,7 @@ from convai_sync import ConfigurationError, ConvaiClient, ConvaiConfig, EventDel
 from convai_sync.recorder import SessionRecorder
 from convai_sync.testing import Recorder
 from simulator import Simulator
-from simulator.replay import ReplayError, load_replay
+from simulator.core.replay import ReplayError, load_replay
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -116,11 +116,37 @@ def test_inject_connect_and_live_codes(sim: Simulator) -> None:
         assert [e.message for e in errors.wait(2)] == ["hiccup", "hiccup"]
 
 
+def test_inject_takes_every_documented_form_of_a_code(sim: Simulator) -> None:
+    assert ok(call(sim, "POST", "inject", {"code": "CONNECTION_RATE_LIMITED"}))["code"] == "connection.rate_limited"
+    assert ok(call(sim, "POST", "inject", {"code": "connection.rate_limited"}))["code"] == "connection.rate_limited"
+    with ConvaiClient(_config(sim, retry_policy=RetryPolicy(max_attempts=3, delays=(0.0,)))) as client:
+        client.connect(timeout=TIMEOUT)  # the two 429s above, then a slot
+        assert client.diagnostics()["connect_attempts"] == 3
+        for code in (int(DisconnectReason.MIGRATION), str(int(DisconnectReason.MIGRATION)), "migration"):
+            reconnected = _record(client.events.on_reconnected)
+            answer = ok(call(sim, "POST", "inject", {"code": code, "session_id": client.session_id}))
+            assert answer["code"] == "MIGRATION" and answer["affected"] == 1
+            reconnected.wait(1)
+
+
+def test_a_client_side_code_is_refused_in_http_terms(sim: Simulator) -> None:
+    detail = call(sim, "POST", "inject", {"code": "session.idle_timeout"}).json()["detail"]
+    assert "POST /_sim/idle-warning" in detail and "send_idle_warning(" not in detail
+    with pytest.raises(ValueError, match=r"send_idle_warning\(\.\.\.\)"):  # Python callers get the method
+        sim.inject("session.idle_timeout")
+
+
+ACCEPTED = "an ErrorCode value"
+
+
 @pytest.mark.parametrize(("body", "status", "detail"), [
-    ({"code": "no.such_code"}, 400, "unknown error code"),
+    ({"code": "no.such_code"}, 400, ACCEPTED),
+    ({"code": True}, 400, ACCEPTED),
+    ({"code": 1.5}, 400, ACCEPTED),
+    ({"code": 99}, 400, "no DisconnectReason has the number 99"),
+    ({}, 400, ACCEPTED),
     ({"code": "config.api_key_missing"}, 400, "client-side"),
     ({"code": "session.idle_timeout"}, 400, "client-side"),
-    ({}, 400, "'code'"),
     ({"code": "SERVER_SHUTDOWN", "times": 0}, 400, "'times'"),
     ({"code": "SERVER_SHUTDOWN", "colour": "red"}, 400, "does not take details"),
     ({"code": "SERVER_SHUTDOWN", "session_id": "nope"}, 404, "no live session"),

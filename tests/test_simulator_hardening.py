@@ -2,7 +2,7 @@
 path tricks on the control API, unbounded state, and clients that stop reading.
 
 Each test names the behaviour it pins. Expected texts and limits are written here from the simulator's
-documented bounds (``simulator.bounds`` and the module docstrings), not read from its tables. Deadlines
+documented bounds (``simulator.core.bounds`` and the module docstrings), not read from its tables. Deadlines
 are generous: a test asserts that something happens before a deadline, never how fast.
 """
 
@@ -23,8 +23,8 @@ import requests
 import websocket
 
 from simulator import Simulator, load_scenario
-from simulator.character import default_reply
-from simulator.messages import speak_text
+from simulator.core.character import default_reply
+from simulator.core.messages import speak_text
 from tests.sim_helpers import (
     WS_TIMEOUT,
     assert_connection_ended,
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.timeout(30)
 
 JSON = dict[str, Any]
 HEADER = "X-Sim-Control-Token"
-#: The documented bounds (simulator.bounds), written out.
+#: The documented bounds (simulator.core.bounds), written out.
 MAX_TEXT_LENGTH = 120_000
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 64

@@ -12,7 +12,7 @@ import requests
 import websocket
 
 from simulator import Simulator
-from simulator.toxics import make_toxic
+from simulator.core.toxics import make_toxic
 from tests.sim_helpers import close_all_sockets, etype, open_session, post_connect, recv_until, send
 
 pytestmark = pytest.mark.timeout(30)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from convai_sync import ConcurrencyLimitError, ConvaiClient, RetryPolicy
+from convai_sync import ConcurrencyLimitError, ConvaiClient, ConvaiConfig, ErrorCode, RetryPolicy
 from simulator import Simulator
 
 pytest_plugins = ["pytester"]
@@ -76,3 +76,23 @@ def test_plugin_in_a_user_suite(pytester: pytest.Pytester, monkeypatch: pytest.M
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider",
                                            "-q", timeout=15)
     result.assert_outcomes(passed=3)
+
+
+def test_fast_config_retries_a_rate_limited_connect_without_waiting(convai_simulator: Simulator,
+                                                                      convai_fast_config: ConvaiConfig) -> None:
+    assert convai_fast_config.url == convai_simulator.url
+    assert set(convai_fast_config.retry_policy.delays) == {0.0}
+    assert set(convai_fast_config.reconnect_policy.delays) == {0.0}
+    assert convai_fast_config.reconnect_policy.server_shutdown_delay == 0.0
+    assert convai_fast_config.connection_timeout < ConvaiConfig.connection_timeout
+    convai_simulator.inject(ErrorCode.CONNECTION_RATE_LIMITED, times=2)
+    # The default policy waits 1 s, then 2 s, before attempts 2 and 3: more than this whole deadline.
+    default_waits = sum(RetryPolicy().delay_before(n) for n in (2, 3))
+    with ConvaiClient(convai_fast_config) as client:
+        client.connect(timeout=default_waits - 0.5)
+        assert client.diagnostics()["connect_attempts"] == 3
+
+
+def test_fast_config_keywords_win(convai_simulator: Simulator) -> None:
+    config = convai_simulator.client_config(fast=True, connection_timeout=7.0, transport="websocket")
+    assert config.connection_timeout == 7.0 and set(config.retry_policy.delays) == {0.0}

@@ -34,7 +34,7 @@ from convai_sync import (
 )
 from convai_sync.testing import Recorder
 from simulator import Simulator
-from simulator.scenario import SHIPPED_DIR, load_scenario, shipped_scenarios
+from simulator.core.scenario import SHIPPED_DIR, load_scenario, shipped_scenarios
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -14,7 +14,9 @@ import pytest
 import websocket
 
 from convai_sync.transports import pipecat as client_codec
-from simulator import Simulator, pipecat, speech
+from simulator import Simulator
+from simulator.carriers.websocket import pipecat
+from simulator.core import speech
 from tests.sim_helpers import JSON, close_all_sockets, connect_ws, etype, post_connect
 
 pytestmark = pytest.mark.timeout(20)

@@ -29,7 +29,7 @@ from convai_sync import (
 from convai_sync.testing import Recorder
 from convai_sync.transports import pipecat as client_codec
 from simulator import Simulator
-from simulator.speech import voice_seconds
+from simulator.core.speech import voice_seconds
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -71,6 +71,7 @@ from ..events import ParticipantJoined, ParticipantLeft
 from ..netio import Canceller
 from .aioloop import LoopStopped, LoopThread
 from .base import Initiator, Transport, TransportClosed, TransportFault, TransportListener
+from .ice import no_ice_candidate_hint
 from .livekit_audio import Microphone, read_voice
 from .livekit_data import DataPublisher
 from .livekit_join import join_failure, load_rtc, open_error, room_options
@@ -162,6 +163,9 @@ class LiveKitTransport(Transport):
         if not endpoint.token:
             raise open_error(ErrorCode.CONNECTION_FAILED, "invalid room details: /connect gave no LiveKit token")
         canceller = canceller or Canceller("LiveKit join")
+        hint = no_ice_candidate_hint()
+        if hint:
+            log.warning("%s", hint)
         with self._lock:
             if self._loop is not None:
                 raise RuntimeError("a LiveKit transport opens once")
@@ -189,7 +193,8 @@ class LiveKitTransport(Transport):
         if canceller.aborted:
             error = open_error(ErrorCode.CONNECTION_TIMEOUT, f"{canceller.what} aborted: {canceller.reason}")
         elif not joined.done():
-            error = open_error(ErrorCode.CONNECTION_TIMEOUT, f"LiveKit join did not complete within {timeout:g} s")
+            message = f"The LiveKit join did not complete within {timeout:g} s."
+            error = open_error(ErrorCode.CONNECTION_TIMEOUT, f"{message} {hint}" if hint else message)
         else:
             error = join_failure(None if joined.cancelled() else joined.exception(), rtc, endpoint.token)
         loop.call_soon(self._begin_shutdown, None, LEAVE_TIMEOUT)  # leaves once the join settles

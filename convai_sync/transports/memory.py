@@ -54,7 +54,8 @@ class MemoryServer:
         """Block until the client has sent ``count`` pieces of audio; return them all."""
         with self._cond:
             if not self._cond.wait_for(lambda: len(self.audio_sent) >= count, timeout):
-                raise TimeoutError(f"client sent {len(self.audio_sent)} of {count} pieces of audio within {timeout} s")
+                raise TimeoutError(f"The client sent only {len(self.audio_sent)} of {count} pieces of audio "
+                                   f"within {timeout} s.")
             return list(self.audio_sent)
 
     def push(self, frame: str | bytes | dict[str, Any]) -> None:
@@ -87,7 +88,7 @@ class MemoryServer:
             return None
         with self._cond:
             if not self._cond.wait_for(lambda: find() is not None, timeout):
-                raise TimeoutError(f"client sent no {msg_type} within {timeout} s")
+                raise TimeoutError(f"The client sent no {msg_type} within {timeout} s.")
             found = find()
             assert found is not None
             return found

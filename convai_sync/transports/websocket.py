@@ -12,7 +12,9 @@ reader and any blocked write at once; both threads are then joined within the ti
 
 The handshake runs on a socket the SDK created and registered with the attempt's
 :class:`~convai_sync.netio.Canceller`, so a deadline or ``close()`` aborts a handshake that a
-slow peer drip-feeds. HTTP(S) proxy environment variables are not used for this connection.
+slow peer drip-feeds. ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` apply as they do to the connect
+API's HTTP calls: through a proxy, the WebSocket travels in an ``HTTP CONNECT`` tunnel
+(:mod:`convai_sync.proxy`), opened on the same abortable socket under the same deadline.
 Redirects are refused (one would forward the session to another host).
 
 Audio (PROPOSED; see :mod:`~convai_sync.transports.pipecat`): the user's voice goes out as binary
@@ -40,6 +42,7 @@ import websocket
 from ..connect import Endpoint
 from ..errors import ErrorCode, SessionError, SessionErrorStage
 from ..netio import Aborted, Canceller, connect_tcp
+from ..proxy import ProxyError, open_tunnel, proxy_for
 from . import pipecat
 from .base import Transport, TransportClosed, TransportFault, TransportListener, TransportOpenError
 from .frames import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, Control, MessageReader, ProtocolViolation, Refused
@@ -125,7 +128,16 @@ class WebSocketTransport(Transport):
         deadline = time.monotonic() + max(timeout, 0.001)
         sock: socket.socket | None = None
         try:
-            sock = connect_tcp(host, port, max(timeout, 0.001), canceller)
+            proxy = proxy_for(url)
+        except ValueError as exc:
+            canceller.release()
+            raise _open_error(ErrorCode.CONNECTION_FAILED, f"WebSocket connect to {host}:{port}: {exc}",
+                              None) from None
+        try:
+            if proxy is None:
+                sock = connect_tcp(host, port, max(timeout, 0.001), canceller)
+            else:
+                sock = open_tunnel(proxy, host, port, deadline, canceller)
             if secure:
                 context = ssl.create_default_context()  # certificate and host name verified
                 sock = context.wrap_socket(sock, server_hostname=host)
@@ -143,6 +155,13 @@ class WebSocketTransport(Transport):
         except Aborted as exc:
             _close_quietly(sock)
             raise _open_error(ErrorCode.CONNECTION_TIMEOUT, str(exc), None) from None
+        except ProxyError as exc:
+            _close_quietly(sock)
+            # A proxy's 4xx (407, 403) will answer the same on a retry; its 5xx or a dropped
+            # connection is the network's and is retried like one.
+            code = (ErrorCode.CONNECTION_FAILED if exc.status is not None and exc.status < 500
+                    else ErrorCode.CONNECTION_NETWORK_ERROR)
+            raise _open_error(code, f"WebSocket connect to {host}:{port}: {exc}", None, exc.status) from None
         except (OSError, ssl.SSLError, websocket.WebSocketException, ValueError) as exc:
             _close_quietly(sock)
             if canceller.aborted:

@@ -1,0 +1,217 @@
+"""The character's voice and ears on LiveKit: a paced audio track, ``audio-data`` chunks, and the user's
+microphone track (loop thread only, except the user's callables).
+
+The default voice and the utterance rules are :mod:`simulator.core.speech`'s (shared with the WebSocket; re-exported
+here). The voice is sent in real time, in 20 ms frames; between turns the track sends nothing (no RTP at all:
+the client's jitter buffer plays silence), which keeps an idle session's cost to the connection itself. The
+user's track is resampled to 48 kHz mono and heard by a :class:`~simulator.core.speech.UtteranceDetector`.
+
+``audio-data`` (Convai Realtime API, ``audio_config.output``): Form B ``server-message`` with ``sample_rate``,
+``channels`` (1), ``audio`` (base64 PCM16 little-endian) and ``includes_wav_header``; one message per
+``max_chunk_duration_ms`` of audio, each with its own 44-byte WAV header when ``add_wav_header`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import fractions
+import io
+import logging
+import wave
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import av
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+from simulator.core import wire
+from simulator.core.speech import FRAME_SECONDS, VOICE_RATE, UtteranceDetector
+from simulator.core.speech import voice_seconds as voice_seconds  # re-exported (tests size the voice by it)
+
+logger = logging.getLogger("simulator.livekit.media")
+
+#: Silence sent after each utterance on the track, so the client's decoder ends on silence rather than
+#: concealing the missing packets (which stretches the last sound by about 100 ms).
+TAIL_SILENCE = 0.06
+
+
+def resample(pcm: bytes, rate: int, target: int) -> bytes:
+    """PCM16 mono ``pcm`` at ``rate`` resampled to ``target`` Hz (PyAV's resampler)."""
+    if rate == target or not pcm:
+        return pcm
+    frame = av.AudioFrame(format="s16", layout="mono", samples=len(pcm) // 2)
+    frame.planes[0].update(pcm)
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=target)
+    out = b"".join(bytes(f.planes[0])[: f.samples * 2] for f in resampler.resample(frame))
+    out += b"".join(bytes(f.planes[0])[: f.samples * 2] for f in resampler.resample(None))
+    return out
+
+
+def wav_bytes(pcm: bytes, rate: int) -> bytes:
+    """``pcm`` (PCM16 mono) with a 44-byte WAV header (stdlib ``wave``)."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+    return buffer.getvalue()
+
+
+def audio_data(pcm: bytes, rate: int, wav_header: bool) -> wire.JsonDict:
+    """One ``audio-data`` message carrying ``pcm`` (PCM16 mono at ``rate`` Hz)."""
+    body = wav_bytes(pcm, rate) if wav_header else pcm
+    return wire.form_b("audio-data", sample_rate=rate, channels=1, audio=base64.b64encode(body).decode("ascii"),
+                       includes_wav_header=wav_header)
+
+
+class VoiceTrack(MediaStreamTrack):
+    """The character's audio track: plays queued PCM16 mono in real-time 20 ms frames, nothing in between."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._frames: deque[tuple[bytes, int]] = deque()
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._pts = 0
+        self._due: float | None = None
+        self._rate = VOICE_RATE
+
+    def play(self, pcm: bytes, rate: int) -> None:
+        """Queue ``pcm`` (PCM16 mono at ``rate`` Hz) after anything still playing."""
+        size = int(rate * FRAME_SECONDS) * 2
+        for start in range(0, len(pcm), size):
+            chunk = pcm[start:start + size]
+            self._frames.append((chunk.ljust(size, b"\0"), rate))
+        if self._frames:
+            self._drained.clear()
+            self._wake.set()
+
+    def clear(self) -> None:
+        """Drop whatever has not been sent yet (an interruption)."""
+        self._frames.clear()
+        self._drained.set()
+
+    async def drained(self) -> None:
+        """Wait until the last queued frame has been handed to the sender."""
+        await self._drained.wait()
+
+    async def recv(self) -> av.AudioFrame:
+        loop = asyncio.get_running_loop()
+        while not self._frames:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._wake.clear()
+            await self._wake.wait()
+        pcm, rate = self._frames.popleft()
+        samples = len(pcm) // 2
+        now = loop.time()
+        if self._due is None or rate != self._rate:
+            self._due, self._rate, self._pts = now, rate, 0
+        elif self._due > now:
+            await asyncio.sleep(self._due - now)
+        else:
+            # Idle since the last utterance: RTP time follows the wall clock (in whole frames), so the
+            # receiver sees a pause, not a burst of late packets.
+            self._pts += int((now - self._due) / FRAME_SECONDS) * samples
+            self._due = now
+        self._due += FRAME_SECONDS
+        frame = av.AudioFrame(format="s16", layout="mono", samples=samples)
+        frame.planes[0].update(pcm)
+        frame.sample_rate = rate
+        frame.time_base = fractions.Fraction(1, rate)
+        frame.pts = self._pts
+        self._pts += samples
+        if not self._frames:
+            self._drained.set()
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self._wake.set()
+        self._drained.set()
+
+
+async def speak(
+    pcm: bytes,
+    rate: int,
+    output: dict[str, Any],
+    track: VoiceTrack | None,
+    send: Callable[[wire.JsonDict], Awaitable[bool]],
+    stop: Callable[[], bool],
+) -> None:
+    """Voice ``pcm`` on the track and/or as ``audio-data`` (``output['audio_routing']``), in real time.
+
+    Returns once the last audio was sent, or early when ``stop()`` turns True or the session cannot send.
+    """
+    routing = output.get("audio_routing", "audio_only")
+    loop = asyncio.get_running_loop()
+    chunk_seconds = int(output.get("max_chunk_duration_ms", 100)) / 1000
+    use_track = track is not None and routing in ("audio_only", "both")
+    data_rate = output.get("sample_rate") or rate
+    data_pcm = resample(pcm, rate, data_rate) if routing in ("data_only", "both") else b""
+    started = loop.time()
+    step = int(rate * chunk_seconds) * 2
+    data_step = int(data_rate * chunk_seconds) * 2
+    for index, start in enumerate(range(0, len(pcm), step)):
+        if stop():
+            break
+        if use_track and track is not None:
+            track.play(pcm[start:start + step], rate)
+        if data_pcm:
+            piece = data_pcm[index * data_step:(index + 1) * data_step]
+            if piece and not await send(audio_data(piece, data_rate, bool(output.get("add_wav_header")))):
+                break
+        due = started + (index + 1) * chunk_seconds
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    if track is not None:
+        if stop():
+            track.clear()
+        elif use_track:
+            track.play(bytes(2 * int(rate * TAIL_SILENCE)), rate)
+        await track.drained()
+
+
+class Listener:
+    """Hears one user track: counts its audio and reports each utterance (loop thread only).
+
+    Args:
+        on_audio: called with the seconds of every received frame.
+        on_start: awaited when an utterance starts.
+        on_utterance: awaited with (PCM16 mono, sample rate, channels) when it ends (trailing silence cut).
+    """
+
+    def __init__(self, on_audio: Callable[[float], None], on_start: Callable[[], Awaitable[None]],
+                 on_utterance: Callable[[bytes, int, int], Awaitable[None]]) -> None:
+        self._on_audio = on_audio
+        self._detector = UtteranceDetector(on_start, on_utterance)
+        self._rate = 48_000
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=self._rate)
+
+    async def run(self, track: MediaStreamTrack) -> None:
+        """Consume ``track`` until it ends (an utterance in progress then ends too)."""
+        try:
+            while True:
+                try:
+                    frame = await track.recv()
+                except MediaStreamError:
+                    break
+                await self._frame(frame)
+        finally:
+            await self._detector.finish()
+
+    async def _frame(self, frame: Any) -> None:
+        if not isinstance(frame, av.AudioFrame) or not frame.sample_rate:
+            return
+        self._on_audio(frame.samples / frame.sample_rate)
+        pcm = b"".join(bytes(f.planes[0])[: f.samples * 2] for f in self._resampler.resample(frame))
+        await self._detector.feed(pcm, self._rate, 1)
