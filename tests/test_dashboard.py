@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -51,7 +52,20 @@ def sim() -> Iterator[Simulator]:
 
 
 def _wait(browser: webdriver.Chrome) -> WebDriverWait[webdriver.Chrome]:
-    return WebDriverWait(browser, WAIT)
+    """Waits that look again when the page re-rendered an element under them (it does, twice a second)."""
+    return WebDriverWait(browser, WAIT, ignored_exceptions=(StaleElementReferenceException,))
+
+
+def _row_text(browser: webdriver.Chrome, selector: str) -> str:
+    """The text of the row ``selector`` names, read once it is there (re-read when it was just re-rendered)."""
+    texts: list[str] = []
+
+    def read(driver: webdriver.Chrome) -> bool:
+        texts[:] = [driver.find_element(By.CSS_SELECTOR, selector).text]
+        return True
+
+    _wait(browser).until(read)
+    return texts[0]
 
 
 def test_clicking_inject_ends_the_session_with_that_reason(browser: webdriver.Chrome, sim: Simulator) -> None:
@@ -75,7 +89,7 @@ def test_clicking_inject_ends_the_session_with_that_reason(browser: webdriver.Ch
         assert gone.events[0].reason is DisconnectReason.PARTICIPANT_REMOVED
         ended = f'#ended tr[data-session-id="{session_id}"]'
         _wait(browser).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ended)))
-        assert browser.find_element(By.CSS_SELECTOR, ended).text.split()[2:4] == ["4004", "PARTICIPANT_REMOVED"]
+        assert _row_text(browser, ended).split()[2:4] == ["4004", "PARTICIPANT_REMOVED"]
 
 
 def test_a_network_fault_and_reset_from_the_page(browser: webdriver.Chrome, sim: Simulator) -> None:

@@ -99,11 +99,14 @@ function render(state) {
     queued.appendChild(li);
   }
   const target = byId("target");
-  const chosen = target.value;
   const live = state.sessions.filter((s) => s.state === "open").map((s) => s.session_id);
-  target.replaceChildren(new Option("every live session", ""));
-  for (const id of live) { target.appendChild(new Option(`${id} `, id)); }
-  target.value = live.includes(chosen) ? chosen : "";
+  const listed = Array.from(target.options).slice(1).map((o) => o.value);
+  if (listed.join() !== live.join()) {  // rebuilt only when the sessions change: an open list stays open
+    const chosen = target.value;
+    target.replaceChildren(new Option("every live session", ""));
+    for (const id of live) { target.appendChild(new Option(id, id)); }
+    target.value = live.includes(chosen) ? chosen : "";
+  }
   setStatus(`live: ${live.length} session(s), ${state.slots.in_use} slot(s) in use; updated ` +
             new Date().toLocaleTimeString());
 }
