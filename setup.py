@@ -20,7 +20,9 @@ SIMULATOR_LIVEKIT = ["aiortc>=1.16,<1.17", "aioice>=0.13,<0.14", "livekit-protoc
 # Audio on the WebSocket transport: Pipecat's protobuf Frame (convai_sync.transports.pipecat builds the
 # message classes at run time; message_factory.GetMessageClass needs protobuf 5 or later).
 AUDIO = ["protobuf>=5"]
-# convai_sync.devices (Speaker, Microphone): the PortAudio binding; tests inject fake streams instead.
+# convai_sync.devices (Speaker, Microphone): the PortAudio binding; tests inject fake streams instead. Their echo
+# cancellation (convai_sync.echo) is WebRTC's audio processing as `livekit` ships it: the livekit extra, on either
+# transport.
 DEVICES = ["sounddevice>=0.4"]
 # The real LiveKit client the tests drive (convai_sync/loopback_shim.c is checked against its FFI library).
 LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3"]

@@ -9,8 +9,9 @@ Hearing (:class:`UtteranceDetector`): a chunk of user audio is speech when its p
 seconds of audio without speech (audio time, not wall time: a client may send faster than real time), or when
 the audio stops for good; its trailing silence is cut. The default transcriber describes the audio:
 ``"[audio 1.20 s]"``. :func:`heard_started` / :func:`heard_utterance` are what the character does then (the
-same on LiveKit and on the WebSocket): ``user-started-speaking``; ``user-stopped-speaking``, the transcriber,
-and the reply through :func:`simulator.core.messages.handle_utterance`.
+same on LiveKit and on the WebSocket): ``user-started-speaking``, which interrupts a reply in progress
+(barge-in); ``user-stopped-speaking``, the transcriber, and the reply through
+:func:`simulator.core.messages.handle_utterance`.
 """
 
 from __future__ import annotations
@@ -172,8 +173,14 @@ class UtteranceDetector:
 
 
 async def heard_started(session: SimSession) -> None:
-    """The user started speaking."""
+    """The user started speaking: ``user-started-speaking``, and a reply in progress is interrupted
+    (barge-in, as Convai's voice pipeline does: its voice stops, ``bot-turn-completed`` says
+    ``was_interrupted``)."""
     await session._send(wire.form_a("user-started-speaking"))
+    turn = session._turn
+    if turn is not None and not turn.finished and not turn.interrupted:
+        turn.interrupted = True
+        logger.info("session %s: the user's voice interrupts the reply (barge-in)", session.session_id)
 
 
 async def heard_utterance(core: SimCore, session: SimSession, pcm: bytes, rate: int, channels: int) -> None:
