@@ -11,7 +11,7 @@ it. Each line is one JSON object::
     {"t": 5.100000, "event": "send_failed", "transport": "websocket", "error": "ConnectionError"}  # the "out" before it
 
 ``t`` is seconds on ``time.monotonic()`` since the recorder was made. A message that is not JSON is kept as
-``"text"``; a binary message only as its size (``"bytes"``); audio is not recorded. Credentials are
+``"text"``; a binary message that is not UTF-8 only as its size (``"bytes"``); audio is not recorded. Credentials are
 redacted: the API key, in every form ``convai_sync.redact`` knows, becomes ``***``, and no connect token is
 written. The simulator replays such a file (``convai-sim --replay FILE``).
 """
@@ -77,13 +77,17 @@ class SessionRecorder:
     def message(self, direction: str, transport: str, data: str | bytes) -> None:
         """Record one message going ``direction`` (``"in"`` or ``"out"``) on ``transport``."""
         entry: dict[str, Any] = {"dir": direction, "transport": transport}
-        if isinstance(data, bytes):
-            entry["bytes"] = len(data)
-        else:
+        if isinstance(data, bytes):  # LiveKit data packets arrive as bytes: RTVI JSON in UTF-8
             try:
-                entry["frame"] = json.loads(data)
-            except ValueError:
-                entry["text"] = data
+                data = data.decode("utf-8")
+            except UnicodeDecodeError:
+                entry["bytes"] = len(data)
+                self.write(entry)
+                return
+        try:
+            entry["frame"] = json.loads(data)
+        except ValueError:
+            entry["text"] = data
         self.write(entry)
 
     def close(self) -> None:

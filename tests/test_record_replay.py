@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from convai_sync import ConfigurationError, ConvaiClient, ConvaiConfig, EventDeliveryPolicy, ServerMessage
+from convai_sync import (
+    BotTurnCompleted,
+    ConfigurationError,
+    ConvaiClient,
+    ConvaiConfig,
+    EventDeliveryPolicy,
+    ServerMessage,
+)
 from convai_sync.recorder import SessionRecorder
 from convai_sync.testing import Recorder
 from simulator import Simulator
@@ -24,10 +31,13 @@ KEY = "recorded-secret-key-1234"
 def _converse(config: ConvaiConfig, inputs: tuple[str, ...] = INPUTS) -> tuple[list[str], list[tuple[str, str]]]:
     """Ask each input; the replies, and every message the client saw as (event type, its text if any)."""
     seen: Recorder[ServerMessage] = Recorder()
+    completed: Recorder[BotTurnCompleted] = Recorder()
     with ConvaiClient(config) as client:
         client.events.on_message.subscribe(seen, EventDeliveryPolicy.IMMEDIATE)
+        client.events.raw.subscribe(BotTurnCompleted, completed, EventDeliveryPolicy.IMMEDIATE)
         client.connect(timeout=WAIT)
         replies = [client.ask(text, timeout=WAIT).text for text in inputs]
+        completed.wait(len(inputs), timeout=WAIT)  # ask() may return before its turn's last message
     return replies, [(type(m).__name__, str(getattr(m, "text", ""))) for m in seen.events]
 
 
@@ -90,3 +100,14 @@ def test_bad_record_to_and_bad_recordings_are_refused(tmp_path: Path) -> None:
         load_replay(tmp_path / "missing.jsonl")
     with pytest.raises(ValueError, match="replay_speed"):
         Simulator(replay=bad, replay_speed=0)
+
+
+def test_a_livekit_session_records_and_replays_on_either_transport(tmp_path: Path) -> None:
+    path = tmp_path / "livekit.jsonl"
+    with Simulator() as sim:
+        recorded, _ = _converse(sim.client_config(transport="livekit", record_to=path), INPUTS[:2])
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert {line["transport"] for line in lines} == {"livekit"}
+    assert "token" not in {key for line in lines for key in line}  # the room token is never written
+    with Simulator(replay=path, replay_speed=4.0, responder=lambda text: "not from the recording") as replayer:
+        assert _converse(replayer.client_config(transport="websocket"), INPUTS[:2])[0] == recorded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -12,7 +13,8 @@ import requests
 import websocket
 
 from simulator import Simulator
-from simulator.core.toxics import make_toxic
+from simulator.carriers.toxiclink import ToxicLink
+from simulator.core.toxics import ToxicRegistry, make_toxic
 from tests.sim_helpers import close_all_sockets, etype, open_session, post_connect, recv_until, send
 
 pytestmark = pytest.mark.timeout(30)
@@ -232,3 +234,55 @@ def test_cli_toxics_are_parsed_and_checked() -> None:
         with pytest.raises(SystemExit):
             build_parser().parse_args(["--toxic", bad])
 
+
+
+class FakeWire:
+    """What a toxic did to a connection (a stand-in for a carrier)."""
+
+    def __init__(self) -> None:
+        self.actions: list[str] = []
+
+    def reset_connection(self) -> None:
+        self.actions.append("reset")
+
+    def drop_connection(self) -> None:
+        self.actions.append("drop")
+
+    def pause_reading(self, paused: bool) -> None:
+        self.actions.append(f"pause={paused}")
+
+    def leave(self, action: str) -> None:
+        self.actions.append(f"leave={action}")
+
+
+def test_a_toxic_link_slices_cuts_and_resets_on_its_wire() -> None:
+    async def scenario() -> None:
+        registry = ToxicRegistry()
+        wire = FakeWire()
+        link = ToxicLink(registry, "s1", "websocket", wire, asyncio.get_running_loop())
+        pieces: list[bytes] = []
+        whole: list[bool] = []
+
+        async def write() -> bool:
+            whole.append(True)
+            return True
+
+        assert await link.outbound(b"abcdefgh", pieces.append, write) and whole == [True]  # no toxic: whole
+        slicer = registry.add_from("slicer", size=3, delay=0.0)
+        assert await link.outbound(b"abcdefgh", pieces.append, write)
+        assert pieces == [b"abc", b"def", b"gh"] and whole == [True]
+        registry.remove(slicer.id)
+        registry.add_from("limit_data", direction="downstream", bytes=5)
+        pieces.clear()
+        assert not await link.outbound(b"abcdefgh", pieces.append, write)  # cut after 5 bytes, mid-message
+        assert pieces == [b"abcde"] and wire.actions == ["drop"]
+        other = ToxicLink(registry, "s2", "websocket", FakeWire(), asyncio.get_running_loop())
+        registry.add_from("reset_peer", "s2")
+        assert other._wire.actions == ["reset"] and wire.actions == ["drop"]  # type: ignore[attr-defined]
+        registry.add_from("stall", direction="upstream")
+        assert wire.actions == ["drop", "pause=True"]
+        link.close()
+        other.close()
+        assert registry.holding(registry.active()[0]) == 0
+
+    asyncio.run(scenario())

@@ -66,7 +66,8 @@ class ToxicLink:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._released = asyncio.Event()
         self._released.set()
-        self._passed = {UPSTREAM: 0, DOWNSTREAM: 0}
+        #: Bytes each ``limit_data`` toxic has let through, per direction, since it took hold.
+        self._passed: dict[tuple[str, str], int] = {}
         self._cut = False
         registry.attach(self)
 
@@ -157,6 +158,7 @@ class ToxicLink:
             return -1
         delay = 0.0
         allowed: int | None = None
+        limits: list[tuple[str, str]] = []
         for toxic in self._toxics:
             if not toxic.acts_on(direction):
                 continue
@@ -165,13 +167,16 @@ class ToxicLink:
             elif toxic.kind == "bandwidth":
                 delay += size / int(toxic.params["rate"])
             elif toxic.kind == "limit_data":
-                left = int(toxic.params["bytes"]) - self._passed[direction]
+                key = (toxic.id, direction)
+                limits.append(key)
+                left = int(toxic.params["bytes"]) - self._passed.get(key, 0)
                 allowed = left if allowed is None else min(allowed, left)
         if delay > 0:
             await asyncio.sleep(delay)
         if self._gone():
             return -1
-        self._passed[direction] += size
+        for key in limits:
+            self._passed[key] = self._passed.get(key, 0) + size
         return None if allowed is None or allowed >= size else max(0, allowed)
 
     def _slicer(self, direction: str) -> ActiveToxic | None:
