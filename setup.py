@@ -41,7 +41,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["convai_sync", "convai_sync.*", "simulator", "simulator.*"]),
     package_data={"convai_sync": ["py.typed", "loopback_shim.c"],
-                  "simulator": ["scenarios/*.json", "http/ui/*", "py.typed"]},
+                  "simulator": ["scenarios/*.json", "characters/*.json", "http/ui/*",
+                                "py.typed"]},
     # The transport reads frames with websocket-client's frame parser and makes urllib3's sockets
     # abortable (convai_sync.netio): both are pinned to the major versions that code was written for.
     install_requires=["requests>=2.28", "urllib3>=2,<3", "websocket-client>=1.6,<2"],

@@ -240,6 +240,12 @@ class Speaker:
         self._waited = 0.0  # seconds the buffered audio has waited for the prebuffer
         self._stale_through = 0  # frames of turns up to this one are dropped
         self._closed = False
+        # The playback clock: bytes ever buffered and ever played (or dropped) of the stream, and
+        # where in it each turn began, so a turn's position is what the device has taken of it.
+        self._fed = 0
+        self._consumed = 0
+        self._feed_turn: int | None = None
+        self._turn_starts: collections.deque[tuple[int, int | None]] = collections.deque(maxlen=32)
         self.stats = {"frames": 0, "underruns": 0, "dropped_overflow_bytes": 0, "dropped_stale": 0,
                       "interruptions": 0}
         _registry.speaker_opened(self)
@@ -300,9 +306,40 @@ class Speaker:
             rate, channels = self._format
             return len(self._buffer) / (BYTES_PER_SAMPLE * channels * rate)
 
+    def playback_position(self, turn_id: int | None = None) -> float | None:
+        """Seconds of turn ``turn_id``'s voice (``AudioFrame.turn_id``) the output stream has taken
+        so far: the clock a lip-sync timeline follows (``LipSync.frame_for(speaker)``).
+
+        Args:
+            turn_id: The turn; None means the turn playing now.
+
+        Returns:
+            Seconds (``float`` >= 0; the whole turn's length once a later turn plays), or None when
+            that turn's audio has not started playing or is unknown. The device's own output latency
+            (a few milliseconds to tens of them) is not included.
+        """
+        with self._lock:
+            if self._format is None:
+                return None
+            rate, channels = self._format
+            per_second = rate * channels * BYTES_PER_SAMPLE
+            starts = list(self._turn_starts)
+            consumed = self._consumed
+        for i, (start, turn) in enumerate(starts):
+            following = starts[i + 1][0] if i + 1 < len(starts) else None
+            if turn_id is None:
+                if start <= consumed and (following is None or consumed < following):
+                    return (consumed - start) / per_second
+            elif turn == turn_id:
+                if consumed < start:
+                    return None
+                end = consumed if following is None else min(consumed, following)
+                return (end - start) / per_second
+        return None
+
     def play(self, frame: AudioFrame) -> None:
         """Queue ``frame`` for playback (never blocks). Raises ``ValueError`` for a bad format."""
-        check_format(frame.data, frame.sample_rate, frame.num_channels)
+        data = check_format(frame.data, frame.sample_rate, frame.num_channels)
         if self._closed:
             return
         reopen = None
@@ -316,13 +353,21 @@ class Speaker:
                 self._format = fmt
                 self._buffer.clear()
                 self._playing, self._waited = False, 0.0
-            self._buffer += frame.data
+                self._consumed = self._fed
+                self._turn_starts.clear()
+                self._feed_turn = None
+            if frame.turn_id != self._feed_turn or not self._turn_starts:
+                self._turn_starts.append((self._fed, frame.turn_id))
+                self._feed_turn = frame.turn_id
+            self._fed += len(data)
+            self._buffer += data
             self.stats["frames"] += 1
             limit = int(self._max_buffer * frame.sample_rate) * BYTES_PER_SAMPLE * frame.num_channels
             excess = len(self._buffer) - limit
             if excess > 0:
                 excess += -excess % (BYTES_PER_SAMPLE * frame.num_channels)
                 del self._buffer[:excess]
+                self._consumed += excess
                 self.stats["dropped_overflow_bytes"] += excess
             start = self._stream is None
         if reopen is not None:
@@ -369,6 +414,7 @@ class Speaker:
             if self._playing:
                 chunk = bytes(buffer[:size])
                 del buffer[:size]
+                self._consumed += len(chunk)
                 if not buffer:  # ran dry (the end of a reply, or jitter): rebuffer before playing again
                     self._playing, self._waited = False, 0.0
                     if len(chunk) < size:
@@ -390,6 +436,7 @@ class Speaker:
         """
         turn_id = event.turn_id if isinstance(event, AudioInterrupted) else event
         with self._lock:
+            self._consumed += len(self._buffer)
             self._buffer.clear()
             self._playing, self._waited = False, 0.0
             if turn_id is not None:

@@ -9,6 +9,7 @@ The public API is thread-safe: each :class:`Simulator` runs its aiohttp loop on 
         sim.inject("connection.connect_concurrency_limit_reached", times=2)
 
     Simulator(scenario="flaky_network")       # every session runs a shipped (or your own) scenario
+    Simulator(characters_file=shipped_character("shopkeeper"))   # a character with a story, actions, lip-sync
 
 Network faults (``sim.toxic(...)``, :mod:`simulator.core.toxics`), ``sim.reset()``, ``sim.state()``, replaying a
 ``convai_sync`` recording (``Simulator(replay=PATH)``, :mod:`simulator.core.replay`) and the dashboard at
@@ -26,10 +27,18 @@ from __future__ import annotations
 
 from convai_sync.disconnect import DisconnectReason
 from convai_sync.errors import ErrorCode
+from simulator.core.characters import (
+    CharacterDefinition,
+    CharacterError,
+    load_characters_file,
+    shipped_character,
+    shipped_character_names,
+)
 from simulator.core.scenario import Scenario, load_scenario, shipped_scenarios
 from simulator.core.sessions import SimSession
 from simulator.core.toxics import Toxic
 from simulator.server import Simulator
 
-__all__ = ["DisconnectReason", "ErrorCode", "Scenario", "SimSession", "Simulator", "Toxic", "load_scenario",
-           "shipped_scenarios"]
+__all__ = ["CharacterDefinition", "CharacterError", "DisconnectReason", "ErrorCode", "Scenario", "SimSession",
+           "Simulator", "Toxic", "load_characters_file", "load_scenario", "shipped_character",
+           "shipped_character_names", "shipped_scenarios"]

@@ -29,8 +29,8 @@ ENDED_SHOWN = 20
 
 def reset(core: SimCore) -> int:
     """End every session (live ones closed with 1012 "Simulator reset"), and put every limit, counter,
-    remembered conversation, queued fault, LiveKit room and token, toxic and the scenario back to what the
-    simulator started with. Returns how many sessions it ended."""
+    remembered conversation, character definition, queued fault, LiveKit room and token, toxic and the
+    scenario back to what the simulator started with. Returns how many sessions it ended."""
     sessions = list(core.sessions.values())
     for session in sessions:
         core.end(session, RESET_CODE if session._phase is Phase.OPEN else None, RESET_REASON)
@@ -39,6 +39,7 @@ def reset(core: SimCore) -> int:
     config = core.config = core.initial_config
     core.accounts = Accounts(config.api_keys, config.characters, dataclasses.replace(config.limits),
                              clock=core.loop.time, max_conversations=config.max_conversations)
+    core.definitions = {definition.id: definition for definition in config.definitions}
     core.recent.clear()
     set_scenario(core, core.initial_scenario)
     if core.livekit is not None:
