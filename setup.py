@@ -45,7 +45,11 @@ setup(
                                 "py.typed"]},
     # The transport reads frames with websocket-client's frame parser and makes urllib3's sockets
     # abortable (convai_sync.netio): both are pinned to the major versions that code was written for.
-    install_requires=["requests>=2.28", "urllib3>=2,<3", "websocket-client>=1.6,<2"],
+    # platformdirs (convai_sync.identity: the user's data folder on every OS) and filelock
+    # (convai_sync.sessionstore: an inter-process lock that works on Windows too, where fcntl does not
+    # exist) are small, pure-Python and dependency-free; both serve core, shipped-game features.
+    install_requires=["requests>=2.28", "urllib3>=2,<3", "websocket-client>=1.6,<2", "platformdirs>=3,<5",
+                      "filelock>=3.20.1,<5"],
     extras_require={
         "simulator": SIMULATOR,
         "simulator-livekit": SIMULATOR + SIMULATOR_LIVEKIT,

@@ -96,6 +96,7 @@ from .lipsync import LipSync, LipSyncClip
 from .replies import ReplyStream
 from .retry import ReconnectPolicy, RetryPolicy, SlotWaitPolicy
 from .session import PipelineSessionError
+from .sessionstore import SessionStore
 from .state import SessionState
 
 __version__ = "0.1.0"
@@ -118,7 +119,8 @@ __all__ = [
     "ReconnectPolicy", "Reconnected", "Reconnecting", "ReplyStream", "RetryPolicy", "RoomOwnershipRebindStateChanged",
     "RoomOwnershipRebindStatus", "SceneCharacter", "SceneObject", "ServerMessage", "ServerResponse",
     "SessionDurationWarning",
-    "SendQueueFullError", "SessionError", "SessionErrorStage", "SessionState", "SessionStateChanged", "SlotWaitPolicy",
+    "SendQueueFullError", "SessionError", "SessionErrorStage", "SessionState", "SessionStateChanged",
+    "SessionStore", "SlotWaitPolicy",
     "Subscription", "TurnDetectionConfig", "TurnTimings", "UsageLimitError", "UsageLimitReached",
     "UserIdleTimeoutElapsed",
     "UserIdleWarningReceived", "UserStartedSpeaking", "UserStoppedSpeaking", "UserTranscription",

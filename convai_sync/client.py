@@ -98,7 +98,7 @@ class ConvaiClient:
         self._api = connect_api or ConnectApi(config)
         factory = transport_factory or (lambda: create_transport(config))
         #: The recorder ``config.record_to`` asks for (opened here when it names a file); None: off.
-        self._recorder = recorder_for(config.record_to, config.api_key)
+        self._recorder = recorder_for(config.record_to, config.api_key, config.auth_token)
         if self._recorder is not None:
             factory = recording_factory(factory, self._recorder)
         self._session = Session(config, self._hub, clock or SystemClock(), factory, self._api)
@@ -461,7 +461,8 @@ class ConvaiClient:
 
         Args:
             action_config: The new :class:`~convai_sync.ActionConfig` (already validated).
-            wait, timeout: As :meth:`send_text`.
+            wait: As :meth:`send_text`.
+            timeout: As :meth:`send_text`.
 
         Raises:
             TypeError: ``action_config`` is not an ``ActionConfig``. Otherwise as :meth:`send_text`.
@@ -619,8 +620,12 @@ class ConvaiClient:
         return self._sender.send("reset-idle-timer", protocol.simple("reset-idle-timer"), wait, timeout)
 
     def reset_session(self) -> None:
-        """Forget ``character_session_id``: the next connect starts a fresh conversation."""
+        """Forget ``character_session_id``: the next connect starts a fresh conversation (the
+        configured ``session_store`` forgets it too)."""
         self._check_open()
+        store = self._config.session_store
+        if store is not None:
+            store.forget(self._config.character_id)
         session = self._session
         if session.thread is None:
             session.character_session_id = None
@@ -661,7 +666,7 @@ class ConvaiClient:
     # ------------------------------------------------------------------ diagnostics
 
     def diagnostics(self) -> dict[str, Any]:
-        """A snapshot for logs and bug reports (plain JSON-able values; never the API key)."""
+        """A snapshot for logs and bug reports (plain JSON-able values; never the API key or a token)."""
         threads = [t.name for t in threading.enumerate() if t.name.startswith("convai-")]
         key = self._config.api_key
         return {
@@ -669,6 +674,9 @@ class ConvaiClient:
             "url": scrub(self._config.url, key),
             "transport": self._config.transport,
             "character_id": scrub(self._config.character_id, key),
+            # Which credential attempts use (never its value).
+            "credential": ("token_provider" if self._config.token_provider is not None
+                           else "auth_token" if self._config.auth_token else "api_key"),
             "delivery_policy": self._config.delivery_policy.name,
             "events": self._hub.stats(),
             "threads": threads,

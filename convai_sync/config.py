@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,15 +24,18 @@ from .character import ActionConfig, BlendshapeConfig, DynamicInfo, SceneObject,
 from .delivery import EventDeliveryPolicy
 from .errors import ConfigurationError, ErrorCode, SessionError
 from .recorder import RecordingSpec, SessionRecorder
-from .redact import key_scrubber, scrub
+from .redact import secrets_scrubber
 from .retry import ReconnectPolicy, RetryPolicy, SlotWaitPolicy
+from .sessionstore import SessionStore
 from .validation import (
     Spec,
     base_url,
     check_fields,
     count,
     flag,
+    function,
     instance,
+    invalid,
     json_object,
     number,
     one_of,
@@ -44,6 +47,9 @@ from .validation import (
     text,
     validated,
 )
+
+#: The credential fields, of which at most one may be set.
+CREDENTIAL_FIELDS = ("api_key", "auth_token", "token_provider")
 
 DEFAULT_URL = "https://live.convai.com"
 MAX_CONNECTION_TIMEOUT = 120.0
@@ -136,6 +142,20 @@ class ConvaiConfig:
         audio_queue_frames: Bound of the audio frames waiting per delivery queue (MAIN_THREAD,
             BACKGROUND); a host that stops pumping loses the oldest audio frames only (counted in
             ``diagnostics()``), never another event.
+        auth_token: A short-lived Convai auth token (``str``) minted by your backend
+            (:func:`convai_sync.tokens.mint_token`), sent as ``API-AUTH-TOKEN`` instead of an API
+            key. Single-use: it serves the first connect attempt only; a retry or reconnect
+            then fails with ``config.auth_token_provider_missing`` (use ``token_provider``).
+            Same hygiene and character rules as ``api_key``. Source: Convai Web SDK docs,
+            "Auth tokens".
+        token_provider: ``() -> str`` returning a fresh auth token, called on the connect
+            attempt's worker thread for every attempt, retry and reconnect (a token is never
+            reused). One that raises, returns a non-``str`` or blank value fails that attempt
+            with ``connection.auth_token_fetch_failed`` (its exception chained); one that does
+            not return within ``connection_timeout`` fails it with ``connection.timeout`` (its
+            late token is discarded). Source: Convai Unity SDK docs, "How authentication works".
+        session_store: :class:`SessionStore` to resume the stored ``character_session_id`` when
+            ``character_session_id`` is None, and to record the one each connect returns.
         record_to: Record every RTVI message of the session, both ways, as JSON lines with
             ``time.monotonic()`` offsets and the API key redacted: a file path (``str`` or
             ``os.PathLike``; created or truncated when the client is made, closed by ``close()``) or
@@ -169,8 +189,12 @@ class ConvaiConfig:
         invocation_metadata: ``invocation_metadata`` (JSON-serialisable mapping with ``str`` keys;
             attribution), or None.
 
+    Exactly one of ``api_key``, ``auth_token`` and ``token_provider`` may be set (``""`` and None
+    count as unset); none fails ``connect()`` with ``config.api_key_missing``.
+
     Raises:
-        ConfigurationError: ``config.invalid``, naming the first invalid field.
+        ConfigurationError: ``config.invalid``, naming the first invalid field, or naming the
+            credential fields when more than one is set.
     """
 
     api_key: str = field(default="", metadata=rule(text(strip=True, token=True, secret=True)))
@@ -229,12 +253,23 @@ class ConvaiConfig:
     stt_provider: str | None = field(default=None, metadata=rule(text(optional=True)))
     debug_row_cap: int | None = field(default=None, metadata=rule(count(1, 1_000_000, optional=True)))
     invocation_metadata: Mapping[str, Any] | None = field(default=None, metadata=rule(json_object(optional=True)))
+    auth_token: str | None = field(default=None, metadata=rule(
+        text(optional=True, strip=True, token=True, secret=True)))
+    token_provider: Callable[[], str] | None = field(default=None, compare=False,
+                                                     metadata=rule(function(optional=True)))
+    session_store: SessionStore | None = field(default=None, compare=False,
+                                               metadata=rule(instance(SessionStore, optional=True)))
     record_to: str | os.PathLike[str] | SessionRecorder | None = field(
         default=None, metadata=rule(RecordingSpec(optional=True)))
 
     def __post_init__(self) -> None:
-        raw_key = self.api_key
-        check_fields(self, redact=key_scrubber(raw_key) if isinstance(raw_key, str) else None)
+        secrets = [value for value in (self.api_key, self.auth_token) if isinstance(value, str)]
+        check_fields(self, redact=secrets_scrubber(*secrets))
+        given = [name for name in CREDENTIAL_FIELDS if getattr(self, name) not in (None, "")]
+        if len(given) > 1:
+            raise invalid(f"ConvaiConfig takes one credential, got {' and '.join(given)}: set only one of "
+                          "api_key, auth_token (a one-shot token) or token_provider (a fresh token per "
+                          "attempt); with sim.client_config(), pass api_key=\"\" beside a token")
 
     @classmethod
     def field_rules(cls) -> dict[str, str]:
@@ -245,12 +280,12 @@ class ConvaiConfig:
         shown = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "api_key":
-                shown.append(f"api_key={'***' if value else ''!r}")
+            if f.name in ("api_key", "auth_token"):
+                shown.append(f"{f.name}={('***' if value else value)!r}")
             else:
                 shown.append(f"{f.name}={value!r}")
         # The key pasted into another field (character_id, end_user_id…) is hidden there too.
-        return scrub(f"ConvaiConfig({', '.join(shown)})", self.api_key)
+        return secrets_scrubber(self.api_key, self.auth_token)(f"ConvaiConfig({', '.join(shown)})")
 
     __str__ = __repr__
 
@@ -260,10 +295,11 @@ class ConvaiConfig:
 
     def validate_for_connect(self) -> None:
         """Raise ``ConfigurationError`` (``config.api_key_missing`` / ``config.character_id_missing``)."""
-        if not self.api_key.strip():
+        if not self.api_key.strip() and not self.auth_token and self.token_provider is None:
             raise ConfigurationError(SessionError.of(
                 ErrorCode.CONFIG_API_KEY_MISSING,
-                "API key not configured: set ConvaiConfig.api_key or CONVAI_API_KEY"))
+                "API key not configured: set ConvaiConfig.api_key or CONVAI_API_KEY (or, in a shipped "
+                "game, auth_token or token_provider)"))
         if not self.character_id.strip():
             raise ConfigurationError(SessionError.of(
                 ErrorCode.CONFIG_CHARACTER_ID_MISSING,
@@ -278,8 +314,10 @@ class ConvaiConfig:
             **overrides: Any other field.
         """
         env = os.environ if environ is None else environ
+        token_given = any(overrides.get(name) not in (None, "") for name in ("auth_token", "token_provider"))
         values: dict[str, Any] = {
-            "api_key": env.get("CONVAI_API_KEY", ""),
+            # A token passed in wins over a key in the environment (one credential only).
+            "api_key": "" if token_given else env.get("CONVAI_API_KEY", ""),
             "character_id": env.get("CONVAI_CHARACTER_ID", ""),
         }
         if env.get("CONVAI_URL"):

@@ -4,8 +4,8 @@ Maps every HTTP failure to an :class:`ErrorCode` with the classifier rules of Co
 (``ClassifyConnectApiFailure``), including its substring tests. Owns no thread: the session calls
 it from short-lived worker threads, each call with a :class:`~convai_sync.netio.Canceller` that
 the session aborts at the call's deadline (per-read timeouts alone do not bound a peer that
-drip-feeds its answer). The API key travels in the ``X-API-Key`` header and never appears in
-logs or errors, whatever its whitespace.
+drip-feeds its answer). The API key travels in the ``X-API-Key`` header, an auth token in
+``API-AUTH-TOKEN``; neither ever appears in logs or errors, whatever its whitespace.
 """
 
 from __future__ import annotations
@@ -22,11 +22,17 @@ from urllib.parse import urlsplit
 import requests
 
 from .config import ConvaiConfig
+from .credentials import Credential
 from .errors import ErrorCode, SessionError, SessionErrorStage
 from .netio import AbortableAdapter, Canceller, cancelled_by
-from .redact import key_scrubber, scrubbed_copy
+from .redact import key_scrubber, scrubbed_copy, secrets_scrubber
 
 log = logging.getLogger("convai_sync")
+
+#: Convai's troubleshooting for a refused token, appended to ``connection.invalid_token`` messages.
+INVALID_TOKEN_HINT = ("the auth token was refused (expired, revoked, already used by an earlier connection, or "
+                      "minted with another API key); auth tokens are single-use: mint a fresh one for every "
+                      "connection attempt (ConvaiConfig.token_provider) rather than reusing one")
 
 _INVALID_ID_MARKERS = ("invalid uuid", "invalid session id", "invalid session_id",
                        "invalid character_session_id", "invalid uuid format")
@@ -225,12 +231,13 @@ class ConnectService(Protocol):
     """What a session needs of the connect API: :class:`ConnectApi`, or a test's own fake.
 
     ``connect`` raises :class:`ConnectFailed` (with its classified ``SessionError``) or returns the
-    :class:`Endpoint`; ``disconnect`` never raises and returns True on HTTP 200; ``close`` frees
+    :class:`Endpoint`; it is passed ``credential`` only when the attempt authenticates with an auth
+    token (None: the configured API key); ``disconnect`` never raises and returns True on HTTP 200; ``close`` frees
     the HTTP resources. Each must return promptly once ``canceller`` is aborted.
     """
 
     def connect(self, character_session_id: str | None, timeout: float,
-                canceller: Canceller | None = None) -> Endpoint: ...
+                canceller: Canceller | None = None, credential: Credential | None = None) -> Endpoint: ...
 
     def disconnect(self, session_id: str, timeout: float | None = None,
                    canceller: Canceller | None = None) -> bool: ...
@@ -251,7 +258,7 @@ class ConnectApi:
             self._http.mount(prefix, AbortableAdapter())
 
     def connect(self, character_session_id: str | None, timeout: float,
-                canceller: Canceller | None = None) -> Endpoint:
+                canceller: Canceller | None = None, credential: Credential | None = None) -> Endpoint:
         """Create a session.
 
         Args:
@@ -259,23 +266,28 @@ class ConnectApi:
             timeout: Seconds for each socket operation (the caller bounds the whole call by
                 aborting ``canceller``).
             canceller: Aborts the call from another thread (a deadline, or ``close()``).
+            credential: This attempt's header and value; None sends the configured API key.
 
         Raises:
-            ConnectFailed: with the classified error (stage CONNECT_API); an aborted call is
+            ConnectFailed: with the classified error (stage CONNECT_API); HTTP 401 with an auth
+                token is ``connection.invalid_token`` (its message says tokens are single-use and
+                must be minted per attempt); an aborted call is
                 ``connection.timeout``; an unreachable URL is ``connection.network_error`` whose
                 message names the host and the cause (refused, DNS) with a hint.
         """
         body = build_request(self._config, character_session_id)
         url = f"{self._base}/connect"
+        credential = credential or Credential("X-API-Key", self._config.api_key)
+        scrub = secrets_scrubber(self._config.api_key, credential.value)
         canceller = canceller or Canceller("POST /connect")
         failure: ConnectFailed | None = None
         try:
             with cancelled_by(canceller):
                 # No redirects: requests would forward X-API-Key to another host on a 307/308.
                 resp = self._http.post(url, json=body, timeout=timeout, allow_redirects=False,
-                                       headers={"X-API-Key": self._config.api_key})
+                                       headers={credential.header: credential.value})
         except (requests.RequestException, ValueError) as exc:
-            failure = self._request_failed(exc, timeout, url, canceller)
+            failure = self._request_failed(exc, timeout, url, canceller, credential.value)
         finally:
             canceller.release()
         if failure is not None:
@@ -284,16 +296,20 @@ class ConnectApi:
             raise failure
         log.debug("POST %s -> %d", url, resp.status_code)
         if resp.status_code != 200:
-            message = self._redact(extract_message(resp.text) or f"HTTP {resp.status_code}")
+            message = scrub(extract_message(resp.text) or f"HTTP {resp.status_code}")
             code = classify(resp.status_code, message)
+            if resp.status_code == 401 and credential.is_token:
+                raise _error(ErrorCode.CONNECTION_INVALID_TOKEN,
+                             f"POST /connect: HTTP 401: {message}: {INVALID_TOKEN_HINT}", 401)
             raise _error(code, f"POST /connect: HTTP {resp.status_code}: {message}", resp.status_code)
         return self._parse(resp)
 
-    def _request_failed(self, exc: Exception, timeout: float, url: str, canceller: Canceller) -> ConnectFailed:
-        """Classify an exception of ``requests`` (or of the layers below it) without the key."""
+    def _request_failed(self, exc: Exception, timeout: float, url: str, canceller: Canceller,
+                        token: str | None = None) -> ConnectFailed:
+        """Classify an exception of ``requests`` (or of the layers below it) without the key or token."""
         if canceller.aborted:
             return _error(ErrorCode.CONNECTION_TIMEOUT, f"POST /connect aborted: {canceller.reason}", None)
-        copy = scrubbed_copy(exc, self._config.api_key)
+        copy = scrubbed_copy(exc, self._config.api_key, token)
         if isinstance(exc, requests.Timeout):
             return _error(ErrorCode.CONNECTION_TIMEOUT, f"POST /connect timed out after {timeout:.1f} s",
                           None, copy)
@@ -302,8 +318,9 @@ class ConnectApi:
                 ErrorCode.CONFIG_INVALID,
                 f"POST /connect was not sent: the request could not be built ({copy}); "
                 "check ConvaiConfig.api_key and ConvaiConfig.url", exception=copy))
+        scrub = secrets_scrubber(self._config.api_key, token)
         return _error(ErrorCode.CONNECTION_NETWORK_ERROR,
-                      f"POST {url} failed: {self._scrub(describe_failure(exc, url))}", 0, copy)
+                      f"POST {url} failed: {scrub(describe_failure(exc, url))}", 0, copy)
 
     def _redact(self, text: str) -> str:
         """Hide the API key (in any of its forms) should a server echo it back in an error body."""

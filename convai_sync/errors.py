@@ -386,7 +386,10 @@ def error_for(error: SessionError) -> ConvaiError:
         return UsageLimitError(error)
     if code is ErrorCode.SESSION_INVALID_STATE:
         return InvalidStateError(error)
-    return ConvaiError(error)
+    exc = ConvaiError(error)
+    if error.exception is not None:
+        exc.__cause__ = error.exception  # e.g. what a token_provider raised
+    return exc
 
 
 def invalid_state(message: str, session_id: str | None = None) -> InvalidStateError:

@@ -108,14 +108,17 @@ class RecordingTransport(Transport):
         return self._inner.unsent
 
 
-def recorder_for(record_to: str | os.PathLike[str] | SessionRecorder | None, api_key: str) -> SessionRecorder | None:
-    """The recorder ``record_to`` names: itself, a new one writing that file, or None (recording off)."""
+def recorder_for(record_to: str | os.PathLike[str] | SessionRecorder | None, api_key: str,
+                 *secrets: str | None) -> SessionRecorder | None:
+    """The recorder ``record_to`` names: itself, a new one writing that file, or None (recording off); it
+    redacts ``api_key`` and every other given secret (e.g. an auth token)."""
     if record_to is None:
         return None
-    if isinstance(record_to, SessionRecorder):
-        record_to.redact(api_key)
-        return record_to
-    return SessionRecorder(record_to, api_key)
+    recorder = record_to if isinstance(record_to, SessionRecorder) else SessionRecorder(record_to)
+    for secret in (api_key, *secrets):
+        if secret:
+            recorder.redact(secret)
+    return recorder
 
 
 def recording_factory(factory: Callable[[], Transport], recorder: SessionRecorder) -> Callable[[], Transport]:

@@ -1,4 +1,4 @@
-"""Hide the API key in any text or exception that may leave the SDK (messages, logs, errors).
+"""Hide the API key (and auth tokens) in any text or exception that may leave the SDK (messages, logs, errors).
 
 A key can reach text in more forms than the one configured: a library quoting a header shows
 ``repr()`` escapes (``'sk-…\\n'``), a server echoing it back has stripped it, a URL has it
@@ -59,10 +59,24 @@ def key_scrubber(key: str) -> Callable[[str], str]:
     return scrub_text
 
 
-def scrubbed_copy(exc: BaseException, key: str) -> ConnectionError:
+def secrets_scrubber(*secrets: str | None) -> Callable[[str], str]:
+    """Like :func:`key_scrubber` for several secrets at once (an API key and auth tokens);
+    ``None`` and ``""`` are skipped."""
+    forms = sorted({form for secret in secrets if secret for form in key_forms(secret)}, key=len, reverse=True)
+
+    def scrub_text(text: str) -> str:
+        for form in forms:
+            if form in text:
+                text = text.replace(form, MASK)
+        return text
+    return scrub_text
+
+
+def scrubbed_copy(exc: BaseException, key: str, *others: str | None) -> ConnectionError:
     """A plain ``ConnectionError("<Type>: <scrubbed text>")`` standing in for ``exc``.
 
     The original is dropped rather than kept as a cause: a ``requests`` exception holds the
     prepared request, whose headers hold the key, and its ``args`` may quote that header.
+    ``others`` are more secrets to hide (the attempt's auth token).
     """
-    return ConnectionError(scrub(f"{type(exc).__name__}: {exc}", key))
+    return ConnectionError(secrets_scrubber(key, *others)(f"{type(exc).__name__}: {exc}"))

@@ -82,6 +82,8 @@ class Session:
         self.state = S.DISCONNECTED
         self.session_id: str | None = None
         self.character_session_id: str | None = config.character_session_id
+        if self.character_session_id is None and config.session_store is not None:
+            self.character_session_id = config.session_store.get(config.character_id)  # resume after a restart
         self.bot_ready = False
         self.last_error: SessionError | None = None
         self.last_disconnect_reason: DisconnectReason | None = None
@@ -428,6 +430,9 @@ class Session:
             message = f"The transport's own link recovery (a resume or rejoin) did not finish within {limit}."
         elif self.transport is not None:
             message = f"The session was joined, but the character sent no bot-ready within {limit}."
+        elif self._runner.waiting_for(attempt_id) is not None:
+            message = (f"No token from token_provider within {limit}: the attempt was abandoned and a token "
+                       "it returns later is never used.")
         else:
             message = (f"The connect call (POST /connect, then joining the session's {self._config.transport} "
                        f"transport) did not finish within {limit}.")

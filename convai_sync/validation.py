@@ -340,9 +340,9 @@ class _Function(Spec):
         return None if callable(value) else ""
 
 
-def function() -> Spec:
-    """Any callable."""
-    return _Function()
+def function(*, optional: bool = False) -> Spec:
+    """Any callable (or None when ``optional``)."""
+    return _Function(optional=optional)
 
 
 def rule(spec: Spec) -> Mapping[str, Spec]:

@@ -9,6 +9,7 @@ through :func:`pages` and checks them against the enums, so a new member without
 from __future__ import annotations
 
 import argparse
+import enum
 from collections.abc import Iterator
 
 from convai_sync import CATALOG, DisconnectReason, ErrorCode
@@ -110,8 +111,66 @@ def control_api() -> str:
     return "\n".join(lines) + "\n"
 
 
+def event_channels() -> str:
+    """Every channel of ``client.events``: payload type and when it fires, from ``convai_sync.channels``."""
+    from convai_sync import ConvaiClient, ConvaiConfig
+    from convai_sync.channels import channel_table
+
+    lines = [
+        "# Event channels",
+        "",
+        "`client.events` has one typed channel per event: `client.events.on_x.subscribe(handler, policy)`",
+        "(or `@client.events.on_x` as a decorator) calls `handler(payload)` under the subscription's",
+        "[delivery policy](../guides/game-loop.md). Generated from `client.events.channels()`.",
+        "",
+    ]
+    with ConvaiClient(ConvaiConfig(api_key="docs", character_id="docs")) as client:  # starts no thread
+        lines.append(channel_table(client.events))
+    return "\n".join(lines) + "\n"
+
+
+def _default(value: object) -> str:
+    """A field's default as the code a user would write (an enum by name; a policy by its constructor)."""
+    if isinstance(value, enum.Enum):
+        return f"`{type(value).__name__}.{value.name}`"
+    text = repr(value)
+    if " at 0x" in text:  # a default holding a function: its address is noise, its constructor is the fact
+        return f"`{type(value).__name__}()`"
+    return f"`{text}`"
+
+
+def configuration() -> str:
+    """Every ``ConvaiConfig`` field: its default and what it accepts (the rule it is validated by)."""
+    import dataclasses
+
+    from convai_sync import ConvaiConfig
+
+    rules = ConvaiConfig.field_rules()
+    lines = [
+        "# Configuration",
+        "",
+        "`ConvaiConfig` is a frozen dataclass; an invalid value raises `ConfigurationError` at",
+        "construction, naming the field. `ConvaiConfig.from_env()` reads `CONVAI_API_KEY`,",
+        "`CONVAI_CHARACTER_ID` and `CONVAI_URL`. Generated from the dataclass and its validation rules.",
+        "",
+        "| field | default | accepts |",
+        "|---|---|---|",
+    ]
+    for f in dataclasses.fields(ConvaiConfig):
+        if f.default is not dataclasses.MISSING:
+            default = _default(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = _default(f.default_factory())
+        else:
+            default = ""
+        lines.append(f"| `{f.name}` | {_cell(default)} | {_cell(rules.get(f.name, ''))} |")
+    return "\n".join(lines) + "\n"
+
+
 def pages() -> Iterator[tuple[str, str]]:
     """``(path under docs/, Markdown)`` for every generated page."""
+    yield "reference/configuration.md", configuration()
+    yield "reference/channels.md", event_channels()
     yield "reference/errors.md", error_catalog()
     yield "reference/disconnect-reasons.md", disconnect_reasons()
     yield "reference/cli.md", cli()

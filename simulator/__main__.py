@@ -142,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
              f"{_range('idle_warning_lead')}")
     add("--token-ttl", type=_limit("token_ttl"), metavar="S",
         help=f"session lifetime from /connect ('Session expired'), {_range('token_ttl')}")
+    add("--auth-token-ttl", type=float, default=3600.0, metavar="S",
+        help="lifetime of an auth token from POST /user/connect (default 3600, as Convai's)")
+    add("--reusable-tokens", action="store_true",
+        help="let an auth token connect more than once (default: the first /connect consumes it)")
     add("--no-realtime", action="store_true", help="answer every /connect with 403 (plan has no realtime)")
     add("--bot-ready-delay", type=_limit("bot_ready_delay"), default=0.0, metavar="S",
         help=f"delay before bot-ready, {_range('bot_ready_delay')} (default 0)")
@@ -198,6 +202,8 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         max_conversations=args.max_conversations,
         scenario_dir=args.scenario_dir,
         websocket_audio=args.websocket_audio,
+        auth_token_ttl=args.auth_token_ttl,
+        single_use_tokens=not args.reusable_tokens,
         replay=args.replay,
         replay_speed=args.replay_speed,
     )

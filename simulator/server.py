@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
+from simulator.account_ops import AccountOperations
 from simulator.carriers import livekit
 from simulator.carriers.websocket import pipecat
 from simulator.core import limits
@@ -39,6 +40,7 @@ from simulator.http.connect import build_app
 from simulator.http.control import add_control_routes
 from simulator.http.dashboard import add_dashboard_routes
 from simulator.http.quiet import QuietAppRunner
+from simulator.http.rest import install as add_rest_routes
 from simulator.instrument import InstrumentOperations
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
 
@@ -74,7 +76,7 @@ def _definitions(characters: Iterable[str | Mapping[str, Any]] | str,
     return given + from_file
 
 
-class Simulator(SimulatorOperations, InstrumentOperations):
+class Simulator(SimulatorOperations, AccountOperations, InstrumentOperations):
     """A local Convai realtime service. ``None`` limits mean unlimited / off.
 
     Args:
@@ -124,6 +126,12 @@ class Simulator(SimulatorOperations, InstrumentOperations):
         scenario_dir: the one directory ``POST /_sim/scenario`` may read scenario files from (named
             relative to it); None (the default): the control API reads no file but the shipped scenarios.
             The ``scenario`` argument and :meth:`load_scenario` read any path you give them.
+        auth_token_ttl: seconds an auth token from ``POST /user/connect`` (or ``/user/extend-token``) stays
+            valid for new connects (Convai: one hour); ``token_ttl`` remains the session lifetime.
+        single_use_tokens: the first ``/connect`` presenting an auth token consumes it (PROPOSED; Convai's
+            docs name "already consumed" tokens); False lets a token connect until it expires or is revoked.
+        clock: monotonic seconds for auth-token lifetimes (default: the simulator loop's clock); pass
+            ``convai_sync.testing.FakeClock().monotonic`` to expire tokens without waiting an hour.
         replay: a recording ``convai_sync`` wrote (``ConvaiConfig(record_to=PATH)``) to serve back: inputs
             that match it by order and text get the recorded replies with the recorded timing, others the
             default character (see ``simulator.core.replay``); read once, here.
@@ -167,6 +175,9 @@ class Simulator(SimulatorOperations, InstrumentOperations):
         max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
         scenario_dir: str | Path | None = None,
         websocket_audio: bool = False,
+        auth_token_ttl: float = 3600.0,
+        single_use_tokens: bool = True,
+        clock: Callable[[], float] | None = None,
         replay: str | Path | None = None,
         replay_speed: float = 1.0,
     ) -> None:
@@ -190,6 +201,11 @@ class Simulator(SimulatorOperations, InstrumentOperations):
                 raise TypeError(f"{name} must be callable")
         if not isinstance(websocket_audio, bool):
             raise TypeError("websocket_audio must be a bool")
+        token_ttl_checked = limits.check_seconds("auth_token_ttl", auth_token_ttl)
+        if not isinstance(single_use_tokens, bool):
+            raise TypeError("single_use_tokens must be a bool")
+        if clock is not None and not callable(clock):
+            raise TypeError("clock must be a callable returning monotonic seconds")
         if websocket_audio and not pipecat.available():
             raise ValueError("websocket_audio needs the protobuf package: pip install 'convai-sync[simulator]'")
         if transport_default not in ("livekit", "websocket"):
@@ -223,6 +239,9 @@ class Simulator(SimulatorOperations, InstrumentOperations):
             max_conversations=max_conversations,
             scenario_dir=allowed_dir,
             websocket_audio=websocket_audio,
+            auth_token_ttl=token_ttl_checked,
+            single_use_tokens=single_use_tokens,
+            clock=clock,
         )
         self._scenario: Scenario | None = None if scenario is None else load_scenario(scenario)
         self._initial_scenario = self._scenario
@@ -296,6 +315,7 @@ class Simulator(SimulatorOperations, InstrumentOperations):
         app = build_app(core)
         livekit.install(core, app)
         add_control_routes(app)
+        add_rest_routes(app)
         add_dashboard_routes(app)
         runner = QuietAppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()

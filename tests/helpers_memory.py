@@ -115,7 +115,8 @@ class FakeApi:
         self.closed = 0
         self._cond = threading.Condition()
 
-    def connect(self, character_session_id: str | None, timeout: float, canceller: Any = None) -> Endpoint:
+    def connect(self, character_session_id: str | None, timeout: float, canceller: Any = None,
+                credential: Any = None) -> Endpoint:
         with self._cond:
             self.calls.append((character_session_id, timeout))
             n = len(self.calls)
@@ -160,7 +161,8 @@ class GateApi(FakeApi):
         self.gate = threading.Event()
         self.entered = threading.Event()
 
-    def connect(self, character_session_id: str | None, timeout: float, canceller: Any = None) -> Endpoint:
+    def connect(self, character_session_id: str | None, timeout: float, canceller: Any = None,
+                credential: Any = None) -> Endpoint:
         self.entered.set()
         self.gate.wait(WAIT)
         return super().connect(character_session_id, timeout, canceller)

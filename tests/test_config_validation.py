@@ -133,6 +133,9 @@ INVALID: list[tuple[str, object]] = [
     ("stt_provider", 5), ("stt_provider", "a\nb"),
     ("debug_row_cap", 0), ("debug_row_cap", True), ("debug_row_cap", 2.5),
     ("invocation_metadata", "game"), ("invocation_metadata", {"n": math.nan}),
+    ("auth_token", 5), ("auth_token", "tok en"), ("auth_token", "tok\u00e9n"),
+    ("token_provider", "not callable"), ("token_provider", 5),
+    ("session_store", "sessions.json"), ("session_store", {}),
     ("record_to", 42), ("record_to", ""), ("record_to", b"session.jsonl"),
 ]
 

@@ -86,3 +86,21 @@ def test_no_docstring_cites_a_file_that_does_not_ship() -> None:
                  for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                  if unshipped.search(line)]
     assert not offenders, f"cite the public Convai/LiveKit docs or a shipped page instead: {offenders}"
+
+
+def test_the_channel_page_lists_every_channel() -> None:
+    from convai_sync import ConvaiClient, ConvaiConfig
+
+    rows = _table_rows(_pages()["reference/channels.md"])
+    with ConvaiClient(ConvaiConfig(api_key="k", character_id="c")) as client:
+        names = [channel.name for channel in client.events.channels()]
+    assert [row[0].strip("`") for row in rows] == names and all(row[2] != "?" for row in rows)
+
+
+def test_the_configuration_page_lists_every_field() -> None:
+    import dataclasses
+
+    from convai_sync import ConvaiConfig
+
+    rows = _table_rows(_pages()["reference/configuration.md"])
+    assert [row[0].strip("`") for row in rows] == [f.name for f in dataclasses.fields(ConvaiConfig)]

@@ -35,6 +35,8 @@ EXPECTED = {
     # LiveKit's Opus smears the tone's edges by a frame: "[audio 1.02 s]" there, "1.00" on the WebSocket.
     "voice_chat.py": ["You say: tone.wav (1.70 s, 16000 Hz)", "Character heard: [audio 1.0",
                       "Character: You said: [audio 1.0", "Character's voice: "],
+    "shipped_game.py": ["[game] connected after 2 attempt(s)", "[game] reconnected with a fresh token",
+                        "[game] tokens used: 3; API keys shipped: 0"],
 }
 
 
@@ -42,7 +44,8 @@ EXPECTED = {
 ABSENT = {"session_timer.py": ["CLIENT_INITIATED"], "idle_countdown.py": ["ROOM_DELETED"]}
 
 #: examples run by their own test module instead (they need more than "no arguments").
-COVERED_ELSEWHERE = {"pygame_character.py": "tests/test_pygame_tour.py"}  # opens a window without --headless
+COVERED_ELSEWHERE = {"pygame_character.py": "tests/test_pygame_tour.py",  # opens a window without --headless
+                     "token_backend.py": "tests/test_shipping_example.py"}  # a server: runs until stopped
 
 
 def test_every_example_is_covered() -> None:

@@ -521,7 +521,8 @@ class RecordingApi(ConnectApi):
         self.calls: list[tuple[str, str | None]] = []
         self._calls_lock = threading.Lock()
 
-    def connect(self, character_session_id: str | None, timeout: float, canceller: Any = None) -> Any:
+    def connect(self, character_session_id: str | None, timeout: float, canceller: Any = None,
+                credential: Any = None) -> Any:
         endpoint = super().connect(character_session_id, timeout, canceller)
         with self._calls_lock:
             self.calls.append(("connect", endpoint.session_id))

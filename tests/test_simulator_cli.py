@@ -190,6 +190,7 @@ def _stderr(process: CliProcess) -> str:
     (("--send-timeout", "0"), "send_timeout must be"),
     (("--max-conversations", "0"), "max_conversations must be a positive int"),
     (("--scenario-dir", "/no/such/dir"), "is not a directory"),
+    (("--auth-token-ttl", "0"), "auth_token_ttl must be"),
 ])
 def test_cli_rejects_bad_arguments(cli: list[CliProcess], args: tuple[str, ...], message: str) -> None:
     process = CliProcess(*args) if args[0] == "--port" else CliProcess("--port", "0", *args)
@@ -218,11 +219,11 @@ def test_cli_help_lists_the_control_routes(cli: list[CliProcess]) -> None:
     assert process.proc.wait(EXIT_TIMEOUT) == 0
     assert process.proc.stdout is not None
     process.read_until("Control API")
-    routes = [process.read_until(r"^\s+(\S+ /_sim/\S+)").group(1) for _ in range(11)]
+    routes = [process.read_until(r"^\s+(\S+ /_sim/\S+)").group(1) for _ in range(12)]
     assert routes == ["GET /_sim/sessions", "GET /_sim/stats", "POST /_sim/inject", "GET|POST /_sim/limits",
                       "POST /_sim/idle-warning", "POST /_sim/usage-limit", "POST /_sim/participant",
                       "POST /_sim/rebind-state", "POST /_sim/send", "GET|POST /_sim/scenario",
-                      "GET|POST /_sim/characters"]
+                      "GET|POST /_sim/characters", "POST /_sim/rest-fault"]
 
 
 def test_cli_websocket_audio_voices_replies_on_the_websocket(cli: list[CliProcess]) -> None:
@@ -231,6 +232,17 @@ def test_cli_websocket_audio_voices_replies_on_the_websocket(cli: list[CliProces
         client.connect(timeout=5)
         reply = client.ask("hi", timeout=10)
         assert reply.audio is not None and reply.audio.sample_rate == 24000 and reply.audio.duration > 0.2
+
+
+def test_cli_serves_reusable_auth_tokens_when_asked(cli: list[CliProcess]) -> None:
+    from convai_sync.tokens import mint_token
+
+    _process, url = start(cli, "--auth-token-ttl", "120", "--reusable-tokens", "--transport-default", "websocket")
+    minted = mint_token("sim-api-key", base_url=url)
+    assert minted.expires_at.timestamp() - time.time() < 121
+    for _ in range(2):  # the same token connects twice
+        with ConvaiClient(ConvaiConfig(auth_token=minted.token, character_id="sim-character", url=url)) as client:
+            client.connect(timeout=5)
 
 
 def test_cli_toxics_and_replay(cli: list[CliProcess], tmp_path: Path) -> None:

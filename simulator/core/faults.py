@@ -15,11 +15,17 @@ from typing import Any
 
 from convai_sync.disconnect import DisconnectReason
 from convai_sync.errors import CATALOG, ErrorCode, SessionErrorStage
+from simulator.core.tokens import Refusal
 
 #: Simulator extension: WebRTC-only transport failures travel as this close code, reason = code string.
 TRANSPORT_FAULT_CLOSE_CODE = 4100
 
 SESSION_EXPIRED_REASON = "Session expired. Please reconnect via /connect"
+#: Convai's 400 for a Long-Term-Memory character without ``end_user_id`` (realtime API docs, "Identifiers").
+MISSING_END_USER_ID = ("Missing end_user_id. end_user_id is required when the character has Long Term Memory "
+                       "enabled. Provide end_user_id or disable Long Term Memory.")
+#: The refusal of a new end user past the key's cap for an LTM character (Convai docs: "LTM speaker limit reached").
+LTM_SPEAKER_LIMIT = "LTM speaker limit reached"
 USAGE_LIMIT_REASON = "Usage limit exceeded"
 DEFAULT_FATAL_TEXT = "Pipeline error: simulated fatal error"
 DEFAULT_ERROR_TEXT = "Pipeline error: simulated recoverable error"
@@ -116,14 +122,7 @@ _HTTP_ROWS: dict[ErrorCode, tuple[int, Any, str | None]] = {
     E.CONNECTION_CONNECT_VALIDATION_ERROR: (422, VALIDATION_DETAIL, "bad_request"),
     E.CONNECTION_SERVICE_UNAVAILABLE: (503, "Service temporarily unavailable", "database_unavailable"),
     E.CONNECTION_SERVER_ERROR: (502, "Bad gateway", None),
-    E.CONNECTION_BAD_REQUEST: (
-        400,
-        (
-            "Missing end_user_id. end_user_id is required when the character has Long Term Memory "
-            "enabled. Provide end_user_id or disable Long Term Memory."
-        ),
-        "missing_end_user_id",
-    ),
+    E.CONNECTION_BAD_REQUEST: (400, MISSING_END_USER_ID, "missing_end_user_id"),
 }
 
 _SPECIAL_CONNECT: dict[ErrorCode, ConnectKind] = {
@@ -211,11 +210,22 @@ def _take(details: dict[str, Any], allowed: set[str], what: str) -> None:
 
 
 def connect_fault(code: ErrorCode, details: dict[str, Any]) -> ConnectFault:
-    """The fault for a connect-API code; details ``status`` / ``detail`` override the HTTP answer."""
+    """The fault for a connect-API code; details ``status`` / ``detail`` override the HTTP answer.
+
+    ``connection.invalid_token`` also takes ``reason``: ``"expired"``, ``"consumed"``, ``"revoked"`` or
+    ``"unknown"``, answering the 401 the simulator gives such a token (``simulator.core.tokens.Refusal``).
+    """
     special = _SPECIAL_CONNECT.get(code)
     if special is not None:
         _take(details, set(), code.value)
         return ConnectFault(code, special)
+    if code is ErrorCode.CONNECTION_INVALID_TOKEN and "reason" in details:
+        details = dict(details)
+        reason = details.pop("reason")
+        refusals = {r.name.lower(): r.value for r in Refusal}
+        if reason not in refusals:
+            raise ValueError(f"{code.value}: 'reason' must be one of {', '.join(refusals)}, got {reason!r}")
+        details.setdefault("detail", refusals[reason])
     _take(details, {"status", "detail"}, code.value)
     status, detail, server_code = _HTTP_ROWS[code]
     status = details.get("status", status)

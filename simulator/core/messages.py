@@ -93,6 +93,10 @@ async def handle_text(core: SimCore, session: SimSession, text: str) -> None:
 async def _reply_for(core: SimCore, session: SimSession, text: str) -> tuple[bool, str | None]:
     """The character's scripted reply matching ``text``, else the responder's; returns (ok, reply). A failing
     responder sends a non-fatal RTVI error."""
+    core.ltm.heard(session, text)
+    remembered = core.ltm.recall(session, text)
+    if remembered is not None:
+        return True, remembered
     scripted = session._character.scripted_reply(text)
     if scripted is not None:
         if scripted.reply is None:

@@ -14,9 +14,13 @@ from typing import Any
 from convai_sync.disconnect import reason_from_close_code
 from simulator.core import limits
 from simulator.core.accounts import Accounts
+from simulator.core.ltm import SessionMemory
+from simulator.core.memory import MemoryStore
+from simulator.core.restfaults import RestFaults
 from simulator.core.runner import set_scenario
 from simulator.core.sessions import Phase
 from simulator.core.state import SimCore
+from simulator.core.tokens import TokenStore
 
 logger = logging.getLogger("simulator.state")
 
@@ -40,6 +44,11 @@ def reset(core: SimCore) -> int:
     core.accounts = Accounts(config.api_keys, config.characters, dataclasses.replace(config.limits),
                              clock=core.loop.time, max_conversations=config.max_conversations)
     core.definitions = {definition.id: definition for definition in config.definitions}
+    # Auth tokens, the memory API's store, Long-Term Memory and queued REST faults start empty again.
+    core.tokens = TokenStore(config.clock or core.loop.time, config.auth_token_ttl, config.single_use_tokens)
+    core.memory = MemoryStore()
+    core.ltm = SessionMemory(core.memory)
+    core.rest_faults = RestFaults()
     core.recent.clear()
     set_scenario(core, core.initial_scenario)
     if core.livekit is not None:

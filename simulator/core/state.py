@@ -23,7 +23,10 @@ from simulator.core.character import Responder
 from simulator.core.characters import CharacterDefinition
 from simulator.core.faults import ConnectFault, LiveFault, LiveKind
 from simulator.core.features import Features
+from simulator.core.ltm import SessionMemory
+from simulator.core.memory import MemoryStore
 from simulator.core.replay import Replay
+from simulator.core.restfaults import RestFaults
 from simulator.core.sessions import (
     DEFAULT_SEND_TIMEOUT,
     ENDED_RECORDED_CHARS,
@@ -33,6 +36,7 @@ from simulator.core.sessions import (
     ScenarioHook,
     SimSession,
 )
+from simulator.core.tokens import TokenStore
 from simulator.core.toxics import ToxicRegistry
 
 if TYPE_CHECKING:
@@ -84,6 +88,10 @@ class SimConfig:
     max_conversations: int = DEFAULT_MAX_CONVERSATIONS
     #: The directory ``POST /_sim/scenario`` may load scenario files from (None: no files at all).
     scenario_dir: Path | None = None
+    #: Auth tokens (``simulator.core.tokens``): lifetime, single use, and the clock they age on (None: the loop's).
+    auth_token_ttl: float = 3600.0
+    single_use_tokens: bool = True
+    clock: Callable[[], float] | None = None
 
 
 class SimCore:
@@ -112,6 +120,11 @@ class SimCore:
         #: The LiveKit side when its extra is installed (``simulator.carriers.livekit.service.LiveKitService``, set
         #: by ``simulator.carriers.livekit.install`` when the server is composed).
         self.livekit: LiveKitSide | None = None
+        self.tokens = TokenStore(config.clock or loop.time, config.auth_token_ttl, config.single_use_tokens)
+        self.memory = MemoryStore()
+        #: Long-Term Memory at work: what LTM sessions hear, extract at their end and recall.
+        self.ltm = SessionMemory(self.memory)
+        self.rest_faults = RestFaults()
         #: Active network faults (``simulator.core.toxics``); the carriers carry them out.
         self.toxics = ToxicRegistry()
         #: What ``simulator.core.snapshot.reset`` restores: the configuration and scenario at start.
@@ -269,6 +282,7 @@ class SimCore:
         self.accounts.release(session.api_key)
         self._notify_slots()
         self.sessions.pop(session.session_id, None)
+        self.ltm.session_ended(session)
         session._trim_record(ENDED_RECORDED_CHARS, keep_latest=False)  # up to RECENT_LIMIT are kept
         self.recent[session.session_id] = session
         while len(self.recent) > RECENT_LIMIT:

@@ -21,9 +21,10 @@ from aiohttp import web
 
 from simulator.carriers import livekit
 from simulator.carriers.websocket import carrier as websocket
-from simulator.core import bounds, features
+from simulator.core import bounds, faults, features
 from simulator.core.faults import ConnectKind
 from simulator.core.state import SimCore
+from simulator.core.tokens import Refusal
 
 logger = logging.getLogger("simulator.routes")
 
@@ -96,11 +97,24 @@ async def _read_body(request: web.Request) -> dict[str, Any] | web.Response:
 
 
 def _api_key(request: web.Request, core: SimCore) -> str | web.Response:
+    """The key a ``/connect`` stands for: ``X-API-Key`` wins; otherwise an auth token, resolved to the
+    key that minted it (and consumed when tokens are single-use), from ``API-AUTH-TOKEN`` or, as one
+    Convai page has it, ``CONVAI-API-KEY`` (which may also carry a plain key)."""
     key = request.headers.get("X-API-Key")
     if key is None:
-        # The real service resolves API-AUTH-TOKEN to its key; the simulator accepts a key as the token.
-        key = request.headers.get("API-AUTH-TOKEN")
-    if key is None or not key.strip():
+        token = request.headers.get("API-AUTH-TOKEN")
+        if token is None:
+            token = request.headers.get("CONVAI-API-KEY")
+            if token is not None and core.accounts.knows_key(token.strip()):
+                return token.strip()
+        if token is None or not token.strip():
+            return _error(401, AUTH_REQUIRED, "invalid_api_key")
+        resolved = core.tokens.use(token.strip())
+        if isinstance(resolved, Refusal):
+            logger.info("connect refused: %s", resolved.name.lower())
+            return _error(401, resolved.value, "invalid_api_key")
+        return resolved
+    if not key.strip():
         return _error(401, AUTH_REQUIRED, "invalid_api_key")
     if not core.accounts.knows_key(key):
         return _error(401, "Invalid API key", "invalid_api_key")
@@ -189,6 +203,8 @@ def _validate(core: SimCore, key: str, body: dict[str, Any]) -> _ConnectRequest 
             return _error(403, "Character session belongs to another account", "session_forbidden")
     end_user_id = body.get("end_user_id")
     end_user_id = (end_user_id.strip() or None) if isinstance(end_user_id, str) else None
+    if end_user_id is None and core.character(character_id).long_term_memory:
+        return _error(400, faults.MISSING_END_USER_ID, "missing_end_user_id")
     metadata = body.get("end_user_metadata") if end_user_id is not None else None
     if metadata is not None and (
         not isinstance(metadata, dict) or not isinstance(metadata.get("name", ""), (str, type(None)))
@@ -215,7 +231,8 @@ def _admit(
     if not core.accounts.limits.realtime_allowed:
         return _error(403, "Realtime access is not available on your plan", "realtime_access_denied")
     if core.accounts.speaker_blocked(key, checked.end_user_id):
-        return _error(429, "Speaker limit reached", "speaker_limit")
+        ltm = core.character(checked.character_id).long_term_memory
+        return _error(429, faults.LTM_SPEAKER_LIMIT if ltm else "Speaker limit reached", "speaker_limit")
     if core.accounts.concurrency_blocked(key):
         return _error(429, "Concurrency limit reached for your plan", "concurrency_limit")
     if core.accounts.rate_blocked(key):

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from convai_sync.errors import ErrorCode
-from simulator.core import bounds, characters, faults, limits, signals, toxics, wire
+from simulator.core import bounds, characters, faults, limits, restfaults, signals, toxics, wire
 from simulator.core import snapshot as sim_state
 from simulator.core.faults import ConnectFault
 from simulator.core.runner import set_scenario
@@ -139,6 +139,15 @@ async def _inject(core: SimCore, body: Body) -> web.Response:
         _live(core, {"session_id": session_id})
     affected = await core.inject_live(fault, session_id, times)
     return _ok(code=named, target="live", affected=affected)
+
+
+async def _rest_fault(core: SimCore, body: Body) -> web.Response:
+    try:
+        operation, status, times = restfaults.check(body.get("operation"), body.get("status"), body.get("times", 1))
+    except ValueError as exc:
+        raise RequestError(400, str(exc)) from None
+    core.rest_faults.add(operation, status, times)
+    return _ok(operation=operation, status=status, times=times)
 
 
 async def _limits(core: SimCore, body: Body) -> web.Response:
@@ -281,6 +290,8 @@ ROUTES: tuple[ControlRoute, ...] = (
                  'read / replace the scenario ({"scenario": name, object, list or null})'),
     ControlRoute(("GET", "POST"), "/_sim/characters", _characters,
                  'list / add or replace character definitions ({"characters": [...]} or {"shipped": NAME})'),
+    ControlRoute(("POST",), "/_sim/rest-fault", _rest_fault,
+                 '{"operation", "status", "times"?} as Simulator.inject_rest_fault (tokens, memory API)'),
     ControlRoute(("GET", "POST"), "/_sim/toxics", _toxics,
                  'list / add a network fault ({"kind", "session_id"?, "direction"?, "probability"?, "seed"?, '
                  '...params} as Simulator.toxic)'),
