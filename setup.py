@@ -43,7 +43,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["convai_sync", "convai_sync.*", "simulator", "simulator.*"]),
     package_data={"convai_sync": ["py.typed", "loopback_shim.c"],
-                  "simulator": ["scenarios/*.json", "characters/*.json", "py.typed"]},
+                  "simulator": ["scenarios/*.json", "characters/*.json", "http/ui/*",
+                                "py.typed"]},
     # The transport reads frames with websocket-client's frame parser and makes urllib3's sockets
     # abortable (convai_sync.netio): both are pinned to the major versions that code was written for.
     # platformdirs (convai_sync.identity: the user's data folder on every OS) and filelock
@@ -62,7 +63,7 @@ setup(
         "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + AUDIO + PYGAME + [
             "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
             "types-requests>=2.28", "hypothesis>=6.100", "import-linter>=2.17,<3",
-            # tests/test_websdk_browser.py drives Debian's chromium through its chromedriver
+            # tests/test_websdk_browser.py and tests/test_dashboard.py drive Debian's chromium through its chromedriver
             "selenium>=4.20,<5"],
     },
     entry_points={

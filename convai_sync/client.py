@@ -49,6 +49,8 @@ from .errors import ConvaiTimeoutError as ConvaiTimeoutError  # re-exported: it 
 from .hub import EventHub
 from .lipsync import LipSync
 from .narrative import TriggerQueue
+from .recorder import SessionRecorder
+from .recording import recorder_for, recording_factory
 from .redact import scrub
 from .replies import Deadline, ReplyStream, check_timeout
 from .sending import Sender
@@ -95,6 +97,10 @@ class ConvaiClient:
         self._events = ConvaiEvents(self._hub, PipelineSessionError)
         self._api = connect_api or ConnectApi(config)
         factory = transport_factory or (lambda: create_transport(config))
+        #: The recorder ``config.record_to`` asks for (opened here when it names a file); None: off.
+        self._recorder = recorder_for(config.record_to, config.api_key, config.auth_token)
+        if self._recorder is not None:
+            factory = recording_factory(factory, self._recorder)
         self._session = Session(config, self._hub, clock or SystemClock(), factory, self._api)
         self._closed = False
         self._close_lock = threading.Lock()
@@ -278,11 +284,15 @@ class ConvaiClient:
         on_dispatch = self._hub.is_dispatch_thread()
         hub, api = self._hub, self._api
 
+        recorder, owns_recorder = self._recorder, not isinstance(self._config.record_to, SessionRecorder)
+
         def finish() -> None:
             try:
                 hub.close(0.0 if on_dispatch else (deadline.remaining() or 0.0))
             finally:
                 api.close()
+                if recorder is not None and owns_recorder:
+                    recorder.close()
         self._session.stop(deadline.at, then=(finish,))
 
     def __enter__(self) -> ConvaiClient:

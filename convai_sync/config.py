@@ -23,6 +23,7 @@ from typing import Any
 from .character import ActionConfig, BlendshapeConfig, DynamicInfo, SceneObject, TurnDetectionConfig, VadParams
 from .delivery import EventDeliveryPolicy
 from .errors import ConfigurationError, ErrorCode, SessionError
+from .recorder import RecordingSpec, SessionRecorder
 from .redact import secrets_scrubber
 from .retry import ReconnectPolicy, RetryPolicy, SlotWaitPolicy
 from .sessionstore import SessionStore
@@ -155,6 +156,12 @@ class ConvaiConfig:
             late token is discarded). Source: Convai Unity SDK docs, "How authentication works".
         session_store: :class:`SessionStore` to resume the stored ``character_session_id`` when
             ``character_session_id`` is None, and to record the one each connect returns.
+        record_to: Record every RTVI message of the session, both ways, as JSON lines with
+            ``time.monotonic()`` offsets and the API key redacted: a file path (``str`` or
+            ``os.PathLike``; created or truncated when the client is made, closed by ``close()``) or
+            a :class:`~convai_sync.recorder.SessionRecorder`. None (default): no recording, no cost.
+            ``convai-sim --replay FILE`` serves a recording back (see ``convai_sync.recorder``).
+
         action_config: :class:`~convai_sync.ActionConfig` sent as ``action_config`` (the actions
             the character may answer with in ``action-response``), or None.
         scene_description: :class:`~convai_sync.SceneObject` items sent as ``scene_description``
@@ -252,6 +259,8 @@ class ConvaiConfig:
                                                      metadata=rule(function(optional=True)))
     session_store: SessionStore | None = field(default=None, compare=False,
                                                metadata=rule(instance(SessionStore, optional=True)))
+    record_to: str | os.PathLike[str] | SessionRecorder | None = field(
+        default=None, metadata=rule(RecordingSpec(optional=True)))
 
     def __post_init__(self) -> None:
         secrets = [value for value in (self.api_key, self.auth_token) if isinstance(value, str)]

@@ -11,6 +11,10 @@ The public API is thread-safe: each :class:`Simulator` runs its aiohttp loop on 
     Simulator(scenario="flaky_network")       # every session runs a shipped (or your own) scenario
     Simulator(characters_file=shipped_character("shopkeeper"))   # a character with a story, actions, lip-sync
 
+Network faults (``sim.toxic(...)``, :mod:`simulator.core.toxics`), ``sim.reset()``, ``sim.state()``, replaying a
+``convai_sync`` recording (``Simulator(replay=PATH)``, :mod:`simulator.core.replay`) and the dashboard at
+``/_sim/ui`` make it a test instrument; :mod:`simulator.faultkit` is the reconnect test kit.
+
 ``python -m simulator`` / ``convai-sim`` runs it standalone; ``/_sim/*`` routes (see
 :mod:`simulator.http.control`) drive it from other processes with its control token.
 
@@ -32,8 +36,9 @@ from simulator.core.characters import (
 )
 from simulator.core.scenario import Scenario, load_scenario, shipped_scenarios
 from simulator.core.sessions import SimSession
+from simulator.core.toxics import Toxic
 from simulator.server import Simulator
 
 __all__ = ["CharacterDefinition", "CharacterError", "DisconnectReason", "ErrorCode", "Scenario", "SimSession",
-           "Simulator", "load_characters_file", "load_scenario", "shipped_character", "shipped_character_names",
-           "shipped_scenarios"]
+           "Simulator", "Toxic", "load_characters_file", "load_scenario", "shipped_character",
+           "shipped_character_names", "shipped_scenarios"]

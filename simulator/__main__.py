@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ from simulator.core.characters import shipped_character, shipped_character_names
 from simulator.core.ice import TurnUnavailable
 from simulator.core.scenario import shipped_scenarios
 from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
+from simulator.core.toxics import make_toxic
 from simulator.http.control import route_table
 from simulator.server import DEFAULT_CHARACTERS, Simulator
 
@@ -49,6 +51,28 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port number 0..65535, got {port}")
     return port
+
+
+def _toxic(text: str) -> tuple[str, dict[str, Any]]:
+    """argparse type: ``KIND[:NAME=VALUE,...]`` (values read as JSON where they parse, else as text),
+    checked as ``Simulator.toxic`` checks it."""
+    kind, _, rest = text.partition(":")
+    options: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {item!r}")
+        try:
+            options[name.strip()] = json.loads(value)
+        except ValueError:
+            options[name.strip()] = value
+    if "session_id" in options:
+        raise argparse.ArgumentTypeError("a --toxic acts on every session (no session_id)")
+    try:
+        make_toxic("check", kind.strip(), **options)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return kind.strip(), options
 
 
 def _checked(name: str, number: Callable[[str], float], check: Callable[[str, Any], Any]) -> Callable[[str], Any]:
@@ -153,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--message-form", choices=("top-level", "server-message"), default="top-level",
         help="form of user-transcription, bot-started/stopped-speaking, action-response and the other types "
              "Convai's Web SDK reads only at the top level (default top-level; PROPOSED)")
+    add("--replay", metavar="RECORDING", help="serve a convai_sync recording (ConvaiConfig(record_to=...)) back: "
+                                              "matching inputs get the recorded replies and timing")
+    add("--replay-speed", type=float, default=1.0, metavar="X",
+        help="replay X times faster than recorded (default 1)")
+    add("--toxic", action="append", dest="toxics", type=_toxic, metavar="KIND[:NAME=VALUE,...]",
+        help="a network fault on every session from the start (repeatable), e.g. latency:latency=0.2,jitter=0.05 "
+             "or reset_peer:probability=0.1,seed=7 (kinds and parameters: GET /_sim/toxics, simulator.core.toxics)")
     add("--log-level", default="INFO", type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), help="logging level (default INFO)")
     return parser
@@ -187,6 +218,8 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         message_form=args.message_form,
         auth_token_ttl=args.auth_token_ttl,
         single_use_tokens=not args.reusable_tokens,
+        replay=args.replay,
+        replay_speed=args.replay_speed,
     )
 
 
@@ -226,6 +259,10 @@ def _banner(sim: Simulator) -> str:
                                             for d in sim.characters))
     if scenario is not None:
         lines.append(f"Scenario: {scenario.name}: {scenario.description}".rstrip(": "))
+    toxics = sim.toxics()
+    if toxics:
+        lines.append("Toxics: " + "; ".join(f"{t['kind']} (seed {t['seed']})" for t in toxics))
+    lines.append(f"Dashboard: {url}/_sim/ui#token=<the control token>")
     active = _limits_line(sim)
     if active is not None:
         lines.append(active)
@@ -273,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except TurnUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             return 1
+        for kind, options in args.toxics or ():
+            sim.toxic(kind, **options)
         print(_banner(sim), flush=True)
         try:
             stop.wait()

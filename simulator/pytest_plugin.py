@@ -2,9 +2,11 @@
 The fixtures run on pytest's thread; each simulator runs its own loop thread.
 
 ``convai_simulator``: a running :class:`~simulator.Simulator` on 127.0.0.1 (function scope,
-stopped after the test). ``convai_simulator_factory``: call it with constructor keywords
-(``concurrency_limit=1``, ``idle_timeout=0.5``, ``characters=[...]``, ``characters_file=...``…) to get
-more, each stopped after the test::
+stopped after the test). ``convai_toxics``: switch network faults on
+(``convai_toxics(sim, "latency", latency=0.2)``, as :meth:`~simulator.Simulator.toxic`); every one is
+switched off when the test ends (see also :mod:`simulator.faultkit`). ``convai_simulator_factory``: call it
+with constructor keywords (``concurrency_limit=1``, ``idle_timeout=0.5``, ``characters=[...]``,
+``characters_file=...``…) to get more, each stopped after the test::
 
     def test_please_wait(convai_simulator_factory):
         sim = convai_simulator_factory(concurrency_limit=1)
@@ -35,6 +37,7 @@ import pytest
 if TYPE_CHECKING:
     from convai_sync import ConvaiConfig
     from simulator import Simulator
+    from simulator.core.toxics import Toxic
 
 CHARACTERS_OPTION = "convai_characters"
 
@@ -95,3 +98,21 @@ def convai_simulator(convai_simulator_factory: Callable[..., Simulator]) -> Simu
 def convai_fast_config(convai_simulator: Simulator) -> ConvaiConfig:
     """``convai_simulator.client_config(fast=True)``: zero retry delays and short timeouts for tests."""
     return convai_simulator.client_config(fast=True)
+
+
+@pytest.fixture
+def convai_toxics() -> Iterator[Callable[..., Toxic]]:
+    """``add(sim, kind, session_id=None, **options) -> Toxic``; each toxic is removed when the test ends."""
+    added: list[tuple[Simulator, Toxic]] = []
+
+    def add(sim: Simulator, kind: str, session_id: str | None = None, **options: Any) -> Toxic:
+        toxic = sim.toxic(kind, session_id, **options)
+        added.append((sim, toxic))
+        return toxic
+
+    try:
+        yield add
+    finally:
+        for sim, toxic in reversed(added):
+            if sim.running:  # a stopped simulator's toxics went with it
+                toxic.remove()

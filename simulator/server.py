@@ -31,6 +31,7 @@ from simulator.core import ice, limits, wire
 from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
 from simulator.core.character import Responder
 from simulator.core.characters import CharacterDefinition, load_characters_file, parse_characters
+from simulator.core.replay import Replay, load_replay
 from simulator.core.runner import set_scenario
 from simulator.core.scenario import Scenario, load_scenario
 from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
@@ -38,9 +39,11 @@ from simulator.core.state import SimConfig, SimCore, Synthesizer, Transcriber
 from simulator.http import cors
 from simulator.http.connect import build_app
 from simulator.http.control import add_control_routes
+from simulator.http.dashboard import add_dashboard_routes
 from simulator.http.quiet import QuietAppRunner
 from simulator.http.rest import install as add_rest_routes
 from simulator.http.speakers import add_speaker_routes
+from simulator.instrument import InstrumentOperations
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
 
 if TYPE_CHECKING:
@@ -76,7 +79,7 @@ def _definitions(characters: Iterable[str | Mapping[str, Any]] | str,
     return given + from_file
 
 
-class Simulator(SimulatorOperations, AccountOperations):
+class Simulator(SimulatorOperations, AccountOperations, InstrumentOperations):
     """A local Convai realtime service. ``None`` limits mean unlimited / off.
 
     Args:
@@ -145,6 +148,10 @@ class Simulator(SimulatorOperations, AccountOperations):
             docs name "already consumed" tokens); False lets a token connect until it expires or is revoked.
         clock: monotonic seconds for auth-token lifetimes (default: the simulator loop's clock); pass
             ``convai_sync.testing.FakeClock().monotonic`` to expire tokens without waiting an hour.
+        replay: a recording ``convai_sync`` wrote (``ConvaiConfig(record_to=PATH)``) to serve back: inputs
+            that match it by order and text get the recorded replies with the recorded timing, others the
+            default character (see ``simulator.core.replay``); read once, here.
+        replay_speed: how much faster than recorded the replies come (2.0: twice as fast), > 0.
 
     Raises:
         ValueError: a bad value, e.g. a port outside 0..65535, or ``idle_warning_lead`` without
@@ -190,6 +197,8 @@ class Simulator(SimulatorOperations, AccountOperations):
         auth_token_ttl: float = 3600.0,
         single_use_tokens: bool = True,
         clock: Callable[[], float] | None = None,
+        replay: str | Path | None = None,
+        replay_speed: float = 1.0,
     ) -> None:
         checked = limits.validate({
             "concurrency_limit": concurrency_limit, "speaker_limit": speaker_limit,
@@ -265,6 +274,8 @@ class Simulator(SimulatorOperations, AccountOperations):
             clock=clock,
         )
         self._scenario: Scenario | None = None if scenario is None else load_scenario(scenario)
+        self._initial_scenario = self._scenario
+        self._replay: Replay | None = None if replay is None else load_replay(replay, replay_speed)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -336,6 +347,8 @@ class Simulator(SimulatorOperations, AccountOperations):
     async def _startup(self, loop: asyncio.AbstractEventLoop) -> int:
         core = SimCore(self._config, loop)
         set_scenario(core, self._scenario)
+        core.initial_scenario = self._initial_scenario = self._scenario
+        core.replay = self._replay
         # Composition: the HTTP routes, the LiveKit carrier (which hands the core its LiveKitSide), the control API.
         app = build_app(core)
         livekit.install(core, app)
@@ -343,6 +356,7 @@ class Simulator(SimulatorOperations, AccountOperations):
         add_speaker_routes(app)
         add_control_routes(app)
         add_rest_routes(app)
+        add_dashboard_routes(app)
         runner = QuietAppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port)
@@ -561,6 +575,15 @@ class Simulator(SimulatorOperations, AccountOperations):
     @staticmethod
     async def _apply_limits(core: SimCore, checked: dict[str, Any]) -> dict[str, Any]:
         return limits.apply(core, checked)
+
+    def reset(self) -> int:
+        """End every session (live ones closed 1012 "Simulator reset") and put limits, counters,
+        conversations, queued faults, LiveKit tokens, toxics and the scenario back to the configured start.
+        Returns how many sessions it ended."""
+        ended = super().reset()
+        with self._lock:
+            self._scenario = self._initial_scenario
+        return ended
 
     @property
     def scenario(self) -> Scenario | None:

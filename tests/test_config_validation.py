@@ -136,6 +136,7 @@ INVALID: list[tuple[str, object]] = [
     ("auth_token", 5), ("auth_token", "tok en"), ("auth_token", "tok\u00e9n"),
     ("token_provider", "not callable"), ("token_provider", 5),
     ("session_store", "sessions.json"), ("session_store", {}),
+    ("record_to", 42), ("record_to", ""), ("record_to", b"session.jsonl"),
 ]
 
 

@@ -23,6 +23,7 @@ import requests
 
 from convai_sync import ConvaiClient, ConvaiConfig, EventDeliveryPolicy, UsageLimitReached
 from convai_sync.testing import Recorder
+from simulator import Simulator
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -242,3 +243,32 @@ def test_cli_serves_reusable_auth_tokens_when_asked(cli: list[CliProcess]) -> No
     for _ in range(2):  # the same token connects twice
         with ConvaiClient(ConvaiConfig(auth_token=minted.token, character_id="sim-character", url=url)) as client:
             client.connect(timeout=5)
+
+
+def test_cli_toxics_and_replay(cli: list[CliProcess], tmp_path: Path) -> None:
+    recording = tmp_path / "session.jsonl"
+    with Simulator() as sim, ConvaiClient(sim.client_config(record_to=recording)) as client:
+        client.connect(timeout=5)
+        recorded = client.ask("hello there", timeout=5).text
+    process, url = start(cli, "--control-token", "tok", "--toxic", "latency:latency=0.05,seed=3",
+                         "--replay", str(recording), "--replay-speed", "4")
+    assert process.read_until("^Toxics: ").string == "Toxics: latency (seed 3)"
+    assert process.read_until("^Dashboard: ").string == f"Dashboard: {url}/_sim/ui#token=<the control token>"
+    state = requests.get(f"{url}/_sim/state", headers={"X-Sim-Control-Token": "tok"}, timeout=5).json()
+    assert [(t["kind"], t["latency"], t["seed"]) for t in state["toxics"]] == [("latency", 0.05, 3)]
+    assert state["replay"]["turns"] == 1 and state["replay"]["speed"] == 4.0
+    with ConvaiClient(ConvaiConfig(api_key="sim-api-key", character_id="sim-character", url=url)) as client:
+        client.connect(timeout=5)
+        assert client.ask("hello there", timeout=5).text == recorded
+    assert process.stop(signal.SIGINT) == 0
+
+
+def test_cli_refuses_a_bad_toxic_and_a_missing_recording(cli: list[CliProcess], tmp_path: Path) -> None:
+    bad = CliProcess("--toxic", "latency:jitter=1")
+    cli.append(bad)
+    assert "needs 'latency'" in bad.read_until("error", stream="err").string
+    assert bad.proc.wait(EXIT_TIMEOUT) == 2
+    missing = CliProcess("--replay", str(tmp_path / "none.jsonl"))
+    cli.append(missing)
+    assert "cannot read the recording" in missing.read_until("error", stream="err").string
+    assert missing.proc.wait(EXIT_TIMEOUT) == 2

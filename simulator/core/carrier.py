@@ -132,6 +132,12 @@ class LiveKitSide(Protocol):
     def add_refusal(self, status: int, detail: str | None, times: int) -> None:
         """Answer the next ``times`` joins with HTTP ``status``."""
 
+    def queued_refusals(self) -> list[dict[str, Any]]:
+        """The injected join refusals still queued (``status``, ``times`` left)."""
+
+    def reset(self) -> None:
+        """Forget queued refusals, ended rooms and every issued token (the sessions were already ended)."""
+
     def admit(
         self,
         host: str,

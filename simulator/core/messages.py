@@ -131,6 +131,7 @@ async def _run_turn(
     transcript: bool,
     message_id: str | None,
     scripted: str | None = None,
+    typed: bool = False,
 ) -> None:
     if previous is not None and not previous.done():
         await asyncio.wait({previous})
@@ -144,6 +145,11 @@ async def _run_turn(
             clock.stt_seconds = core.loop.time() - started
         if not await session._send(wire.final_user_transcription(text, message_id)):
             return
+    replay = core.replay
+    recorded = None if replay is None or not typed else replay.turn_for(session, text)
+    if replay is not None and recorded is not None:
+        await replay.play(session, recorded)
+        return
     reply: str | None
     if scripted is not None:
         ok, reply = True, scripted
@@ -193,8 +199,10 @@ def start_turn(
     transcript: bool = True,
     message_id: str | None = None,
     scripted: str | None = None,
+    typed: bool = False,
 ) -> None:
-    """Queue a reply turn after any turn already playing."""
+    """Queue a reply turn after any turn already playing (``typed``: a ``user_text_message``, which a
+    replay answers from its recording)."""
     session._turn_task = core.spawn(
         _run_turn(
             core,
@@ -204,6 +212,7 @@ def start_turn(
             transcript=transcript,
             message_id=message_id,
             scripted=scripted,
+            typed=typed,
         )
     )
 
@@ -250,7 +259,7 @@ async def _user_text(core: SimCore, session: SimSession, msg: wire.ClientMessage
     # Typed text is the user's message too: Convai's Web SDK shows it only from a final user-transcription.
     await session._send(wire.form_a("user-transcription", {"text": text, "final": True}))
     message_id = msg.data.get("message_id")
-    start_turn(core, session, text, message_id=message_id if isinstance(message_id, str) else None)
+    start_turn(core, session, text, message_id=message_id if isinstance(message_id, str) else None, typed=True)
 
 
 async def _trigger(core: SimCore, session: SimSession, msg: wire.ClientMessage) -> None:

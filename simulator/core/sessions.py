@@ -19,6 +19,7 @@ import asyncio
 import enum
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -120,6 +121,8 @@ class SimSession:
         #: Seconds of the character's voice handed to the LiveKit voice track's sender so far (whole 20 ms
         #: frames; what a test controls, unlike what a receiver's jitter buffer plays out); updated on the loop.
         self.sent_voice_seconds = 0.0
+        #: ``time.monotonic()`` when ``/connect`` created the session.
+        self.created_at = time.monotonic()
         # ---- loop-thread only
         self._phase = Phase.PENDING
         #: The character definition this session connected to (the core sets it at ``/connect``).

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
@@ -25,6 +26,7 @@ from simulator.core.features import Features
 from simulator.core.ice import TurnServer
 from simulator.core.ltm import SessionMemory
 from simulator.core.memory import MemoryStore
+from simulator.core.replay import Replay
 from simulator.core.restfaults import RestFaults
 from simulator.core.sessions import (
     DEFAULT_SEND_TIMEOUT,
@@ -36,9 +38,11 @@ from simulator.core.sessions import (
     SimSession,
 )
 from simulator.core.tokens import TokenStore
+from simulator.core.toxics import ToxicRegistry
 
 if TYPE_CHECKING:
     from simulator.core.carrier import Carrier, LiveKitSide
+    from simulator.core.scenario import Scenario
 
 logger = logging.getLogger("simulator.core")
 
@@ -128,6 +132,13 @@ class SimCore:
         #: Long-Term Memory at work: what LTM sessions hear, extract at their end and recall.
         self.ltm = SessionMemory(self.memory)
         self.rest_faults = RestFaults()
+        #: Active network faults (``simulator.core.toxics``); the carriers carry them out.
+        self.toxics = ToxicRegistry()
+        #: What ``simulator.core.snapshot.reset`` restores: the configuration and scenario at start.
+        self.initial_config = dataclasses.replace(config, limits=dataclasses.replace(config.limits))
+        self.initial_scenario: Scenario | None = None
+        #: The recording this simulator replays (``simulator.core.replay``); None: the character answers.
+        self.replay: Replay | None = None
 
     # ------------------------------------------------------------------ helpers
 

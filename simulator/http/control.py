@@ -21,7 +21,8 @@ from typing import Any
 from aiohttp import web
 
 from convai_sync.errors import ErrorCode
-from simulator.core import bounds, characters, faults, limits, restfaults, signals, wire
+from simulator.core import bounds, characters, faults, limits, restfaults, signals, toxics, wire
+from simulator.core import snapshot as sim_state
 from simulator.core.faults import ConnectFault
 from simulator.core.runner import set_scenario
 from simulator.core.scenario import ScenarioError, load_allowed_scenario
@@ -48,14 +49,20 @@ def _answer(status: int, detail: str) -> web.Response:
     return web.json_response({"detail": detail}, status=status)
 
 
+def token_ok(request: web.Request) -> bool:
+    """True when ``request`` carries the control token in its :data:`TOKEN_HEADER` header."""
+    # aiohttp hands over undecodable header bytes as surrogates: encode them back, never fail on them.
+    given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
+    expected = request.app[CORE_KEY].config.control_token.encode("utf-8")
+    return bool(given) and hmac.compare_digest(given, expected)
+
+
 def _guarded(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     """Check the control token, decode the JSON body, map ValueError/RequestError to 400/404."""
 
     async def route(request: web.Request) -> web.Response:
         core = request.app[CORE_KEY]
-        # aiohttp hands over undecodable header bytes as surrogates: encode them back, never fail on them.
-        given = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
-        if not given or not hmac.compare_digest(given, core.config.control_token.encode("utf-8")):
+        if not token_ok(request):
             return _answer(401, f"missing or wrong {TOKEN_HEADER} header")
         body: Body = {}
         if request.method == "POST":
@@ -225,6 +232,33 @@ async def _scenario(core: SimCore, body: Body) -> web.Response:
     return web.json_response({"scenario": None if runner is None else runner.scenario.name})
 
 
+async def _toxics(core: SimCore, body: Body) -> web.Response:
+    if body:
+        kind, session_id, options = toxics.options_from(body)
+        toxic = core.toxics.add_from(kind, session_id, **options)
+        return web.json_response({"toxic": toxic.describe()})
+    return web.json_response({"toxics": core.toxics.describe()})
+
+
+async def _remove_toxics(core: SimCore, body: Body) -> web.Response:
+    toxic_id = body.get("id")
+    if toxic_id is None:
+        removed = [toxic.id for toxic in core.toxics.active()]
+        core.toxics.clear()
+        return _ok(removed=removed)
+    if not isinstance(toxic_id, str) or core.toxics.remove(toxic_id) is None:
+        raise RequestError(404, f"no active toxic with id {toxic_id!r}")
+    return _ok(removed=[toxic_id])
+
+
+async def _reset(core: SimCore, body: Body) -> web.Response:
+    return _ok(ended=sim_state.reset(core))
+
+
+async def _state(core: SimCore, body: Body) -> web.Response:
+    return web.json_response(sim_state.state(core))
+
+
 @dataclass(frozen=True)
 class ControlRoute:
     """One ``/_sim/*`` route: its methods, path, handler and one-line description."""
@@ -258,6 +292,14 @@ ROUTES: tuple[ControlRoute, ...] = (
                  'list / add or replace character definitions ({"characters": [...]} or {"shipped": NAME})'),
     ControlRoute(("POST",), "/_sim/rest-fault", _rest_fault,
                  '{"operation", "status", "times"?} as Simulator.inject_rest_fault (tokens, memory API)'),
+    ControlRoute(("GET", "POST"), "/_sim/toxics", _toxics,
+                 'list / add a network fault ({"kind", "session_id"?, "direction"?, "probability"?, "seed"?, '
+                 '...params} as Simulator.toxic)'),
+    ControlRoute(("POST",), "/_sim/toxics/remove", _remove_toxics, '{"id"?} remove one toxic (no id: all)'),
+    ControlRoute(("POST",), "/_sim/reset", _reset,
+                 "end every session; limits, counters, memory, faults, tokens, toxics back to the start"),
+    ControlRoute(("GET",), "/_sim/state", _state,
+                 "keys, sessions, slots, quotas, limits, queued faults, toxics, scenario (no API keys)"),
 )
 
 

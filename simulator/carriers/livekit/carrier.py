@@ -40,6 +40,7 @@ from simulator.carriers.livekit import faults, media
 from simulator.carriers.livekit.faults import Ending, Plan
 from simulator.carriers.livekit.peer import HIGH_WATER, PeerLink
 from simulator.carriers.livekit.room import RoomState, data_packet, leave, track_subscribed
+from simulator.carriers.toxiclink import ToxicLink, reset_transport
 from simulator.core import messages, speech, wire
 from simulator.core.carrier import SlowConsumer, send_bounded
 from simulator.core.sessions import Phase, SimSession
@@ -134,6 +135,8 @@ class LiveKitCarrier:
         self.voice = media.VoiceTrack(self._voice_sent)
         self.link = PeerLink(self._core.config.livekit_host_addresses, self._received, self._user_track,
                              self.flush, self._core.spawn, self._core.config.ice_servers)
+        #: The network faults acting on this connection (``simulator.carriers.toxiclink``).
+        self.toxics = ToxicLink(self._core.toxics, lk.session.session_id, self.kind, self, self._core.loop)
         self._spawn(self._read_inbox())
 
     def _voice_sent(self, seconds: float) -> None:
@@ -159,6 +162,19 @@ class LiveKitCarrier:
             return False
         room = self._lk.room
         packet = data_packet(text.encode("utf-8"), room.character_id, room.character_sid)
+        toxics = self.toxics
+        if toxics.active:
+            if toxics.oversized(len(packet)):
+                logger.info("session %s: a %d-byte data packet dropped (oversized_data toxic)",
+                            self._lk.session.session_id, len(packet))
+                return True
+            return await toxics.outbound(packet, None, lambda: self._send_data(packet))
+        return await self._send_data(packet)
+
+    async def _send_data(self, packet: bytes) -> bool:
+        if self._disposed or self.detached:
+            return False
+        room = self._lk.room
         if self._pending or not room.character_joined or not self._send_packet(packet):
             if len(self._pending) >= PENDING_LIMIT:
                 self._pending.popleft()
@@ -195,6 +211,8 @@ class LiveKitCarrier:
                           lambda: stop() or self._disposed)
 
     async def close(self, code: int, reason: str) -> None:
+        if self.toxics.active:
+            await self.toxics.before_close()
         plan = faults.for_close(code, reason)
         self._lk.end_plan = plan
         await self.end(plan)
@@ -203,6 +221,37 @@ class LiveKitCarrier:
         plan = faults.for_abort(reason)
         self._lk.end_plan = plan
         self._spawn(self.end(plan))
+
+    # ------------------------------------------------------------------ simulator.carriers.toxiclink.Wire
+
+    def reset_connection(self) -> None:
+        """A toxic resets the connection: the signal WebSocket's TCP gets RST and the peer connection closes,
+        as when the server's host vanishes (the client resumes, and is told to rejoin)."""
+        reset_transport(self._transport)
+        self._spawn(self.link.close())
+
+    def drop_connection(self) -> None:
+        """A toxic drops the connection: the signal WebSocket without a close frame, the peer connection
+        closed, no ``leave``."""
+        self.drop_signal()
+        self._spawn(self.link.close())
+
+    def pause_reading(self, paused: bool) -> None:
+        """Stop (True) or restart (False) reading the signal WebSocket (data packets wait in the inbox)."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
+    def leave(self, action: str) -> None:
+        """Send ``leave{reason: SERVER_SHUTDOWN, action}`` as LiveKit's ``SimulateScenario`` server leave does;
+        ``action`` is ``"resume"``, ``"reconnect"`` or ``"disconnect"``."""
+        value = {"resume": rtc.LeaveRequest.RESUME, "reconnect": rtc.LeaveRequest.RECONNECT,
+                 "disconnect": rtc.LeaveRequest.DISCONNECT}[action]
+        self._spawn(self.send_signal(leave(models.DisconnectReason.SERVER_SHUTDOWN, value)))
 
     # ------------------------------------------------------------------ endings
 
@@ -269,6 +318,7 @@ class LiveKitCarrier:
         if self._disposed:
             return
         self._disposed = True
+        self.toxics.close()
         self.voice.stop()
         self._inbox.close()
         if not self._ws.closed:
@@ -291,6 +341,10 @@ class LiveKitCarrier:
 
     def _received(self, raw: bytes) -> None:
         """A data packet from the client (called by aiortc); queued for :meth:`_read_inbox`, within bounds."""
+        if self.toxics.active and self.toxics.oversized(len(raw)):
+            logger.info("session %s: a %d-byte client data packet dropped (oversized_data toxic)",
+                        self._lk.session.session_id, len(raw))
+            return
         inbox = self._inbox
         if not inbox.put(raw) and (inbox.dropped == 1 or inbox.dropped % 1000 == 0):
             logger.warning("session %s: %d client data packets dropped: over %d bytes wait to be handled",
@@ -302,6 +356,8 @@ class LiveKitCarrier:
             raw = await self._inbox.get()
             if raw is None or session._phase is Phase.ENDED or self.detached:
                 return
+            if self.toxics.active and not await self.toxics.inbound(len(raw)):
+                continue
             try:
                 packet = models.DataPacket.FromString(raw)
             except DecodeError:

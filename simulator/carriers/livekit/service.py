@@ -102,6 +102,19 @@ class LiveKitService:
         self.fallback_refusal = refusal if refusal[0] == 404 else None
         return refusal
 
+    def queued_refusals(self) -> list[dict[str, Any]]:
+        """The injected ``/rtc/v1`` refusals still queued (status, times left), for ``GET /_sim/state``."""
+        return [{"status": entry[0], "times": entry[2]} for entry in self._refusals]
+
+    def reset(self) -> None:
+        """Forget queued refusals, ended rooms and every issued token (``POST /_sim/reset``; the sessions
+        were already ended)."""
+        self._refusals.clear()
+        self.fallback_refusal = None
+        for name in [name for name, lk in self.rooms.items() if lk.ended]:
+            del self.rooms[name]
+        self.tokens = TokenIssuer()
+
     # ------------------------------------------------------------------ lifecycle
 
     def connection_count(self) -> int:

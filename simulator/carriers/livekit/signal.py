@@ -124,6 +124,11 @@ async def rtc_v1(request: web.Request) -> web.StreamResponse:
     except ValueError as exc:
         return web.Response(status=400, text=str(exc))
     if join.reconnect:
+        if service.core.toxics.for_session(lk.session.session_id, "drop_signal_on_resume") is not None:
+            logger.info("LiveKit resume of room %s: signal dropped (drop_signal_on_resume toxic)", lk.room.name)
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError  # no HTTP response at all
         return await _refuse_resume(request, lk)
     if lk.ended:
         return web.Response(status=401, text=f"no permissions to access the room: room {lk.room.name!r} is closed")

@@ -9,7 +9,9 @@ import logging
 from collections.abc import Callable
 
 from aiohttp import WSMsgType, web
+from websocket import ABNF
 
+from simulator.carriers.toxiclink import ToxicLink, reset_transport
 from simulator.carriers.websocket.voice import WebSocketVoice
 from simulator.core import faults, messages, wire
 from simulator.core.carrier import CLOSE_HANDSHAKE_TIMEOUT, Speaker, send_bounded, within
@@ -46,6 +48,9 @@ class WebSocketCarrier:
         self._send_timeout = send_timeout
         #: Speaks and hears on this connection (``speak(text, stop)``); None: no audio.
         self.voice: Speaker | None = None
+        #: The network faults acting on this connection (``simulator.carriers.toxiclink``); set by
+        #: :func:`serve_chat`.
+        self.toxics: ToxicLink | None = None
 
     @property
     def close_code(self) -> int | None:
@@ -55,6 +60,14 @@ class WebSocketCarrier:
         ws = self._ws
         if ws.closed:
             return False
+        toxics = self.toxics
+        if toxics is not None and toxics.active:
+            frame, write_raw = self._frame(text.encode("utf-8"), ABNF.OPCODE_TEXT)
+            return await toxics.outbound(frame, write_raw, lambda: self._send_text_now(text))
+        return await self._send_text_now(text)
+
+    async def _send_text_now(self, text: str) -> bool:
+        ws = self._ws
         try:
             # At most 4 UTF-8 bytes per character, plus the frame header.
             await send_bounded(self._transport, lambda: ws.send_str(text), 4 * len(text) + 16, self._send_timeout)
@@ -72,6 +85,14 @@ class WebSocketCarrier:
         ws = self._ws
         if ws.closed:
             return False
+        toxics = self.toxics
+        if toxics is not None and toxics.active:
+            frame, write_raw = self._frame(data, ABNF.OPCODE_BINARY)
+            return await toxics.outbound(frame, write_raw, lambda: self._send_bytes_now(data))
+        return await self._send_bytes_now(data)
+
+    async def _send_bytes_now(self, data: bytes) -> bool:
+        ws = self._ws
         try:
             await send_bounded(self._transport, lambda: ws.send_bytes(data), len(data) + 16, self._send_timeout)
         except (ConnectionError, RuntimeError) as exc:
@@ -90,6 +111,8 @@ class WebSocketCarrier:
         ws = self._ws
         if ws.closed:
             return
+        if self.toxics is not None and self.toxics.active:
+            await self.toxics.before_close()
         message = reason.encode("utf-8")[:MAX_REASON_BYTES]
         finished = False
         try:
@@ -103,6 +126,38 @@ class WebSocketCarrier:
         finally:
             if not finished:  # a timeout, an error or a cancellation: never leave it half-open
                 self.abort(reason)
+
+    def _frame(self, payload: bytes, opcode: int) -> tuple[bytes, Callable[[bytes], None] | None]:
+        """``payload`` as the WebSocket frame that carries it, and a writer of raw pieces of it (None when
+        the connection compresses its frames, so its bytes are not the frame's)."""
+        frame = ABNF(1, 0, 0, 0, opcode, 0, payload).format()
+        transport = self._transport
+        if transport is None or self._ws.compress:
+            return frame, None
+        return frame, transport.write
+
+    # ------------------------------------------------------------------ simulator.carriers.toxiclink.Wire
+
+    def reset_connection(self) -> None:
+        """Reset the TCP connection (RST)."""
+        reset_transport(self._transport)
+
+    def drop_connection(self) -> None:
+        """Close the TCP connection without a close frame."""
+        self.abort("toxic")
+
+    def pause_reading(self, paused: bool) -> None:
+        """Stop (True) or restart (False) reading from the client's socket."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
+    def leave(self, action: str) -> None:
+        """LiveKit only: nothing to do on the WebSocket."""
 
     def abort(self, reason: str) -> None:
         """Drop the TCP connection without a close frame (also when a graceful close is pending)."""
@@ -134,12 +189,16 @@ async def serve_chat(core: SimCore, request: web.Request) -> web.StreamResponse:
     carrier = WebSocketCarrier(ws, request.transport, session.session_id, core.config.send_timeout)
     voice = WebSocketVoice(core, session, carrier.send_bytes, core.config.websocket_audio)
     carrier.voice = voice
+    toxics = carrier.toxics = ToxicLink(core.toxics, session.session_id, carrier.kind, carrier, core.loop)
     core.open_session(session, carrier)
     await session._send(wire.interaction_created(session.character_session_id))
     core.schedule_bot_ready(session)
     core.start_scenario(session)
     try:
         async for msg in ws:
+            if toxics.active and msg.type in (WSMsgType.TEXT, WSMsgType.BINARY) and not await toxics.inbound(
+                    len(msg.data.encode("utf-8") if isinstance(msg.data, str) else msg.data)):
+                continue  # the connection was cut: the loop ends with it
             if msg.type is WSMsgType.TEXT:
                 await messages.handle_text(core, session, msg.data)
             elif msg.type is WSMsgType.BINARY:
@@ -148,6 +207,7 @@ async def serve_chat(core: SimCore, request: web.Request) -> web.StreamResponse:
             elif msg.type is WSMsgType.ERROR:
                 logger.warning("session %s WebSocket error: %s", session_id, ws.exception())
     finally:
+        toxics.close()
         core.end(session, None, "client closed")
         task = session._close_task
         if task is not None and not task.done():
