@@ -16,6 +16,7 @@ and the reply through :func:`simulator.core.messages.handle_utterance`.
 from __future__ import annotations
 
 import array
+import functools
 import logging
 import math
 import sys
@@ -49,8 +50,10 @@ def voice_seconds(text: str) -> float:
     return max(MIN_VOICE_SECONDS, len(text) * VOICE_MS_PER_CHARACTER / 1000)
 
 
+@functools.lru_cache(maxsize=64)
 def tone(seconds: float, rate: int = VOICE_RATE) -> bytes:
-    """``seconds`` of the default voice's 440 Hz tone, PCM16 mono little-endian."""
+    """``seconds`` of the default voice's 440 Hz tone, PCM16 mono little-endian (remembered: the sample loop
+    is pure Python, and many sessions speak replies of the same length)."""
     count = int(round(seconds * rate))
     step = 2 * math.pi * TONE_HZ / rate
     samples = array.array("h", (int(TONE_AMPLITUDE * math.sin(step * i)) for i in range(count)))
