@@ -29,6 +29,7 @@ from simulator.core.sessions import (
     ScenarioHook,
     SimSession,
 )
+from simulator.core.store import MemoryStore, PlanStore, Refusal
 
 if TYPE_CHECKING:
     from simulator.core.carrier import Carrier, LiveKitSide
@@ -76,6 +77,10 @@ class SimConfig:
     max_conversations: int = DEFAULT_MAX_CONVERSATIONS
     #: The directory ``POST /_sim/scenario`` may load scenario files from (None: no files at all).
     scenario_dir: Path | None = None
+    #: Where the plan state shared by worker processes lives: None (this process only) or ``redis://HOST:PORT/DB``.
+    state_url: str | None = field(default=None, repr=False)
+    #: Seconds a Redis-held slot lives without its worker's heartbeat (a dead worker's slots free within this).
+    slot_lease: float = 15.0
 
 
 class SimCore:
@@ -86,6 +91,14 @@ class SimCore:
         self.loop = loop
         self.accounts = Accounts(config.api_keys, config.characters, config.limits, clock=loop.time,
                                  max_conversations=config.max_conversations)
+        #: The cross-session plan state (``simulator.core.store``): this process's, or Redis's shared by workers.
+        self.store: PlanStore = MemoryStore(self.accounts)
+        if config.state_url is not None:
+            from simulator.core.redis_store import RedisStore  # only with --state (needs the redis package)
+
+            self.store = RedisStore(config.state_url, self.accounts, config.slot_lease)
+        #: ``host:port`` that names this worker in ``room_url``s (None: the host the client asked).
+        self.advertise: str | None = None
         self.sessions: dict[str, SimSession] = {}
         self.recent: collections.OrderedDict[str, SimSession] = collections.OrderedDict()
         self.connect_faults: collections.deque[list[Any]] = collections.deque()
@@ -147,8 +160,19 @@ class SimCore:
 
     # ------------------------------------------------------------------ lifecycle
 
+    async def admit(self, api_key: str, end_user_id: str | None, *, take: bool = True) -> Refusal | str:
+        """The plan's checks and, when they pass (and ``take``), a slot: returns the new session's id, or why it
+        was refused."""
+        session_id = str(uuid.uuid4())
+        refusal = await self.store.admit(api_key, end_user_id, session_id, take=take)
+        if refusal is not None:
+            return refusal
+        self._notify_slots()
+        return session_id
+
     def create_session(
         self,
+        session_id: str,
         api_key: str,
         character_id: str,
         character_session_id: str,
@@ -159,10 +183,10 @@ class SimCore:
         transport: str = "websocket",
         room_name: str | None = None,
     ) -> SimSession:
-        """Admit a connect: take the slot, register the session and start its join / token timers."""
+        """Register the session :meth:`admit` took slot ``session_id`` for, and start its join / token timers."""
         conversation = self.accounts.conversation(character_session_id, api_key, character_id)
         session = SimSession(
-            str(uuid.uuid4()),
+            session_id,
             character_session_id,
             api_key,
             character_id,
@@ -175,8 +199,6 @@ class SimCore:
             send_timeout=self.config.send_timeout,
             on_slow_consumer=self._drop_slow_consumer,
         )
-        self.accounts.admit(api_key, end_user_id)
-        self._notify_slots()
         self.sessions[session.session_id] = session
         session._set_timer("join", self.loop.call_later(self.config.join_window, self._join_expired, session))
         if self.config.token_ttl is not None:
@@ -235,7 +257,7 @@ class SimCore:
         task = session._turn_task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
-        self.accounts.release(session.api_key)
+        self.store.release(session.api_key, session.session_id)
         self._notify_slots()
         self.sessions.pop(session.session_id, None)
         session._trim_record(ENDED_RECORDED_CHARS, keep_latest=False)  # up to RECENT_LIMIT are kept
@@ -449,3 +471,4 @@ class SimCore:
             await self.livekit.shutdown(deadline)
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
+        await self.store.close()

@@ -24,6 +24,7 @@ from simulator.carriers.websocket import carrier as websocket
 from simulator.core import bounds
 from simulator.core.faults import ConnectKind
 from simulator.core.state import SimCore
+from simulator.core.store import Refusal
 
 logger = logging.getLogger("simulator.routes")
 
@@ -148,8 +149,8 @@ async def connect(request: web.Request) -> web.StreamResponse:
         if fault.kind is ConnectKind.HTTP_ERROR:
             return web.json_response(dict(fault.body), status=fault.status)
         send_bot_ready = fault.kind is not ConnectKind.NO_BOT_READY
-    return _admit(request, core, key, checked, send_bot_ready,
-                  invalid_room=fault is not None and fault.kind is ConnectKind.INVALID_ROOM)
+    return await _admit(request, core, key, checked, send_bot_ready,
+                        invalid_room=fault is not None and fault.kind is ConnectKind.INVALID_ROOM)
 
 
 def _validate(core: SimCore, key: str, body: dict[str, Any]) -> _ConnectRequest | web.Response:
@@ -197,7 +198,7 @@ def _validate(core: SimCore, key: str, body: dict[str, Any]) -> _ConnectRequest 
                            body.get("default_tts_enabled", True) is not False, audio_output)
 
 
-def _admit(
+async def _admit(
     request: web.Request,
     core: SimCore,
     key: str,
@@ -205,31 +206,35 @@ def _admit(
     send_bot_ready: bool,
     invalid_room: bool,
 ) -> web.Response:
-    """The plan checks (realtime access, speakers, concurrency, rate), then the session."""
+    """The plan checks (realtime access, then speakers, concurrency and rate through the plan store, which takes
+    the slot), then the session. ``room_url`` names this worker (``core.advertise``) when it is one of several."""
     if not core.accounts.limits.realtime_allowed:
         return _error(403, "Realtime access is not available on your plan", "realtime_access_denied")
-    if core.accounts.speaker_blocked(key, checked.end_user_id):
+    admitted = await core.admit(key, checked.end_user_id, take=not invalid_room)
+    if admitted is Refusal.SPEAKER:
         return _error(429, "Speaker limit reached", "speaker_limit")
-    if core.accounts.concurrency_blocked(key):
+    if admitted is Refusal.CONCURRENCY:
         return _error(429, "Concurrency limit reached for your plan", "concurrency_limit")
-    if core.accounts.rate_blocked(key):
+    if admitted is Refusal.RATE:
         return _error(429, "Rate limit exceeded")
+    assert isinstance(admitted, str)
     if invalid_room:
         return web.json_response({"request_trace_id": _trace_id(), "character_session_id":
                                   checked.character_session_id, "room_name": None, "token": ""})
+    host = core.advertise or request.host
     if checked.audio_output is not None:
         assert core.livekit is not None  # _validate refused LiveKit without its extra
         return web.json_response(core.livekit.admit(
-            request.host, key, checked.character_id, checked.character_session_id, checked.end_user_id,
+            admitted, host, key, checked.character_id, checked.character_session_id, checked.end_user_id,
             checked.end_user_metadata, checked.audio_output, tts_enabled=checked.tts_enabled,
             send_bot_ready=send_bot_ready, request_trace_id=_trace_id()))
-    session = core.create_session(key, checked.character_id, checked.character_session_id, checked.end_user_id,
-                                  tts_enabled=checked.tts_enabled, send_bot_ready=send_bot_ready)
+    session = core.create_session(admitted, key, checked.character_id, checked.character_session_id,
+                                  checked.end_user_id, tts_enabled=checked.tts_enabled, send_bot_ready=send_bot_ready)
     return web.json_response({
         "session_id": session.session_id,
         "request_trace_id": _trace_id(),
         "character_session_id": session.character_session_id,
-        "room_url": f"ws://{request.host}/chat?session_id={session.session_id}",
+        "room_url": f"ws://{host}/chat?session_id={session.session_id}",
         "room_name": None,
         "token": "",
         "end_user_id": checked.end_user_id,

@@ -2,7 +2,7 @@
 microphone track (loop thread only, except the user's callables).
 
 The default voice and the utterance rules are :mod:`simulator.core.speech`'s (shared with the WebSocket; re-exported
-here). The voice is sent in real time, in 20 ms Opus packets; between turns the track sends nothing (no RTP at all:
+here). The voice is sent in real time, in 60 ms Opus packets; between turns the track sends nothing (no RTP at all:
 the client's jitter buffer plays silence), which keeps an idle session's cost to the connection itself. An
 utterance is resampled and Opus-encoded once, when it is queued (:func:`opus_packets`, PyAV's libopus, remembered
 for the last ``OPUS_CACHE`` distinct utterances so a line many sessions speak is encoded once), and the track
@@ -32,7 +32,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from simulator.core import wire
-from simulator.core.speech import FRAME_SECONDS, VOICE_RATE, UtteranceDetector
+from simulator.core.speech import UtteranceDetector
 from simulator.core.speech import voice_seconds as voice_seconds  # re-exported (tests size the voice by it)
 
 logger = logging.getLogger("simulator.livekit.media")
@@ -40,9 +40,12 @@ logger = logging.getLogger("simulator.livekit.media")
 #: Silence sent after each utterance on the track, so the client's decoder ends on silence rather than
 #: concealing the missing packets (which stretches the last sound by about 100 ms).
 TAIL_SILENCE = 0.06
-#: Opus runs at 48 kHz (RFC 7587: the RTP clock of Opus is always 48000 Hz), in 20 ms packets.
+#: Opus runs at 48 kHz (RFC 7587: the RTP clock of Opus is always 48000 Hz). Packets carry 60 ms (an Opus frame
+#: size, RFC 6716 section 2.1.4; WebRTC receivers take any): a third of the packets, and of the per-packet Python
+#: work in aiortc's sender, of 20 ms ones, for 40 ms more latency than a voice reply's first packet needs.
 OPUS_RATE = 48_000
-OPUS_FRAME = int(OPUS_RATE * FRAME_SECONDS)
+PACKET_SECONDS = 0.06
+OPUS_FRAME = int(OPUS_RATE * PACKET_SECONDS)
 OPUS_TIME_BASE = fractions.Fraction(1, OPUS_RATE)
 OPUS_BIT_RATE = 32_000
 #: Distinct utterances whose Opus packets are remembered (a few KiB each).
@@ -82,7 +85,7 @@ def audio_data(pcm: bytes, rate: int, wav_header: bool) -> wire.JsonDict:
 
 @functools.lru_cache(maxsize=OPUS_CACHE)
 def opus_packets(pcm: bytes, rate: int) -> tuple[bytes, ...]:
-    """``pcm`` (PCM16 mono at ``rate`` Hz) as 20 ms Opus packets at 48 kHz, the last one padded with silence.
+    """``pcm`` (PCM16 mono at ``rate`` Hz) as 60 ms Opus packets at 48 kHz, the last one padded with silence.
 
     One fresh libopus encoder per utterance, so the packets depend on the audio alone (and can be shared).
     """
@@ -95,7 +98,7 @@ def opus_packets(pcm: bytes, rate: int) -> tuple[bytes, ...]:
     codec.layout = "mono"
     codec.format = "s16"
     codec.time_base = OPUS_TIME_BASE
-    codec.options = {"application": "voip"}
+    codec.options = {"application": "voip", "frame_duration": str(int(PACKET_SECONDS * 1000))}
     packets: list[bytes] = []
     for index, start in enumerate(range(0, len(pcm), size)):
         frame = av.AudioFrame(format="s16", layout="mono", samples=OPUS_FRAME)
@@ -103,13 +106,13 @@ def opus_packets(pcm: bytes, rate: int) -> tuple[bytes, ...]:
         frame.sample_rate = OPUS_RATE
         frame.time_base = OPUS_TIME_BASE
         frame.pts = index * OPUS_FRAME
-        packets.extend(bytes(packet) for packet in codec.encode(frame))  # type: ignore[attr-defined]
-    packets.extend(bytes(packet) for packet in codec.encode(None))  # type: ignore[attr-defined]
+        packets.extend(bytes(packet) for packet in codec.encode(frame))
+    packets.extend(bytes(packet) for packet in codec.encode(None))
     return tuple(packets)
 
 
 class VoiceTrack(MediaStreamTrack):
-    """The character's audio track: plays queued utterances in real time as 20 ms Opus packets, nothing in
+    """The character's audio track: plays queued utterances in real time as 60 ms Opus packets, nothing in
     between (aiortc's sender packs an ``av.Packet`` as it is, without encoding)."""
 
     kind = "audio"
@@ -139,7 +142,7 @@ class VoiceTrack(MediaStreamTrack):
         """Wait until the last queued packet has been handed to the sender."""
         await self._drained.wait()
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         loop = asyncio.get_running_loop()
         while not self._packets:
             if self.readyState != "live":
@@ -155,9 +158,9 @@ class VoiceTrack(MediaStreamTrack):
         else:
             # Idle since the last utterance: RTP time follows the wall clock (in whole frames), so the
             # receiver sees a pause, not a burst of late packets.
-            self._pts += int((now - self._due) / FRAME_SECONDS) * OPUS_FRAME
+            self._pts += int((now - self._due) / PACKET_SECONDS) * OPUS_FRAME
             self._due = now
-        self._due += FRAME_SECONDS
+        self._due += PACKET_SECONDS
         packet = av.Packet(payload)
         packet.pts = self._pts
         packet.time_base = OPUS_TIME_BASE

@@ -44,6 +44,7 @@ class LiveKitService:
 
     def admit(
         self,
+        session_id: str,
         host: str,
         api_key: str,
         character_id: str,
@@ -59,7 +60,7 @@ class LiveKitService:
         """Create a LiveKit session; returns the ``/connect`` answer (``room_url``, ``room_name``, ``token``)."""
         name = f"convai-room-{secrets.token_hex(8)}"
         identity = end_user_id or f"user-{secrets.token_hex(4)}"
-        session = self.core.create_session(api_key, character_id, character_session_id, end_user_id,
+        session = self.core.create_session(session_id, api_key, character_id, character_session_id, end_user_id,
                                            tts_enabled=tts_enabled, send_bot_ready=send_bot_ready,
                                            transport="livekit", room_name=name)
         self.rooms[name] = LiveKitSession(session, RoomState(name, character_id, identity), output)
