@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 logger = logging.getLogger("simulator.workers")
 
 #: Seconds a worker may take to print that it listens.
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0
 #: Seconds a worker may take to stop after SIGTERM before it is killed.
 STOP_TIMEOUT = 10.0
 #: Environment variable the workers read their control token from (never on a command line, where ``ps`` shows it).

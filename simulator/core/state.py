@@ -441,6 +441,8 @@ class SimCore:
             "conversations": self.accounts.conversation_count,
             "max_conversations": self.accounts.max_conversations,
             "slots_in_use": self.accounts.slots_in_use(),
+            "store": {"kind": "memory" if isinstance(self.store, MemoryStore) else "redis",
+                      "round_trips": self.store.round_trips},
             "queued_connect_faults": sum(entry[1] for entry in self.connect_faults),
             "tasks": len(self.tasks),
             "send_timeout": self.config.send_timeout,
