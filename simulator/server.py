@@ -297,6 +297,7 @@ class Simulator(SimulatorOperations):
         own = int(runner.addresses[-1][1])
         if self._reuse_port or self._advertise_host is not None:
             core.advertise = f"{self._advertise_host or self.host}:{own}"
+            await core.store.announce(f"http://{core.advertise}")
         self._core, self._runner = core, runner
         return port
 

@@ -190,3 +190,43 @@ def test_workers_without_a_shared_state_are_refused(capsys: pytest.CaptureFixtur
         sim_main(["--workers", "2"])
     assert exit_info.value.code == 2
     assert "--workers needs --state redis://HOST:PORT/DB" in capsys.readouterr().err
+
+
+def _control(handle: Workers, url: str, method: str, route: str, body: dict[str, Any] | None = None
+             ) -> requests.Response:
+    return requests.request(method, f"{url}/_sim/{route}", json=body, timeout=TIMEOUT,
+                            headers={"X-Sim-Control-Token": handle.control_token})
+
+
+@pytest.mark.timeout(120)
+def test_the_control_api_of_any_worker_acts_on_the_whole_simulator(
+        redis_url: str, run_workers: Callable[..., Workers]) -> None:  # noqa: F811
+    sim = run_workers(2, redis_url)
+    first, second = sim.workers.values()
+    opened = {}
+    for url in (first, second):
+        answer = _connect(url)
+        ws = connect_ws(answer.json()["room_url"])
+        recv_until(ws, "bot-ready")
+        opened[url] = (answer.json()["session_id"], ws)
+    # A request naming a session held by the other worker is forwarded to it.
+    session_id, ws = opened[first]
+    sent = _control(sim, second, "POST", "send", {"session_id": session_id, "frame": {"type": "sim-probe"}})
+    assert sent.status_code == 200, sent.text
+    assert recv(ws)["type"] == "sim-probe"
+    # Any worker lists every worker's sessions.
+    listed = _control(sim, second, "GET", "sessions").json()["sessions"]
+    assert {s["session_id"] for s in listed} == {opened[first][0], opened[second][0]}
+    # A limit changed through one worker holds on every worker.
+    assert _control(sim, first, "POST", "limits", {"concurrency_limit": 2}).status_code == 200
+    for url in (first, second):
+        assert _control(sim, url, "GET", "limits").json()["limits"]["concurrency_limit"] == 2
+        refused = _connect(url)
+        assert (refused.status_code, refused.json()["error_code"]) == (429, "concurrency_limit")
+    assert _control(sim, second, "POST", "limits", {"concurrency_limit": None}).status_code == 200
+    # A connect fault injected through one worker is met once, by whichever worker the next connect reaches.
+    injected = _control(sim, first, "POST", "inject", {"code": "connection.rate_limited"})
+    assert injected.json()["target"] == "connect"
+    assert _connect(second).status_code == 429
+    assert _connect(first).status_code == 200
+    assert _connect(second).status_code == 200

@@ -14,6 +14,10 @@ Keys (``PREFIX`` + the API key's SHA-256, so no key appears in Redis or its logs
 - ``connects:<key>``: sorted set of accepted connects by time, trimmed to the rate window.
 - ``speakers:<key>``: set of the distinct ``end_user_id`` values seen.
 - ``interactions:<key>``: counter of interactions.
+- ``worker:<id>``: a live worker's own URL (expires with its lease); ``owner:<session id>``: the own URL of the
+  worker holding that session (renewed with its slot) — the control API forwards a session's requests there.
+- ``connect-faults`` / ``connect-fault-uses``: the queued connect faults (JSON ``[code, details]``) and their
+  remaining uses, consumed by whichever worker a ``/connect`` reaches.
 
 Requires the ``redis`` package (``pip install 'convai-sync[simulator-redis]'``) and Redis 5 or later.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import uuid
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -73,6 +78,9 @@ if counts_speaker then
     redis.call('SADD', KEYS[2], user)
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if ARGV[9] ~= '' then
+    redis.call('SET', KEYS[4], ARGV[9], 'PX', ARGV[2])
+end
 return ''
 """
 
@@ -82,6 +90,30 @@ local expiry = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonum
 for i = 2, #ARGV do
     redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i])
 end
+for i = 2, #KEYS do
+    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+end
+return 0
+"""
+
+_POP_FAULT = """
+local uses = redis.call('LINDEX', KEYS[2], 0)
+if not uses then
+    return false
+end
+local payload = redis.call('LINDEX', KEYS[1], 0)
+if tonumber(uses) <= 1 then
+    redis.call('LPOP', KEYS[1])
+    redis.call('LPOP', KEYS[2])
+else
+    redis.call('LSET', KEYS[2], 0, tonumber(uses) - 1)
+end
+return payload
+"""
+
+_PUSH_FAULT = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[2])
 return 0
 """
 
@@ -133,11 +165,17 @@ class RedisStore:
         self._renew = self._client.register_script(_RENEW)
         self._count = self._client.register_script(_COUNT)
         self._interaction = self._client.register_script(_INTERACTION)
+        self._push_fault = self._client.register_script(_PUSH_FAULT)
+        self._pop_fault = self._client.register_script(_POP_FAULT)
+        self._worker_key = f"{PREFIX}worker:{uuid.uuid4().hex}"
+        self._url = ""
         #: Slots this process holds: session id -> API key.
         self._held: dict[str, str] = {}
         self._heartbeat: asyncio.Task[None] | None = None
         self._releases: set[asyncio.Task[None]] = set()
         self.round_trips = 0
+
+    shared = True
 
     def __repr__(self) -> str:
         return f"RedisStore(lease={self._lease_ms / 1000:g} s, held={len(self._held)})"
@@ -163,6 +201,7 @@ class RedisStore:
                 by_key.setdefault(api_key, []).append(session_id)
             for api_key, sessions in by_key.items():
                 await self._client.zrem(self._key("slots", api_key), *sessions)
+            await self._client.delete(self._worker_key, *(f"{PREFIX}owner:{s}" for s in self._held))
         except (RedisError, OSError):
             logger.warning("could not release this worker's slots in Redis; they expire with their lease")
         self._held.clear()
@@ -173,10 +212,11 @@ class RedisStore:
         limits = self._accounts.limits
         self.round_trips += 1
         answer = await self._admit(
-            keys=[self._key("slots", api_key), self._key("speakers", api_key), self._key("connects", api_key)],
+            keys=[self._key("slots", api_key), self._key("speakers", api_key), self._key("connects", api_key),
+              f"{PREFIX}owner:{session_id}"],
             args=[session_id, self._lease_ms, _limit(limits.concurrency_limit), _limit(limits.speaker_limit),
                   end_user_id or "", _limit(limits.connect_rate_limit), int(limits.connect_rate_window * 1000),
-                  1 if take else 0])
+                  1 if take else 0, self._url])
         text = answer.decode() if isinstance(answer, bytes) else str(answer)
         if text:
             return Refusal(text)
@@ -198,7 +238,10 @@ class RedisStore:
     async def _release(self, api_key: str, session_id: str) -> None:
         try:
             self.round_trips += 1
-            await self._client.zrem(self._key("slots", api_key), session_id)
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zrem(self._key("slots", api_key), session_id)
+                pipe.delete(f"{PREFIX}owner:{session_id}")
+                await pipe.execute()
         except (RedisError, OSError):
             logger.warning("could not release a slot in Redis; it expires with its lease")
 
@@ -213,9 +256,37 @@ class RedisStore:
         self.round_trips += 1
         return int(await self._count(keys=[self._key("slots", key) for key in keys], args=[]))
 
+    async def announce(self, url: str) -> None:
+        self._url = url
+        self.round_trips += 1
+        await self._client.set(self._worker_key, url, px=self._lease_ms)
+
+    async def peers(self) -> list[str]:
+        self.round_trips += 1
+        keys = [key async for key in self._client.scan_iter(f"{PREFIX}worker:*") if key.decode() != self._worker_key]
+        if not keys:
+            return []
+        self.round_trips += 1
+        return sorted(url.decode() for url in await self._client.mget(keys) if url is not None)
+
+    async def owner(self, session_id: str) -> str | None:
+        self.round_trips += 1
+        url = await self._client.get(f"{PREFIX}owner:{session_id}")
+        return None if url is None else str(url.decode())
+
+    async def push_connect_fault(self, payload: str, times: int) -> None:
+        self.round_trips += 1
+        await self._push_fault(keys=[f"{PREFIX}connect-faults", f"{PREFIX}connect-fault-uses"], args=[payload, times])
+
+    async def pop_connect_fault(self) -> str | None:
+        self.round_trips += 1
+        payload = await self._pop_fault(keys=[f"{PREFIX}connect-faults", f"{PREFIX}connect-fault-uses"], args=[])
+        return None if payload is None else str(payload.decode())
+
     async def reset(self) -> None:
         keys = [self._key(kind, api_key) for api_key in self._accounts.api_keys
                 for kind in ("connects", "speakers", "interactions")]
+        keys += [f"{PREFIX}connect-faults", f"{PREFIX}connect-fault-uses"]
         self.round_trips += 1
         await self._client.delete(*keys)
         self._accounts.reset()
@@ -227,9 +298,17 @@ class RedisStore:
             by_key: dict[str, list[str]] = {}
             for session_id, api_key in self._held.items():
                 by_key.setdefault(api_key, []).append(session_id)
+            owners = [f"{PREFIX}owner:{session_id}" for session_id in self._held] if self._url else []
+            try:
+                if self._url:
+                    self.round_trips += 1
+                    await self._client.set(self._worker_key, self._url, px=self._lease_ms)
+            except (RedisError, OSError):
+                logger.warning("could not renew this worker's registration in Redis")
             for api_key, sessions in by_key.items():
                 try:
                     self.round_trips += 1
-                    await self._renew(keys=[self._key("slots", api_key)], args=[self._lease_ms, *sessions])
+                    owned = [f"{PREFIX}owner:{s}" for s in sessions] if owners else []
+                    await self._renew(keys=[self._key("slots", api_key), *owned], args=[self._lease_ms, *sessions])
                 except (RedisError, OSError):
                     logger.warning("could not renew slot leases in Redis; retrying in %g s", self._lease_ms / 3000)

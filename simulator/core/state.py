@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import json
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
@@ -157,6 +158,19 @@ class SimCore:
             self.connect_faults.popleft()
         fault: ConnectFault = entry[0]
         return fault
+
+    async def take_connect_fault(self) -> ConnectFault | None:
+        """Consume one use of the oldest connect fault queued here, else of one queued in a shared store (by the
+        control API of any worker)."""
+        fault = self.next_connect_fault()
+        if fault is not None or not self.store.shared:
+            return fault
+        payload = await self.store.pop_connect_fault()
+        if payload is None:
+            return None
+        code, details = json.loads(payload)
+        shared = faults.resolve(code, details, over_http=True)
+        return shared if isinstance(shared, ConnectFault) else None
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -9,6 +9,7 @@ many, enforce one plan. Each check-and-take is atomic in both: two connects can 
 
 from __future__ import annotations
 
+import collections
 import enum
 from typing import Protocol
 
@@ -26,10 +27,12 @@ class Refusal(enum.Enum):
 class PlanStore(Protocol):
     """Cross-session plan state. Loop thread only; the coroutines never block the loop.
 
-    ``round_trips`` counts the store's network round trips (0 in memory), for the bench.
+    ``round_trips`` counts the store's network round trips (0 in memory), for the bench; ``shared`` is True when
+    other processes may share the store (then the control API reaches them too: ``simulator.http.fanout``).
     """
 
     round_trips: int
+    shared: bool
 
     async def start(self) -> None:
         """Connect (and start any heartbeat); called once before the first connect is served."""
@@ -52,6 +55,21 @@ class PlanStore(Protocol):
     async def slots_in_use(self, api_key: str | None = None) -> int:
         """Slots held by ``api_key`` (or by every key) across every process sharing this store."""
 
+    async def announce(self, url: str) -> None:
+        """Name this process's own URL (``http://host:port``) to the others, for as long as it runs."""
+
+    async def peers(self) -> list[str]:
+        """The own URLs of the other live processes sharing this store."""
+
+    async def owner(self, session_id: str) -> str | None:
+        """The own URL of the process holding ``session_id``'s slot (None: unknown or ended)."""
+
+    async def push_connect_fault(self, payload: str, times: int) -> None:
+        """Queue a connect fault (``payload``: JSON ``[code, details]``) for the next ``times`` connects anywhere."""
+
+    async def pop_connect_fault(self) -> str | None:
+        """Consume one use of the oldest queued connect fault; its payload, or None when none is queued."""
+
     async def reset(self) -> None:
         """Forget the connect-rate windows, speakers and usage of every key, for every process sharing this store
         (slots stay held by their live sessions, which free them as they end)."""
@@ -62,9 +80,11 @@ class MemoryStore:
     check-and-take, so the loop thread makes it atomic)."""
 
     round_trips = 0
+    shared = False
 
     def __init__(self, accounts: Accounts) -> None:
         self._accounts = accounts
+        self._faults: collections.deque[list[str | int]] = collections.deque()
 
     async def start(self) -> None:
         return None
@@ -94,5 +114,27 @@ class MemoryStore:
     async def slots_in_use(self, api_key: str | None = None) -> int:
         return self._accounts.slots_in_use(api_key)
 
+    async def announce(self, url: str) -> None:
+        return None
+
+    async def peers(self) -> list[str]:
+        return []
+
+    async def owner(self, session_id: str) -> str | None:
+        return None
+
+    async def push_connect_fault(self, payload: str, times: int) -> None:
+        self._faults.append([payload, times])
+
+    async def pop_connect_fault(self) -> str | None:
+        if not self._faults:
+            return None
+        entry = self._faults[0]
+        entry[1] = int(entry[1]) - 1
+        if int(entry[1]) <= 0:
+            self._faults.popleft()
+        return str(entry[0])
+
     async def reset(self) -> None:
+        self._faults.clear()
         self._accounts.reset()

@@ -138,7 +138,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
     checked = _validate(core, key, body)
     if isinstance(checked, web.Response):
         return checked
-    fault = core.next_connect_fault()
+    fault = await core.take_connect_fault()
     send_bot_ready = True
     if fault is not None:
         logger.info("connect answered by injected %s", fault.code.value)
