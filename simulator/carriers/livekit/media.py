@@ -2,7 +2,7 @@
 microphone track (loop thread only, except the user's callables).
 
 The default voice and the utterance rules are :mod:`simulator.core.speech`'s (shared with the WebSocket; re-exported
-here). The voice is sent in real time, in 60 ms Opus packets; between turns the track sends nothing (no RTP at all:
+here). The voice is sent in real time, in 20 ms Opus packets; between turns the track sends nothing (no RTP at all:
 the client's jitter buffer plays silence), which keeps an idle session's cost to the connection itself. An
 utterance is resampled and Opus-encoded once, when it is queued (:func:`opus_packets`, PyAV's libopus, remembered
 for the last ``OPUS_CACHE`` distinct utterances so a line many sessions speak is encoded once), and the track
@@ -40,11 +40,11 @@ logger = logging.getLogger("simulator.livekit.media")
 #: Silence sent after each utterance on the track, so the client's decoder ends on silence rather than
 #: concealing the missing packets (which stretches the last sound by about 100 ms).
 TAIL_SILENCE = 0.06
-#: Opus runs at 48 kHz (RFC 7587: the RTP clock of Opus is always 48000 Hz). Packets carry 60 ms (an Opus frame
-#: size, RFC 6716 section 2.1.4; WebRTC receivers take any): a third of the packets, and of the per-packet Python
-#: work in aiortc's sender, of 20 ms ones, for 40 ms more latency than a voice reply's first packet needs.
+#: Opus runs at 48 kHz (RFC 7587: the RTP clock of Opus is always 48000 Hz), in 20 ms packets as WebRTC senders
+#: (and Convai's agents) use: 20 ms packets would cost a third of the per-packet Python work in aiortc's sender, but
+#: smear each utterance's edges over a longer frame, and clients measure what they hear.
 OPUS_RATE = 48_000
-PACKET_SECONDS = 0.06
+PACKET_SECONDS = 0.02
 OPUS_FRAME = int(OPUS_RATE * PACKET_SECONDS)
 OPUS_TIME_BASE = fractions.Fraction(1, OPUS_RATE)
 OPUS_BIT_RATE = 32_000
@@ -85,7 +85,7 @@ def audio_data(pcm: bytes, rate: int, wav_header: bool) -> wire.JsonDict:
 
 @functools.lru_cache(maxsize=OPUS_CACHE)
 def opus_packets(pcm: bytes, rate: int) -> tuple[bytes, ...]:
-    """``pcm`` (PCM16 mono at ``rate`` Hz) as 60 ms Opus packets at 48 kHz, the last one padded with silence.
+    """``pcm`` (PCM16 mono at ``rate`` Hz) as 20 ms Opus packets at 48 kHz, the last one padded with silence.
 
     One fresh libopus encoder per utterance, so the packets depend on the audio alone (and can be shared).
     """
@@ -112,7 +112,7 @@ def opus_packets(pcm: bytes, rate: int) -> tuple[bytes, ...]:
 
 
 class VoiceTrack(MediaStreamTrack):
-    """The character's audio track: plays queued utterances in real time as 60 ms Opus packets, nothing in
+    """The character's audio track: plays queued utterances in real time as 20 ms Opus packets, nothing in
     between (aiortc's sender packs an ``av.Packet`` as it is, without encoding)."""
 
     kind = "audio"
