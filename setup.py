@@ -23,7 +23,9 @@ SIMULATOR_REDIS = ["redis>=5,<7"]
 # Audio on the WebSocket transport: Pipecat's protobuf Frame (convai_sync.transports.pipecat builds the
 # message classes at run time; message_factory.GetMessageClass needs protobuf 5 or later).
 AUDIO = ["protobuf>=5"]
-# convai_sync.devices (Speaker, Microphone): the PortAudio binding; tests inject fake streams instead.
+# convai_sync.devices (Speaker, Microphone): the PortAudio binding; tests inject fake streams instead. Their echo
+# cancellation (convai_sync.echo) is WebRTC's audio processing as `livekit` ships it: the livekit extra, on either
+# transport.
 DEVICES = ["sounddevice>=0.4"]
 # The real LiveKit client the tests drive (convai_sync/loopback_shim.c is checked against its FFI library).
 LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3"]
@@ -41,7 +43,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["convai_sync", "convai_sync.*", "simulator", "simulator.*"]),
-    package_data={"convai_sync": ["py.typed", "loopback_shim.c"], "simulator": ["scenarios/*.json", "py.typed"]},
+    package_data={"convai_sync": ["py.typed", "loopback_shim.c"],
+                  "simulator": ["scenarios/*.json", "characters/*.json", "py.typed"]},
     # The transport reads frames with websocket-client's frame parser and makes urllib3's sockets
     # abortable (convai_sync.netio): both are pinned to the major versions that code was written for.
     install_requires=["requests>=2.28", "urllib3>=2,<3", "websocket-client>=1.6,<2"],

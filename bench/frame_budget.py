@@ -8,7 +8,12 @@ real time, into a temporary file), each for ``--seconds``:
     ``pump()``; the client never connects);
 (b) SDK loop: connected to an embedded simulator whose character talks all the time (the next line
     is sent as soon as a reply has played out), its voice arriving on ``on_audio`` (MAIN_THREAD) and
-    played through the jitter buffer into ``pygame.mixer``; one ``client.pump()`` per frame.
+    played through the jitter buffer into ``pygame.mixer``; one ``client.pump()`` per frame; the
+    mouth follows the voice's loudness;
+(c) SDK loop with lip-sync: (b) plus ``blendshape_config`` (ARKit, 61 values per frame, at 60 fps):
+    the frames are decoded on the transport's thread into the turn's ``LipSync`` timeline, and every
+    frame samples it at the voice player's playback position (``frame_at``, interpolating 61 values)
+    to open the mouth.
 
 Reported per run, in milliseconds: ``pump()`` p50/p99/max (the SDK's share of the frame, MAIN_THREAD
 handlers included: feeding and resampling the voice is part of it), frame work p50/p99 (everything in
@@ -50,7 +55,7 @@ def measure(seconds: float, fps: float, transport: str) -> dict[str, Any]:
     from _pygame_tour import Voice
     from _pygame_view import SIZE, View
 
-    from convai_sync import ConvaiClient
+    from convai_sync import BlendshapeConfig, ConvaiClient
     from convai_sync.pygame_voice import VoicePlayer
     from simulator import Simulator
 
@@ -70,33 +75,48 @@ def measure(seconds: float, fps: float, transport: str) -> dict[str, Any]:
                              running=lambda: True, pump=None, max_seconds=seconds, check=guard.check)
         results["empty loop"] = {**stats.summary(), "voice_seconds": 0.0}
 
-        # (b) the SDK loop, the character speaking all the time.
-        player = VoicePlayer(guard=guard.check)
-        with ConvaiClient(sim.client_config(transport=transport)) as client:
-            scene = Scene(client, player, guard)
-            view = View(scene, "frame budget")
-            client.connect(timeout=30)  # before the loop, as a host may; the tour shows a worker-thread connect
-
-            scene_lines = [0]  # lines sent so far
-
-            def keep_talking(_screen: Any) -> None:
-                if scene.state.can_accept_input() and not scene.thinking and not player.busy \
-                        and scene.turns_completed >= scene_lines[0]:
-                    scene.input_text = "Tell me about the forge."
-                    scene.send_line()
-                    scene_lines[0] += 1
-
-            stats = run_loop(screen, fps=fps, handle=scene.handle, tick=scene.tick, draw=view.draw,
-                             running=lambda: True, pump=client.pump, after_draw=keep_talking, max_seconds=seconds,
-                             check=guard.check)
-        results["SDK loop"] = {**stats.summary(), "voice_seconds": round(player.stats.seconds_played, 3),
-                               "underruns": player.stats.underruns, "turns": scene.turns_completed,
-                               "stranded_restarts": player.stats.stranded_restarts}
+        for name, lipsync in (("SDK loop", None), ("+ lip-sync", BlendshapeConfig(format="arkit"))):
+            results[name] = talking_run(sim, screen, guard, seconds, fps, transport, lipsync)
         violations = guard.violations()
         if violations:
             raise SystemExit(f"ran off the main thread: {violations}")
     pygame.quit()
     return results
+
+
+def talking_run(sim: Any, screen: Any, guard: Any, seconds: float, fps: float, transport: str,
+                lipsync: Any) -> dict[str, Any]:
+    """(b)/(c): the loop with the character speaking all the time; ``lipsync`` a BlendshapeConfig or None."""
+    from _pygame_loop import run_loop
+    from _pygame_scene import Scene
+    from _pygame_view import View
+
+    from convai_sync import ConvaiClient
+    from convai_sync.pygame_voice import VoicePlayer
+
+    player = VoicePlayer(guard=guard.check)
+    with ConvaiClient(sim.client_config(transport=transport, blendshape_config=lipsync)) as client:
+        scene = Scene(client, player, guard)
+        view = View(scene, "frame budget")
+        client.connect(timeout=30)  # before the loop, as a host may; the tour shows a worker-thread connect
+        lines = [0]  # lines sent so far
+
+        def keep_talking(_screen: Any) -> None:
+            if scene.state.can_accept_input() and not scene.thinking and not player.busy \
+                    and scene.turns_completed >= lines[0]:
+                scene.input_text = "Tell me about the forge."
+                scene.send_line()
+                lines[0] += 1
+
+        stats = run_loop(screen, fps=fps, handle=scene.handle, tick=scene.tick, draw=view.draw,
+                         running=lambda: True, pump=client.pump, after_draw=keep_talking, max_seconds=seconds,
+                         check=guard.check)
+        received = client.diagnostics()["lipsync"]["frames"]
+        scene.actions.close()
+    return {**stats.summary(), "voice_seconds": round(player.stats.seconds_played, 3),
+            "underruns": player.stats.underruns, "turns": scene.turns_completed,
+            "stranded_restarts": player.stats.stranded_restarts,
+            "lipsync_frames_rendered": scene.stage.lipsync_frames, "lipsync_frames_received": received}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:11s} {r['frames']:6d} {cells[0]:>9s} {cells[1]:>9s} {cells[2]:>9s} "
               f"{r['work_ms']['p50']:9.3f} {r['work_ms']['p99']:9.3f} {r['interval_ms']['p50']:9.2f} "
               f"{r['interval_ms']['p99']:9.2f} {r['interval_ms']['max']:9.2f} {r['voice_seconds']:8.2f}")
+    lip = results["+ lip-sync"]
+    print(f"lip-sync run: {lip['lipsync_frames_received']} frames received, the mouth drawn from them in "
+          f"{lip['lipsync_frames_rendered']} video frames")
     sdk = results["SDK loop"]
     print(f"SDK run: {sdk['turns']} replies, {sdk['events_pumped']} events pumped, {sdk['underruns']} underruns, "
           f"{sdk['stranded_restarts']} queued sounds restarted (pygame's mixer race; convai_sync/pygame_voice.py)")

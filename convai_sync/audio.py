@@ -12,6 +12,10 @@ import wave
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from os import PathLike
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # PEP 688's buffer type (collections.abc.Buffer from Python 3.12); types only
+    from typing_extensions import Buffer
 
 BYTES_PER_SAMPLE = 2
 
@@ -20,16 +24,47 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def check_format(pcm: bytes, sample_rate: int, num_channels: int) -> None:
-    """Raise ``ValueError`` unless ``pcm`` is whole PCM16 frames at a sensible rate and channel count."""
-    if not isinstance(pcm, (bytes, bytearray, memoryview)):
-        raise ValueError(f"pcm must be bytes of PCM16 samples, got {type(pcm).__name__}")
+def pcm_bytes(pcm: Buffer | object) -> bytes:
+    """``pcm`` as ``bytes``: any C-contiguous buffer (``bytes``, ``bytearray``, a ``memoryview`` or
+    ``array.array`` of any item type, a NumPy array…), taken by its bytes, not its items (an int16
+    view of 3 samples is 6 bytes). ``bytes`` is returned as it is, anything else copied once.
+
+    Raises:
+        ValueError: ``pcm`` is not a buffer (a ``str``, a list…) or not C-contiguous (a strided
+            view such as ``view[::2]`` or one channel of a 2-D array: copy it first).
+    """
+    if type(pcm) is bytes:
+        return pcm
+    if isinstance(pcm, str):
+        raise ValueError("pcm must be bytes of PCM16 samples (a bytes-like buffer), got str")
+    try:
+        view = memoryview(pcm)  # type: ignore[arg-type]  # any object: TypeError names a non-buffer
+    except TypeError:
+        raise ValueError(f"pcm must be bytes of PCM16 samples (a bytes-like buffer), got {type(pcm).__name__}") \
+            from None
+    with view:
+        if not view.c_contiguous:
+            raise ValueError(f"pcm must be a C-contiguous buffer, got a non-contiguous {type(pcm).__name__} "
+                             "(e.g. a strided slice); pass a contiguous copy such as bytes(...) of it")
+        return view.tobytes()
+
+
+def check_format(pcm: Buffer | object, sample_rate: int, num_channels: int) -> bytes:
+    """``pcm`` as ``bytes`` (see :func:`pcm_bytes`) once it is whole PCM16 frames at a sensible rate
+    (``sample_rate`` Hz in [8000, 192000]) and channel count (``num_channels`` in [1, 8]).
+
+    Raises:
+        ValueError: any of those does not hold (the message names which).
+    """
+    data = pcm_bytes(pcm)
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or not 8000 <= sample_rate <= 192000:
         raise ValueError(f"sample_rate must be an int in [8000, 192000] Hz, got {sample_rate!r}")
     if isinstance(num_channels, bool) or not isinstance(num_channels, int) or not 1 <= num_channels <= 8:
         raise ValueError(f"num_channels must be an int in [1, 8], got {num_channels!r}")
-    if len(pcm) % (BYTES_PER_SAMPLE * num_channels):
-        raise ValueError(f"pcm length {len(pcm)} is not a whole number of {num_channels}-channel PCM16 frames")
+    if len(data) % (BYTES_PER_SAMPLE * num_channels):
+        raise ValueError(f"pcm length {len(data)} bytes is not a whole number of {num_channels}-channel "
+                         "PCM16 frames")
+    return data
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,11 +107,18 @@ class AudioFrame:
 
 @dataclass(frozen=True)
 class AudioClip:
-    """A whole piece of audio: PCM16 ``pcm`` at ``sample_rate`` Hz with ``num_channels`` channels."""
+    """A whole piece of audio: PCM16 ``pcm`` at ``sample_rate`` Hz with ``num_channels`` channels.
+
+    ``pcm`` may be any C-contiguous buffer; it is stored as ``bytes`` (``ValueError`` otherwise,
+    see :func:`pcm_bytes`)."""
 
     pcm: bytes
     sample_rate: int
     num_channels: int = 1
+
+    def __post_init__(self) -> None:
+        # Any C-contiguous buffer is kept as bytes, so len() and duration count bytes, not items.
+        object.__setattr__(self, "pcm", pcm_bytes(self.pcm))
 
     @property
     def duration(self) -> float:

@@ -11,6 +11,7 @@ from .audio import AudioFrame
 from .delivery import EventDeliveryPolicy
 from .errors import SessionError
 from .hub import EventHub, Subscription
+from .lipsync import LipSync
 
 T = TypeVar("T")
 
@@ -40,6 +41,10 @@ WHEN: dict[str, str] = {
     "on_audio_interrupted": "the character's voice was interrupted (barge-in): stop playing it now",
     "on_waiting_for_slot": "the plan's concurrency limit holds; `SlotWaitPolicy` retries in `retry_in` s",
     "on_session_duration_warning": "`max_session_duration` ends the session in `remaining_seconds`",
+    "on_actions": "`action-response`: the actions the character will take, in order (`[]`: none)",
+    "on_narrative_section_changed": "`behavior-tree-response`: the story moved to another narrative section",
+    "on_metrics": "`metrics` (only with `debug=True`): per-processor ttfb and processing times, in seconds",
+    "on_lipsync": "a turn's lip-sync timeline (`LipSync`) started: its first blendshape frames arrived",
     "on_handler_error": "an event handler raised (subscribing here takes over handler errors)",
 }
 
@@ -104,6 +109,10 @@ class ConvaiEvents:
     | `on_audio_interrupted` | `AudioInterrupted` | the character's voice was interrupted (barge-in): stop playing it now |
     | `on_waiting_for_slot` | `WaitingForSlot` | the plan's concurrency limit holds; `SlotWaitPolicy` retries in `retry_in` s |
     | `on_session_duration_warning` | `SessionDurationWarning` | `max_session_duration` ends the session in `remaining_seconds` |
+    | `on_actions` | `ActionResponse` | `action-response`: the actions the character will take, in order (`[]`: none) |
+    | `on_narrative_section_changed` | `NarrativeSectionChanged` | `behavior-tree-response`: the story moved to another narrative section |
+    | `on_metrics` | `Metrics` | `metrics` (only with `debug=True`): per-processor ttfb and processing times, in seconds |
+    | `on_lipsync` | `LipSync` | a turn's lip-sync timeline (`LipSync`) started: its first blendshape frames arrived |
     | `on_handler_error` | `HandlerError` | an event handler raised (subscribing here takes over handler errors) |
     """  # noqa: E501 (a Markdown table's rows cannot wrap)
 
@@ -133,6 +142,15 @@ class ConvaiEvents:
         self.on_waiting_for_slot = EventChannel(hub, ev.WaitingForSlot, "on_waiting_for_slot")
         self.on_session_duration_warning = EventChannel(hub, ev.SessionDurationWarning,
                                                         "on_session_duration_warning")
+        #: ``action-response`` (:class:`~convai_sync.events.ActionResponse`): actions to run, in order.
+        self.on_actions = EventChannel(hub, ev.ActionResponse, "on_actions")
+        #: The narrative section changed (:class:`~convai_sync.events.NarrativeSectionChanged`).
+        self.on_narrative_section_changed = EventChannel(hub, ev.NarrativeSectionChanged,
+                                                         "on_narrative_section_changed")
+        #: ``metrics`` (:class:`~convai_sync.events.Metrics`), sent only with ``ConvaiConfig.debug``.
+        self.on_metrics = EventChannel(hub, ev.Metrics, "on_metrics")
+        #: A new turn's lip-sync timeline (:class:`~convai_sync.LipSync`), when its first frames arrive.
+        self.on_lipsync = EventChannel(hub, LipSync, "on_lipsync")
         #: An event handler raised (:class:`~convai_sync.events.HandlerError`). Subscribing here
         #: takes control of handler errors: they are no longer sent to ``threading.excepthook``.
         self.on_handler_error = EventChannel(hub, ev.HandlerError, "on_handler_error")

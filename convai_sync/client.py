@@ -14,7 +14,9 @@ not sent.
 While the session is RECONNECTING (or the link has just dropped and the session has not yet
 noticed), a send raises :class:`InvalidStateError` at once and the message is not sent: nothing
 is queued for after the reconnect, so the application decides whether to send it again once
-``on_reconnected`` fires. A ``wait=True`` send whose link drops before its acknowledgement
+``on_reconnected`` fires. The one exception is :meth:`ConvaiClient.send_trigger`: a narrative
+trigger sent while CONNECTING or RECONNECTING is held and sent once the character is ready, as
+Convai's Unity SDK does. A ``wait=True`` send whose link drops before its acknowledgement
 arrives raises the drop's ``ConvaiError`` (e.g. ``transport.signal_disconnected``) as soon as the
 session sees the drop; the message may or may not have reached the server.
 """
@@ -26,11 +28,12 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import events as ev
 from . import protocol
 from .channels import ConvaiEvents
+from .character import ActionConfig
 from .clock import Clock, SystemClock
 from .config import ConvaiConfig
 from .connect import ConnectApi, ConnectService
@@ -44,12 +47,18 @@ from .errors import (
 )
 from .errors import ConvaiTimeoutError as ConvaiTimeoutError  # re-exported: it was defined here
 from .hub import EventHub
+from .lipsync import LipSync
+from .narrative import TriggerQueue
+from .redact import scrub
 from .replies import Deadline, ReplyStream, check_timeout
 from .sending import Sender
 from .session import PipelineSessionError, Session
 from .state import SessionState
 from .transports import create as create_transport
 from .transports.base import Transport
+
+if TYPE_CHECKING:  # PEP 688's buffer type (collections.abc.Buffer from Python 3.12); types only
+    from typing_extensions import Buffer
 
 log = logging.getLogger("convai_sync")
 T = TypeVar("T")
@@ -90,6 +99,11 @@ class ConvaiClient:
         self._closed = False
         self._close_lock = threading.Lock()
         self._sender = Sender(config, self._session, self._check_open, self._check_may_block)
+        self._triggers = TriggerQueue(
+            config.pending_trigger_limit, self._write_trigger,
+            lambda fut, left: self._sender.await_ack("trigger-message", fut, Deadline(left), left),
+            self._hub.publish)
+        self._session.state_hooks.append(self._triggers.state_changed)
 
     # ------------------------------------------------------------------ properties
 
@@ -122,6 +136,19 @@ class ConvaiClient:
     def is_bot_ready(self) -> bool:
         """True once the character's ``bot-ready`` arrived on the current transport."""
         return self._session.bot_ready
+
+    @property
+    def narrative_section_id(self) -> str | None:
+        """The character's narrative section from the last ``behavior-tree-response`` (None before one);
+        kept across reconnects and after the session ends."""
+        return self._session.narrative.section_id
+
+    @property
+    def lipsync(self) -> LipSync | None:
+        """The latest turn's live lip-sync timeline (None before the first frames arrive; needs
+        ``ConvaiConfig.blendshape_config``). Each new turn's timeline is also published on
+        ``events.on_lipsync``."""
+        return self._session.lipsync.latest
 
     @property
     def last_error(self) -> SessionError | None:
@@ -320,8 +347,9 @@ class ConvaiClient:
 
         Args:
             text: What the user says (non-empty).
-            timeout: Seconds from the call for the whole exchange (send and reply); None waits
-                until the session ends.
+            timeout: Seconds from the call for the whole exchange (send and reply); None (or
+                ``inf``, or anything of ``threading.TIMEOUT_MAX`` or more) waits until the session
+                ends.
 
         Raises:
             InvalidStateError: not CONNECTED, or called on the session thread.
@@ -345,11 +373,14 @@ class ConvaiClient:
 
         The message is sent at once (before the first ``next()``). The reply is bound to this
         text exactly as for :meth:`ask`; ``iterator.reply`` holds the whole :class:`BotReply` once
-        the iteration has ended, and ``iterator.close()`` stops waiting early.
+        the iteration has ended, and ``iterator.close()`` stops waiting early: the iteration then
+        ends (``next()`` raises ``StopIteration``, also one waiting on another thread) and
+        ``iterator.reply`` stays None.
 
         Args:
             text: What the user says (non-empty).
-            timeout: Seconds from the call for the whole reply; None waits until the session ends.
+            timeout: Seconds from the call for the whole reply; None (or ``inf``, or anything of
+                ``threading.TIMEOUT_MAX`` or more) waits until the reply ends or the session does.
 
         Raises:
             InvalidStateError: not CONNECTED, or called on the session thread (at once).
@@ -374,11 +405,61 @@ class ConvaiClient:
                      wait: bool = False, timeout: float | None = None) -> ev.ServerResponse | None:
         """Send ``trigger-message`` with exactly one of ``name`` (a saved narrative trigger) or
         ``message`` (an inline event; ``<speak>…</speak>`` is scripted speech). Its reply reaches
-        the event channels only, never an ``ask()``. ``wait``/``timeout``/errors as
-        :meth:`send_text`; ``ValueError`` unless exactly one of ``name``/``message`` is given."""
+        the event channels only, never an ``ask()``; a trigger that moves the story to another
+        section brings ``on_narrative_section_changed``.
+
+        Sent before the character is ready (while CONNECTING or RECONNECTING, before
+        ``bot-ready``), the trigger is held and sent, in order with the other held ones, once the
+        session is CONNECTED, as Convai's Unity SDK does; at most
+        ``ConvaiConfig.pending_trigger_limit`` are held. When the session ends instead, the held
+        triggers are dropped: a :class:`SessionError` (``session.invalid_state``) naming them is
+        published on ``on_session_error`` and logged, and a held ``wait=True`` call raises it.
+
+        ``wait``/``timeout``/errors otherwise as :meth:`send_text` (with ``wait`` a held trigger's
+        ``timeout`` covers the wait for the character too); ``ValueError`` unless exactly one of
+        ``name``/``message`` is given; :class:`SendQueueFullError` when the hold is full."""
+        frame = protocol.trigger_message(name, message)
+        self._check_open()
+        limit = check_timeout("timeout", timeout)
+        if wait:
+            self._check_may_block("trigger-message with wait=True")
+        label = repr(name) if name is not None else "(inline message)"
+        return self._triggers.send(frame, label, lambda: self._session.state, wait,
+                                   self._config.ack_timeout if limit is None else limit)
+
+    def _write_trigger(self, frame: tuple[str, str], wait: bool) -> Future[ev.ServerResponse] | None:
         turns = self._session.turns
-        return self._sender.send("trigger-message", protocol.trigger_message(name, message), wait, timeout,
-                          register=turns.sent_trigger, unregister=lambda: turns.unsent(None, "trigger"))
+        return self._sender.write("trigger-message", frame, wait, register=turns.sent_trigger,
+                                  unregister=lambda: turns.unsent(None, "trigger"))
+
+    @overload
+    def update_action_config(self, action_config: ActionConfig, wait: Literal[False] = False,
+                             timeout: float | None = None) -> None: ...
+    @overload
+    def update_action_config(self, action_config: ActionConfig, wait: Literal[True],
+                             timeout: float | None = None) -> ev.ServerResponse: ...
+    @overload
+    def update_action_config(self, action_config: ActionConfig, wait: bool,
+                             timeout: float | None = None) -> ev.ServerResponse | None: ...
+
+    def update_action_config(self, action_config: ActionConfig, wait: bool = False,
+                             timeout: float | None = None) -> ev.ServerResponse | None:
+        r"""Replace the session's actions, objects, characters and attention object mid-session: a
+        ``context-update`` carrying ``action_config`` (and ``current_attention_object``, ``""`` when
+        None, which clears it) with ``run_llm: "false"`` (no reply), as Convai's "Character actions"
+        documentation describes. Later ``action-response``\ s follow the new config.
+
+        Args:
+            action_config: The new :class:`~convai_sync.ActionConfig` (already validated).
+            wait, timeout: As :meth:`send_text`.
+
+        Raises:
+            TypeError: ``action_config`` is not an ``ActionConfig``. Otherwise as :meth:`send_text`.
+        """
+        if not isinstance(action_config, ActionConfig):
+            raise TypeError(f"action_config must be an ActionConfig, got {type(action_config).__name__}")
+        return self._sender.send("context-update", protocol.action_config_update(action_config.to_wire()),
+                                 wait, timeout)
 
     @overload
     def interrupt(self, wait: Literal[False] = False, timeout: float | None = None) -> None: ...
@@ -478,7 +559,7 @@ class ConvaiClient:
         self._session.voice.tts_enabled = bool(enabled)
         return response
 
-    def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int = 1, timeout: float | None = None) -> None:
+    def send_audio(self, pcm: Buffer, sample_rate: int, num_channels: int = 1, timeout: float | None = None) -> None:
         """Send the user's voice: PCM16 of any length, which the transport frames (20 ms frames).
 
         The character hears it as speech (the server's VAD and speech-to-text, then a reply, as
@@ -489,18 +570,27 @@ class ConvaiClient:
         WebSocket transport uses Pipecat's ``ProtobufFrameSerializer``).
 
         Args:
-            pcm: PCM16 little-endian samples, interleaved by channel (``bytes``-like).
+            pcm: PCM16 little-endian samples, interleaved by channel: any C-contiguous buffer
+                (``bytes``, ``bytearray``, a ``memoryview``/``array``/NumPy array of any item
+                type), taken by its byte length.
             sample_rate: Hz, 8000..192000 (16000 or 48000 are usual).
-            num_channels: 1..8 (mono is what speech-to-text expects).
+            num_channels: 1..8 (mono is what speech-to-text expects). On LiveKit the microphone
+                track keeps the first call's format: audio in another format is converted to it
+                (channels mixed down or copied, the rate resampled), so a format change loses no
+                audio and needs no renegotiation.
             timeout: Seconds from the call for the back-pressure wait; None means
                 ``config.ack_timeout``; 0 never waits.
 
         Raises:
-            ValueError: not whole PCM16 frames, a bad ``sample_rate``/``num_channels``, or a
-                negative ``timeout``.
+            ValueError: not a buffer, a non-contiguous one, not whole PCM16 frames, a bad
+                ``sample_rate``/``num_channels``, or a negative ``timeout``.
             InvalidStateError: not CONNECTED, or the transport carries no audio (the message says
-                which to use); :class:`SendQueueFullError` when the queue stayed full until
-                ``timeout`` (the audio queued before then is sent, the rest is not).
+                which to use); :class:`SendQueueFullError` on every transport when the audio was
+                not all accepted within ``timeout`` (the WebSocket's send queue stayed full; the
+                LiveKit microphone takes audio at real time beyond about 1 s of buffer): the audio
+                accepted before then is sent, the rest is not.
+            ConvaiError: ``audio.mic_publish_failed`` on LiveKit when the server did not subscribe
+                to the microphone track within 3 s (nothing was sent; a later call tries again).
             ImportError: the WebSocket transport needs the ``protobuf`` package:
                 ``pip install 'convai-sync[audio]'``.
         """
@@ -563,11 +653,12 @@ class ConvaiClient:
     def diagnostics(self) -> dict[str, Any]:
         """A snapshot for logs and bug reports (plain JSON-able values; never the API key)."""
         threads = [t.name for t in threading.enumerate() if t.name.startswith("convai-")]
+        key = self._config.api_key
         return {
             **self._session.snapshot(),
-            "url": self._config.url,
+            "url": scrub(self._config.url, key),
             "transport": self._config.transport,
-            "character_id": self._config.character_id,
+            "character_id": scrub(self._config.character_id, key),
             "delivery_policy": self._config.delivery_policy.name,
             "events": self._hub.stats(),
             "threads": threads,
@@ -575,5 +666,5 @@ class ConvaiClient:
         }
 
     def __repr__(self) -> str:
-        return (f"ConvaiClient(character_id={self._config.character_id!r}, url={self._config.url!r}, "
-                f"state={self.state.name})")
+        return scrub(f"ConvaiClient(character_id={self._config.character_id!r}, url={self._config.url!r}, "
+                     f"state={self.state.name})", self._config.api_key)

@@ -20,9 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .character import ActionConfig, BlendshapeConfig, DynamicInfo, SceneObject, TurnDetectionConfig, VadParams
 from .delivery import EventDeliveryPolicy
 from .errors import ConfigurationError, ErrorCode, SessionError
-from .redact import key_scrubber
+from .redact import key_scrubber, scrub
 from .retry import ReconnectPolicy, RetryPolicy, SlotWaitPolicy
 from .validation import (
     Spec,
@@ -36,7 +37,9 @@ from .validation import (
     one_of,
     rule,
     seconds_tuple,
+    sequence,
     specs_of,
+    str_mapping,
     text,
     validated,
 )
@@ -49,6 +52,8 @@ MAX_TIMEOUT = 3600.0
 #: Upper bound of session durations and their warning lead times (a day).
 MAX_DURATION = 86400.0
 TRANSPORTS = ("websocket", "livekit")
+#: ``llm_provider`` values of Convai's connect API.
+LLM_PROVIDERS = ("dynamic", "gemini-live", "gemini-live-beta", "gemini-baml")
 #: Convai's inbound WebSocket message limit (16 MB), the largest ``max_message_bytes``.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
@@ -131,6 +136,33 @@ class ConvaiConfig:
             BACKGROUND); a host that stops pumping loses the oldest audio frames only (counted in
             ``diagnostics()``), never another event.
 
+        action_config: :class:`~convai_sync.ActionConfig` sent as ``action_config`` (the actions
+            the character may answer with in ``action-response``), or None.
+        scene_description: :class:`~convai_sync.SceneObject` items sent as ``scene_description``
+            (descriptive only: they grant no action).
+        narrative_template_keys: ``{key: value}`` (``str`` to ``str``) filling ``{key}`` placeholders
+            in the character's narrative section objectives (``narrative_template_keys``).
+        blendshape_config: :class:`~convai_sync.BlendshapeConfig` to receive lip-sync frames
+            (sends ``blendshape_provider: "neurosync"``), or None for none.
+        dynamic_info: :class:`~convai_sync.DynamicInfo` sent as ``dynamic_info``, or None.
+        debug: Ask for Convai's debug messages (``debug: true``); ``metrics`` then arrive as
+            :class:`~convai_sync.Metrics` on ``events.on_metrics``.
+        vad_params: :class:`~convai_sync.VadParams` for the server's voice-activity detection, or
+            None for Convai's defaults.
+        turn_detection_config: :class:`~convai_sync.TurnDetectionConfig`, or None.
+        stt_enabled: ``default_stt_enabled`` for the session (``bool``).
+        thinking_mode: ``thinking_mode`` (``bool``).
+        pending_trigger_limit: Triggers :meth:`ConvaiClient.send_trigger` holds while the character
+            is not ready yet (``int`` in [1, 10000]); beyond it a send fails with
+            ``SendQueueFullError``.
+        llm_provider: ``llm_provider``: ``"dynamic"`` (Convai's default), ``"gemini-live"``,
+            ``"gemini-live-beta"`` or ``"gemini-baml"``.
+        stt_provider: ``stt_provider`` (``str``), or None for the character's own.
+        debug_row_cap: ``debug_row_cap`` (``int`` in [1, 1000000]; used by the server only with
+            ``debug``), or None.
+        invocation_metadata: ``invocation_metadata`` (JSON-serialisable mapping with ``str`` keys;
+            attribution), or None.
+
     Raises:
         ConfigurationError: ``config.invalid``, naming the first invalid field.
     """
@@ -173,6 +205,24 @@ class ConvaiConfig:
     audio_sample_rate: int | None = field(default=None, metadata=rule(count(8000, 48000, optional=True)))
     receive_audio: bool = field(default=True, metadata=rule(flag()))
     audio_queue_frames: int = field(default=500, metadata=rule(count(1, 1_000_000)))
+    action_config: ActionConfig | None = field(default=None, metadata=rule(instance(ActionConfig, optional=True)))
+    scene_description: tuple[SceneObject, ...] = field(
+        default=(), metadata=rule(sequence(instance(SceneObject), unique=lambda o: str(o.name))))
+    narrative_template_keys: Mapping[str, str] = field(default_factory=dict, metadata=rule(str_mapping()))
+    blendshape_config: BlendshapeConfig | None = field(default=None,
+                                                       metadata=rule(instance(BlendshapeConfig, optional=True)))
+    dynamic_info: DynamicInfo | None = field(default=None, metadata=rule(instance(DynamicInfo, optional=True)))
+    debug: bool = field(default=False, metadata=rule(flag()))
+    vad_params: VadParams | None = field(default=None, metadata=rule(instance(VadParams, optional=True)))
+    turn_detection_config: TurnDetectionConfig | None = field(
+        default=None, metadata=rule(instance(TurnDetectionConfig, optional=True)))
+    stt_enabled: bool = field(default=True, metadata=rule(flag()))
+    thinking_mode: bool = field(default=False, metadata=rule(flag()))
+    pending_trigger_limit: int = field(default=64, metadata=rule(count(1, 10_000)))
+    llm_provider: str = field(default="dynamic", metadata=rule(one_of(*LLM_PROVIDERS)))
+    stt_provider: str | None = field(default=None, metadata=rule(text(optional=True)))
+    debug_row_cap: int | None = field(default=None, metadata=rule(count(1, 1_000_000, optional=True)))
+    invocation_metadata: Mapping[str, Any] | None = field(default=None, metadata=rule(json_object(optional=True)))
 
     def __post_init__(self) -> None:
         raw_key = self.api_key
@@ -191,7 +241,8 @@ class ConvaiConfig:
                 shown.append(f"api_key={'***' if value else ''!r}")
             else:
                 shown.append(f"{f.name}={value!r}")
-        return f"ConvaiConfig({', '.join(shown)})"
+        # The key pasted into another field (character_id, end_user_id…) is hidden there too.
+        return scrub(f"ConvaiConfig({', '.join(shown)})", self.api_key)
 
     __str__ = __repr__
 

@@ -124,7 +124,7 @@ def build_request(config: ConvaiConfig, character_session_id: str | None) -> dic
         "character_id": config.character_id,
         "transport": config.transport,
         "connection_type": "audio",
-        "llm_provider": "dynamic",
+        "llm_provider": config.llm_provider,
         "default_tts_enabled": config.tts_enabled,
     }
     if character_session_id:
@@ -144,7 +144,39 @@ def build_request(config: ConvaiConfig, character_session_id: str | None) -> dic
         if config.audio_sample_rate is not None:
             output["sample_rate"] = config.audio_sample_rate
         body["audio_config"] = {"output": output}
+    _add_character_settings(body, config)
     return body
+
+
+def _add_character_settings(body: dict[str, Any], config: ConvaiConfig) -> None:
+    """The character features' fields (Convai's connect API request body); defaults are left out."""
+    if not config.stt_enabled:
+        body["default_stt_enabled"] = False
+    if config.action_config is not None:
+        body["action_config"] = config.action_config.to_wire()
+    if config.scene_description:
+        body["scene_description"] = [o.to_wire() for o in config.scene_description]
+    if config.narrative_template_keys:
+        body["narrative_template_keys"] = dict(config.narrative_template_keys)
+    if config.blendshape_config is not None:
+        body["blendshape_provider"] = "neurosync"
+        body["blendshape_config"] = config.blendshape_config.to_wire()
+    if config.dynamic_info is not None:
+        body["dynamic_info"] = config.dynamic_info.to_wire()
+    if config.debug:
+        body["debug"] = True
+    if config.vad_params is not None:
+        body["vad_params"] = config.vad_params.to_wire()
+    if config.turn_detection_config is not None:
+        body["turn_detection_config"] = config.turn_detection_config.to_wire()
+    if config.thinking_mode:
+        body["thinking_mode"] = True
+    if config.stt_provider is not None:
+        body["stt_provider"] = config.stt_provider
+    if config.debug_row_cap is not None:
+        body["debug_row_cap"] = config.debug_row_cap
+    if config.invocation_metadata is not None:
+        body["invocation_metadata"] = dict(config.invocation_metadata)
 
 
 #: Errors raised before anything is sent: the request itself cannot be built (a header or URL

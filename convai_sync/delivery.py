@@ -162,10 +162,25 @@ class MainThreadQueue(_Lanes):
         super().__init__(EventDeliveryPolicy.MAIN_THREAD.value, maxsize, audio_maxsize, on_overflow,
                          on_audio_drop)
         self._local = threading.local()
+        self._closed = False
+
+    def put(self, sub: Any, event: Any) -> bool:
+        if self._closed:
+            return False
+        return super().put(sub, event)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> int:
+        """Deliver nothing more (a later :meth:`drain` returns 0); returns the deliveries dropped."""
+        self._closed = True
+        return self.clear()
 
     def drain(self, deliver: Deliver, max_events: int | None) -> int:
-        """Deliver queued items on this thread; a re-entrant call returns 0."""
-        if getattr(self._local, "draining", False):
+        """Deliver queued items on this thread; a re-entrant call, or one after :meth:`close`, returns 0."""
+        if self._closed or getattr(self._local, "draining", False):
             return 0
         self._local.draining = True
         count = 0
@@ -181,11 +196,13 @@ class MainThreadQueue(_Lanes):
                     pair = merged(item)
                     if pair is None:
                         break
-                    deliver(pair[0], pair[1])
                 elif item is None:
                     break
                 else:
-                    deliver(item[1], item[2])
+                    pair = (item[1], item[2])
+                if self.closed:  # close() ran on another thread while this one pumped
+                    break
+                deliver(pair[0], pair[1])
                 count += 1
         finally:
             self._local.draining = False
@@ -198,6 +215,11 @@ class BackgroundDispatcher(_Lanes):
     The thread sleeps on a ``SimpleQueue`` of wake-up tokens, put only while it says it is idle
     (it re-checks the lanes after saying so, so no wake-up is lost); a busy dispatcher costs the
     publisher one atomic append per delivery.
+
+    :meth:`close` ends it within its timeout: queued audio is dropped at once, the other queued
+    deliveries run until the timeout, and what is left then is dropped; after ``close()`` returns
+    no handler starts (one already running finishes; the thread exits right after it). Dropped
+    deliveries are counted in :attr:`dropped_at_close`.
     """
 
     def __init__(self, maxsize: int, deliver: Deliver, on_overflow: Callable[[str, Any], None],
@@ -211,6 +233,13 @@ class BackgroundDispatcher(_Lanes):
         self._thread: threading.Thread | None = None
         self._closed = False
         self._stopping = False
+        self._discard = False
+        # A delivery starts (``_busy``) and close() stops them (``_discard``) under this lock, so
+        # after close() no handler starts; it is never held while a handler runs.
+        self._gate = threading.Lock()
+        self._busy = False
+        #: Deliveries dropped by :meth:`close` (queued audio, and what was left at its deadline).
+        self.dropped_at_close = 0
 
     @property
     def thread(self) -> threading.Thread | None:
@@ -237,7 +266,7 @@ class BackgroundDispatcher(_Lanes):
 
     def _run(self) -> None:
         popleft, audio, merged, deliver = self._events.popleft, self._audio, self._take_merged, self._deliver
-        take, wake = self.take, self._wake
+        take, wake, gate = self.take, self._wake, self._gate
         while True:
             # take() inlined for the busy case: this loop is the BACKGROUND hot path.
             try:
@@ -255,28 +284,48 @@ class BackgroundDispatcher(_Lanes):
                     self._idle = False
                     continue
                 self._idle = False
+            with gate:
+                if self._discard:  # close() passed its deadline: nothing more is delivered
+                    self._count_dropped(1)
+                    return
+                self._busy = True
             deliver(pair[0], pair[1])
+            self._busy = False
+
+    def _count_dropped(self, n: int) -> None:
+        with self._audio_lock:
+            self.dropped_at_close += n
 
     def is_dispatch_thread(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread
 
     def close(self, timeout: float) -> bool:
-        """Stop after queued deliveries; join within ``timeout`` (never self-joins).
+        """Stop within ``timeout`` seconds (never self-joins): drop queued audio, deliver the other
+        queued deliveries until then, drop the rest (see the class docstring).
 
-        Returns False when the thread was still running at the deadline.
+        Returns False when the thread was still running at the deadline (a handler that had
+        not returned; no other handler starts after it).
         """
         with self._lock:
             self._closed = True
             thread = self._thread
+        self._count_dropped(self.drop_audio(lambda frame: True))  # stale voice: nobody listens now
         if thread is None:
+            self._count_dropped(self.clear())
             return True
         self._stopping = True
-        self._wake.put(None)
         if thread is threading.current_thread():
-            return True
-        thread.join(timeout)
-        if thread.is_alive():
-            log.warning("convai-dispatch thread did not stop within %.1f s (a handler is still running)",
-                        timeout)
+            timeout = 0.0  # called from a BACKGROUND handler: it cannot wait for itself
+        else:
+            self._wake.put(None)
+            thread.join(timeout)
+        with self._gate:
+            self._discard = True
+            running = self._busy and thread is not threading.current_thread()
+        self._wake.put(None)
+        self._count_dropped(self.clear())
+        if running:
+            log.warning("convai-dispatch thread did not stop within %.1f s (a handler is still running; "
+                        "no other handler is called after it)", timeout)
             return False
         return True

@@ -22,6 +22,7 @@ from .audio import AudioClip
 from .delivery import EventDeliveryPolicy
 from .disconnect import DisconnectReason
 from .errors import ErrorCode, SessionError
+from .lipsync import LipSyncClip
 from .names import ReadableNames
 from .state import SessionState
 
@@ -542,6 +543,29 @@ class BehaviorTreeResponse(ServerMessage):
 
 
 @dataclass(frozen=True, kw_only=True)
+class NarrativeSectionChanged:
+    """The character's narrative section changed (``on_narrative_section_changed``; Convai Unity
+    ``NarrativeSectionChanged``, from ``behavior-tree-response``, Convai "Narrative design").
+
+    Published on the session thread right after the ``behavior-tree-response`` that carried a
+    ``narrative_section_id``; ``client.narrative_section_id`` holds the id from then on.
+
+    Attributes:
+        section_id: The new section's id (``str``).
+        previous_section_id: The section before it this session (None for the first one).
+        bt_code: The behaviour-tree code of the section, if the server sent one.
+        bt_constants: Its constants, if sent.
+        timestamp: Aware UTC datetime.
+    """
+
+    section_id: str
+    previous_section_id: str | None = None
+    bt_code: str | None = None
+    bt_constants: str | None = None
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Visemes(ServerMessage):
     """``visemes``: lip-sync weights (15 keys, 0..1), passed through as data."""
 
@@ -551,7 +575,21 @@ class Visemes(ServerMessage):
 @dataclass(frozen=True, kw_only=True)
 class BlendshapeFrames(ServerMessage):
     """``neurosync-blendshapes`` / ``chunked-neurosync-blendshapes`` / ``…-cancel`` /
-    ``blendshape-turn-stats``, passed through as data (``type`` tells which)."""
+    ``blendshape-turn-stats`` (``type`` tells which; Convai Live API "server-to-client messages").
+
+    Attributes:
+        frames: For the two frame messages, each frame's values in order (``float``; 251 for
+            ``mha``, 61 ``arkit``, 170 ``cc4_extended``, 15 ``visemes``); ``()`` otherwise.
+        valid_through_frame_index: For ``neurosync-blendshapes-cancel``: frames of the turn up to
+            this index (0-based, counted from the turn's first frame) stay valid; None = discard
+            every buffered frame.
+        reason: The cancel's ``reason`` (``"interruption"``), if any.
+        data: The payload as received.
+    """
+
+    frames: tuple[tuple[float, ...], ...] = field(default=(), repr=False)
+    valid_through_frame_index: int | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -583,9 +621,55 @@ class AudioData(ServerMessage):
         return f"AudioData({self.sample_rate} Hz, {self.num_channels} ch, {len(self.pcm)} bytes of PCM16)"
 
 
+@dataclass(frozen=True)
+class MetricValue:
+    """One measurement of a ``metrics`` message: ``value`` seconds for ``processor`` (and ``model``)."""
+
+    processor: str
+    value: float
+    model: str | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Metrics(ServerMessage):
-    """``metrics`` (only with ``debug: true``)."""
+    """``metrics``: the server's per-processor timings, sent only when ``ConvaiConfig.debug`` is
+    True (Convai Live API "metrics"), on ``on_metrics`` and ``on_message``.
+
+    Attributes:
+        ttfb: Time to first byte per processor (STT, LLM, TTS…), in seconds.
+        processing: Processing time per processor, in seconds.
+        data: The payload as received (other keys such as token usage stay here).
+    """
+
+    ttfb: tuple[MetricValue, ...] = ()
+    processing: tuple[MetricValue, ...] = ()
+
+
+@dataclass(frozen=True)
+class TurnTimings:
+    """When each stage of one reply happened, in seconds on the client's monotonic clock
+    (``time.monotonic()``, or the ``clock`` given to ``ConvaiClient``); None for a stage that
+    did not happen (no voice, no text…).
+
+    Attributes:
+        sent: The question was written to the transport.
+        llm_started: ``bot-llm-started`` arrived.
+        first_text: The first ``bot-llm-text`` chunk arrived.
+        first_audio: The first frame of the character's voice arrived.
+        completed: ``bot-turn-completed`` (or ``llm-no-response``) arrived.
+    """
+
+    sent: float
+    llm_started: float | None = None
+    first_text: float | None = None
+    first_audio: float | None = None
+    completed: float | None = None
+
+    def since_sent(self, stage: str) -> float | None:
+        """Seconds from ``sent`` to ``stage`` (``"llm_started"``, ``"first_text"``, ``"first_audio"``,
+        ``"completed"``), or None when it did not happen."""
+        at = getattr(self, stage)
+        return None if at is None else at - self.sent
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -596,7 +680,7 @@ class BotReply:
         text: All ``bot-llm-text`` chunks joined in order.
         emotion: The turn's ``bot-emotion`` if one came.
         emotion_scale: Its scale (1..3) if one came.
-        actions: ``action-response`` actions, in order.
+        actions: The actions of every ``action-response`` of the turn, in order.
         chunks: Each chunk as received.
         no_response: True when the LLM chose not to reply (``llm-no-response``).
         was_interrupted: True when the turn ended interrupted.
@@ -609,6 +693,10 @@ class BotReply:
             simulator unless started with ``Simulator(websocket_audio=True)``), text-to-speech is off
             (``tts_enabled=False``), or the LLM did not reply. The SDK logs one line per session
             (logger ``convai_sync``) when a spoken reply ends without any voice, saying which.
+        lipsync: The turn's lip-sync frames (:class:`~convai_sync.LipSyncClip`) when
+            ``ConvaiConfig.blendshape_config`` asked for them and frames came (a cancel on
+            interruption already applied); None otherwise.
+        timings: When each stage of the turn happened (:class:`TurnTimings`).
 
     ``repr()``/``print()`` show the text (shortened), the emotion and the audio's duration and size,
     never the audio's bytes.
@@ -623,6 +711,8 @@ class BotReply:
     was_interrupted: bool = False
     message_id: str | None = None
     audio: AudioClip | None = None
+    lipsync: LipSyncClip | None = None
+    timings: TurnTimings | None = None
 
     def __repr__(self) -> str:
         text = self.text if len(self.text) <= REPR_TEXT_CHARS else self.text[:REPR_TEXT_CHARS - 1] + "…"

@@ -133,6 +133,7 @@ class EventHub:
         self.overflows: dict[str, int] = {}
         self.audio_dropped: dict[str, int] = {}
         self.published = 0
+        self._main_dropped_at_close = 0
 
     # ---- subscriptions ---------------------------------------------------------------------
 
@@ -424,15 +425,26 @@ class EventHub:
         return self._background.thread
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the dispatcher after queued deliveries (bounded); drop MAIN_THREAD leftovers;
-        wake every ``wait_for`` (they raise ``InvalidStateError``)."""
+        """Stop delivering, within ``timeout`` seconds; wake every ``wait_for`` (they raise
+        ``InvalidStateError``).
+
+        Queued audio frames are dropped at once; other queued BACKGROUND deliveries run until
+        ``timeout``, and what is left then is dropped; queued MAIN_THREAD deliveries are dropped
+        (a later ``pump()`` delivers nothing). After it returns no handler is called (one that
+        is already running finishes). Dropped deliveries are counted in
+        ``stats()["dropped_at_close"]`` and logged in one line.
+        """
         self._closed = True
         for waiter in list(self._waiters):
             waiter.set()
+        background = self._background
         self._background.close(timeout)
-        dropped = self._main.clear()
-        if dropped:
-            log.info("closed with %d undelivered MAIN_THREAD events (pump() was not called)", dropped)
+        main = self._main.close()
+        self._main_dropped_at_close += main
+        if background.dropped_at_close or main:
+            log.info("%d queued event deliveries dropped at close (BACKGROUND: %d, MAIN_THREAD: %d); "
+                     "no handler is called after close()", background.dropped_at_close + main,
+                     background.dropped_at_close, main)
         self.raise_pending()
 
     def stats(self) -> dict[str, Any]:
@@ -445,4 +457,5 @@ class EventHub:
             "audio_dropped": dict(self.audio_dropped),
             "main_thread_pending": self.pending,
             "audio_pending": self._main.audio_pending + self._background.audio_pending,
+            "dropped_at_close": self._background.dropped_at_close + self._main_dropped_at_close,
         }

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from . import events as ev
 from . import protocol
 from .audio import check_format
+from .lipsync_feed import LipSyncFeed
 from .transports.base import Transport, TransportClosed, TransportFault
 from .turns import AckTracker, TurnTracker
 from .voice import VoiceTracker
@@ -37,6 +38,7 @@ class SessionSide(Protocol):
     acks: AckTracker
     turns: TurnTracker
     voice: VoiceTracker
+    lipsync: LipSyncFeed
     stats: dict[str, Any]
 
     @property
@@ -90,6 +92,7 @@ class AttemptListener:
             else:
                 s.turns.feed(event)
                 s.voice.on_event(event)
+                s.lipsync.on_event(event)
         if s.inbox_pending() >= MAX_INBOX_FRAMES:
             s.stats["frames_dropped"] += 1
             log.warning("session inbox full (%d items; the session thread is blocked, e.g. by a slow "
@@ -102,11 +105,11 @@ class AttemptListener:
         if not self.active:
             return
         try:
-            check_format(pcm, sample_rate, num_channels)
+            pcm = check_format(pcm, sample_rate, num_channels)
         except ValueError as exc:
             log.warning("audio from the %s transport dropped: %s", transport.kind, exc)
             return
-        self._session.voice.receive(bytes(pcm), sample_rate, num_channels, self.is_active)
+        self._session.voice.receive(pcm, sample_rate, num_channels, self.is_active)
 
     def on_transport_interruption(self, transport: Transport) -> None:
         if self.active:

@@ -157,6 +157,16 @@ def context_update(text: str | None, mode: str = "append", run_llm: str = "auto"
     return encode("context-update", data, mid)
 
 
+def action_config_update(action_config: Mapping[str, Any]) -> tuple[str, str]:
+    """``context-update`` replacing the session's ``action_config`` (``run_llm: "false"``: no reply);
+    its ``current_attention_object`` also travels at the top level, where Convai's
+    ``context-update`` reads it (``""`` clears it)."""
+    mid = new_message_id()
+    data: dict[str, Any] = {"action_config": dict(action_config), "run_llm": "false", "update_id": mid,
+                            "current_attention_object": action_config.get("current_attention_object") or ""}
+    return encode("context-update", data, mid)
+
+
 def tts_toggle(enabled: bool) -> tuple[str, str]:
     """``tts-toggle``."""
     return encode("tts-toggle", {"enabled": bool(enabled)})
@@ -407,6 +417,51 @@ def _visemes(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
     return ev.Visemes(type=t, data=d, visemes=MappingProxyType(raw))
 
 
+def _numbers(value: object, what: str) -> tuple[float, ...]:
+    if not isinstance(value, list) or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in value):
+        raise MessageInvalid(f"{what} must be a list of finite numbers")
+    return tuple(float(x) for x in value)
+
+
+def _blendshapes(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    raw = p.get("blendshapes")
+    frames: tuple[tuple[float, ...], ...] = ()
+    if t == "neurosync-blendshapes":
+        frames = (_numbers(raw, "'blendshapes'"),)
+    elif t == "chunked-neurosync-blendshapes":
+        if not isinstance(raw, list):
+            raise MessageInvalid("'blendshapes' must be a list of frames")
+        frames = tuple(_numbers(f, "each frame of 'blendshapes'") for f in raw)
+    through = p.get("valid_through_frame_index")
+    if through is not None and (isinstance(through, bool) or not isinstance(through, int)):
+        raise MessageInvalid("'valid_through_frame_index' must be an int or null")
+    return ev.BlendshapeFrames(type=t, data=d, frames=frames, valid_through_frame_index=through,
+                               reason=_str(p, "reason", required=False))
+
+
+def _metric_values(raw: object, key: str) -> tuple[ev.MetricValue, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise MessageInvalid(f"'{key}' must be a list")
+    values = []
+    for item in raw:
+        value = item.get("value") if isinstance(item, dict) else None
+        if not isinstance(item, dict) or not isinstance(item.get("processor"), str) \
+                or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise MessageInvalid(f"each '{key}' item needs a string 'processor' and a number 'value'")
+        model = item.get("model")
+        values.append(ev.MetricValue(processor=item["processor"], value=float(value),
+                                     model=model if isinstance(model, str) else None))
+    return tuple(values)
+
+
+def _metrics(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
+    return ev.Metrics(type=t, data=d, ttfb=_metric_values(p.get("ttfb"), "ttfb"),
+                      processing=_metric_values(p.get("processing"), "processing"))
+
+
 def _audio_data(t: str, p: dict[str, Any], d: Mapping[str, Any]) -> object:
     # Convai Realtime API ``audio-data`` (audio_config.output.audio_routing "data_only"/"both"):
     # base64 PCM16 little-endian in ``audio``, optionally behind a 44-byte WAV header.
@@ -520,14 +575,14 @@ _BUILDERS: dict[str, Builder] = {
     "moderation-response": _moderation,
     "behavior-tree-response": _behavior_tree,
     "visemes": _visemes,
-    "neurosync-blendshapes": _plain(ev.BlendshapeFrames),
-    "chunked-neurosync-blendshapes": _plain(ev.BlendshapeFrames),
-    "neurosync-blendshapes-cancel": _plain(ev.BlendshapeFrames),
+    "neurosync-blendshapes": _blendshapes,
+    "chunked-neurosync-blendshapes": _blendshapes,
+    "neurosync-blendshapes-cancel": _blendshapes,
     "blendshape-turn-stats": _plain(ev.BlendshapeFrames),
     "vad-stt-started": _plain(ev.VadSttEvent),
     "vad-stt-stopped": _plain(ev.VadSttEvent),
     "audio-data": _audio_data,
-    "metrics": _plain(ev.Metrics),
+    "metrics": _metrics,
     "llm-no-response": _no_response,
     "usage-limit-reached": _usage_limit,
     "user-idle-warning": _idle_warning,

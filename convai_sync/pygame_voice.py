@@ -215,6 +215,11 @@ class VoicePlayer:
         self._idle_with_queue_since: float | None = None
         self.level = 0.0  # RMS of the chunk last handed to the mixer, for a speaking animation
         self.stats = VoiceStats()
+        # The playback clock of the turn being played: seconds handed to the mixer, and the clock
+        # time its first sample started (moved on by any gap the channel sat idle).
+        self._play_turn: int | None = None
+        self._handed = 0.0
+        self._origin: float | None = None
 
     # ------------------------------------------------------------------ input
 
@@ -288,6 +293,25 @@ class VoicePlayer:
         self._playing = False
         self._drained = False
         self.level = 0.0
+        self._origin = None
+
+    def playback_position(self, turn_id: int | None = None) -> float | None:
+        """Seconds of turn ``turn_id``'s voice (``AudioFrame.turn_id``) played so far: the clock a
+        lip-sync timeline follows (``LipSync.frame_for(player)``), main thread.
+
+        Measured as the time since the turn's first sound started (less any time the channel sat
+        idle waiting for audio), never more than the audio handed to the mixer.
+
+        Args:
+            turn_id: The turn; None means the turn playing now.
+
+        Returns:
+            Seconds (``float`` >= 0), or None when that turn is not the one playing (not started,
+            or over after an interruption or a later turn).
+        """
+        if self._origin is None or (turn_id is not None and turn_id != self._play_turn):
+            return None
+        return max(0.0, min(self._clock() - self._origin, self._handed))
 
     # ------------------------------------------------------------------ output
 
@@ -385,7 +409,13 @@ class VoicePlayer:
         # never replaces a sound SDL is about to start, which Channel.play() would do in the moment
         # between one sound's end and the next one's start.
         while self._buffered and self.channel.get_queue() is None:
+            idle = not self._channel_busy()
+            if self._turn != self._play_turn or self._origin is None:
+                self._play_turn, self._handed, self._origin = self._turn, 0.0, self._clock()
+            elif idle:  # the channel ran dry and starts again: the turn's clock waited meanwhile
+                self._origin = self._clock() - min(self._clock() - self._origin, self._handed)
             chunk = self._take(self.chunk_samples)
+            self._handed += len(chunk) / self.rate
             self.level = float(np.sqrt(np.mean(np.square(chunk)))) if len(chunk) else 0.0
             self.channel.queue(self._sound(chunk))
             self.stats.seconds_played += len(chunk) / self.rate

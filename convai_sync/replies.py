@@ -7,8 +7,10 @@ first, and every wait inside the call uses what remains of it.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import CancelledError
 
 from . import events as ev
 from .errors import timeout_error
@@ -16,12 +18,19 @@ from .turns import Turn, TurnTracker
 
 
 def check_timeout(name: str, value: float | None) -> float | None:
-    """A timeout argument as seconds; ``ValueError`` for a negative, NaN or non-number value."""
+    """A timeout argument as seconds, or None for no deadline.
+
+    ``inf`` and any value of ``threading.TIMEOUT_MAX`` seconds or more (beyond what a thread
+    can wait for; a longer wait raises ``OverflowError``) mean no deadline, as None does.
+
+    Raises:
+        ValueError: a negative, NaN or non-number value (``bool`` included).
+    """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
         raise ValueError(f"{name} must be a number of seconds >= 0 or None, got {value!r}")
-    return float(value)
+    return None if value >= threading.TIMEOUT_MAX else float(value)
 
 
 class Deadline:
@@ -41,7 +50,9 @@ class ReplyStream(Iterator[ev.BotText]):
     """The chunks of one reply as they arrive (see :meth:`ConvaiClient.stream`).
 
     Iterate it on the calling thread; it ends at the end of the turn. :attr:`reply` holds the
-    whole :class:`BotReply` once the iteration has ended; :meth:`close` stops waiting early.
+    whole :class:`BotReply` once the iteration has ended; :meth:`close` stops waiting early:
+    after it, and in a ``next()`` waiting on another thread when it is called, the iteration
+    ends (``StopIteration``) and :attr:`reply` stays None.
 
     Raises (from ``next()``):
         ConvaiTimeoutError: the reply did not end before the deadline.
@@ -57,12 +68,16 @@ class ReplyStream(Iterator[ev.BotText]):
         self._after_wait = after_wait
         self._session_id = session_id
         self._index = 0
+        self._closed = False
         self.reply: ev.BotReply | None = None
 
     def __next__(self) -> ev.BotText:
-        at = self._deadline.at if self._deadline.at is not None else float("inf")
+        if self._closed:
+            raise StopIteration
         try:
-            chunk = self._turn.wait_chunk(self._index, at)
+            chunk = self._turn.wait_chunk(self._index, self._deadline.at)
+        except CancelledError:  # close() was called while waiting
+            raise StopIteration from None
         except TimeoutError:
             self._turns.abandon(self._turn)
             raise timeout_error(f"No complete reply arrived within {self._timeout} s.", self._session_id()) from None
@@ -75,6 +90,8 @@ class ReplyStream(Iterator[ev.BotText]):
         return chunk
 
     def close(self) -> None:
-        """Stop waiting: the rest of the reply reaches the event channels only."""
+        """Stop waiting: the rest of the reply reaches the event channels only, and the iteration
+        ends (a ``next()`` waiting on another thread returns at once). Idempotent."""
+        self._closed = True
         if not self._turn.future.done():
             self._turns.abandon(self._turn)

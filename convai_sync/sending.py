@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from . import events as ev
@@ -29,7 +30,7 @@ from .errors import (
 from .replies import Deadline, check_timeout
 from .session import Session
 from .state import SessionState
-from .transports.base import Transport
+from .transports.base import MicrophoneUnheard, Transport
 from .transports.outbox import OutboxFull
 from .turns import Turn
 
@@ -82,9 +83,24 @@ class Sender:
         """
         limit = check_timeout("timeout", timeout)
         deadline = Deadline(self._config.ack_timeout if limit is None else limit)
-        transport = self.ready_transport()
+        self.ready_transport()
         if wait:
             self._check_may_block(f"{msg_type} with wait=True")
+        fut = self.write(msg_type, frame, wait, register, unregister)
+        if fut is None:
+            return None
+        return self.await_ack(msg_type, fut, deadline, limit)
+
+    def write(self, msg_type: str, frame: tuple[str, str], wait: bool,
+              register: Callable[[], None] | None = None, unregister: Callable[[], None] | None = None
+              ) -> Future[ev.ServerResponse] | None:
+        """Write one encoded message now (never blocks); with ``wait`` the future its ack completes.
+
+        Raises:
+            InvalidStateError: not CONNECTED, or the link refused the frame.
+            SendQueueFullError: the send queue is full.
+        """
+        transport = self.ready_transport()
         session = self._session
         acks = session.acks
         with self._lock:
@@ -106,13 +122,17 @@ class Sender:
         if session.idle_deadline_armed:  # else no thread hand-off per send
             session.post(session.note_activity)
         if self._config.auto_reset_idle and msg_type != "reset-idle-timer":
-            self.send("reset-idle-timer", protocol.simple("reset-idle-timer"), False, None)
-        if not wait:
-            return None
+            self.write("reset-idle-timer", protocol.simple("reset-idle-timer"), False)
+        return fut if wait else None
+
+    def await_ack(self, msg_type: str, fut: Future[ev.ServerResponse], deadline: Deadline,
+                  limit: float | None) -> ev.ServerResponse:
+        """Wait for ``fut`` (the ack of ``msg_type``) until ``deadline``; an error ack raises."""
+        session = self._session
         try:
             response = fut.result(deadline.remaining())
         except FutureTimeout:
-            acks.abandon(msg_type, fut)
+            session.acks.abandon(msg_type, fut)
             raise timeout_error(f"The server sent no server-response acknowledging {msg_type} within "
                                 f"{self._config.ack_timeout if limit is None else limit} s.",
                                 session.session_id) from None
@@ -151,9 +171,9 @@ class Sender:
                   unregister=lambda: turns.unsent(box[0] if box else None, "text"))
         return box[0], deadline
 
-    def send_audio(self, pcm: bytes, sample_rate: int, num_channels: int, timeout: float | None) -> None:
+    def send_audio(self, buffer: object, sample_rate: int, num_channels: int, timeout: float | None) -> None:
         """The user's voice (see ``ConvaiClient.send_audio``)."""
-        check_format(pcm, sample_rate, num_channels)
+        pcm = check_format(buffer, sample_rate, num_channels)  # bytes, measured in bytes
         limit = check_timeout("timeout", timeout)
         deadline = Deadline(self._config.ack_timeout if limit is None else limit)
         transport = self.ready_transport()
@@ -164,10 +184,13 @@ class Sender:
         if not pcm:
             return
         try:
-            transport.send_audio(bytes(pcm), sample_rate, num_channels, timeout=deadline.remaining())
+            transport.send_audio(pcm, sample_rate, num_channels, timeout=deadline.remaining())
         except OutboxFull as exc:
             raise SendQueueFullError(SessionError.of(ErrorCode.SESSION_INVALID_STATE, f"audio not sent: {exc}",
                                                      session_id=session.session_id)) from None
+        except MicrophoneUnheard as exc:
+            raise error_for(SessionError.of(ErrorCode.AUDIO_MIC_PUBLISH_FAILED, f"audio not sent: {exc}",
+                                            session_id=session.session_id)) from None
         except ConnectionError as exc:
             raise invalid_state(f"audio not sent: {exc}", session.session_id) from exc
         session.voice.sent(len(pcm), sample_rate, num_channels)

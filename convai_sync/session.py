@@ -40,8 +40,10 @@ from .connect import ConnectService, Endpoint
 from .disconnect import DisconnectReason
 from .errors import ConvaiError, ErrorCode, SessionError, SessionErrorStage, error_for
 from .hub import EventHub
+from .lipsync_feed import LipSyncFeed
 from .listener import AttemptListener
 from .loop import SessionLoop
+from .narrative import NarrativeState
 from .netio import Canceller
 from .state import SessionState, check_transition
 from .timers import SessionTimers
@@ -72,7 +74,10 @@ class Session:
         self._hub = hub
         self._api = api
         self.acks = AckTracker()
-        self.turns = TurnTracker()
+        self.turns = TurnTracker(clock.monotonic)
+        self.narrative = NarrativeState()
+        #: Called on the session thread after every state change (e.g. the trigger queue's flush).
+        self.state_hooks: list[Callable[[SessionState], None]] = []
         # -- state owned by the session thread (read-only elsewhere) --
         self.state = S.DISCONNECTED
         self.session_id: str | None = None
@@ -108,6 +113,9 @@ class Session:
                                  on_error=self._internal_error)
         self.voice = VoiceTracker(hub, self.turns, self._loop.post, self._loop.set_timer,
                                   enabled=config.receive_audio, tts_enabled=config.tts_enabled)
+        self.lipsync = LipSyncFeed(config.blendshape_config, self.turns, self.voice.turn_for_frames,
+                                   lambda timeline: self._loop.post(lambda: hub.publish(timeline)))
+        self.voice.interrupt_hooks.append(self.lipsync.interrupt)
         self._workers = Workers()
         self._runner = AttemptRunner(config, api, transport_factory, self._workers)
         self._releases = 0
@@ -179,6 +187,8 @@ class Session:
                  f" ({error.error_code.value})" if error is not None else "")
         self._hub.publish(ev.SessionStateChanged(old_state=old, new_state=new, session_id=self.session_id,
                                                  error=error if new is S.ERROR else None))
+        for hook in self.state_hooks:
+            hook(new)
 
     def _publish_error(self, error: SessionError) -> None:
         if error is self.last_error:
@@ -707,6 +717,9 @@ class Session:
             self.timers.idle_warning(event)
             return
         self._hub.publish(event)
+        changed = self.narrative.observe(event)
+        if changed is not None:
+            self._hub.publish(changed)
 
     def _on_bot_ready(self) -> None:
         if self.state not in (S.CONNECTING, S.RECONNECTING) or self.bot_ready:
@@ -760,4 +773,7 @@ class Session:
             "pending_acks": len(self.acks),
             "pending_asks": self.turns.waiting,
             "audio": self.voice.snapshot(),
+            "lipsync": dict(self.lipsync.stats),
+            "narrative_section_id": self.narrative.section_id,
+            "turn_timings": self.turns.timing_stats.snapshot(),
         }

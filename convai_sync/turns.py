@@ -33,6 +33,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from dataclasses import dataclass
 from . import events as ev
 from .audio import AudioClip, AudioFrame
 from .errors import ConvaiError, ErrorCode, SessionError, error_for
+from .lipsync import LipSync, LipSyncClip
+from .timings import TimingStats
 
 log = logging.getLogger("convai_sync")
 
@@ -136,8 +139,15 @@ class Turn:
     :attr:`future`, so a caller that has the text knows whether to wait for the voice.
     """
 
-    def __init__(self, message_id: str) -> None:
+    def __init__(self, message_id: str, now: Callable[[], float] = time.monotonic) -> None:
         self.message_id = message_id
+        self._now = now
+        self.sent_at = now()
+        self.llm_started_at: float | None = None
+        self.first_text_at: float | None = None
+        self.first_audio_at: float | None = None
+        self.completed_at: float | None = None
+        self.lipsync: LipSync | None = None  # set by the lip-sync feed when this reply is animated
         self.future: Future[ev.BotReply] = Future()
         self.chunks: list[ev.BotText] = []
         self.emotion: str | None = None
@@ -157,6 +167,8 @@ class Turn:
     def add_audio(self, frame: AudioFrame) -> None:
         with self._cond:
             if not self._audio_ended:
+                if not self._audio:
+                    self.first_audio_at = self._now()
                 self._audio.append(frame)
 
     def end_audio(self) -> None:
@@ -194,23 +206,41 @@ class Turn:
             raise TimeoutError("No complete reply arrived before the deadline") from None
         with self._cond:
             if not self._audio_expected:
-                return text
+                return dataclasses.replace(text, lipsync=self._lipsync_clip(), timings=self.timings())
             while not self._audio_ended:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError("The reply's text arrived, but its voice had not ended before the deadline")
                 self._cond.wait(remaining)
-        return dataclasses.replace(text, audio=self.audio_clip())
+        return dataclasses.replace(text, audio=self.audio_clip(), lipsync=self._lipsync_clip(),
+                                   timings=self.timings())
+
+    def _lipsync_clip(self) -> LipSyncClip | None:
+        lipsync = self.lipsync
+        clip = lipsync.clip() if lipsync is not None else None
+        return clip if clip is not None and clip.frames else None
+
+    def timings(self) -> ev.TurnTimings:
+        """When each stage of this turn happened so far (monotonic seconds)."""
+        return ev.TurnTimings(sent=self.sent_at, llm_started=self.llm_started_at, first_text=self.first_text_at,
+                              first_audio=self.first_audio_at, completed=self.completed_at)
 
     def add_chunk(self, chunk: ev.BotText) -> None:
         with self._cond:
+            if not self.chunks:
+                self.first_text_at = self._now()
             self.chunks.append(chunk)
             self._cond.notify_all()
 
-    def finish(self, *, no_response: bool = False, interrupted: bool = False) -> None:
+    def finish(self, *, no_response: bool = False, interrupted: bool = False,
+               record: Callable[[ev.TurnTimings], None] | None = None) -> None:
+        """Complete the reply; ``record`` gets its timings first (so a caller woken by it sees them)."""
         texts = tuple(c.text for c in self.chunks)
         completed = not self.future.done()
         if completed:
+            self.completed_at = self._now()
+            if record is not None:
+                record(self.timings())
             self.future.set_result(ev.BotReply(
                 text="".join(texts), emotion=self.emotion, emotion_scale=self.scale,
                 actions=self.actions, chunks=texts, no_response=no_response,
@@ -220,6 +250,13 @@ class Turn:
         if completed:
             hand_over()
 
+    def cancel(self) -> None:
+        """The asker gave up: cancel :attr:`future` and wake its waiters."""
+        self.future.cancel()
+        with self._cond:
+            self._audio_ended = True
+            self._cond.notify_all()
+
     def fail(self, error: ConvaiError) -> None:
         if not self.future.done():
             self.future.set_exception(error)
@@ -227,17 +264,21 @@ class Turn:
             self._audio_ended = True
             self._cond.notify_all()
 
-    def wait_chunk(self, index: int, deadline: float) -> ev.BotText | None:
+    def wait_chunk(self, index: int, deadline: float | None) -> ev.BotText | None:
         """Chunk ``index`` once it has arrived; None when the turn ended before it.
 
+        Args:
+            deadline: ``time.monotonic()`` to give up at; None waits until the turn ends.
+
         Raises:
-            TimeoutError: ``deadline`` (``time.monotonic()``) passed first.
+            TimeoutError: ``deadline`` passed first.
             ConvaiError: the turn failed (the session ended, an error ack…).
+            concurrent.futures.CancelledError: the turn was abandoned (:meth:`cancel`).
         """
         with self._cond:
             while index >= len(self.chunks) and not self.future.done():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
                     raise TimeoutError("No further chunk of the reply arrived before the deadline")
                 self._cond.wait(remaining)
             if index < len(self.chunks):
@@ -274,7 +315,9 @@ class TurnTracker:
 
     MAX_EXPECTED = 256
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self._now = now
+        self.timing_stats = TimingStats()
         self._lock = threading.Lock()
         self._sent: collections.deque[_Sent] = collections.deque()
         self._current: _Current | None = None
@@ -284,7 +327,7 @@ class TurnTracker:
 
     def sent_text(self, message_id: str, text: str, *, wait: bool) -> Turn | None:
         """Register a ``user_text_message``; returns the :class:`Turn` to wait on when ``wait``."""
-        turn = Turn(message_id) if wait else None
+        turn = Turn(message_id, self._now) if wait else None
         self._append(_Sent("text", message_id, _norm(text), turn))
         return turn
 
@@ -316,7 +359,7 @@ class TurnTracker:
             if self._current is not None and self._current.sent is not None \
                     and self._current.sent.turn is turn:
                 self._current.sent.turn = None
-        turn.future.cancel()
+        turn.cancel()
 
     def acked(self, response: ev.ServerResponse) -> None:
         """An ack of a ``user_text_message``/``trigger-message``: an error ack means no reply comes."""
@@ -351,6 +394,9 @@ class TurnTracker:
                 if current is None:
                     current = self._current = _Current(self._unechoed_owner())
                 current.started = True
+                if isinstance(event, ev.BotLLMStarted) and current.sent is not None \
+                        and current.sent.turn is not None and current.sent.turn.llm_started_at is None:
+                    current.sent.turn.llm_started_at = self._now()
                 if isinstance(event, ev.LLMNoResponse):
                     self._current = None
                     turn = current.sent.turn if current.sent is not None else None
@@ -368,13 +414,13 @@ class TurnTracker:
                 elif isinstance(event, ev.BotEmotion):
                     turn.emotion, turn.scale = event.emotion, event.scale
                 elif isinstance(event, ev.ActionResponse):
-                    turn.actions = event.actions
+                    turn.actions += event.actions  # every action-response of the turn, in order
                 elif isinstance(event, ev.BotTurnCompleted):
                     self._current = None
                     finished = (turn, False, event.was_interrupted)
         if finished is not None:
             turn, no_response, interrupted = finished
-            turn.finish(no_response=no_response, interrupted=interrupted)
+            turn.finish(no_response=no_response, interrupted=interrupted, record=self.timing_stats.add)
 
     def _begin_echoed(self, event: ev.FinalUserTranscription) -> None:
         # Called with the lock held. A new echo ends a reply that never completed.

@@ -26,7 +26,7 @@ from .errors import ConfigurationError, ErrorCode, SessionError
 
 __all__ = [
     "Spec", "base_url", "check_fields", "count", "flag", "function", "instance", "invalid", "json_object", "number",
-    "one_of", "rule", "seconds_tuple", "specs_of", "text", "validated",
+    "name", "one_of", "rule", "seconds_tuple", "sequence", "specs_of", "str_mapping", "text", "validated",
 ]
 
 _SPEC_KEY = "convai_sync.spec"
@@ -376,11 +376,101 @@ def check_fields(obj: Any, redact: Callable[[str], str] | None = None) -> None:
     owner = type(obj).__name__
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
+        refused: ConfigurationError | None = None
         try:
             new = f.metadata[_SPEC_KEY].validate(f"{owner}.{f.name}", value)
         except ConfigurationError as exc:
             if redact is None:
                 raise
-            raise invalid(redact(exc.error.message)) from None
+            refused = invalid(redact(exc.error.message))
+        if refused is not None:
+            # Raised outside the except block: the unredacted original must not stay reachable
+            # as its __context__ (``from None`` only hides it from tracebacks).
+            raise refused
         if new is not value:
             object.__setattr__(obj, f.name, new)
+
+
+# ---- specs of the character settings (actions, lip-sync, narrative) ------------------------------
+
+
+class _Name(Spec):
+    def expected(self) -> str:
+        return "a non-empty str without control characters (surrounding whitespace is stripped)"
+
+    def normalise(self, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, str) or not value:
+            return ""
+        bad = _bad_char(value, lambda ch: ch.isprintable() or ch == " ")
+        return None if bad is None else f"it contains {bad}"
+
+
+def name(*, optional: bool = False) -> Spec:
+    """A non-empty ``str`` (stripped) without control characters: an action, object or key name."""
+    return _Name(optional=optional)
+
+
+class _Sequence(_Items):
+    """A ``tuple`` or ``list`` (stored as a tuple) of items, optionally with unique names."""
+
+    def __init__(self, item: Spec, min_items: int, unique: Callable[[Any], str] | None) -> None:
+        super().__init__(item, min_items)
+        self.unique = unique
+
+    def expected(self) -> str:
+        what = super().expected().replace("a tuple", "a tuple or list", 1)
+        return f"{what}, without duplicate names" if self.unique is not None else what
+
+    def normalise(self, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return tuple(self.item.normalise(v) if v is not None else v for v in value)
+        return value
+
+    def problem(self, value: Any) -> str | None:
+        detail = super().problem(value)
+        if detail is not None or self.unique is None:
+            return detail
+        seen: set[str] = set()
+        for index, item in enumerate(value):
+            key = self.unique(item).casefold()
+            if key in seen:
+                return f"item {index} repeats the name {self.unique(item)!r}"
+            seen.add(key)
+        return None
+
+
+def sequence(item: Spec, *, min_items: int = 0, unique: Callable[[Any], str] | None = None) -> Spec:
+    """A ``tuple`` or ``list`` (stored as a ``tuple``) of items each accepted by ``item``.
+
+    Args:
+        item: The spec of each item (its normalisation applies to each).
+        min_items: Fewest items accepted.
+        unique: Key of an item whose case-insensitive repeats are refused (e.g. an action's name).
+    """
+    return _Sequence(item, min_items, unique)
+
+
+class _StrMapping(Spec):
+    def expected(self) -> str:
+        return "a mapping of non-empty str keys to str values"
+
+    def normalise(self, value: Any) -> Any:
+        return dict(value) if isinstance(value, Mapping) else value
+
+    def problem(self, value: Any) -> str | None:
+        if not isinstance(value, Mapping):
+            return ""
+        for key, item in value.items():
+            if not isinstance(key, str) or not key:
+                return f"key {_repr.repr(key)} is not a non-empty str"
+            if not isinstance(item, str):
+                return f"the value of {key!r} is {type(item).__name__}, not str"
+        return None
+
+
+def str_mapping() -> Spec:
+    """A ``Mapping[str, str]`` with non-empty keys (stored as a ``dict`` copy)."""
+    return _StrMapping()

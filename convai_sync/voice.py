@@ -106,6 +106,8 @@ class VoiceTracker:
         self._epoch = 0  # bumped when the inbox is emptied: markers posted before then do nothing
         self._inbox: collections.deque[tuple[AudioFrame, Callable[[], bool]]] = collections.deque()
         self._inbox_frames = inbox_frames
+        #: Called (any thread, no lock held) on every interruption, e.g. to cut the lip-sync timeline.
+        self.interrupt_hooks: list[Callable[[], None]] = []
         self._transport_kind = ""
         self._silence_explained = False
         self.stats: dict[str, Any] = {
@@ -191,6 +193,15 @@ class VoiceTracker:
             ask.expect_audio()
         elif ask is not None:
             self._explain_silence("text-to-speech is off (tts_enabled=False, or toggled off): replies are text only.")
+
+    def turn_for_frames(self) -> int | None:
+        """The turn id animation arriving now belongs to: the turn speaking (or in its tail), else
+        the next one (frames may come before ``bot-started-speaking``); None when the voice is not
+        received (``receive_audio=False``: no turns are numbered)."""
+        if not self.enabled:
+            return None
+        with self._lock:
+            return self._current.turn_id if self._current is not None else self._ids + 1
 
     def _stop(self) -> None:
         with self._lock:
@@ -283,6 +294,8 @@ class VoiceTracker:
     def interrupt(self, source: str) -> None:
         """Stop the character's voice now: see the module docstring. ``source`` names the signal
         (``"client"``, ``"server"``, ``"bot-turn-completed"``, ``"neurosync-blendshapes-cancel"``)."""
+        for hook in self.interrupt_hooks:  # also without voice: the lip-sync timeline stops all the same
+            hook()
         if not self.enabled:
             return
         at = time.monotonic()  # every frame queued now was made (timestamped) before this

@@ -28,9 +28,11 @@ from typing import Any
 
 import pygame
 from _main_thread import ThreadGuard
+from _pygame_stage import Stage
 from _pygame_workers import Connector, MicStream
 
 from convai_sync import (
+    ActionQueue,
     AudioClip,
     AudioFrame,
     AudioInterrupted,
@@ -47,6 +49,7 @@ from convai_sync import (
     EventDeliveryPolicy,
     FinalUserTranscription,
     HandlerError,
+    NarrativeSectionChanged,
     Reconnected,
     Reconnecting,
     SessionError,
@@ -67,6 +70,8 @@ HUD_FADE_PER_SECOND = 5.0
 #: How long a recoverable error that did not end the session stays on the banner (seconds).
 TRANSIENT_BANNER_SECONDS = 4.0
 MAX_INPUT = 200
+#: The narrative triggers F6 fires, in turn (the shopkeeper's story: simulator/characters/shopkeeper.json).
+STORY_TRIGGERS = ("enter_shop", "show_sword", "deal_done")
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,8 @@ class Scene:
     """The scene's state. Touch it from the main thread only (handlers run there via ``pump()``)."""
 
     def __init__(self, client: ConvaiClient, player: VoicePlayer | None, guard: ThreadGuard,
-                 voice_clip: AudioClip | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 voice_clip: AudioClip | None = None, clock: Callable[[], float] = time.monotonic,
+                 triggers: tuple[str, ...] = STORY_TRIGGERS) -> None:
         self.client = client
         self.player = player
         self.guard = guard
@@ -112,6 +118,13 @@ class Scene:
         self.handler_errors: list[str] = []
         self._new_turn = True
         self._last_tick = clock()
+        # The game: the character's body in the shop, the actions it is handed, the story's section.
+        self.stage = Stage()
+        self.actions = ActionQueue(client)  # its handler only appends (IMMEDIATE); drained in tick()
+        self.section: str | None = None
+        self.section_changes = 0
+        self.triggers = triggers
+        self.triggers_fired = 0
         self._subscribe()
 
     # ------------------------------------------------------------------ subscriptions
@@ -134,6 +147,7 @@ class Scene:
             (ev.on_audio, "on_audio", self.on_audio),
             (ev.on_audio_interrupted, "on_audio_interrupted", self.on_audio_interrupted),
             (ev.on_handler_error, "on_handler_error", self.on_handler_error),
+            (ev.on_narrative_section_changed, "on_narrative_section_changed", self.on_section_changed),
         ]
         for channel, name, handler in table:
             channel.subscribe(self.guard.wrap(name, handler), MAIN)
@@ -207,6 +221,10 @@ class Scene:
         self.idle_deadline = None
         self.note = "Idle timeout: Convai will close the session"
 
+    def on_section_changed(self, event: NarrativeSectionChanged) -> None:
+        self.section = event.section_id
+        self.section_changes += 1
+
     def on_handler_error(self, event: HandlerError) -> None:
         self.handler_errors.append(f"{event.handler}: {event.exception!r}")
 
@@ -276,6 +294,8 @@ class Scene:
             self.interrupt()
         elif key == pygame.K_F5:
             self.reload()
+        elif key == pygame.K_F6:
+            self.fire_trigger()
         elif key == pygame.K_F9:
             self.banner = None
 
@@ -327,6 +347,19 @@ class Scene:
         except ConvaiError as exc:
             self.note = f"Could not interrupt: {exc.error.message}"
 
+    def fire_trigger(self) -> None:
+        """Fire the story's next narrative trigger (F6); held by the SDK until the character is ready."""
+        if not self.triggers:
+            return
+        name = self.triggers[self.triggers_fired % len(self.triggers)]
+        try:
+            self.client.send_trigger(name=name)
+        except ConvaiError as exc:
+            self.note = f"Trigger {name} not sent: {exc.error.message}"
+            return
+        self.triggers_fired += 1
+        self.note = f"Trigger: {name}"
+
     def reload(self) -> None:
         """Reconnect from scratch on a worker thread (F5, the banner's "reload")."""
         if self.connector.start(reload=True):
@@ -335,6 +368,7 @@ class Scene:
 
     def close(self, timeout: float) -> None:
         """End the client (so a running connect returns) and the workers, within about ``timeout`` s."""
+        self.actions.close()
         self.client.close()
         if self.mic is not None:
             self.mic.stop(timeout)
@@ -360,6 +394,10 @@ class Scene:
             self.mic = None
         if self.player is not None:
             self.player.update()
+        self.stage.take(self.actions.pop_ready())
+        self.stage.tick(dt)
+        level = self.player.level if self.player is not None else 0.0
+        self.stage.animate_mouth(self.client.lipsync, self.player, level)
 
     @property
     def hud_settled(self) -> bool:

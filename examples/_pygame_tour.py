@@ -2,7 +2,10 @@
 
 In turn: another player holds the plan's only concurrency slot ("Please wait…"), the slot frees and
 the scene connects (the idle reference frame), the player types a line and the character answers in
-subtitles and voice, the player sends a voice clip, Convai warns of an idle close (countdown,
+subtitles and voice, a key fires the story's first trigger (the HUD shows the new narrative section),
+the player asks the shopkeeper to pick up the sword and hand it over (she walks to it, takes it and
+gives it, her mouth moving with the lip-sync frames of her voice) and to go back to the counter,
+the player sends a voice clip, Convai warns of an idle close (countdown,
 answered by a key press), the server shuts down (``SERVER_SHUTDOWN``: dimmed HUD, "reconnecting…",
 then reconnected), the character's pipeline fails for good (``server.fatal_error``: "reload"), and
 the player reloads. A PNG of the display is saved at each moment.
@@ -34,9 +37,12 @@ T = TypeVar("T")
 Steps = Generator[None, None, T]
 
 #: The character's lines: short, so the tour stays well under 20 s.
-REPLY_TO_TEXT = "Aye, I can mend that sword. Leave it on the anvil and come back at dusk."
-REPLY_TO_VOICE = "I heard you loud and clear. Bring the blade by at dawn."
+REPLY_TO_TEXT = "Of course! That old sword is yours for thirty gold, and I will fetch it for you."
+REPLY_TO_VOICE = "I heard you loud and clear. Come back tomorrow for the shield."
 PLAYER_LINE = "Hello! Can you mend my sword?"
+#: What the player asks the shopkeeper to do: "it" is the attention object (the sword), "me" the player.
+ACT_LINE = "Please pick up the sword and give it to me"
+BACK_LINE = "Thanks! Now move to the counter"
 #: Synthetic voice: seconds of speech per character of text, and its sample rate (Hz).
 SECONDS_PER_CHAR = 0.03
 VOICE_RATE = 24000
@@ -47,7 +53,7 @@ class TourFailure(Exception):
 
 
 def respond(text: str) -> str:
-    """The tour's character (a blacksmith): the simulator's ``responder``."""
+    """The tour's shopkeeper, beyond her scripted lines: the simulator's ``responder``."""
     return REPLY_TO_VOICE if text.startswith("[audio") else REPLY_TO_TEXT
 
 
@@ -92,9 +98,11 @@ class Tour:
         step_timeout: Seconds each step may take.
     """
 
-    def __init__(self, sim: Any, scene: Scene, shots: Path | None, step_timeout: float = 8.0) -> None:
+    def __init__(self, sim: Any, scene: Scene, shots: Path | None, step_timeout: float = 8.0,
+                 view: Any = None) -> None:
         self.sim = sim
         self.scene = scene
+        self.view = view
         self.shots = shots
         self.step_timeout = step_timeout
         self.screenshots: list[dict[str, Any]] = []
@@ -166,10 +174,14 @@ class Tour:
         """Save the frame just drawn as ``NAME.png``."""
         self.scene.guard.check("Tour.shot")
         assert self._screen is not None
+        stage = self.scene.stage
         entry: dict[str, Any] = {"name": name, "at": round(time.monotonic() - self._started, 3),
                                  "state": self.scene.state.name,
                                  "banner": self.scene.banner.kind if self.scene.banner else None,
-                                 "hud_brightness": round(self.scene.hud_brightness, 3)}
+                                 "hud_brightness": round(self.scene.hud_brightness, 3),
+                                 "section": self.scene.section, "mouth": round(stage.mouth, 3),
+                                 "character_x": round(stage.x, 1), "holding": stage.holding,
+                                 "mouth_rect": list(self.view.mouth_rect) if self.view is not None else None}
         if self.shots is not None:
             path = self.shots / f"{name}.png"
             pygame.image.save(self._screen, str(path))
@@ -224,11 +236,37 @@ class Tour:
         yield from self.until("the reply's end", lambda: scene.turns_completed >= 1 and self._quiet(),
                               timeout=15.0)
 
+        # 3a. A key fires the story's first trigger: the shopkeeper's story moves on (HUD), and she says so.
+        turns = scene.turns_completed
+        self.press(pygame.K_F6)
+        yield from self.until("the next narrative section", lambda: scene.section == "browsing")
+        yield from self.until("the section's line said", lambda: scene.turns_completed > turns and self._quiet(),
+                              timeout=15.0)
+        self.shot("3a-section")
+
+        # 3b. Actions: she walks to the sword, takes it and hands it over, talking all the while; the
+        # screenshot catches her mid-sentence with the sword in hand, her mouth driven by lip-sync frames.
+        stage = scene.stage
+        turns = scene.turns_completed
+        self.type_line(ACT_LINE)
+        yield from self.until("the sword in hand, mouth open, mid-sentence",
+                              lambda: stage.holding == "sword" and stage.mouth > 0.6 and stage.lipsync_frames > 0
+                              and scene.speaking, timeout=12.0)
+        self.shot("3b-acting")
+        yield from self.until("the sword handed over", lambda: "sword" in stage.given and not stage.acting)
+        yield from self.until("the reply's end", lambda: scene.turns_completed > turns and self._quiet(),
+                              timeout=15.0)
+        turns = scene.turns_completed
+        self.type_line(BACK_LINE)
+        yield from self.until("back at the counter", lambda: scene.turns_completed > turns and self._quiet()
+                              and not stage.acting, timeout=15.0)
+
         # 4. A voice clip (F2), streamed in real time with send_audio; the character answers it.
         if scene.voice_clip is not None:
+            turns = scene.turns_completed
             self.press(pygame.K_F2)
             yield from self.until("the answer to the voice clip",
-                                  lambda: scene.turns_completed >= 2 and scene.mic is None and self._quiet(),
+                                  lambda: scene.turns_completed > turns and scene.mic is None and self._quiet(),
                                   timeout=15.0)
 
         # 5. Convai warns that the idle player will be disconnected; a key press answers it.

@@ -16,15 +16,22 @@ A real game host: one 60 fps loop on the main thread, and pygame touched from th
 * The reply streams in as subtitles (``on_bot_text``) and the character's voice (``on_audio``)
   plays through ``pygame.mixer`` via a small bounded jitter buffer (``convai_sync.pygame_voice.VoicePlayer``).
 
+* It is a small game with the simulator's shipped shopkeeper: the character walks to the objects her
+  actions name (``ActionConfig`` of the shop, drained from an ``ActionQueue`` each frame), her mouth
+  moves with the lip-sync frames of her voice (``BlendshapeConfig(format="arkit")``, sampled at the
+  voice player's playback position at 60 fps), and the HUD shows the story's narrative section.
+
 Keys: type and press Enter to talk; F2 sends the voice clip (``--voice-clip``); F3 interrupts the
-character; F5 reloads; F9 or a click dismisses the banner; Esc quits.
+character; F5 reloads; F6 fires the story's next narrative trigger; F9 or a click dismisses the
+banner; Esc quits.
 
     pip install -e '.[simulator,audio,pygame]'
     python examples/pygame_character.py                 # an embedded simulator, no account needed
     CONVAI_API_KEY=... CONVAI_CHARACTER_ID=... python examples/pygame_character.py   # the real service
 
 The scripted tour (for CI and the README's screenshots) drives the scene itself against an
-embedded simulator: a concurrency limit, a conversation with voice, an idle warning, a
+embedded simulator: a concurrency limit, a conversation with voice, a story trigger, the
+shopkeeper acting on the sword while she talks, an idle warning, a
 ``SERVER_SHUTDOWN`` drop and its reconnect, and a non-recoverable error. Headless means no window
 and no sound card (SDL's ``dummy`` video and ``disk`` audio drivers; the mixer's output goes to
 ``--audio-out``):
@@ -45,7 +52,7 @@ from typing import Any
 
 from _pygame_loop import configure_sdl
 
-from convai_sync import AudioClip, ConvaiClient, ReconnectPolicy, SlotWaitPolicy
+from convai_sync import AudioClip, BlendshapeConfig, ConvaiClient, ReconnectPolicy, SlotWaitPolicy
 
 FPS = 60.0
 DEFAULT_CLIP = Path(__file__).resolve().parent / "assets" / "player_hello.wav"
@@ -84,20 +91,32 @@ def load_clip(path: Path) -> AudioClip | None:
 
 
 def tour_simulator(voice: Any) -> Any:
-    """The tour's simulator: one concurrency slot, a paced blacksmith with a synthetic voice."""
+    """The tour's simulator: one concurrency slot, the shipped shopkeeper (her story, actions and
+    lip-sync), paced, with a synthetic voice."""
     from _pygame_tour import respond
 
-    from simulator import Simulator
+    from simulator import Simulator, shipped_character
 
     return Simulator(concurrency_limit=1, responder=respond, synthesizer=voice, chunk_delay=0.08,
-                     transport_default="websocket", websocket_audio=True)
+                     transport_default="websocket", websocket_audio=True,
+                     characters_file=shipped_character("shopkeeper"))
+
+
+def game_overrides() -> dict[str, Any]:
+    """The game's character settings: the shop's actions and objects, lip-sync frames (ARKit, whose
+    ``jawOpen`` the mouth follows) at 60 fps, and the story's template keys."""
+    from _pygame_stage import SHOP_ACTIONS
+
+    return {"action_config": SHOP_ACTIONS, "blendshape_config": BlendshapeConfig(format="arkit", output_fps=60),
+            "narrative_template_keys": {"player_name": "Ada", "sword_price": "30"}}
 
 
 def tour_overrides(transport: str) -> dict[str, Any]:
     # Quick retries so the tour is short; SERVER_SHUTDOWN still waits a visible second before
     # reconnecting (the real advice is 5 s, ReconnectPolicy's default).
     return {"transport": transport, "slot_wait": SlotWaitPolicy(max_wait=20.0, interval=0.4),
-            "reconnect_policy": ReconnectPolicy(delays=(0.3,), server_shutdown_delay=1.0)}
+            "reconnect_policy": ReconnectPolicy(delays=(0.3,), server_shutdown_delay=1.0),
+            **game_overrides()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,17 +144,22 @@ def run(args: argparse.Namespace) -> int:
         if args.tour:
             sim = stack.enter_context(tour_simulator(voice))
             config = sim.client_config(**tour_overrides(args.transport))
-            character = "Blacksmith (simulator)"
+            character = "Mira (simulator)"
         else:
-            embedded = {"chunk_delay": 0.05, "websocket_audio": True}  # used when no credentials are set
+            from simulator import shipped_character
+
+            # Used when no credentials are set: the shipped shopkeeper, her story, actions and lip-sync.
+            embedded = {"chunk_delay": 0.05, "websocket_audio": True,
+                        "characters_file": shipped_character("shopkeeper")}
             config = stack.enter_context(service(args.simulator, simulator_options=embedded, transport=args.transport,
-                                                 slot_wait=SlotWaitPolicy(max_wait=300.0, interval=5.0)))
+                                                 slot_wait=SlotWaitPolicy(max_wait=300.0, interval=5.0),
+                                                 **game_overrides()))
             character = config.character_id[:24]
         client = stack.enter_context(ConvaiClient(config))
         scene = Scene(client, player, guard, clip)
         view = View(scene, character)
         if args.tour:
-            tour = Tour(sim, scene, args.screenshots)
+            tour = Tour(sim, scene, args.screenshots, view=view)
             stack.callback(tour.close)
         else:
             scene.connector.start()  # on a worker thread: the loop runs (and shows progress) meanwhile
@@ -166,7 +190,11 @@ def finish(args: argparse.Namespace, report: dict[str, Any], stats: Any, scene: 
                        "player": player.stats.as_dict() if player is not None else None}
     report["scene"] = {"turns_completed": scene.turns_completed, "slot_waits": scene.slot_waits,
                        "reconnects": scene.reconnects, "handler_errors": scene.handler_errors,
-                       "connect_outcome": scene.connector.outcome, "final_state": scene.state.name}
+                       "connect_outcome": scene.connector.outcome, "final_state": scene.state.name,
+                       "sections": scene.section_changes, "section": scene.section,
+                       "triggers_fired": scene.triggers_fired, "performed": scene.stage.performed,
+                       "given": scene.stage.given, "lipsync_frames": scene.stage.lipsync_frames,
+                       "max_lipsync_mouth": round(scene.stage.max_lipsync_mouth, 3)}
     violations = guard.violations()
     report["threads"] = {"owner": guard.owner.name, "sites": guard.sites(), "violations": violations}
     if violations:

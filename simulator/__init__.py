@@ -9,6 +9,7 @@ The public API is thread-safe: each :class:`Simulator` runs its aiohttp loop on 
         sim.inject("connection.connect_concurrency_limit_reached", times=2)
 
     Simulator(scenario="flaky_network")       # every session runs a shipped (or your own) scenario
+    Simulator(characters_file=shipped_character("shopkeeper"))   # a character with a story, actions, lip-sync
 
 ``python -m simulator`` / ``convai-sim`` runs it standalone; ``/_sim/*`` routes (see
 :mod:`simulator.http.control`) drive it from other processes with its control token.
@@ -22,9 +23,17 @@ from __future__ import annotations
 
 from convai_sync.disconnect import DisconnectReason
 from convai_sync.errors import ErrorCode
+from simulator.core.characters import (
+    CharacterDefinition,
+    CharacterError,
+    load_characters_file,
+    shipped_character,
+    shipped_character_names,
+)
 from simulator.core.scenario import Scenario, load_scenario, shipped_scenarios
 from simulator.core.sessions import SimSession
 from simulator.server import Simulator
 
-__all__ = ["DisconnectReason", "ErrorCode", "Scenario", "SimSession", "Simulator", "load_scenario",
+__all__ = ["CharacterDefinition", "CharacterError", "DisconnectReason", "ErrorCode", "Scenario", "SimSession",
+           "Simulator", "load_characters_file", "load_scenario", "shipped_character", "shipped_character_names",
            "shipped_scenarios"]

@@ -12,16 +12,17 @@ import secrets
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
 from simulator.core import limits
 from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS
+from simulator.core.characters import shipped_character, shipped_character_names
 from simulator.core.scenario import shipped_scenarios
 from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
 from simulator.http.control import route_table
-from simulator.server import Simulator
+from simulator.server import DEFAULT_CHARACTERS, Simulator
 from simulator.workers import TOKEN_ENV, free_port, start_workers, stop_workers, watch
 
 LOOPBACK_NAMES = ("localhost",)
@@ -53,6 +54,33 @@ def _port(text: str) -> int:
     return port
 
 
+def _checked(name: str, number: Callable[[str], float], check: Callable[[str, Any], Any]) -> Callable[[str], Any]:
+    """argparse type: ``number(text)`` checked by ``check(name, value)`` (the constructor's own rule, so
+    the CLI refuses what the constructor would, naming the setting and its range)."""
+    def parse(text: str) -> Any:
+        try:
+            value = number(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a{'n int' if number is int else ' number'}, "
+                                             f"got {text!r}") from None
+        try:
+            return check(name, value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
+def _limit(name: str) -> Callable[[str], Any]:
+    """argparse type of the runtime limit ``name`` (:data:`simulator.limits.LIMITS`)."""
+    kind = limits.LIMITS[name]
+    return _checked(name, int if kind in (limits.Kind.COUNT, limits.Kind.QUOTA) else float,
+                    lambda n, v: limits.check_value(n, kind, v))
+
+
+def _range(name: str) -> str:
+    return limits.RANGES[limits.LIMITS[name]]
+
+
 def _epilog() -> str:
     return (f"Shipped scenarios: {', '.join(shipped_scenarios())}.\n\n"
             "Control API (header X-Sim-Control-Token with the printed token):\n"
@@ -76,24 +104,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="accepted API key (repeatable; default sim-api-key)")
     add("--character", action="append", dest="characters", metavar="ID",
         help="character id (repeatable; default sim-character)")
-    add("--concurrency-limit", type=int, metavar="N", help="live sessions per key (429 beyond)")
-    add("--speaker-limit", type=int, metavar="N", help="distinct end_user_id values per key")
-    add("--connect-rate-limit", type=int, metavar="N", help="accepted connects per key per minute")
-    add("--usage-quota", type=int, metavar="N", help="interactions per key (then usage-limit-reached)")
-    add("--idle-timeout", type=float, metavar="S", help="close a session idle this long (1000 'Idle timeout')")
-    add("--idle-warning-lead", type=float, metavar="S",
-        help="send user-idle-warning this long before the idle timeout (needs --idle-timeout, at most it)")
-    add("--token-ttl", type=float, metavar="S", help="session lifetime from /connect ('Session expired')")
+    add("--characters", dest="characters_file", metavar="FILE",
+        help="JSON characters file ({\"characters\": [...]}: name, backstory, replies, narrative, actions...; "
+             "see simulator.core.characters); shipped samples: " + ", ".join(shipped_character_names()))
+    add("--concurrency-limit", type=_limit("concurrency_limit"), metavar="N",
+        help=f"live sessions per key (429 beyond), {_range('concurrency_limit')}")
+    add("--speaker-limit", type=_limit("speaker_limit"), metavar="N",
+        help=f"distinct end_user_id values per key, {_range('speaker_limit')}")
+    add("--connect-rate-limit", type=_limit("connect_rate_limit"), metavar="N",
+        help=f"accepted connects per key per minute, {_range('connect_rate_limit')}")
+    add("--usage-quota", type=_limit("usage_quota"), metavar="N",
+        help=f"interactions per key (then usage-limit-reached), {_range('usage_quota')}")
+    add("--idle-timeout", type=_limit("idle_timeout"), metavar="S",
+        help=f"close a session idle this long (1000 'Idle timeout'), {_range('idle_timeout')}")
+    add("--idle-warning-lead", type=_limit("idle_warning_lead"), metavar="S",
+        help="send user-idle-warning this long before the idle timeout (needs --idle-timeout, at most it), "
+             f"{_range('idle_warning_lead')}")
+    add("--token-ttl", type=_limit("token_ttl"), metavar="S",
+        help=f"session lifetime from /connect ('Session expired'), {_range('token_ttl')}")
     add("--no-realtime", action="store_true", help="answer every /connect with 403 (plan has no realtime)")
-    add("--bot-ready-delay", type=float, default=0.0, metavar="S", help="delay before bot-ready (default 0)")
-    add("--chunk-delay", type=float, default=0.0, metavar="S", help="delay between reply chunks (default 0)")
+    add("--bot-ready-delay", type=_limit("bot_ready_delay"), default=0.0, metavar="S",
+        help=f"delay before bot-ready, {_range('bot_ready_delay')} (default 0)")
+    add("--chunk-delay", type=_limit("chunk_delay"), default=0.0, metavar="S",
+        help=f"delay between reply chunks, {_range('chunk_delay')} (default 0)")
     add("--scenario", metavar="FILE_OR_NAME", help="scenario JSON file, or a shipped scenario's name")
     add("--scenario-dir", metavar="DIR", help="directory POST /_sim/scenario may load scenario files from "
                                               "(default: none; the control API then reads no files)")
-    add("--send-timeout", type=float, default=DEFAULT_SEND_TIMEOUT, metavar="S",
-        help=f"drop a session whose client does not read a frame for this long (default {DEFAULT_SEND_TIMEOUT:g})")
-    add("--max-conversations", type=int, default=DEFAULT_MAX_CONVERSATIONS, metavar="N",
-        help=f"character_session_id histories remembered (default {DEFAULT_MAX_CONVERSATIONS:,})")
+    add("--send-timeout", type=_checked("send_timeout", float, limits.check_seconds), default=DEFAULT_SEND_TIMEOUT,
+        metavar="S", help="drop a session whose client does not read a frame for this long, "
+                          f"{limits.RANGES[limits.Kind.SECONDS]} (default {DEFAULT_SEND_TIMEOUT:g})")
+    add("--max-conversations", type=_checked("max_conversations", int, limits.check_positive_int),
+        default=DEFAULT_MAX_CONVERSATIONS, metavar="N",
+        help=f"character_session_id histories remembered, 1..{limits.MAX_COUNT} "
+             f"(default {DEFAULT_MAX_CONVERSATIONS:,})")
     add("--control-token", metavar="TOKEN", help="token for the /_sim/* control API (default: random)")
     add("--transport-default", choices=("livekit", "websocket"), default="livekit",
         help="transport of a /connect that names none (default livekit, as the real service)")
@@ -119,7 +162,8 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         args.host,
         args.port,
         api_keys=tuple(args.api_keys or ("sim-api-key",)),
-        characters=tuple(args.characters or ("sim-character",)),
+        characters=tuple(args.characters) if args.characters else DEFAULT_CHARACTERS,
+        characters_file=_characters_file(args.characters_file),
         concurrency_limit=args.concurrency_limit,
         speaker_limit=args.speaker_limit,
         connect_rate_limit=args.connect_rate_limit,
@@ -142,6 +186,16 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         reuse_port=args.reuse_port,
         advertise_host=args.advertise_host,
     )
+
+
+def _characters_file(name: str | None) -> str | None:
+    """A ``--characters`` value: a path, or the name of a shipped sample (``shopkeeper``)."""
+    if name is None or os.path.exists(name):
+        return name
+    try:
+        return str(shipped_character(name))
+    except KeyError:
+        return name  # the loader reports the missing file by its name
 
 
 def _limits_line(sim: Simulator) -> str | None:
@@ -167,6 +221,8 @@ def _banner(sim: Simulator) -> str:
         f"LiveKit URL: {livekit_url}" + ("" if sim.livekit_available else "  (unavailable: install the "
                                          "'simulator-livekit' extra)"),
     ]
+    lines.append("Characters: " + ", ".join(f"{d.id} ({d.display_name})" if d.name else d.id
+                                            for d in sim.characters))
     if scenario is not None:
         lines.append(f"Scenario: {scenario.name}: {scenario.description}".rstrip(": "))
     active = _limits_line(sim)

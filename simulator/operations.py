@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from convai_sync.disconnect import DisconnectReason
 from convai_sync.errors import ErrorCode
-from simulator.core import faults, signals, wire
+from simulator.core import bounds, faults, limits, signals, wire
 from simulator.core.faults import ConnectFault
 from simulator.core.sessions import SimSession
 from simulator.core.state import SimCore
@@ -57,8 +57,7 @@ class SimulatorOperations:
         so a client that stopped reading delays no other; this returns without waiting for the frames.
         Raises ValueError for unknown values and for codes only a client can produce.
         """
-        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise ValueError(f"times must be a positive int, got {times!r}")
+        limits.check_positive_int("times", times, bounds.MAX_INJECT_TIMES)
         fault = faults.resolve(code_or_reason, dict(details))
         if isinstance(fault, ConnectFault):
             async def queue(core: SimCore) -> int:
@@ -108,7 +107,8 @@ class SimulatorOperations:
 
     def send_idle_warning(self, session_id: str, remaining_seconds: int) -> None:
         """Send ``user-idle-warning`` with ``remaining_seconds`` (the idle timer itself is unchanged)."""
-        frame = wire.idle_warning(int(remaining_seconds))
+        frame = wire.idle_warning(limits.check_int("remaining_seconds", remaining_seconds, 0,
+                                                   int(limits.MAX_SECONDS)))
         self._send_call(lambda core: core.send_frame(session_id, frame))
 
     def send_usage_limit(
@@ -143,8 +143,7 @@ class SimulatorOperations:
         """Answer the next ``times`` LiveKit joins (``GET /rtc/v1``) with HTTP ``status`` (401, 403, 404 or
         429) and ``detail`` (default: a LiveKit-style text). Raises ValueError for other statuses, and
         RuntimeError when the LiveKit extra is not installed."""
-        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise ValueError(f"times must be a positive int, got {times!r}")
+        limits.check_positive_int("times", times, bounds.MAX_INJECT_TIMES)
         from simulator.carriers.livekit import faults as livekit_faults
 
         livekit_faults.refusal_text(status, detail)

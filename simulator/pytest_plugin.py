@@ -3,7 +3,8 @@ The fixtures run on pytest's thread; each simulator runs its own loop thread.
 
 ``convai_simulator``: a running :class:`~simulator.Simulator` on 127.0.0.1 (function scope,
 stopped after the test). ``convai_simulator_factory``: call it with constructor keywords
-(``concurrency_limit=1``, ``idle_timeout=0.5``…) to get more, each stopped after the test::
+(``concurrency_limit=1``, ``idle_timeout=0.5``, ``characters=[...]``, ``characters_file=...``…) to get
+more, each stopped after the test::
 
     def test_please_wait(convai_simulator_factory):
         sim = convai_simulator_factory(concurrency_limit=1)
@@ -17,11 +18,16 @@ them), so a test of a retried 429 or a dropped session takes milliseconds, not t
         convai_simulator.inject(ErrorCode.CONNECTION_RATE_LIMITED, times=2)
         with ConvaiClient(convai_fast_config) as client:
             client.connect()            # attempts 1 and 2 get 429, attempt 3 connects, no waits
+
+Characters: ``pytest --convai-characters FILE`` (or the ini option ``convai_characters = FILE``) loads a
+characters file (``simulator.core.characters``; a shipped sample's name such as ``shopkeeper`` works too) into
+every simulator these fixtures start, unless the test passes ``characters_file`` itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -30,15 +36,43 @@ if TYPE_CHECKING:
     from convai_sync import ConvaiConfig
     from simulator import Simulator
 
+CHARACTERS_OPTION = "convai_characters"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--convai-characters", dest=CHARACTERS_OPTION, metavar="FILE", default=None,
+                     help="characters file (or shipped sample name) the convai_simulator fixtures load")
+    parser.addini(CHARACTERS_OPTION, "characters file (or shipped sample name) the convai_simulator fixtures load",
+                  default=None)
+
+
+def characters_file_option(config: pytest.Config) -> str | None:
+    """The ``--convai-characters`` / ``convai_characters`` value as a path (a shipped name resolved), or None."""
+    from simulator.core.characters import shipped_character
+
+    value = config.getoption(CHARACTERS_OPTION) or config.getini(CHARACTERS_OPTION)
+    if not value:
+        return None
+    name = str(value)
+    if Path(name).exists():
+        return name
+    try:
+        return str(shipped_character(name))
+    except KeyError:
+        return name  # the loader names the missing file
+
 
 @pytest.fixture
-def convai_simulator_factory() -> Iterator[Callable[..., Simulator]]:
+def convai_simulator_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Simulator]]:
     """Start simulators with custom limits; every one is stopped when the test ends."""
     from simulator import Simulator
 
     started: list[Simulator] = []
+    characters_file = characters_file_option(request.config)
 
     def make(**kwargs: Any) -> Simulator:
+        if characters_file is not None:
+            kwargs.setdefault("characters_file", characters_file)
         sim = Simulator(**kwargs)
         sim.start()
         started.append(sim)

@@ -29,12 +29,14 @@ from simulator.carriers.websocket import pipecat
 from simulator.core import limits
 from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS, Limits
 from simulator.core.character import Responder
+from simulator.core.characters import CharacterDefinition, load_characters_file, parse_characters
 from simulator.core.runner import set_scenario
 from simulator.core.scenario import Scenario, load_scenario
 from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
 from simulator.core.state import SimConfig, SimCore, Synthesizer, Transcriber
 from simulator.http.connect import build_app
 from simulator.http.control import add_control_routes
+from simulator.http.quiet import QuietAppRunner
 from simulator.operations import CALL_TIMEOUT, SimulatorOperations
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ logger = logging.getLogger("simulator.server")
 
 T = TypeVar("T")
 SHUTDOWN_CLOSE_DEADLINE = 2.0
+#: The default ``characters`` (replaced by a ``characters_file``'s definitions when only the file is given).
+DEFAULT_CHARACTERS: tuple[str, ...] = ("sim-character",)
 
 
 def _names(value: Iterable[str] | str, what: str) -> tuple[str, ...]:
@@ -53,6 +57,20 @@ def _names(value: Iterable[str] | str, what: str) -> tuple[str, ...]:
     return names
 
 
+def _definitions(characters: Iterable[str | Mapping[str, Any]] | str,
+                 characters_file: str | Path | None) -> tuple[CharacterDefinition, ...]:
+    """The definitions of ``characters`` plus those of ``characters_file``, all or nothing."""
+    from_file = () if characters_file is None else load_characters_file(characters_file)
+    if from_file and characters is DEFAULT_CHARACTERS:
+        return from_file
+    given = parse_characters(characters)
+    ids = {d.id for d in given}
+    for definition in from_file:
+        if definition.id in ids:
+            raise ValueError(f"{characters_file}: character {definition.id!r}: field 'id': also given in characters")
+    return given + from_file
+
+
 class Simulator(SimulatorOperations):
     """A local Convai realtime service. ``None`` limits mean unlimited / off.
 
@@ -60,7 +78,11 @@ class Simulator(SimulatorOperations):
         host: the address to bind (loopback by default; see :attr:`url` after :meth:`start`).
         port: the port to bind (0 = a free port).
         api_keys: accepted API keys (the first is the default).
-        characters: accepted character ids (the first is the default).
+        characters: the characters (the first is the default): plain id strings and/or definition mappings
+            with at least ``"id"`` (the characters file's shape: see ``simulator.core.characters``).
+        characters_file: a JSON characters file (``{"characters": [...]}``) whose definitions are added to
+            ``characters`` (alone, they replace the default ``"sim-character"``); e.g.
+            ``simulator.core.characters.shipped_character("shopkeeper")``.
         concurrency_limit: live sessions per key; a slot is held from ``/connect`` until the session ends.
         speaker_limit: distinct ``end_user_id`` values per key (429 "Speaker limit reached").
         connect_rate_limit: accepted connects per key within ``connect_rate_window`` seconds.
@@ -111,7 +133,8 @@ class Simulator(SimulatorOperations):
 
     Raises:
         ValueError: a bad value, e.g. a port outside 0..65535, or ``idle_warning_lead`` without
-            ``idle_timeout`` or longer than it.
+            ``idle_timeout`` or longer than it; ``simulator.core.characters.CharacterError`` (a ValueError) for a
+            bad character definition or characters file, naming the file, the character and the field.
     """
 
     def __init__(
@@ -120,7 +143,8 @@ class Simulator(SimulatorOperations):
         port: int = 0,
         *,
         api_keys: Iterable[str] = ("sim-api-key",),
-        characters: Iterable[str] = ("sim-character",),
+        characters: Iterable[str | Mapping[str, Any]] = DEFAULT_CHARACTERS,
+        characters_file: str | Path | None = None,
         concurrency_limit: int | None = None,
         speaker_limit: int | None = None,
         connect_rate_limit: int | None = None,
@@ -175,6 +199,7 @@ class Simulator(SimulatorOperations):
         if transport_default not in ("livekit", "websocket"):
             raise ValueError(f"transport_default must be 'livekit' or 'websocket', got {transport_default!r}")
         hosts = _names(livekit_host_addresses, "livekit_host_addresses")
+        definitions = _definitions(characters, characters_file)
         if control_token is not None and (not isinstance(control_token, str) or not control_token.strip()):
             raise ValueError("control_token must be a non-empty string (or None for a random one)")
         if state is not None:
@@ -188,7 +213,8 @@ class Simulator(SimulatorOperations):
         self._advertise_host = advertise_host
         self._config = SimConfig(
             api_keys=_names(api_keys, "api_keys"),
-            characters=_names(characters, "characters"),
+            characters=tuple(d.id for d in definitions),
+            definitions=definitions,
             limits=Limits(checked["concurrency_limit"], checked["speaker_limit"], checked["connect_rate_limit"],
                           windows["connect_rate_window"], checked["usage_quota"], checked["realtime_allowed"]),
             idle_timeout=checked["idle_timeout"],
@@ -280,7 +306,7 @@ class Simulator(SimulatorOperations):
         livekit.install(core, app)
         add_control_routes(app)
         await core.store.start()
-        runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+        runner = QuietAppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._requested_port, reuse_port=self._reuse_port or None)
         try:
@@ -408,6 +434,43 @@ class Simulator(SimulatorOperations):
     @property
     def character_id(self) -> str:
         return self._config.characters[0]
+
+    @property
+    def characters(self) -> tuple[CharacterDefinition, ...]:
+        """Every character definition the simulator serves (the first is :attr:`character_id`'s)."""
+        if self.running:
+            async def read(core: SimCore) -> tuple[CharacterDefinition, ...]:
+                return tuple(core.definitions.values())
+
+            return self._call(read)
+        return self._config.definitions
+
+    def define_characters(self, characters: Iterable[str | Mapping[str, Any]] | str | Mapping[str, Any] = (),
+                          *, characters_file: str | Path | None = None) -> tuple[CharacterDefinition, ...]:
+        """Add or replace character definitions (plain ids, mappings, and/or a characters file), all or
+        nothing; returns the new definitions. Live sessions keep the definition they connected with.
+
+        Raises:
+            simulator.core.characters.CharacterError: a bad definition (nothing is changed).
+        """
+        given = () if not characters and not isinstance(characters, str) else parse_characters(characters)
+        from_file = () if characters_file is None else load_characters_file(characters_file)
+        new = given + from_file
+        if not new:
+            raise ValueError("define_characters needs characters or a characters_file")
+        parse_characters([d.id for d in new])  # one id defined twice in one call is refused
+
+        async def install(core: SimCore) -> None:
+            core.define_characters(new)
+
+        with self._lock:
+            config = self._config
+            merged = {d.id: d for d in config.definitions}
+            merged.update({d.id: d for d in new})
+            self._config = dataclasses.replace(config, characters=tuple(merged), definitions=tuple(merged.values()))
+        if self.running:
+            self._call(install)
+        return new
 
     def client_config(self, **overrides: Any) -> ConvaiConfig:
         """A ``ConvaiConfig`` pointing at this simulator (its first key and character).

@@ -15,3 +15,8 @@ from convai_sync import ConvaiClient, SessionState
 def state_of(client: ConvaiClient) -> SessionState:
     """``client.state`` now."""
     return client.state
+
+
+def section_of(client: ConvaiClient) -> str | None:
+    """``client.narrative_section_id`` now."""
+    return client.narrative_section_id

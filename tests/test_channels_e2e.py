@@ -166,7 +166,10 @@ def test_every_channel_is_covered() -> None:
                  "on_session_duration_warning"}
     # on_user_idle_timeout (the local deadline) is covered in test_limits_e2e, on_handler_error
     # (a raising user handler) in test_handler_errors, on_audio and on_audio_interrupted (the
-    # character's voice, barge-in) in test_voice_session and test_voice_e2e.
-    assert names - exercised == {"on_user_idle_timeout", "on_handler_error", "on_audio", "on_audio_interrupted"}
+    # character's voice, barge-in) in test_voice_session and test_voice_e2e; on_actions,
+    # on_narrative_section_changed, on_lipsync and on_metrics (the character's game features) in
+    # test_character_e2e.
+    assert names - exercised == {"on_user_idle_timeout", "on_handler_error", "on_audio", "on_audio_interrupted",
+                                 "on_actions", "on_narrative_section_changed", "on_lipsync", "on_metrics"}
 
 

@@ -24,6 +24,7 @@ from convai_sync import (
     SessionErrorStage,
     SlotWaitPolicy,
 )
+from convai_sync.character import SceneObject
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -115,6 +116,23 @@ INVALID: list[tuple[str, object]] = [
     ("audio_sample_rate", 7999), ("audio_sample_rate", 16000.0), ("audio_sample_rate", True),
     ("receive_audio", "yes"), ("receive_audio", None),
     ("audio_queue_frames", 0), ("audio_queue_frames", None),
+    ("action_config", {"actions": ["Pick Up"]}), ("action_config", "Pick Up"),
+    ("scene_description", (SceneObject("door"), SceneObject("Door"))), ("scene_description", ("door",)),
+    ("scene_description", None),
+    ("narrative_template_keys", None), ("narrative_template_keys", {"name": 5}), ("narrative_template_keys", {"": "x"}),
+    ("narrative_template_keys", "name=Ada"),
+    ("blendshape_config", "arkit"), ("blendshape_config", {"format": "arkit"}),
+    ("dynamic_info", "the player has a lantern"), ("dynamic_info", {"text": "x"}),
+    ("debug", "true"), ("debug", None), ("debug", 1),
+    ("vad_params", {"confidence": 0.5}), ("vad_params", 0.7),
+    ("turn_detection_config", "smart_turn"),
+    ("stt_enabled", None), ("stt_enabled", "yes"),
+    ("thinking_mode", 1), ("thinking_mode", None),
+    ("pending_trigger_limit", 0), ("pending_trigger_limit", None), ("pending_trigger_limit", 10**6),
+    ("llm_provider", "gpt"), ("llm_provider", None),
+    ("stt_provider", 5), ("stt_provider", "a\nb"),
+    ("debug_row_cap", 0), ("debug_row_cap", True), ("debug_row_cap", 2.5),
+    ("invocation_metadata", "game"), ("invocation_metadata", {"n": math.nan}),
 ]
 
 

@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from convai_sync import AudioFrame, AudioInterrupted, EventDeliveryPolicy
-from convai_sync.devices import Microphone, Speaker
+from convai_sync.devices import DeviceError, Microphone, Speaker, find_device, list_devices
 from convai_sync.testing import Recorder
 from tests.helpers_memory import WAIT, Harness, assert_no_convai_threads, make_config
+from tests.support.fake_sounddevice import FakeSoundDevice, FakeStream
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -21,34 +22,6 @@ pytestmark = pytest.mark.timeout(15)
 def _no_convai_threads_survive() -> Iterator[None]:
     yield
     assert_no_convai_threads()
-
-
-class FakeStream:
-    """Stands in for sounddevice's Raw streams: the test plays PortAudio's audio thread."""
-
-    def __init__(self, rate: int, channels: int, block: int, callback: Callable[..., None]) -> None:
-        self.rate, self.channels, self.block, self.callback = rate, channels, block, callback
-        self.started = self.stopped = self.closed = False
-
-    def start(self) -> None:
-        self.started = True
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    def close(self) -> None:
-        self.closed = True
-
-    def pull(self, frames: int | None = None) -> bytes:
-        """One output block, as PortAudio asks for it."""
-        n = frames or self.block
-        out = bytearray(n * 2 * self.channels)
-        self.callback(out, n, None, None)
-        return bytes(out)
-
-    def capture(self, pcm: bytes) -> None:
-        """One input block, as PortAudio delivers it."""
-        self.callback(pcm, len(pcm) // (2 * self.channels), None, None)
 
 
 class Factory:
@@ -263,3 +236,130 @@ def test_the_core_never_imports_the_devices_module() -> None:
             "print(any(m in sys.modules for m in ('convai_sync.devices', 'sounddevice')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------------- device selection
+
+
+@pytest.fixture
+def sd(monkeypatch: pytest.MonkeyPatch) -> FakeSoundDevice:
+    fake = FakeSoundDevice()
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    return fake
+
+
+def test_list_devices_names_every_device_and_the_defaults(sd: FakeSoundDevice) -> None:
+    everything = list_devices()
+    assert [(d.index, d.name) for d in everything] == [(0, "Built-in Microphone"), (1, "Built-in Speakers"),
+                                                        (2, "USB Headset"), (3, "Bluetooth Headset")]
+    assert everything[0].is_default_input and everything[1].is_default_output and everything[0].host_api == "ALSA"
+    assert [d.index for d in list_devices("input")] == [0, 2, 3]
+    assert [d.index for d in list_devices("output")] == [1, 2, 3]
+
+
+def test_find_device_by_index_exact_name_or_unique_part(sd: FakeSoundDevice) -> None:
+    assert find_device(None, "input").name == "Built-in Microphone"
+    assert find_device(None, "output").name == "Built-in Speakers"
+    assert find_device(2, "input").name == "USB Headset"
+    assert find_device("USB Headset", "output").index == 2
+    assert find_device("bluetooth", "input").index == 3  # a unique part, any case
+    with pytest.raises(DeviceError, match=r"no input device with index 1") as missing:
+        find_device(1, "input")  # the speakers: an output only
+    assert missing.value.device == 1
+    with pytest.raises(DeviceError, match=r"no output device named 'Studio Monitor'"):
+        find_device("Studio Monitor", "output")
+    with pytest.raises(DeviceError, match=r"'Headset' matches several input devices .*'USB Headset'.*"
+                                          r"'Bluetooth Headset'.*give its index"):
+        find_device("Headset", "input")
+
+
+def test_devices_open_the_device_they_name(sd: FakeSoundDevice) -> None:
+    mic = Microphone(16000, device="USB", echo_cancellation=False)
+    mic.start(lambda pcm, rate, channels: None)
+    speaker = Speaker(device=3)
+    speaker.play(frame(1))
+    try:
+        (kind_in, kw_in, _), (kind_out, kw_out, _) = sd.opened
+        assert (kind_in, kw_in["device"], kw_in["samplerate"], kw_in["dtype"]) == ("input", 2, 16000, "int16")
+        assert (kind_out, kw_out["device"], kw_out["samplerate"]) == ("output", 3, 16000)
+        assert mic.device == "USB" and speaker.device == 3
+    finally:
+        mic.stop()
+        speaker.close()
+
+
+def test_a_missing_or_busy_device_is_a_clear_error_naming_it(sd: FakeSoundDevice) -> None:
+    sd.busy.add(2)
+    mic = Microphone(16000, device="USB Headset", echo_cancellation=False)
+    with pytest.raises(DeviceError, match=r"input device 'USB Headset' \(index 2\) could not be opened.*"
+                                          r"Device unavailable"):
+        mic.start(lambda pcm, rate, channels: None)
+    assert not mic.running
+    with pytest.raises(DeviceError, match=r"no input device named 'Webcam'"):
+        Microphone(16000, device="Webcam", echo_cancellation=False).start(lambda pcm, rate, channels: None)
+    speaker = Speaker(device="Webcam")
+    with pytest.raises(DeviceError, match=r"no output device named 'Webcam'"):
+        speaker.play(frame(1))
+    speaker.close()
+
+
+def test_switching_the_microphone_mid_session_keeps_the_session(sd: FakeSoundDevice) -> None:
+    h = Harness(make_config())
+    mic = Microphone(16000, echo_cancellation=False)
+    try:
+        h.connect()
+        session = h.client.session_id
+        mic.stream_to(h.client)
+        first = sd.opened[0][2]
+        first.capture(frame(1, samples=320).data)
+        h.server.wait_audio_sent(1, WAIT)
+        mic.set_device("USB Headset")
+        second = sd.opened[1][2]
+        assert sd.opened[1][1]["device"] == 2 and second.started
+        assert first.stopped and first.closed and mic.running and mic.device == "USB Headset"
+        first.capture(frame(9, samples=320).data)  # a late block of the old device: not heard
+        second.capture(frame(2, samples=320).data)
+        sent = h.server.wait_audio_sent(2, WAIT)
+        assert [values(pcm) for pcm, _, _ in sent] == [{1}, {2}]
+        assert h.client.session_id == session and h.client.state.name == "CONNECTED"
+        # A busy device mid-session: the error names it and the current device keeps capturing.
+        sd.busy.add(3)
+        with pytest.raises(DeviceError, match="'Bluetooth Headset'"):
+            mic.set_device(3)
+        assert mic.device == "USB Headset" and not second.stopped
+        second.capture(frame(3, samples=320).data)
+        assert values(h.server.wait_audio_sent(3, WAIT)[-1][0]) == {3}
+    finally:
+        mic.stop()
+        h.close()
+
+
+def test_switching_the_speaker_mid_reply_keeps_the_buffered_voice(sd: FakeSoundDevice) -> None:
+    speaker = Speaker(prebuffer=0.0, block_seconds=0.01)
+    try:
+        for i in range(4):
+            speaker.play(frame(i + 1))
+        first = sd.opened[0][2]
+        assert values(first.pull()) == {1}
+        speaker.set_device("USB Headset")
+        second = sd.opened[1][2]
+        assert sd.opened[1][1]["device"] == 2 and second.started and first.stopped and first.closed
+        assert values(first.pull()) == {0}  # the old device, still called once more: silence
+        assert [values(second.pull()) for _ in range(3)] == [{2}, {3}, {4}]  # nothing lost
+        with pytest.raises(DeviceError, match="no output device named 'Webcam'"):
+            speaker.set_device("Webcam")
+        assert speaker.device == "USB Headset"
+    finally:
+        speaker.close()
+
+
+def test_choosing_a_missing_device_before_it_opens_fails_at_once(sd: FakeSoundDevice) -> None:
+    with pytest.raises(DeviceError, match="no input device with index 7"):
+        Microphone(16000, echo_cancellation=False).set_device(7)
+    speaker = Speaker()
+    with pytest.raises(DeviceError, match="no output device named 'Webcam'"):
+        speaker.set_device("Webcam")
+    speaker.set_device("USB")
+    speaker.play(frame(1))
+    assert sd.opened[0][1]["device"] == 2
+    speaker.close()

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.support.echo_room import Room, user_voice
+from tests.support.fake_sounddevice import FakeSoundDevice
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -102,3 +109,63 @@ def test_voice_chat_over_the_websocket_writes_the_characters_voice(tmp_path: Pat
         seconds = wav.getnframes() / wav.getframerate()
     assert seconds == pytest.approx(voice_seconds(reply), abs=0.001)
     assert f"({seconds:.2f} s)" in proc.stdout
+
+
+def test_voice_chat_help_says_when_echo_cancellation_is_on() -> None:
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "voice_chat.py"), "--help"], capture_output=True,
+                          text=True, timeout=45, check=True)
+    assert "--input-device DEVICE" in proc.stdout and "--output-device DEVICE" in proc.stdout
+    assert "--list-devices" in proc.stdout
+    assert "Echo cancellation: when both --input-device and --output-device are given" in proc.stdout
+
+
+@pytest.fixture
+def voice_chat(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """examples/voice_chat.py imported in this process (so a fake ``sounddevice`` can stand in)."""
+    for name in ("CONVAI_API_KEY", "CONVAI_CHARACTER_ID", "CONVAI_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    return importlib.import_module("voice_chat")
+
+
+def test_voice_chat_lists_the_sound_devices(voice_chat: Any, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "sounddevice", FakeSoundDevice())
+    assert voice_chat.main(["--list-devices"]) == 0
+    out = capsys.readouterr().out
+    assert "  0  Built-in Microphone  (2 in; ALSA; default input)" in out
+    assert "  2  USB Headset  (1 in, 2 out; ALSA)" in out
+
+
+def test_voice_chat_names_a_missing_device(voice_chat: Any, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "sounddevice", FakeSoundDevice())
+    assert voice_chat.main(["--input-device", "Webcam", "--simulator"]) == 1
+    assert "no input device named 'Webcam'" in capsys.readouterr().err
+
+
+def test_voice_chat_through_a_microphone_and_speakers_hears_only_the_user(
+        voice_chat: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    """Live mode: the sound devices are a simulated room (tests/support/echo_room.py) where the
+    speakers' sound reaches the microphone; the user speaks once the microphone opens."""
+    room = Room()
+
+    def microphone(rate: int, channels: int, block: int, callback: Callable[..., None]) -> Any:
+        stream = room.input(rate, channels, block, callback)
+        room.say(user_voice() + bytes(2 * 16000))  # then a second of silence ends the utterance
+        return stream
+
+    monkeypatch.setitem(sys.modules, "sounddevice", FakeSoundDevice(microphone, room.output))
+    room.start()
+    try:
+        code = voice_chat.main(["--input-device", "default", "--output-device", "USB Headset", "--simulator",
+                                "--transport", "websocket", "--output", str(tmp_path / "reply.wav")])
+    finally:
+        room.stop()
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Your microphone: Built-in Microphone" in out and "Your speaker: USB Headset" in out
+    assert "Listening (echo cancellation on): say something" in out
+    assert re.search(r"Character heard: \[audio (0\.9\d|1\.0\d) s\]", out), out  # the user, not the echo
+    assert "Character: You said: [audio" in out and (tmp_path / "reply.wav").exists()

@@ -204,3 +204,29 @@ def test_key_read_from_a_file_connects(tmp_path: Any) -> None:
             client.connect(timeout=10)
             assert client.state is SessionState.CONNECTED
             _assert_clean(client.diagnostics(), client)
+
+
+# ---- issue 20: the key in another field -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["url", "character_id", "end_user_id"])
+def test_key_pasted_into_another_refused_field_is_not_reachable_through_the_exception(field: str) -> None:
+    """Issue 20: a key placed in the URL was masked in the message but still reachable through
+    the exception's ``__context__`` (the unredacted ConfigurationError)."""
+    bad = {"url": f"https://example.invalid/?key={KEY}", "character_id": f"{KEY}\x07",
+           "end_user_id": f"{KEY}\x00"}[field]
+    values: dict[str, Any] = {"api_key": KEY, "character_id": "c", field: bad}
+    with pytest.raises(ConfigurationError) as info:
+        ConvaiConfig(**values)
+    assert field in str(info.value)
+    _assert_clean(info.value)
+
+
+def test_key_pasted_into_an_accepted_field_is_hidden_in_reprs_and_diagnostics() -> None:
+    """Issue 20, same pattern: a key pasted into character_id showed in repr() and diagnostics()."""
+    config = ConvaiConfig(api_key=KEY, character_id=KEY, url=URL)
+    client = ConvaiClient(config)
+    try:
+        _assert_clean(repr(config), repr(client), client.diagnostics())
+    finally:
+        client.close()

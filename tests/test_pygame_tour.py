@@ -26,8 +26,8 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 pytestmark = pytest.mark.timeout(90)
 
 #: Screenshot names in the order the tour takes them; "2-connected" is the idle reference frame.
-SHOTS = ["1-please-wait", "2-connected", "3-speaking", "4-idle-warning", "5-reconnecting", "6-reconnected",
-         "7-fatal-error"]
+SHOTS = ["1-please-wait", "2-connected", "3-speaking", "3a-section", "3b-acting", "4-idle-warning", "5-reconnecting",
+         "6-reconnected", "7-fatal-error"]
 IDLE = "2-connected"
 
 
@@ -89,7 +89,7 @@ def test_the_tour_finishes_and_takes_every_screenshot(tour: dict[str, Any]) -> N
     for name in SHOTS:
         assert (tour["dir"] / f"{name}.png").stat().st_size > 1000
     scene = tour["scene"]
-    assert scene["slot_waits"] >= 2 and scene["reconnects"] >= 1 and scene["turns_completed"] >= 2
+    assert scene["slot_waits"] >= 2 and scene["reconnects"] >= 1 and scene["turns_completed"] >= 5
 
 
 def test_the_proctor_hud_dims_while_not_connected_and_brightens_on_reconnect(tour: dict[str, Any]) -> None:
@@ -120,6 +120,48 @@ def test_the_idle_countdown_and_the_subtitles_appear_where_they_should(tour: dic
     assert _difference(tour, "3-speaking", "subtitles") > 5.0  # the reply streaming in
 
 
+def _shot(report: dict[str, Any], name: str) -> dict[str, Any]:
+    entry: dict[str, Any] = next(s for s in report["tour"]["screenshots"] if s["name"] == name)
+    return entry
+
+
+def test_a_key_fires_a_trigger_and_the_hud_shows_the_new_section(tour: dict[str, Any]) -> None:
+    scene = tour["scene"]
+    assert scene["triggers_fired"] == 1 and scene["sections"] == 1 and scene["section"] == "browsing"
+    assert _shot(tour, IDLE)["section"] is None and _shot(tour, "3a-section")["section"] == "browsing"
+    assert _difference(tour, "3a-section", "section") > 5.0, "the HUD's story line did not change"
+    assert _difference(tour, "3-speaking", "section") < 1.0  # before the trigger: as when idle
+
+
+def test_the_character_acts_on_the_objects_its_actions_name(tour: dict[str, Any]) -> None:
+    """She picks the sword up where it lies, hands it to the player ("it" is the attention object,
+    "me" the player) and walks back to the counter when asked, in the order the actions came."""
+    scene = tour["scene"]
+    assert scene["performed"] == ["Pick Up sword", "Give sword", "Move To counter"]
+    assert scene["given"] == ["sword"]
+    acting = _shot(tour, "3b-acting")
+    idle = _shot(tour, IDLE)
+    assert acting["holding"] == "sword" and abs(acting["character_x"] - idle["character_x"]) > 100
+    assert _difference(tour, "3b-acting", "stage") > 3.0
+    for later in ("4-idle-warning", "6-reconnected"):
+        assert _shot(tour, later)["character_x"] == idle["character_x"], later  # back at the counter
+
+
+def _mouth_pixels(report: dict[str, Any], shot: str) -> int:
+    """Pixels of the mouth's colour inside the rectangle the mouth was drawn in."""
+    x, y, w, h = _shot(report, shot)["mouth_rect"]
+    region = _pixels(report["dir"] / f"{shot}.png")[y:y + h, x:x + w]
+    return int(np.count_nonzero(np.abs(region - np.array([110, 40, 50])).sum(axis=2) < 10))
+
+
+def test_the_mouth_moves_with_the_lip_sync_frames_mid_sentence(tour: dict[str, Any]) -> None:
+    scene = tour["scene"]
+    assert scene["lipsync_frames"] > 60 and scene["max_lipsync_mouth"] > 0.8  # frames drove it, at 60 fps
+    acting = _shot(tour, "3b-acting")
+    assert acting["mouth"] > 0.6
+    assert _mouth_pixels(tour, "3b-acting") > 3 * _mouth_pixels(tour, IDLE) > 0, "the open mouth is not drawn"
+
+
 def _nonsilent_runs(report: dict[str, Any]) -> tuple[float, int, float]:
     """(seconds of non-silent audio, number of separate non-silent runs, peak) in the mixer's output."""
     mixer = report["mixer"]
@@ -147,11 +189,18 @@ def test_the_mixer_played_what_the_character_said(tour: dict[str, Any]) -> None:
     """
     audio = tour["audio"]
     utterances = audio["utterances"]
-    assert len(utterances) >= 2, audio  # the typed line's reply and the voice clip's reply
+    assert len(utterances) >= 5, audio  # the typed lines' replies, the trigger's line and the voice clip's reply
     played, _runs, peak = _nonsilent_runs(tour)
     tolerance = 0.03 * len(utterances)
     assert peak > 0.1, "the mixer's output is silent"
-    assert played == pytest.approx(audio["synthesized_seconds"], abs=tolerance), audio
+    if tour["transport"] == "websocket":
+        assert played == pytest.approx(audio["synthesized_seconds"], abs=tolerance), audio
+    else:
+        # Over LiveKit the voice reaches the SDK through WebRTC's receive jitter buffer (NetEq), which
+        # stretches and conceals audio when packets come late: measured on loopback, 0.05-0.3 s more
+        # voiced audio per reply, most in the first replies after joining. Nothing may be lost, and
+        # the stretching stays bounded.
+        assert audio["synthesized_seconds"] - tolerance <= played <= 1.25 * audio["synthesized_seconds"], audio
     # ... and exactly what on_audio gave the player (measured the same way): the host lost nothing.
     assert played == pytest.approx(audio["player"]["voiced_seconds_in"], abs=tolerance), audio
 

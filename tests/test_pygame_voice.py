@@ -412,3 +412,29 @@ def test_without_the_pygame_extra_the_import_error_names_it(monkeypatch: pytest.
     monkeypatch.delitem(sys.modules, "convai_sync.pygame_voice")
     with pytest.raises(ImportError, match=r"pip install 'convai-sync\[pygame\]'"):
         importlib.import_module("convai_sync.pygame_voice")
+
+
+#: The mixer's rate differs from the voice's: resampling rounds each piece by up to a sample or two.
+RESAMPLED = 3 / 24000
+
+
+def test_the_playback_clock_follows_the_turn_and_waits_through_a_gap(mixer: tuple[int, int, int]) -> None:
+    player, channel, clock = make_player(prebuffer_seconds=0.0, chunk_seconds=0.06)
+    assert player.playback_position() is None
+    player.feed(frame(0.12, turn=1))
+    player.update()
+    assert player.playback_position(1) == 0.0
+    clock.now += 0.05
+    assert player.playback_position(1) == pytest.approx(0.05, abs=RESAMPLED)
+    assert player.playback_position(2) is None
+    clock.now += 1.0
+    assert player.playback_position(1) == pytest.approx(0.12, abs=RESAMPLED)  # never past what the mixer has
+    channel.finish()
+    channel.finish()  # both sounds played: the channel is idle, waiting for more of the turn
+    player.feed(frame(0.06, turn=1))
+    player.update()
+    assert player.playback_position(1) == pytest.approx(0.12, abs=RESAMPLED)  # the idle gap is not counted
+    clock.now += 0.03
+    assert player.playback_position() == pytest.approx(0.15, abs=RESAMPLED)
+    player.interrupt(1)
+    assert player.playback_position(1) is None

@@ -217,10 +217,11 @@ def test_cli_help_lists_the_control_routes(cli: list[CliProcess]) -> None:
     assert process.proc.wait(EXIT_TIMEOUT) == 0
     assert process.proc.stdout is not None
     process.read_until("Control API")
-    routes = [process.read_until(r"^\s+(\S+ /_sim/\S+)").group(1) for _ in range(10)]
+    routes = [process.read_until(r"^\s+(\S+ /_sim/\S+)").group(1) for _ in range(11)]
     assert routes == ["GET /_sim/sessions", "GET /_sim/stats", "POST /_sim/inject", "GET|POST /_sim/limits",
                       "POST /_sim/idle-warning", "POST /_sim/usage-limit", "POST /_sim/participant",
-                      "POST /_sim/rebind-state", "POST /_sim/send", "GET|POST /_sim/scenario"]
+                      "POST /_sim/rebind-state", "POST /_sim/send", "GET|POST /_sim/scenario",
+                      "GET|POST /_sim/characters"]
 
 
 def test_cli_websocket_audio_voices_replies_on_the_websocket(cli: list[CliProcess]) -> None:

@@ -92,7 +92,7 @@ def test_sessions_lists_live_sessions_without_keys(sim: Simulator) -> None:
         (listed,) = ok(response)["sessions"]
         assert listed == {"session_id": client.session_id, "character_session_id": client.character_session_id,
                           "character_id": sim.character_id, "end_user_id": "player-7", "received": 1,
-                          "open": True}
+                          "open": True, "narrative_section_id": None}
         assert sim.api_key not in response.text
 
 
@@ -147,7 +147,7 @@ ACCEPTED = "an ErrorCode value"
     ({}, 400, ACCEPTED),
     ({"code": "config.api_key_missing"}, 400, "client-side"),
     ({"code": "session.idle_timeout"}, 400, "client-side"),
-    ({"code": "SERVER_SHUTDOWN", "times": 0}, 400, "'times'"),
+    ({"code": "SERVER_SHUTDOWN", "times": 0}, 400, "times must be a positive int up to 1000"),
     ({"code": "SERVER_SHUTDOWN", "colour": "red"}, 400, "does not take details"),
     ({"code": "SERVER_SHUTDOWN", "session_id": "nope"}, 404, "no live session"),
 ])

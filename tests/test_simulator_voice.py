@@ -188,6 +188,26 @@ def test_interrupt_bot_stops_the_voice_with_an_interruption_frame() -> None:
         assert sum(len(b.pcm) for b in binaries if isinstance(b, client_codec.AudioPayload)) < 2 * 24000 * 12
 
 
+def test_the_users_voice_during_a_reply_interrupts_it_and_quiet_audio_does_not() -> None:
+    """Barge-in: speech (a chunk peaking at ``SPEECH_PEAK`` or more) while the character replies stops its voice
+    and ends the turn interrupted; audio below that is not speech and changes nothing."""
+    with Simulator(websocket_audio=True, responder=lambda text: "la " * 200) as sim:
+        ws = open_session(sim)
+        read(ws, "bot-ready")
+        send_text(ws, "user_text_message", text="sing")
+        read(ws, "bot-started-speaking")
+        quiet = array.array("h", [speech.SPEECH_PEAK - 1, -(speech.SPEECH_PEAK - 1)] * 160).tobytes()
+        ws.send_binary(client_codec.encode_audio(quiet, 16000, 1))
+        ws.send_binary(client_codec.encode_audio(tone(0.02), 16000, 1))  # speech
+        texts, binaries = read(ws, "bot-turn-completed")
+        names = [etype(t) for t in texts]
+        assert names.count("user-started-speaking") == 1  # the speech, not the quiet chunk
+        assert names.index("user-started-speaking") < names.index("bot-stopped-speaking")
+        assert texts[-1]["data"]["was_interrupted"] is True
+        assert client_codec.InterruptionPayload() in binaries
+        assert sum(len(b.pcm) for b in binaries if isinstance(b, client_codec.AudioPayload)) < 2 * 24000 * 12
+
+
 def test_websocket_audio_must_be_a_bool() -> None:
     with pytest.raises(TypeError):
         Simulator(websocket_audio="yes")  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from convai_sync import ConvaiClient, ConvaiConfig, InvalidStateError, ReconnectPolicy, RetryPolicy, SendQueueFullError
 from convai_sync.connect import ConnectApi, Endpoint
 from convai_sync.disconnect import DisconnectReason
 from convai_sync.errors import ErrorCode
@@ -26,6 +27,7 @@ from convai_sync.transports.base import Transport, TransportClosed, TransportFau
 from convai_sync.transports.memory import MemoryServer, MemoryTransport
 from simulator import Simulator
 from tests.support.hanging import HangingServer
+from tests.support.peers import Peer
 
 #: Generous bounds: "returned before a deadline", never a tight wall-clock figure.
 PROMPT = 3.0
@@ -335,3 +337,30 @@ def test_open_aborted_by_its_canceller_returns_promptly(harness: Harness) -> Non
         assert_threads_end(before, SETTLE)
     transport.close(timeout=PROMPT)
     assert recorder.closed == [] and recorder.messages == []  # a failed open() reports nothing
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["websocket", "livekit"])
+def test_audio_not_accepted_within_its_timeout_is_send_queue_full_on_every_transport(
+        kind: str, sim: Simulator, peer_factory: Callable[..., Peer]) -> None:
+    """Issue 20.4: the same condition (the server takes the user's audio more slowly than it is
+    sent, until ``timeout``) raises the same documented error on both transports: the transport's
+    ``OutboxFull``, which the client raises as ``SendQueueFullError``. On LiveKit it was a plain
+    ConnectionError (the client's InvalidStateError)."""
+    if kind == "websocket":
+        peer = peer_factory(after_ready="stall")  # stops reading: the TCP buffers and the queue fill
+        config = ConvaiConfig(api_key="k", character_id="c", url=peer.url, send_queue_bytes=64 * 1024,
+                              retry_policy=RetryPolicy(max_attempts=1),
+                              reconnect_policy=ReconnectPolicy(max_attempts=0))
+    else:  # the microphone takes audio at real time: 5 s of it cannot be accepted in 0.3 s
+        config = sim.client_config(transport="livekit")
+    five_seconds = bytes(2 * 16000 * 5)
+    with ConvaiClient(config) as client:
+        client.connect(timeout=WAIT)
+        with pytest.raises(SendQueueFullError) as info:
+            for _ in range(100):  # far more than the kernel buffers and the queue hold
+                started = time.monotonic()
+                client.send_audio(five_seconds, 16000, timeout=0.3)
+        assert time.monotonic() - started < 0.3 + PROMPT
+        assert "audio not sent" in str(info.value)
+        assert isinstance(info.value, InvalidStateError)  # catchable as documented

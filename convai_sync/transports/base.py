@@ -37,6 +37,11 @@ Initiator = Literal["client", "server", "network"]
 DEFAULT_AUDIO_LAG = 0.5
 
 
+class MicrophoneUnheard(ConnectionError):
+    """``send_audio``: the server does not listen to the user's audio (it never subscribed to the
+    microphone track), so none was sent; the client raises it as ``audio.mic_publish_failed``."""
+
+
 @dataclass(frozen=True)
 class TransportClosed:
     """How a transport ended.
@@ -154,7 +159,10 @@ class Transport(abc.ABC):
 
         Raises:
             NotImplementedError: the transport carries no audio.
-            ConnectionError: not open, or the audio could not be queued within ``timeout``.
+            OutboxFull: the audio could not be queued within ``timeout`` (every transport raises
+                this one error for it; the client turns it into ``SendQueueFullError``).
+            MicrophoneUnheard: the server does not listen to the audio (nothing was sent).
+            ConnectionError: not open.
         """
         raise NotImplementedError(f"the {self.kind} transport carries no audio")
 

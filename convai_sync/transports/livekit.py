@@ -70,12 +70,13 @@ from ..errors import ErrorCode
 from ..events import ParticipantJoined, ParticipantLeft
 from ..netio import Canceller
 from .aioloop import LoopStopped, LoopThread
-from .base import Initiator, Transport, TransportClosed, TransportFault, TransportListener
+from .base import Initiator, MicrophoneUnheard, Transport, TransportClosed, TransportFault, TransportListener
 from .ice import no_ice_candidate_hint
 from .livekit_audio import Microphone, read_voice
 from .livekit_data import DataPublisher
 from .livekit_join import join_failure, load_rtc, open_error, room_options
 from .livekit_map import KIND_AGENT, TRACK_AUDIO, participant_event
+from .outbox import OutboxFull
 
 log = logging.getLogger("convai_sync")
 _ids = itertools.count(1)
@@ -332,18 +333,23 @@ class LiveKitTransport(Transport):
 
         Args:
             pcm: PCM16 little-endian, interleaved, any length (framed into 20 ms frames).
-            sample_rate: Hz; num_channels: channels. A later call with another format
-                republishes the track.
+            sample_rate: Hz; num_channels: channels. The track is published in the first call's
+                format; later audio in another format is converted to it (see
+                :mod:`~convai_sync.transports.livekit_audio`), never republished.
             timeout: Seconds to wait for the audio to be accepted (it is paced at real time
                 beyond ~1 s of buffer); None = the audio's duration plus 5 s.
 
         Raises:
             ValueError: not whole PCM16 frames, or a bad rate/channel count.
-            ConnectionError: not open, called on the transport's own thread, the track could not
-                be published, or the audio was not accepted within ``timeout`` (what was
-                accepted by then is sent; the rest is dropped).
+            OutboxFull: the audio was not accepted within ``timeout`` (what was accepted by then
+                is sent; the rest is dropped): the same error as the WebSocket transport's full
+                send queue, which the client raises as ``SendQueueFullError``.
+            MicrophoneUnheard: the server did not subscribe to the microphone track within 3 s
+                (nothing was sent; the next call waits for it again).
+            ConnectionError: not open, called on the transport's own thread, or the track could
+                not be published.
         """
-        check_format(pcm, sample_rate, num_channels)
+        pcm = check_format(pcm, sample_rate, num_channels)
         duration = len(pcm) / (2 * num_channels * sample_rate)
         budget = duration + AUDIO_TIMEOUT_MARGIN if timeout is None else max(0.0, timeout)
         with self._lock:
@@ -355,15 +361,17 @@ class LiveKitTransport(Transport):
         if not pcm:
             return
         progress = [0.0]
-        future = loop.submit(self._send_audio(bytes(pcm), sample_rate, num_channels, progress))
+        future = loop.submit(self._send_audio(pcm, sample_rate, num_channels, progress))
         try:
             future.result(budget)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise ConnectionError(f"send_audio: {progress[0]:.2f} of {duration:.2f} s of audio accepted within "
+            raise OutboxFull(f"send_audio: {progress[0]:.2f} of {duration:.2f} s of audio accepted within "
                                   f"{budget:g} s (the microphone is paced at real time)") from None
         except concurrent.futures.CancelledError:
             raise ConnectionError("send_audio: the LiveKit room closed") from None
+        except MicrophoneUnheard:
+            raise
         except LoopStopped as exc:
             raise ConnectionError(f"send_audio: {exc}") from None
         except Exception as exc:

@@ -11,19 +11,36 @@ frame timeline is continuous (the session tags frames with turns). The stream's 
 bounded (:data:`VOICE_QUEUE_FRAMES`, oldest dropped) so a stalled loop cannot grow memory.
 
 Microphone out: :class:`Microphone` publishes one track (``rtc.AudioSource`` +
-``rtc.LocalAudioTrack.create_audio_track``, source MICROPHONE) on first use, waits (bounded) for
-the server to subscribe to it (LiveKit drops audio captured before the subscriber's m-line
-exists), then frames PCM16 into 20 ms ``rtc.AudioFrame`` s. ``AudioSource.capture_frame`` waits
-while the source's queue (:data:`MIC_QUEUE_MS` of audio) is full, which paces a long buffer at
-real time: that is the back-pressure the synchronous ``send_audio`` deadline bounds.
+``rtc.LocalAudioTrack.create_audio_track``, source MICROPHONE) on first use, in the format of that
+first audio, waits (bounded) for the server to subscribe to it (LiveKit drops audio captured
+before the subscriber's m-line exists), then frames PCM16 into 20 ms ``rtc.AudioFrame`` s.
+``AudioSource.capture_frame`` waits while the source's queue (:data:`MIC_QUEUE_MS` of audio) is
+full, which paces a long buffer at real time: that is the back-pressure the synchronous
+``send_audio`` deadline bounds.
+
+Later audio in another format (sample rate or channels) is converted to the track's format
+(channels mixed down to mono or copied from it, the rate changed by LiveKit's own
+``rtc.AudioResampler``), never republished: a republish is an unpublish, a renegotiation and a
+new subscription, during which LiveKit drops the new audio (the start of the user's next
+utterance), and each one leaves the server another m-line and track. One track for the session
+keeps every word and does not depend on the server following renegotiations.
+
+A server that does not subscribe to the track within :data:`MIC_SUBSCRIBE_WAIT` never hears it:
+``send`` then raises :class:`MicrophoneUnheard` (the client's ``audio.mic_publish_failed``) and
+sends nothing, so the user is never left talking to a deaf session; the next ``send`` waits for
+the subscription again.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
+
+from .base import MicrophoneUnheard
 
 log = logging.getLogger("convai_sync")
 
@@ -37,6 +54,31 @@ MIC_QUEUE_MS = 1000
 MIC_SUBSCRIBE_WAIT = 3.0
 
 AudioSink = Callable[[bytes, int, int], None]
+
+
+def remix(pcm: bytes, channels: int, target: int) -> bytes:
+    """PCM16 ``pcm`` of ``channels`` interleaved channels as ``target`` channels: mixed down to mono
+    (the mean of the channels), then copied into each of ``target`` channels when it is more than one."""
+    if channels == target:
+        return pcm
+    samples = array.array("h")
+    samples.frombytes(pcm)
+    if sys.byteorder != "little":
+        samples.byteswap()
+    if channels == 1:
+        mono = samples
+    else:
+        lanes = [samples[c::channels] for c in range(channels)]
+        mono = array.array("h", [int(total / channels) for total in map(sum, zip(*lanes, strict=True))])
+    if target == 1:
+        out = mono
+    else:
+        out = array.array("h", bytes(2 * len(mono) * target))
+        for c in range(target):
+            out[c::target] = mono
+    if sys.byteorder != "little":
+        out.byteswap()
+    return out.tobytes()
 
 
 async def read_voice(rtc: Any, track: Any, sample_rate: int, deliver: AudioSink) -> None:
@@ -67,25 +109,55 @@ class Microphone:
         self._publication: Any = None
         self._format: tuple[int, int] | None = None
         self._subscribed = False
+        self._resampler: Any = None
+        self._resampling: int | None = None  # the input rate self._resampler takes
+
+    @property
+    def format(self) -> tuple[int, int] | None:
+        """(Hz, channels) of the published track; None before the first send."""
+        return self._format
 
     async def send(self, pcm: bytes, sample_rate: int, num_channels: int, progress: list[float]) -> None:
-        """Capture ``pcm`` (PCM16, whole frames) in 20 ms frames, in order; ``progress[0]`` counts
-        the seconds captured so far (read by the caller when it gives up). Concurrent calls are
-        served one after the other, in call order."""
+        """Capture ``pcm`` (PCM16, whole frames) in 20 ms frames, in order, converted to the track's
+        format when it has another (module docstring); ``progress[0]`` counts the seconds captured so
+        far (read by the caller when it gives up). Concurrent calls are served one after the other,
+        in call order.
+
+        Raises:
+            MicrophoneUnheard: the server did not subscribe to the track (nothing was sent).
+        """
         async with self._lock:
             source = await self._ensure(sample_rate, num_channels)
-            samples = sample_rate * FRAME_MS // 1000
-            step = samples * 2 * num_channels
+            assert self._format is not None
+            rate, channels = self._format
+            pcm = self._convert(pcm, sample_rate, num_channels)
+            samples = rate * FRAME_MS // 1000
+            step = samples * 2 * channels
             view = memoryview(pcm)
             for start in range(0, len(view), step):
                 chunk = view[start:start + step]
-                count = len(chunk) // (2 * num_channels)
-                await source.capture_frame(self._rtc.AudioFrame(chunk, sample_rate, num_channels, count))
-                progress[0] += count / sample_rate
+                count = len(chunk) // (2 * channels)
+                await source.capture_frame(self._rtc.AudioFrame(chunk, rate, channels, count))
+                progress[0] += count / rate
+
+    def _convert(self, pcm: bytes, sample_rate: int, num_channels: int) -> bytes:
+        """``pcm`` in the track's format (the resampler is kept across calls of one input rate, so
+        a stream of small sends is resampled without seams)."""
+        assert self._format is not None
+        rate, channels = self._format
+        pcm = remix(pcm, num_channels, channels)
+        if sample_rate == rate:
+            return pcm
+        tail = b""
+        if self._resampling != sample_rate:
+            if self._resampler is not None:  # another input rate: what the old one holds goes first
+                tail = b"".join(bytes(f.data) for f in self._resampler.flush())
+            self._resampler = self._rtc.AudioResampler(sample_rate, rate, num_channels=channels)
+            self._resampling = sample_rate
+        frames = self._resampler.push(bytearray(pcm)) if pcm else []
+        return tail + b"".join(bytes(f.data) for f in frames)
 
     async def _ensure(self, sample_rate: int, num_channels: int) -> Any:
-        if self._source is not None and self._format != (sample_rate, num_channels):
-            await self.close()  # a new format needs a new source; LiveKit sources have a fixed one
         if self._source is None:
             rtc = self._rtc
             source = rtc.AudioSource(sample_rate, num_channels, queue_size_ms=MIC_QUEUE_MS,
@@ -99,23 +171,24 @@ class Microphone:
                 raise
             self._source, self._publication, self._format = source, publication, (sample_rate, num_channels)
             self._subscribed = False
-            log.info("LiveKit: published the microphone track %s (%d Hz, %d channel(s))",
-                     publication.sid, sample_rate, num_channels)
+            log.info("LiveKit: published the microphone track %s (%d Hz, %d channel(s)); audio in other "
+                     "formats is converted to it", publication.sid, sample_rate, num_channels)
         if not self._subscribed:
             try:
                 await asyncio.wait_for(asyncio.shield(self._publication.wait_for_subscription()),
                                        MIC_SUBSCRIBE_WAIT)
-                self._subscribed = True
             except asyncio.TimeoutError:
-                log.warning("LiveKit: nobody subscribed to the microphone track within %.0f s; sending "
-                            "anyway (audio before the subscription may be lost)", MIC_SUBSCRIBE_WAIT)
-                self._subscribed = True  # warn once per track, then just send
+                raise MicrophoneUnheard(f"the server did not subscribe to the microphone track within "
+                                        f"{MIC_SUBSCRIBE_WAIT:g} s: it would not hear the audio, so none was "
+                                        "sent") from None
+            self._subscribed = True
         return self._source
 
     async def close(self) -> None:
         """Unpublish the track and release the source (best effort; the room may be gone)."""
         source, publication = self._source, self._publication
         self._source = self._publication = self._format = None
+        self._resampler = self._resampling = None
         if publication is not None and self._room.isconnected():
             try:
                 await self._room.local_participant.unpublish_track(publication.sid)

@@ -138,11 +138,11 @@ def encode_audio(pcm: bytes, sample_rate: int, num_channels: int = 1, pts: int |
         ValueError: not whole PCM16 frames, or ``sample_rate``/``num_channels`` out of range.
         ProtobufMissing: the ``audio`` extra is not installed.
     """
-    check_format(pcm, sample_rate, num_channels)
+    pcm = check_format(pcm, sample_rate, num_channels)
     frame = _frame_class()()
     frame.audio.id = 0
     frame.audio.name = "audio"
-    frame.audio.audio = bytes(pcm)
+    frame.audio.audio = pcm
     frame.audio.sample_rate = sample_rate
     frame.audio.num_channels = num_channels
     if pts is not None:

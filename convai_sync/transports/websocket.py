@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 import websocket
 
+from ..audio import check_format
 from ..connect import Endpoint
 from ..errors import ErrorCode, SessionError, SessionErrorStage
 from ..netio import Aborted, Canceller, connect_tcp
@@ -210,7 +211,8 @@ class WebSocketTransport(Transport):
         if outbox is None or self._closing:
             raise ConnectionError("WebSocket is not open")
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        pipecat.encode_audio(b"", sample_rate, num_channels)  # the format and the package, before any frame
+        pcm = check_format(pcm, sample_rate, num_channels)
+        pipecat.encode_audio(b"", sample_rate, num_channels)  # the package, before any frame
         pieces = pipecat.split(pcm, sample_rate, num_channels)
         cap = int(self._queue_bytes * AUDIO_QUEUE_SHARE)
         if not self._audio_lock.acquire(timeout=-1 if deadline is None else max(0.0, deadline - time.monotonic())):

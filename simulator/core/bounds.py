@@ -14,6 +14,10 @@ session). The limits:
   documents for ``context-update`` (30,000 estimated tokens at four characters per token), so a text
   the simulator refuses could not fit the character's context either.
 * :data:`MAX_SCENARIO_FILE_BYTES`: a scenario file read from disk.
+* :data:`MAX_INJECT_TIMES`: how many times one injection repeats (``times`` of ``Simulator.inject``,
+  ``POST /_sim/inject``, ``refuse_livekit_join`` and scenario ``inject`` steps); more is refused (400 on
+  the control API). A repeated injection yields to the event loop between frames and stops when its
+  session ends, so even the largest one never stalls other sessions.
 
 WebSocket messages are bounded separately by the 16 MB per message Convai documents for ``/chat``.
 """
@@ -29,6 +33,15 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 64
 MAX_TEXT_LENGTH = 4 * RUNTIME_MAX_TOKENS
 MAX_SCENARIO_FILE_BYTES = 1024 * 1024
+MAX_INJECT_TIMES = 1000
+#: Largest count a setting takes (sessions, speakers, connects per window, conversations remembered).
+MAX_COUNT = 1_000_000
+#: Largest usage quota (interactions per key).
+MAX_QUOTA = 1_000_000_000
+#: Longest duration a setting takes (timeouts, windows, ``token_ttl``, scenario times): one day.
+MAX_SECONDS = 86_400.0
+#: Longest artificial delay (``bot_ready_delay``, ``chunk_delay``).
+MAX_DELAY = 60.0
 
 
 class JsonInputError(ValueError):

@@ -23,6 +23,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+from simulator.core.features import Features
+
 logger = logging.getLogger("simulator.carrier")
 
 #: Seconds a server-initiated close waits for the client's close frame before dropping the socket (on top
@@ -144,6 +146,7 @@ class LiveKitSide(Protocol):
         tts_enabled: bool,
         send_bot_ready: bool,
         request_trace_id: str,
+        features: Features | None = None,
     ) -> dict[str, Any]:
         """Create a LiveKit session; returns the ``/connect`` answer."""
 

@@ -4,6 +4,12 @@ One table serves the constructor, :meth:`simulator.Simulator.set_limits` and ``P
 each rejects a bad value with the same ``ValueError``. ``None`` means unlimited / off where allowed.
 :func:`current` and :func:`apply` run on the loop thread.
 
+Every number has a documented range, so no accepted value can overflow later (a ``token_ttl`` of
+``1e12`` s made every LiveKit token's ``timedelta`` overflow, a 500 on each ``/connect``): counts at
+most :data:`MAX_COUNT`, quotas at most :data:`MAX_QUOTA`, durations at most :data:`MAX_SECONDS` (a
+day), delays at most :data:`MAX_DELAY`. A value outside its range is refused with a ``ValueError``
+naming the setting (400 on the control API, an argparse error on the CLI).
+
 ``idle_warning_lead`` only means something with ``idle_timeout``: a lead without a timeout, or longer
 than it, is refused (:func:`check_idle`), checked on the values a change would leave. Switching idling
 off at runtime (``idle_timeout=None`` alone) switches its warning off too (:func:`with_idle_rules`).
@@ -18,19 +24,34 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from simulator.core.bounds import MAX_COUNT as MAX_COUNT  # the ranges live in bounds; re-exported here
+from simulator.core.bounds import MAX_DELAY as MAX_DELAY
+from simulator.core.bounds import MAX_QUOTA as MAX_QUOTA
+from simulator.core.bounds import MAX_SECONDS as MAX_SECONDS
 from simulator.core.sessions import Phase
 
 if TYPE_CHECKING:
     from simulator.core.state import SimCore
 
 
+
+
 class Kind(enum.Enum):
-    COUNT = "a positive int or null"  # None = unlimited
-    QUOTA = "an int >= 0 or null"
-    SECONDS = "seconds > 0 or null"  # None = off
-    DELAY = "seconds >= 0"
+    COUNT = f"a positive int up to {MAX_COUNT}, or null"  # None = unlimited
+    QUOTA = f"an int in 0..{MAX_QUOTA}, or null"
+    SECONDS = f"seconds in (0, {MAX_SECONDS:g}], or null"  # None = off
+    DELAY = f"seconds in [0, {MAX_DELAY:g}]"
     FLAG = "true or false"
 
+
+#: Each kind's range, as ``--help`` and the README state it.
+RANGES: dict[Kind, str] = {
+    Kind.COUNT: f"1..{MAX_COUNT}",
+    Kind.QUOTA: f"0..{MAX_QUOTA}",
+    Kind.SECONDS: f"(0, {MAX_SECONDS:g}] s",
+    Kind.DELAY: f"[0, {MAX_DELAY:g}] s",
+    Kind.FLAG: "true or false",
+}
 
 #: name -> kind. Counts and the flag live on ``Accounts.limits``; the rest on ``SimConfig``.
 LIMITS: dict[str, Kind] = {
@@ -68,11 +89,12 @@ def check_value(name: str, kind: Kind, value: object) -> Any:
     elif value is None:
         ok = kind is not Kind.DELAY
     elif kind in (Kind.COUNT, Kind.QUOTA):
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= (1 if kind is Kind.COUNT else 0)
+        low, high = (1, MAX_COUNT) if kind is Kind.COUNT else (0, MAX_QUOTA)
+        ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
     elif kind is Kind.SECONDS:
-        ok = seconds is not None and seconds > 0
+        ok = seconds is not None and 0 < seconds <= MAX_SECONDS
     else:
-        ok = seconds is not None and seconds >= 0
+        ok = seconds is not None and 0 <= seconds <= MAX_DELAY
     if not ok:
         raise ValueError(f"{name} must be {kind.value}, got {value!r}")
     if kind in (Kind.SECONDS, Kind.DELAY) and value is not None:
@@ -80,10 +102,17 @@ def check_value(name: str, kind: Kind, value: object) -> Any:
     return value
 
 
-def check_positive_int(name: str, value: object) -> int:
-    """An int >= 1 (not a bool), else ValueError naming the setting."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+def check_int(name: str, value: object, low: int, high: int) -> int:
+    """An int in ``low..high`` (not a bool), else ValueError naming the setting and the range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an int in {low}..{high}, got {value!r}")
+    return value
+
+
+def check_positive_int(name: str, value: object, high: int = MAX_COUNT) -> int:
+    """An int in ``1..high`` (not a bool), else ValueError naming the setting."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise ValueError(f"{name} must be a positive int up to {high}, got {value!r}")
     return value
 
 
@@ -115,10 +144,10 @@ def check_idle(idle_timeout: float | None, idle_warning_lead: float | None) -> N
 
 
 def check_seconds(name: str, value: object) -> float:
-    """A positive, finite number of seconds (for settings that are not runtime limits)."""
+    """Seconds in (0, :data:`MAX_SECONDS`] (for settings that are not runtime limits)."""
     result = check_value(name, Kind.SECONDS, value)
     if result is None:
-        raise ValueError(f"{name} must be seconds > 0, got None")
+        raise ValueError(f"{name} must be seconds in (0, {MAX_SECONDS:g}], got None")
     return float(result)
 
 

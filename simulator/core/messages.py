@@ -14,11 +14,23 @@ it never ends the session.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from simulator.core import bounds, character, wire
+from simulator.core import (
+    actions,
+    bounds,
+    character,
+    characters,
+    features,
+    lipsync,
+    narrative,
+    timings,
+    voice,
+    wire,
+)
 from simulator.core.context import ContextError
 from simulator.core.sessions import Phase, SimSession
 from simulator.core.state import SimCore
@@ -79,10 +91,21 @@ async def handle_text(core: SimCore, session: SimSession, text: str) -> None:
 
 
 async def _reply_for(core: SimCore, session: SimSession, text: str) -> tuple[bool, str | None]:
-    """Ask the responder; returns (ok, reply). A failing responder sends a non-fatal RTVI error."""
+    """The character's scripted reply matching ``text``, else the responder's; returns (ok, reply). A failing
+    responder sends a non-fatal RTVI error."""
+    scripted = session._character.scripted_reply(text)
+    if scripted is not None:
+        if scripted.reply is None:
+            return True, None
+        return True, characters.fill(scripted.reply, {**session._template_keys, "text": text})
     responder = core.config.responder
     if responder is None:
-        return True, character.default_reply(text, session._conversation.turn_count + 1)
+        echo = character.default_reply(text, session._conversation.turn_count + 1)
+        section = narrative.current(session._character, session._section)
+        if section is not None:  # the story shows in the echo: where it is and what the character is after
+            goal = narrative.objective(session._character, session._section, session._template_keys)
+            echo = f"{echo} ({section.name}: {goal})" if goal else f"{echo} ({section.name})"
+        return True, echo
     try:
         reply: object = await core.loop.run_in_executor(core.responder_pool(), responder, text)
     except Exception as exc:  # the user's callable may raise anything; report it to the client
@@ -107,8 +130,16 @@ async def _run_turn(
 ) -> None:
     if previous is not None and not previous.done():
         await asyncio.wait({previous})
-    if transcript and not await session._send(wire.final_user_transcription(text, message_id)):
-        return
+    clock = timings.TurnClock() if session._features.debug else None
+    if transcript:
+        started = core.loop.time()
+        stt = session._character.delays.stt
+        if stt > 0:
+            await asyncio.sleep(stt)
+        if clock is not None:
+            clock.stt_seconds = core.loop.time() - started
+        if not await session._send(wire.final_user_transcription(text, message_id)):
+            return
     reply: str | None
     if scripted is not None:
         ok, reply = True, scripted
@@ -124,14 +155,30 @@ async def _run_turn(
     session._turn = turn
     try:
         carrier = session._carrier
+        chosen = [] if scripted is not None else actions.choose(text, session._actions, session._features.speaker)
         await character.play_turn(
             session._send, reply, turn, tts_enabled=session._tts_enabled, chunk_delay=core.config.chunk_delay,
-            speak=None if carrier is None else carrier.speak,
+            speak=None if carrier is None else carrier.speak, actions=[a.wire() for a in chosen],
+            delays=session._character.delays, animate=await _animation(core, session, reply), clock=clock,
         )
     finally:
         turn.finished = True
         if session._turn is turn:
             session._turn = None
+
+
+async def _animation(core: SimCore, session: SimSession, reply: str) -> character.Animate | None:
+    """The lip-sync of a voiced ``reply`` when the session asked for it (None: no frames)."""
+    config = session.blendshapes
+    if config is None or not session._tts_enabled:
+        return None
+    made = await voice.synthesize(core, session, reply)
+    if made is None:
+        return None
+    session._voice_cache = (reply, made)  # the carrier's voice is this same audio
+    session._lipsync_turns += 1
+    stream = lipsync.animation(made[0], made[1], config, session._lipsync_turns)
+    return lambda stop, voice_done: stream.run(session._send, stop, voice_done)
 
 
 def start_turn(
@@ -216,6 +263,10 @@ async def _trigger(core: SimCore, session: SimSession, msg: wire.ClientMessage) 
             return
     if await _usage_exhausted(core, session, msg.type):
         return
+    if has_name and session._character.narrative is not None:
+        assert isinstance(name, str)
+        await _narrative_trigger(core, session, msg.type, name)
+        return
     extras: dict[str, Any] = {"trigger_name": name if has_name else None}
     scripted: str | None = None
     if has_inline:
@@ -230,6 +281,23 @@ async def _trigger(core: SimCore, session: SimSession, msg: wire.ClientMessage) 
         scripted = f"Trigger {name} received."
     await session._send(wire.ack(msg.type, "success", "Trigger message processed successfully", extras))
     start_turn(core, session, text, transcript=False, scripted=scripted)
+
+
+async def _narrative_trigger(core: SimCore, session: SimSession, event_type: str, name: str) -> None:
+    """A named trigger on a character with a narrative (rules in :mod:`simulator.core.narrative`)."""
+    move = narrative.fire(session._character, session._section, name, session._template_keys)
+    if move is None:
+        await session._send(wire.ack(event_type, "success", narrative.WITHOUT_RESPONSE, {"trigger_name": name}))
+        return
+    session._section = move.section.id
+    if move.speech is None:
+        await session._send(wire.ack(event_type, "success", narrative.WITHOUT_RESPONSE, {"trigger_name": name}))
+    else:
+        await session._send(wire.ack(event_type, "success", narrative.PROCESSED,
+                                     {"trigger_name": name, "has_speak_tag": False}))
+    await session._send(narrative.behavior_tree_response(move.section))
+    if move.speech is not None:
+        start_turn(core, session, f"[trigger: {name}]", transcript=False, scripted=move.speech)
 
 
 async def _template_keys(core: SimCore, session: SimSession, msg: wire.ClientMessage) -> None:
@@ -276,14 +344,46 @@ async def _dynamic_info(core: SimCore, session: SimSession, msg: wire.ClientMess
 
 
 async def _context_update(core: SimCore, session: SimSession, msg: wire.ClientMessage) -> None:
+    data = msg.data
     try:
-        result = session._context.apply(msg.data, msg.envelope_id)
+        settings = _action_update(session, data)
+    except features.FeatureError as exc:
+        await session._send(wire.failed_ack(msg.type, f"{'.'.join(exc.entry['loc'][1:])}: {exc}"))
+        return
+    if settings is not None and not data.get("text") and data.get("mode", "append") != "reset":
+        session._actions = settings  # an action-only update leaves the context text alone
+        await session._send(wire.ack(msg.type, "success", "Action config updated",
+                                     session._context.extras(_update_id(msg), False)))
+        return
+    try:
+        result = session._context.apply(data, msg.envelope_id)
     except ContextError as exc:
         await session._send(wire.failed_ack(msg.type, str(exc)))
         return
+    if settings is not None:
+        session._actions = settings
     await session._send(wire.ack(msg.type, "success", result.message, result.extras))
     if result.run_llm:
         start_turn(core, session, result.text, transcript=False)
+
+
+def _action_update(session: SimSession, data: dict[str, Any]) -> features.ActionSettings | None:
+    """The action config a ``context-update`` leaves in force (None: it changes none). ``action_config``
+    replaces the lists it names; ``current_attention_object`` (``""`` clears it) the attention object."""
+    if "action_config" not in data and "current_attention_object" not in data:
+        return None
+    settings = session._actions
+    if data.get("action_config") is not None:
+        settings = features.parse_actions(data["action_config"], ("action_config",), settings)
+    if "current_attention_object" in data:
+        attention = features.attention_name(data["current_attention_object"], ("current_attention_object",))
+        settings = dataclasses.replace(settings, current_attention_object=attention)
+    return settings
+
+
+def _update_id(msg: wire.ClientMessage) -> str | None:
+    raw = msg.data.get("update_id", msg.envelope_id)
+    return None if raw is None else str(raw)[:256]
 
 
 def _flag(msg: wire.ClientMessage, key: str) -> bool | None:

@@ -141,14 +141,15 @@ class Scenario:
 
 def _seconds(key: str, value: object, *, allow_zero: bool) -> float:
     number = _finite(value)
-    if number is None or number < 0 or (number == 0 and not allow_zero):
-        raise _bad(key, f"a number of seconds {'>= 0' if allow_zero else '> 0'}", value)
+    if number is None or number < 0 or (number == 0 and not allow_zero) or number > bounds.MAX_SECONDS:
+        raise _bad(key, f"a number of seconds {'>= 0' if allow_zero else '> 0'} (at most {bounds.MAX_SECONDS:g})",
+                   value)
     return number
 
 
-def _positive_int(key: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise _bad(key, "a positive int", value)
+def _positive_int(key: str, value: object, high: int = bounds.MAX_COUNT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise _bad(key, f"a positive int up to {high}", value)
     return value
 
 
@@ -186,8 +187,8 @@ def _payload(action: str, raw: Mapping[str, Any], extras: dict[str, Any]) -> Any
             raise _bad("send", "a frame object or raw text", value)
         return signals.raw_frame(value)
     if action == "idle_warning":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise _bad("idle_warning", "remaining seconds (an int >= 0)", value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bounds.MAX_SECONDS:
+            raise _bad("idle_warning", f"remaining seconds (an int in 0..{bounds.MAX_SECONDS:g})", value)
         return wire.idle_warning(value)
     if action == "usage_limit":
         if not isinstance(value, str) or not value:
@@ -237,7 +238,7 @@ def _checked_step(index: int, raw: object) -> Step:
     once = raw.get("once", False)
     if not isinstance(once, bool):
         raise _bad("once", "true or false", once)
-    times = _positive_int("times", raw.get("times", 1))
+    times = _positive_int("times", raw.get("times", 1), bounds.MAX_INJECT_TIMES)
     if "times" in raw and action != "inject":
         raise ScenarioError("'times' applies to 'inject' steps only")
     extras = {k: v for k, v in raw.items() if k not in (*TRIGGER_KEYS, action, "once", "times", "comment")}

@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from simulator.core import wire
 from simulator.core.carrier import SlowConsumer
 from simulator.core.character import Turn
-from simulator.core.context import ContextState
+from simulator.core.characters import CharacterDefinition
+from simulator.core.context import ContextError, ContextState
+from simulator.core.features import ActionSettings, Blendshapes, Features
 
 if TYPE_CHECKING:
     from simulator.core.accounts import Conversation
@@ -113,6 +115,8 @@ class SimSession:
         self.received_audio_seconds = 0.0
         # ---- loop-thread only
         self._phase = Phase.PENDING
+        #: The character definition this session connected to (the core sets it at ``/connect``).
+        self._character = CharacterDefinition(id=character_id)
         self._carrier: Carrier | None = None
         self._conversation = conversation
         self._send_bot_ready = send_bot_ready
@@ -121,6 +125,15 @@ class SimSession:
         self._usage_tracking = False
         self._context = ContextState()
         self._template_keys: dict[str, str] = {}
+        #: The ``/connect`` feature fields; the action config in force (``context-update`` replaces it);
+        #: the narrative section the story is in (None: the character has no narrative).
+        self._features = Features()
+        self._actions = ActionSettings()
+        self._section: str | None = None
+        #: A voice made for a turn's lip-sync, (text, (pcm, rate)), used once by the carrier's ``speak``.
+        self._voice_cache: tuple[str, tuple[bytes, int]] | None = None
+        #: Turns that carried lip-sync so far (``neurosync_turn_id``).
+        self._lipsync_turns = 0
         self._scene_metadata: list[Any] = []
         self._handles: dict[str, asyncio.TimerHandle] = {}
         self._turn_task: asyncio.Task[None] | None = None
@@ -135,6 +148,33 @@ class SimSession:
         self._send_timeout = send_timeout
         #: Called once when a send misses its deadline (the core ends the session); None: abort only.
         self._on_slow_consumer = on_slow_consumer
+
+    def _apply_features(self, features: Features) -> None:
+        """Start the session with its ``/connect`` feature fields and its character's defaults."""
+        character = self._character
+        self._features = features
+        self._template_keys.update(features.template_keys)
+        self._actions = features.actions or ActionSettings(
+            character.actions, tuple(o.name for o in character.objects), tuple(c.name for c in character.characters))
+        self._section = None if character.narrative is None else character.narrative.start
+        try:
+            if features.dynamic_static_text:
+                self._context.set_static(features.dynamic_static_text)
+            if features.dynamic_text:
+                self._context.replace(features.dynamic_text)
+        except ContextError as exc:
+            logger.info("session %s: dynamic_info not applied: %s", self.session_id, exc)
+
+    @property
+    def narrative_section_id(self) -> str | None:
+        """The narrative section the session's story is in (None: its character has no narrative)."""
+        return self._section
+
+    @property
+    def blendshapes(self) -> Blendshapes | None:
+        """The lip-sync frames this session gets (None: none), from ``blendshape_config`` and the character."""
+        wanted = self._features.blendshapes
+        return wanted if wanted is not None and self._character.lipsync else None
 
     def __repr__(self) -> str:
         return (

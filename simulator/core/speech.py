@@ -1,24 +1,23 @@
-"""The character's default voice and ears, shared by both carriers (pure Python: no media packages).
-The voice and detector math is pure; the turn-starting coroutines run on the loop thread.
-
-Default voice (:func:`default_synthesizer`): a deterministic 440 Hz tone, PCM16 mono at 24 kHz, lasting
-``VOICE_MS_PER_CHARACTER`` (20) ms per character of the reply, at least 200 ms.
+"""The character's ears, and its voice's names (from :mod:`simulator.core.voice`), shared by both carriers
+(pure Python: no media packages). The detector math is pure; the turn-starting coroutines run on the loop thread.
 
 Hearing (:class:`UtteranceDetector`): a chunk of user audio is speech when its peak reaches ``SPEECH_PEAK``
 (about -30 dBFS); an utterance starts with the first speech chunk and ends after ``END_OF_UTTERANCE_SILENCE``
 seconds of audio without speech (audio time, not wall time: a client may send faster than real time), or when
-the audio stops for good; its trailing silence is cut. The default transcriber describes the audio:
+the audio stops for good; its trailing silence is cut. One utterance keeps at most ``MAX_UTTERANCE_SECONDS``
+(60 s) and at most ``MAX_UTTERANCE_BYTES`` (60 s of 48 kHz stereo PCM16, 11.52 MB) for the transcriber: beyond
+either, its oldest audio is dropped (and still counted as heard), so 192 kHz x 8 channels cannot make one
+utterance hold 184 MB. The default transcriber describes the audio:
 ``"[audio 1.20 s]"``. :func:`heard_started` / :func:`heard_utterance` are what the character does then (the
-same on LiveKit and on the WebSocket): ``user-started-speaking``; ``user-stopped-speaking``, the transcriber,
-and the reply through :func:`simulator.core.messages.handle_utterance`.
+same on LiveKit and on the WebSocket): ``user-started-speaking``, which interrupts a reply in progress
+(barge-in); ``user-stopped-speaking``, the transcriber, and the reply through
+:func:`simulator.core.messages.handle_utterance`.
 """
 
 from __future__ import annotations
 
 import array
-import functools
 import logging
-import math
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -26,80 +25,36 @@ from collections.abc import Awaitable, Callable
 from simulator.core import messages, wire
 from simulator.core.sessions import Phase, SimSession
 from simulator.core.state import SimCore
+from simulator.core.voice import FRAME_SECONDS as FRAME_SECONDS  # re-exported: the voice's names, as before
+from simulator.core.voice import MIN_VOICE_SECONDS as MIN_VOICE_SECONDS
+from simulator.core.voice import TONE_AMPLITUDE as TONE_AMPLITUDE
+from simulator.core.voice import TONE_HZ as TONE_HZ
+from simulator.core.voice import VOICE_MS_PER_CHARACTER as VOICE_MS_PER_CHARACTER
+from simulator.core.voice import VOICE_RATE as VOICE_RATE
+from simulator.core.voice import Synthesizer as Synthesizer
+from simulator.core.voice import check_voice as check_voice
+from simulator.core.voice import default_synthesizer as default_synthesizer
+from simulator.core.voice import synthesize as synthesize
+from simulator.core.voice import tone as tone
+from simulator.core.voice import voice_seconds as voice_seconds
 
 logger = logging.getLogger("simulator.speech")
 
-FRAME_SECONDS = 0.02
-VOICE_RATE = 24_000
-VOICE_MS_PER_CHARACTER = 20
-MIN_VOICE_SECONDS = 0.2
-TONE_HZ = 440.0
-TONE_AMPLITUDE = 8000
 #: Peak sample value from which a chunk counts as speech (about -30 dBFS).
 SPEECH_PEAK = 1000
 END_OF_UTTERANCE_SILENCE = 0.5
 #: Longest utterance kept for the transcriber (older audio is dropped, still counted).
 MAX_UTTERANCE_SECONDS = 60.0
+#: Most bytes one utterance keeps for the transcriber, whatever its format (60 s of 48 kHz stereo PCM16).
+MAX_UTTERANCE_BYTES = 60 * 48_000 * 2 * 2
 
-Synthesizer = Callable[[str], tuple[bytes, int]]
 Transcriber = Callable[[bytes, int, int], str]
-
-
-def voice_seconds(text: str) -> float:
-    """How long the default voice speaks ``text``: 20 ms per character, at least 0.2 s."""
-    return max(MIN_VOICE_SECONDS, len(text) * VOICE_MS_PER_CHARACTER / 1000)
-
-
-@functools.lru_cache(maxsize=64)
-def tone(seconds: float, rate: int = VOICE_RATE) -> bytes:
-    """``seconds`` of the default voice's 440 Hz tone, PCM16 mono little-endian (remembered: the sample loop
-    is pure Python, and many sessions speak replies of the same length)."""
-    count = int(round(seconds * rate))
-    step = 2 * math.pi * TONE_HZ / rate
-    samples = array.array("h", (int(TONE_AMPLITUDE * math.sin(step * i)) for i in range(count)))
-    if sys.byteorder != "little":
-        samples.byteswap()
-    return samples.tobytes()
-
-
-def default_synthesizer(text: str) -> tuple[bytes, int]:
-    """The default voice: (PCM16 mono, 24000 Hz) lasting :func:`voice_seconds` of ``text``."""
-    return tone(voice_seconds(text)), VOICE_RATE
 
 
 def default_transcriber(pcm: bytes, sample_rate: int, num_channels: int) -> str:
     """The default hearing: describes the utterance's duration, e.g. ``"[audio 1.20 s]"``."""
     seconds = len(pcm) / (2 * num_channels * sample_rate) if sample_rate and num_channels else 0.0
     return f"[audio {seconds:.2f} s]"
-
-
-def check_voice(result: object) -> tuple[bytes, int]:
-    """Validate a synthesizer's result: (PCM16 mono bytes of even length, sample rate 8000..48000 Hz)."""
-    if (not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[0], (bytes, bytearray))
-            or isinstance(result[1], bool) or not isinstance(result[1], int)):
-        raise ValueError("a synthesizer must return (pcm: bytes, sample_rate: int)")
-    pcm, rate = bytes(result[0]), result[1]
-    if not 8000 <= rate <= 48000:
-        raise ValueError(f"synthesizer sample rate {rate} Hz is outside 8000..48000")
-    if len(pcm) % 2:
-        pcm = pcm[:-1]
-    return pcm, rate
-
-
-async def synthesize(core: SimCore, session: SimSession, text: str) -> tuple[bytes, int] | None:
-    """The character's voice for ``text`` (the configured synthesizer, else the default one), or None after
-    reporting a failing synthesizer to the client as a non-fatal pipeline error."""
-    synthesizer = core.config.synthesizer
-    try:
-        if synthesizer is None:
-            result: object = default_synthesizer(text)
-        else:
-            result = await core.loop.run_in_executor(core.responder_pool(), synthesizer, text)
-        return check_voice(result)
-    except Exception as exc:  # the user's synthesizer may raise anything: report it, keep the turn going
-        logger.exception("synthesizer failed for session %s", session.session_id)
-        await session._send(wire.pipeline_error(f"Synthesizer failed: {exc}", False))
-        return None
 
 
 def peak(pcm: bytes) -> int:
@@ -125,6 +80,7 @@ class UtteranceDetector:
         self._on_utterance = on_utterance
         self._pcm: deque[bytes] = deque()
         self._kept = 0.0
+        self._bytes = 0
         self._speaking = False
         self._silence = 0.0
         self._trailing = 0  # silent chunks at the end of _pcm
@@ -133,6 +89,11 @@ class UtteranceDetector:
     @property
     def speaking(self) -> bool:
         return self._speaking
+
+    @property
+    def buffered_bytes(self) -> int:
+        """PCM16 bytes the utterance in progress holds (at most about ``MAX_UTTERANCE_BYTES``)."""
+        return self._bytes
 
     async def feed(self, pcm: bytes, sample_rate: int, num_channels: int) -> None:
         """One chunk of the user's audio (PCM16 little-endian, interleaved)."""
@@ -150,14 +111,18 @@ class UtteranceDetector:
             return
         self._pcm.append(pcm)
         self._kept += seconds
+        self._bytes += len(pcm)
         if loud:
             self._silence, self._trailing = 0.0, 0
         else:
             self._silence += seconds
             self._trailing += 1
         bytes_per_second = 2 * num_channels * sample_rate
-        while self._kept > MAX_UTTERANCE_SECONDS and len(self._pcm) > self._trailing + 1:
-            self._kept -= len(self._pcm.popleft()) / bytes_per_second
+        while (self._kept > MAX_UTTERANCE_SECONDS or self._bytes > MAX_UTTERANCE_BYTES) \
+                and len(self._pcm) > self._trailing + 1:
+            dropped = len(self._pcm.popleft())
+            self._kept -= dropped / bytes_per_second
+            self._bytes -= dropped
         if self._silence >= END_OF_UTTERANCE_SILENCE:
             await self.finish()
 
@@ -170,13 +135,20 @@ class UtteranceDetector:
         pcm = b"".join(self._pcm)
         self._pcm.clear()
         self._kept, self._silence, self._trailing, self._speaking = 0.0, 0.0, 0, False
+        self._bytes = 0
         rate, channels = self._format
         await self._on_utterance(pcm, rate, channels)
 
 
 async def heard_started(session: SimSession) -> None:
-    """The user started speaking."""
+    """The user started speaking: ``user-started-speaking``, and a reply in progress is interrupted
+    (barge-in, as Convai's voice pipeline does: its voice stops, ``bot-turn-completed`` says
+    ``was_interrupted``)."""
     await session._send(wire.form_a("user-started-speaking"))
+    turn = session._turn
+    if turn is not None and not turn.finished and not turn.interrupted:
+        turn.interrupted = True
+        logger.info("session %s: the user's voice interrupts the reply (barge-in)", session.session_id)
 
 
 async def heard_utterance(core: SimCore, session: SimSession, pcm: bytes, rate: int, channels: int) -> None:

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from simulator.core import faults, wire
 from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS, Accounts, Limits
 from simulator.core.character import Responder
+from simulator.core.characters import CharacterDefinition
 from simulator.core.faults import ConnectFault, LiveFault, LiveKind
+from simulator.core.features import Features
 from simulator.core.sessions import (
     DEFAULT_SEND_TIMEOUT,
     ENDED_RECORDED_CHARS,
@@ -55,6 +57,8 @@ class SimConfig:
 
     api_keys: tuple[str, ...] = field(default=("sim-api-key",), repr=False)
     characters: tuple[str, ...] = ("sim-character",)
+    #: One definition per id of ``characters`` (a plain id gets the default definition).
+    definitions: tuple[CharacterDefinition, ...] = ()
     limits: Limits = field(default_factory=Limits)
     idle_timeout: float | None = None
     idle_warning_lead: float | None = None
@@ -100,6 +104,7 @@ class SimCore:
             self.store = RedisStore(config.state_url, self.accounts, config.slot_lease)
         #: ``host:port`` that names this worker in ``room_url``s (None: the host the client asked).
         self.advertise: str | None = None
+        self.definitions: dict[str, CharacterDefinition] = {d.id: d for d in config.definitions}
         self.sessions: dict[str, SimSession] = {}
         self.recent: collections.OrderedDict[str, SimSession] = collections.OrderedDict()
         self.connect_faults: collections.deque[list[Any]] = collections.deque()
@@ -137,6 +142,18 @@ class SimCore:
 
     def lookup(self, session_id: str) -> SimSession | None:
         return self.sessions.get(session_id) or self.recent.get(session_id)
+
+    def character(self, character_id: str) -> CharacterDefinition:
+        """The definition of ``character_id`` (the default one for an id defined without a definition)."""
+        definition = self.definitions.get(character_id)
+        return CharacterDefinition(id=character_id) if definition is None else definition
+
+    def define_characters(self, definitions: tuple[CharacterDefinition, ...]) -> None:
+        """Add or replace character definitions (sessions already live keep the definition they started with)."""
+        for definition in definitions:
+            self.definitions[definition.id] = definition
+        known = self.accounts.characters
+        self.accounts.characters = known + tuple(d.id for d in definitions if d.id not in known)
 
     def responder_pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self.executor is None:
@@ -196,6 +213,7 @@ class SimCore:
         send_bot_ready: bool,
         transport: str = "websocket",
         room_name: str | None = None,
+        features: Features | None = None,
     ) -> SimSession:
         """Register the session :meth:`admit` took slot ``session_id`` for, and start its join / token timers."""
         conversation = self.accounts.conversation(character_session_id, api_key, character_id)
@@ -213,6 +231,10 @@ class SimCore:
             send_timeout=self.config.send_timeout,
             on_slow_consumer=self._drop_slow_consumer,
         )
+        session._character = self.character(character_id)
+        session._apply_features(features or Features())
+        self.accounts.admit(api_key, end_user_id)
+        self._notify_slots()
         self.sessions[session.session_id] = session
         session._set_timer("join", self.loop.call_later(self.config.join_window, self._join_expired, session))
         if self.config.token_ttl is not None:
@@ -341,23 +363,30 @@ class SimCore:
         self.end(session, 1008, faults.USAGE_LIMIT_REASON)
 
     async def apply_live(self, fault: LiveFault, session: SimSession, times: int) -> None:
-        """Act with ``fault`` on one open session."""
+        """Act with ``fault`` on one open session. A repeated frame (``times``, at most
+        ``bounds.MAX_INJECT_TIMES``) yields to the loop after each send, so other sessions and routes
+        are served meanwhile, and stops as soon as the session can no longer take it (it ended)."""
         kind = fault.kind
         if kind is LiveKind.CLOSE:
             self.end(session, fault.close_code, fault.reason)
         elif kind is LiveKind.ABORT:
             self.end(session, 1006, f"aborted ({fault.label})", abort=True)
         elif kind is LiveKind.PIPELINE_ERROR:
-            for _ in range(times):
-                await session._send(wire.pipeline_error(fault.text, False))
+            await self._repeat(session, wire.encode(wire.pipeline_error(fault.text, False)), times)
         elif kind is LiveKind.FATAL_ERROR:
             await session._send(wire.pipeline_error(fault.text, True))
             self.end(session, 1011, fault.reason)
         elif kind is LiveKind.USAGE_LIMIT:
             await self.usage_limit_flow(session, fault.quota_type, fault.text)
         elif kind is LiveKind.RAW_FRAME:
-            for _ in range(times):
-                await session._send_text(fault.text)
+            await self._repeat(session, fault.text, times)
+
+    @staticmethod
+    async def _repeat(session: SimSession, text: str, times: int) -> None:
+        for _ in range(times):
+            if not session.is_open or not await session._send_text(text):
+                return  # the session ended: nobody is left to send to
+            await asyncio.sleep(0)  # a send that did not wait for the client would never yield
 
     async def inject_live(self, fault: LiveFault, session_id: str | None, times: int) -> int:
         """Apply ``fault`` to every open session (or one); returns how many it targets.

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from simulator.carriers import livekit
 from simulator.carriers.websocket import carrier as websocket
-from simulator.core import bounds
+from simulator.core import bounds, features
 from simulator.core.faults import ConnectKind
 from simulator.core.state import SimCore
 from simulator.core.store import Refusal
@@ -119,6 +119,8 @@ class _ConnectRequest:
     tts_enabled: bool
     #: The LiveKit ``audio_config`` routing, checked (None: the ``/chat`` WebSocket transport).
     audio_output: dict[str, Any] | None
+    #: The character-feature fields (actions, narrative keys, lip-sync, debug...).
+    features: features.Features
 
 
 async def connect(request: web.Request) -> web.StreamResponse:
@@ -194,8 +196,12 @@ def _validate(core: SimCore, key: str, body: dict[str, Any]) -> _ConnectRequest 
     ):
         return _invalid("value_error", ["body", "end_user_metadata", "name"], "name must be a string or null",
                         metadata)
+    try:
+        wanted = features.parse(body)
+    except features.FeatureError as exc:
+        return _error(422, [exc.entry], "bad_request")
     return _ConnectRequest(character_id, str(csid), end_user_id, metadata,
-                           body.get("default_tts_enabled", True) is not False, audio_output)
+                           body.get("default_tts_enabled", True) is not False, audio_output, wanted)
 
 
 async def _admit(
@@ -227,9 +233,10 @@ async def _admit(
         return web.json_response(core.livekit.admit(
             admitted, host, key, checked.character_id, checked.character_session_id, checked.end_user_id,
             checked.end_user_metadata, checked.audio_output, tts_enabled=checked.tts_enabled,
-            send_bot_ready=send_bot_ready, request_trace_id=_trace_id()))
+            send_bot_ready=send_bot_ready, request_trace_id=_trace_id(), features=checked.features))
     session = core.create_session(admitted, key, checked.character_id, checked.character_session_id,
-                                  checked.end_user_id, tts_enabled=checked.tts_enabled, send_bot_ready=send_bot_ready)
+                                  checked.end_user_id, tts_enabled=checked.tts_enabled, send_bot_ready=send_bot_ready,
+                                  features=checked.features)
     return web.json_response({
         "session_id": session.session_id,
         "request_trace_id": _trace_id(),

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from convai_sync.errors import ErrorCode
-from simulator.core import bounds, faults, limits, signals, wire
+from simulator.core import bounds, characters, faults, limits, signals, wire
 from simulator.core.faults import ConnectFault
 from simulator.core.runner import set_scenario
 from simulator.core.scenario import ScenarioError, load_allowed_scenario
@@ -109,6 +109,7 @@ def describe(session: SimSession) -> dict[str, Any]:
         "end_user_id": session.end_user_id,
         "received": session.received_count,
         "open": session.is_open,
+        "narrative_section_id": session.narrative_section_id,
     }
 
 
@@ -127,8 +128,7 @@ async def _inject(core: SimCore, body: Body) -> web.Response:
     times = details.pop("times", 1)
     if code is None:
         raise RequestError(400, f"'code' is required: {faults.ACCEPTED_FORMS}")
-    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-        raise RequestError(400, f"'times' must be a positive int, got {times!r}")
+    limits.check_positive_int("times", times, bounds.MAX_INJECT_TIMES)
     fault = faults.resolve(code, details, over_http=True)
     target = faults.coerce(code)
     named = target.value if isinstance(target, ErrorCode) else target.name  # the answer names the code one way
@@ -155,9 +155,7 @@ async def _limits(core: SimCore, body: Body) -> web.Response:
 
 async def _idle_warning(core: SimCore, body: Body) -> web.Response:
     session = _live(core, body)
-    remaining = body.get("remaining_seconds")
-    if isinstance(remaining, bool) or not isinstance(remaining, int) or remaining < 0:
-        raise RequestError(400, f"'remaining_seconds' must be an int >= 0, got {remaining!r}")
+    remaining = limits.check_int("remaining_seconds", body.get("remaining_seconds"), 0, int(limits.MAX_SECONDS))
     await session._send(wire.idle_warning(remaining))
     return _ok()
 
@@ -195,6 +193,23 @@ async def _send(core: SimCore, body: Body) -> web.Response:
         raise RequestError(400, "'frame' is required")
     await session._send_text(signals.raw_frame(body["frame"]))
     return _ok()
+
+
+async def _characters(core: SimCore, body: Body) -> web.Response:
+    """Define characters (``{"characters": [...]}``, the characters file's shape, or ``{"shipped": NAME}``),
+    all or nothing; answers every definition's summary."""
+    if body:
+        if set(body) == {"shipped"} and isinstance(body["shipped"], str):
+            try:
+                path = characters.shipped_character(body["shipped"])
+            except KeyError:
+                raise RequestError(404, f"no shipped characters file named {body['shipped']!r} "
+                                        f"(shipped: {', '.join(characters.shipped_character_names())})") from None
+            definitions = characters.load_characters_file(path)
+        else:
+            definitions = characters.parse_document(body, "request body")
+        core.define_characters(definitions)
+    return web.json_response({"characters": [core.character(c).summary() for c in core.accounts.characters]})
 
 
 async def _scenario(core: SimCore, body: Body) -> web.Response:
@@ -240,6 +255,8 @@ ROUTES: tuple[ControlRoute, ...] = (
                  '{"session_id", "frame"} (an object is sent as JSON text, a string as is)'),
     ControlRoute(("GET", "POST"), "/_sim/scenario", _scenario,
                  'read / replace the scenario ({"scenario": name, object, list or null})'),
+    ControlRoute(("GET", "POST"), "/_sim/characters", _characters,
+                 'list / add or replace character definitions ({"characters": [...]} or {"shipped": NAME})'),
 )
 
 

@@ -5,7 +5,21 @@ from __future__ import annotations
 
 from typing_extensions import assert_type
 
-from convai_sync import AudioClip, BotReply, BotText, ConvaiClient, ConvaiConfig, ReplyStream, ServerResponse
+from convai_sync import (
+    Action,
+    ActionConfig,
+    ActionQueue,
+    AudioClip,
+    BotReply,
+    BotText,
+    ConvaiClient,
+    ConvaiConfig,
+    LipSync,
+    LipSyncClip,
+    ReplyStream,
+    ServerResponse,
+    TurnTimings,
+)
 
 
 def check(client: ConvaiClient, flag: bool) -> None:
@@ -29,6 +43,18 @@ def check(client: ConvaiClient, flag: bool) -> None:
         assert_type(chunk, BotText)
     ack = client.update_context("x", wait=True)
     assert_type(ack.remaining_tokens, int | None)
+    # Character features: actions, story, lip-sync, timings.
+    assert_type(client.update_action_config(ActionConfig(actions=("Pick Up",)), wait=True), ServerResponse)
+    assert_type(client.update_action_config(ActionConfig(actions=("Pick Up",))), None)
+    assert_type(reply.actions, tuple[Action, ...])
+    assert_type(reply.lipsync, LipSyncClip | None)
+    assert_type(reply.timings, TurnTimings | None)
+    assert_type(client.narrative_section_id, str | None)
+    assert_type(client.lipsync, LipSync | None)
+    assert_type(ActionQueue(client).pop_ready(), list[Action])
+    live = client.lipsync
+    if live is not None:
+        assert_type(live.frame_at(0.5), tuple[float, ...])
 
 
 def bad_mode(client: ConvaiClient) -> None:

@@ -29,7 +29,10 @@ Wire facts, with their public sources (LiveKit ``livekit/protocol`` ``livekit_rt
 * A remote track is matched by its media stream id ``PA_<participant>|TR_<track>``; its participant must
   already be known (``JoinResponse.other_participants`` or a ``ParticipantUpdate``).
 * The client's 3 video m-lines are answered as rejected (port 0), so the client starts no video decoder
-  (measured: 14 instead of 20 native threads in a connected client).
+  (measured: 14 instead of 20 native threads in a connected client). When the client later recycles such
+  an m-line for a new track (a microphone republished in another format), the simulator follows it
+  (:mod:`.peer`); an offer it still cannot answer is reported to the client as a non-fatal RTVI ``error``,
+  never only logged.
 
 ICE is loopback-only by default: the simulator gathers and advertises only ``Simulator(livekit_host_addresses=
 ("127.0.0.1",))`` and contacts no STUN/TURN server. Pass other addresses to serve clients on other machines.

@@ -6,13 +6,20 @@ gives that sender LiveKit's media stream id ``PA_…|TR_…`` (the client matche
 rejects the client's video m-lines (port 0 in the answer, per RFC 8843 outside the BUNDLE group), so the client
 starts no video decoders.
 
+A rejected m-line may be recycled by the offerer for its next new transceiver (JSEP, RFC 8829 section 5.2.2):
+libwebrtc does so when the client publishes a track later (a microphone republished in a new format takes the
+place of a rejected video m-line, with a new mid). aiortc cannot follow that: it keeps the rejected transceiver
+at that index and answers with it ("Media sections in answer do not match offer"), after which the simulator
+heard the user no more. :meth:`PeerLink.answer` first forgets every transceiver whose mid the offer no longer
+has (only a recycled m-line loses its mid), so the new transceiver takes the index.
+
 ICE: ``RTCConfiguration(iceServers=[])`` (no STUN/TURN server is contacted) and only the configured host
 addresses are gathered. aioice gathers every host address except 127.0.0.1 (``aioice.ice.get_host_addresses``);
 :func:`_scoped_host_addresses` replaces that function once per process with a wrapper that returns the
 simulator's addresses while one of *its* peer connections gathers (a context variable set around the offer/
 answer) and otherwise calls aioice's own function, so other aiortc users in the process are unaffected. The
-wrapper and the sender's ``_stream_id`` attribute depend on aiortc 1.16 / aioice 0.13 internals: both are
-pinned in ``setup.py``.
+wrapper, the sender's ``_stream_id`` attribute and the peer connection's transceiver list depend on aiortc 1.16 /
+aioice 0.13 internals: both are pinned in ``setup.py``.
 """
 
 from __future__ import annotations
@@ -209,6 +216,7 @@ class PeerLink:
         ``voice`` is attached (once) to the first audio m-line the client receives on.
         """
         self._track_ids.update(track_ids(offer_sdp))
+        self._forget_recycled(offer_sdp)
         scope = _HOST_ADDRESSES.set(self._hosts)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
@@ -220,6 +228,17 @@ class PeerLink:
         local = self.pc.localDescription
         voice_mids = [self._voice.mid] if self._voice is not None and self._voice.mid is not None else []
         return reject_video(local.sdp), voice_mids
+
+    def _forget_recycled(self, offer_sdp: str) -> None:
+        """Drop the transceivers whose m-line the offer recycled (module docstring)."""
+        offered = {_attribute(section, "mid") for section in _sections(offer_sdp)[1]}
+        # aiortc 1.16 has no API to remove a transceiver; its list is private (pinned in setup.py).
+        transceivers: list[RTCRtpTransceiver] = self.pc._RTCPeerConnection__transceivers  # type: ignore[attr-defined]
+        for transceiver in list(transceivers):
+            if transceiver.mid is not None and transceiver.mid not in offered:
+                logger.debug("the client recycled m-line %s (mid %s) for a new transceiver",
+                             transceiver._get_mline_index(), transceiver.mid)
+                transceivers.remove(transceiver)
 
     def _attach_voice(self, voice: MediaStreamTrack, stream_id: str, mids: set[str]) -> None:
         for transceiver in self.pc.getTransceivers():

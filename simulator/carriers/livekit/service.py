@@ -17,6 +17,7 @@ from simulator.carriers.livekit import faults
 from simulator.carriers.livekit.carrier import LiveKitCarrier, LiveKitSession
 from simulator.carriers.livekit.room import RoomState
 from simulator.carriers.livekit.tokens import TokenIssuer
+from simulator.core.features import Features
 
 if TYPE_CHECKING:
     from simulator.core.state import SimCore
@@ -56,16 +57,18 @@ class LiveKitService:
         tts_enabled: bool,
         send_bot_ready: bool,
         request_trace_id: str,
+        features: Features | None = None,
     ) -> dict[str, Any]:
         """Create a LiveKit session; returns the ``/connect`` answer (``room_url``, ``room_name``, ``token``)."""
         name = f"convai-room-{secrets.token_hex(8)}"
         identity = end_user_id or f"user-{secrets.token_hex(4)}"
+        # The token first: a failure here must not leave a session holding a slot until the join window ends.
+        token = self.tokens.issue(identity, name, self.core.config.token_ttl)
         session = self.core.create_session(session_id, api_key, character_id, character_session_id, end_user_id,
                                            tts_enabled=tts_enabled, send_bot_ready=send_bot_ready,
-                                           transport="livekit", room_name=name)
+                                           transport="livekit", room_name=name, features=features)
         self.rooms[name] = LiveKitSession(session, RoomState(name, character_id, identity), output)
         self._forget_ended()
-        token = self.tokens.issue(identity, name, self.core.config.token_ttl)
         logger.info("LiveKit session %s: room %s for %s", session.session_id, name, identity)
         return {
             "session_id": session.session_id,

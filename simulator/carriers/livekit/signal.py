@@ -220,6 +220,8 @@ async def _answer(lk: LiveKitSession, carrier: LiveKitCarrier, offer: rtc.Sessio
         sdp, mids = await carrier.link.answer(offer.sdp, voice, lk.room.voice_stream_id)
     except (ValueError, RuntimeError, asyncio.InvalidStateError) as exc:
         logger.warning("session %s: cannot answer the client's offer: %s", lk.session.session_id, exc)
+        # Unanswered, the offer's new tracks are never heard: say so rather than leave the user talking to nobody.
+        await lk.session._send(wire.pipeline_error(f"Cannot answer the client's WebRTC offer: {exc}", False))
         return
     answer = rtc.SessionDescription(type="answer", sdp=sdp, id=offer.id)
     for mid in mids:
