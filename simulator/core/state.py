@@ -233,8 +233,6 @@ class SimCore:
         )
         session._character = self.character(character_id)
         session._apply_features(features or Features())
-        self.accounts.admit(api_key, end_user_id)
-        self._notify_slots()
         self.sessions[session.session_id] = session
         session._set_timer("join", self.loop.call_later(self.config.join_window, self._join_expired, session))
         if self.config.token_ttl is not None:
