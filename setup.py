@@ -19,6 +19,9 @@ SIMULATOR = ["aiohttp>=3.9,<4", "protobuf>=5"]
 # aioice's host-address lookup).
 SIMULATOR_LIVEKIT = ["aiortc>=1.16,<1.17", "aioice>=0.13,<0.14", "livekit-protocol>=1.1.29,<1.2",
                      "livekit-api>=1.2.2,<1.3"]
+# Worker processes sharing the plan state (convai-sim --workers N --state redis://...): redis.asyncio and the
+# Lua scripts of simulator/core/redis_store.py (redis-py 5 renamed close() to aclose()).
+SIMULATOR_REDIS = ["redis>=5,<7"]
 # Audio on the WebSocket transport: Pipecat's protobuf Frame (convai_sync.transports.pipecat builds the
 # message classes at run time; message_factory.GetMessageClass needs protobuf 5 or later).
 AUDIO = ["protobuf>=5"]
@@ -55,12 +58,13 @@ setup(
     extras_require={
         "simulator": SIMULATOR,
         "simulator-livekit": SIMULATOR + SIMULATOR_LIVEKIT,
+        "simulator-redis": SIMULATOR + SIMULATOR_REDIS,
         "audio": AUDIO,
         "devices": DEVICES,
         "livekit": LIVEKIT_CLIENT + AUDIO,
         "pygame": PYGAME,
         "docs": DOCS,
-        "test": SIMULATOR + SIMULATOR_LIVEKIT + LIVEKIT_CLIENT + AUDIO + PYGAME + [
+        "test": SIMULATOR + SIMULATOR_LIVEKIT + SIMULATOR_REDIS + LIVEKIT_CLIENT + AUDIO + PYGAME + [
             "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
             "types-requests>=2.28", "hypothesis>=6.100", "import-linter>=2.17,<3",
             # tests/test_websdk_browser.py and tests/test_dashboard.py drive Debian's chromium through its chromedriver

@@ -14,7 +14,8 @@ separate ``python -m simulator`` process by default; ``--inproc`` runs it in thi
    RSS per extra client (<= 256 KiB); LiveKit beside the raw client's own.
 6. shutdown: ``disconnect()``/``close()`` in each state (<= 1 s always; p50 <= 50 ms when connected).
 7. simulator capacity: WebSocket sessions at 1 msg/s vs a bare aiohttp echo (p99 <= 2x); LiveKit sessions
-   with audio flowing, the most held with replies on time.
+   with audio flowing, the most held with replies on time (alone: ``--only lkcapacity``, which ramps up to
+   160 sessions; ``--lk-levels`` sets the ramp).
 
     python bench/run.py --quick             # each row briefly (under ~2 minutes)
     python bench/run.py                     # the full table (~10 minutes)
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Row, na, print_table, start_sim
 from convai_sync.loopback import LoopbackShimError, ensure_loopback_preload
 
-SECTIONS = ("ws", "throughput", "livekit", "footprint", "shutdown", "capacity")
+SECTIONS = ("ws", "throughput", "livekit", "footprint", "shutdown", "capacity", "lkcapacity")
 
 
 def _section(name: str, rows: list[Row], run: Callable[[], list[Row]]) -> None:
@@ -62,12 +63,18 @@ def run(args: argparse.Namespace) -> list[Row]:
     from bench import rows_capacity, rows_footprint, rows_livekit, rows_shutdown, rows_ws
 
     wanted = set(args.only.split(",")) if args.only else set(SECTIONS)
+    levels = tuple(int(n) for n in args.lk_levels.split(",")) if args.lk_levels else None
     rows: list[Row] = []
+    lk_capacity = "capacity" in wanted or "lkcapacity" in wanted
     if "capacity" in wanted:
         # First, while this process (the load generator) is fresh: later sections leave the livekit
         # library's threads and many objects behind, whose wake-ups and collections would be counted
         # as the simulator's latency.
         _section("capacity (WebSocket)", rows, lambda: rows_capacity.websocket_rows(args.quick))
+    if not wanted & {"ws", "throughput", "livekit", "footprint", "shutdown"}:
+        if lk_capacity:
+            _section("capacity (LiveKit)", rows, lambda: rows_capacity.livekit_rows(args.inproc, args.quick, levels))
+        return rows
     sim = start_sim(args.inproc)
     try:
         if "ws" in wanted:
@@ -86,8 +93,8 @@ def run(args: argparse.Namespace) -> list[Row]:
             _section("livekit", rows, lambda: rows_livekit.livekit_rows(sim, args.quick))
     finally:
         sim.stop()
-    if "capacity" in wanted:
-        _section("capacity (LiveKit)", rows, lambda: rows_capacity.livekit_rows(args.inproc, args.quick))
+    if lk_capacity:
+        _section("capacity (LiveKit)", rows, lambda: rows_capacity.livekit_rows(args.inproc, args.quick, levels))
     return rows
 
 
@@ -97,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inproc", action="store_true", help="run the simulator in this process")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     parser.add_argument("--only", metavar="SECTIONS", help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--lk-levels", metavar="N,N,...",
+                        help="the LiveKit capacity ramp (sessions per level, ascending); default up to 160")
     args = parser.parse_args(argv)
+    if args.lk_levels and not all(n.isdigit() and int(n) > 0 for n in args.lk_levels.split(",")):
+        parser.error("--lk-levels takes positive whole numbers separated by commas")
     if args.only and not set(args.only.split(",")) <= set(SECTIONS):
         parser.error(f"--only takes {','.join(SECTIONS)}")
     logging.basicConfig(level=logging.ERROR, format="%(name)s %(levelname)s %(message)s")

@@ -11,6 +11,13 @@ Everything is bounded: loopback only, at most ``MAX_SESSIONS`` sessions, and eve
     python bench/simulator_load.py              # 2,000 @ 1/s for 10 s, then 1,000 @ 10/s for 10 s
     python bench/simulator_load.py --quick      # 200 @ 1/s and 100 @ 10/s, 3 s each
     python bench/simulator_load.py --sessions 500 --rate 5 --duration 5
+    python bench/simulator_load.py --workers 2     # 1 worker vs 2 workers sharing a Redis, side by side
+
+``--workers N`` compares ``convai-sim --workers 1 --state redis://...`` with ``--workers N`` (same Redis store, so
+only the process count differs), each phase on a fresh ``redis-server`` this script starts on 127.0.0.1 without
+persistence (Debian package ``redis-server``): sessions held, connects per second while opening them, the ack
+p99, and what each connect cost in Redis: the workers' round trips (``GET /_sim/stats``), and the commands Redis
+ran (its ``total_commands_processed``: the commands inside each Lua script count one by one; heartbeats included).
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -39,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_SESSIONS = 5000
 OPEN_CONCURRENCY = 100
 START_TIMEOUT = 15.0
+#: Workers start one after another's imports on a shared machine: their supervisor may take longer.
+WORKERS_START_TIMEOUT = 60.0
 OPEN_TIMEOUT = 120.0
 DRAIN_TIMEOUT = 5.0
 STOP_TIMEOUT = 10.0
@@ -68,6 +79,10 @@ class Result:
     rss_kb: int = 0
     hwm_kb: int = 0
     cpu_percent: float = 0.0
+    #: Redis commands processed while the sessions opened (``--workers`` rows only).
+    redis_commands: int = 0
+    #: Round trips the workers made to Redis while the sessions opened (their own count).
+    round_trips: int = 0
 
     def error(self, kind: str) -> None:
         self.errors += 1
@@ -107,12 +122,75 @@ async def _serve_echo(port: int) -> None:
     await runner.cleanup()
 
 
-class Server:
-    """A server child process; ``url`` once it printed its listening line."""
+class Redis:
+    """A private ``redis-server`` on 127.0.0.1 without persistence, and its command counter."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("--workers needs redis-server (Debian: apt-get install -y redis-server)")
+        with socket.socket() as probe:
+            probe.bind((HOST, 0))
+            self.port = int(probe.getsockname()[1])
+        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly",
+                                      "no"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.url = f"redis://{HOST}:{self.port}/0"
+
+    async def ready(self) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_TIMEOUT
+        while True:
+            line = await asyncio.wait_for(loop.run_in_executor(None, stdout.readline), max(0.1, deadline - loop.time()))
+            if not line:
+                raise RuntimeError(f"redis-server exited before it was ready (rc={self.proc.poll()})")
+            if "Ready to accept connections" in line:
+                # Its log is not read from here on: redis-server logs little after start, and the pipe's buffer
+                # holds that; it is closed at stop().
+                return
+
+    async def commands(self) -> int:
+        """Commands Redis processed so far (INFO stats)."""
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis(host=HOST, port=self.port, socket_timeout=START_TIMEOUT)
+        try:
+            stats = await client.info("stats")
+        finally:
+            await client.aclose()
+        return int(stats["total_commands_processed"])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(STOP_TIMEOUT)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+class Server:
+    """A server child process; ``url`` once it printed its listening line. ``target`` is ``sim``, ``echo``, or
+    ``workers:N`` (``convai-sim --workers N --state <state>``)."""
+
+    def __init__(self, target: str, state: str = "") -> None:
+        self.target = target
+        self.workers = 0
+        self.pids: list[int] = []
+        #: Each worker's own URL (workers mode), and the control token that reads its /_sim/stats.
+        self.worker_urls: list[str] = []
+        self.control_token = ""
         if target == "sim":
             command = [sys.executable, "-m", "simulator", "--host", HOST, "--port", "0", "--log-level", "WARNING"]
+        elif target.startswith("workers:"):
+            count = int(target.split(":", 1)[1])
+            self.workers = count if count > 1 else 0  # one worker is a plain simulator process (same store)
+            command = [sys.executable, "-m", "simulator", "--host", HOST, "--port", "0", "--log-level", "WARNING",
+                       "--transport-default", "websocket", "--workers", str(count), "--state", state]
         else:
             command = [sys.executable, str(Path(__file__).resolve()), "--serve-echo"]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -123,7 +201,7 @@ class Server:
         stdout = self.proc.stdout
         assert stdout is not None
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
+        deadline = loop.time() + (WORKERS_START_TIMEOUT if self.workers else START_TIMEOUT)
         while not self.url:
             line = await asyncio.wait_for(loop.run_in_executor(None, stdout.readline),
                                           max(0.1, deadline - loop.time()))
@@ -131,25 +209,52 @@ class Server:
                 raise RuntimeError(f"server exited before it was ready (rc={self.proc.poll()})")
             if "listening on " in line:
                 self.url = line.split("listening on ", 1)[1].split()[0]
+        while not self.control_token and self.target != "echo":
+            line = await asyncio.wait_for(loop.run_in_executor(None, stdout.readline),
+                                          max(0.1, deadline - loop.time()))
+            if not line:
+                raise RuntimeError(f"server exited before it was ready (rc={self.proc.poll()})")
+            if line.startswith("Control token: "):
+                self.control_token = line.split()[2]
+        while len(self.pids) < self.workers:  # the supervisor's banner then names each worker's pid
+            line = await asyncio.wait_for(loop.run_in_executor(None, stdout.readline),
+                                          max(0.1, deadline - loop.time()))
+            if not line:
+                raise RuntimeError(f"server exited before it was ready (rc={self.proc.poll()})")
+            if line.startswith("Worker "):
+                self.pids.append(int(line.split()[1].rstrip(":")))
+                self.worker_urls.append(line.split()[2])
         return self.url
+
+    async def store_round_trips(self, http: aiohttp.ClientSession) -> int:
+        """Round trips to the plan store so far, summed over the workers (their ``GET /_sim/stats``)."""
+        total = 0
+        for url in self.worker_urls or [self.url]:
+            async with http.get(f"{url}/_sim/stats", headers={"X-Sim-Control-Token": self.control_token}) as answer:
+                total += int((await answer.json())["store"]["round_trips"])
+        return total
 
     def memory(self) -> tuple[int, int]:
         """(VmRSS, VmHWM) in kB."""
         values = {"VmRSS": 0, "VmHWM": 0}
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                key = line.split(":", 1)[0]
-                if key in values:
-                    values[key] = int(line.split()[1])
+        for pid in self.pids or [self.proc.pid]:  # workers: their sum
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    key = line.split(":", 1)[0]
+                    if key in values:
+                        values[key] += int(line.split()[1])
         return values["VmRSS"], values["VmHWM"]
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time the server process (workers: all of them) has used."""
+        total = 0.0
+        for pid in self.pids or [self.proc.pid]:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -195,7 +300,7 @@ async def _open(http: aiohttp.ClientSession, target: str, url: str, gate: asynci
                 result: Result) -> Client | None:
     async with gate:
         try:
-            if target == "sim":
+            if target == "sim" or target.startswith("workers:"):
                 ws = await _open_sim(http, url)
             else:
                 ws = await http.ws_connect(f"{url.replace('http', 'ws', 1)}/ws", max_msg_size=0)
@@ -256,20 +361,25 @@ async def _send_loop(clients: list[Client], phase: Phase, result: Result) -> Non
             await asyncio.sleep(max(0.0, min(schedule[0][0], end) - loop.time()))
 
 
-async def run_phase(target: str, phase: Phase) -> Result:
+async def run_phase(target: str, phase: Phase, redis: Redis | None = None) -> Result:
     result = Result(target)
-    server = Server(target)
+    server = Server(target, "" if redis is None else redis.url)
     try:
         url = await server.ready()
+        commands = 0 if redis is None else await redis.commands()
         connector = aiohttp.TCPConnector(limit=0, force_close=False)
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
             gate = asyncio.Semaphore(OPEN_CONCURRENCY)
+            trips = await server.store_round_trips(http) if redis is not None else 0
             began = time.perf_counter()
             opened = await asyncio.wait_for(
                 asyncio.gather(*(_open(http, target, url, gate, result) for _ in range(phase.sessions))),
                 OPEN_TIMEOUT)
             result.open_seconds = time.perf_counter() - began
+            if redis is not None:
+                result.redis_commands = await redis.commands() - commands - 1  # less the INFO itself
+                result.round_trips = await server.store_round_trips(http) - trips
             clients = [c for c in opened if c is not None]
             result.opened = len(clients)
             measuring = [True]
@@ -335,6 +445,43 @@ def report(rows: list[tuple[Phase, Result, Result | None]]) -> bool:
     return all_pass
 
 
+def report_workers(count: int, rows: list[tuple[Phase, Result, Result]]) -> bool:
+    """1 worker vs ``count`` workers, side by side; True when neither side had errors."""
+    header = (f"{'scenario':<22} {'workers':>7} {'held':>6} {'connects/s':>10} {'ack p50':>9} {'ack p99':>9} "
+              f"{'round trips/connect':>19} {'Redis cmds/connect':>18} {'CPU % of a core':>15} {'errors':>6}")
+    print(header)
+    print("-" * len(header))
+    clean = True
+    for phase, one, many in rows:
+        for workers, result in ((1, one), (count, many)):
+            rate = result.opened / result.open_seconds if result.open_seconds else float("nan")
+            per_connect = result.redis_commands / result.opened if result.opened else float("nan")
+            trips = result.round_trips / result.opened if result.opened else float("nan")
+            print(f"{phase.label:<22} {workers:>7} {result.opened:>6,} {rate:>10.0f} "
+                  f"{_ms(result.percentile(0.5)):>9} {_ms(result.percentile(0.99)):>9} {trips:>19.2f} "
+                  f"{per_connect:>18.2f} "
+                  f"{result.cpu_percent:>15.0f} {result.errors:>6}")
+            clean &= result.errors == 0
+    return clean
+
+
+async def workers_async(args: argparse.Namespace) -> bool:
+    rows: list[tuple[Phase, Result, Result]] = []
+    for phase in _phases(args):
+        results = []
+        for count in (1, args.workers):
+            print(f"phase {phase.label}: {count} worker(s) sharing a fresh Redis...", flush=True)
+            redis = Redis()
+            try:
+                await redis.ready()
+                results.append(await run_phase(f"workers:{count}", phase, redis))
+            finally:
+                redis.stop()
+        rows.append((phase, results[0], results[1]))
+    print()
+    return report_workers(args.workers, rows)
+
+
 def _phases(args: argparse.Namespace) -> list[Phase]:
     if args.sessions is not None or args.rate is not None or args.duration is not None:
         phases = [Phase(args.sessions or 200, args.rate or 1.0, args.duration or 10.0)]
@@ -383,12 +530,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="200 @ 1/s and 100 @ 10/s, 3 s each")
     parser.add_argument("--no-echo", action="store_true", help="skip the bare echo baseline")
     parser.add_argument("--json", metavar="FILE", help="also write each phase's figures as JSON")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="compare 1 worker with N workers sharing a Redis (needs redis-server); no echo")
     parser.add_argument("--serve-echo", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.workers is not None and not 2 <= args.workers <= 16:
+        parser.error(f"--workers takes 2..16, got {args.workers}")
     if args.serve_echo:
         asyncio.run(_serve_echo(0))
         return 0
     _raise_fd_limit(max(p.sessions for p in _phases(args)))
+    if args.workers is not None:
+        return 0 if asyncio.run(workers_async(args)) else 1
     return 0 if asyncio.run(main_async(args)) else 1
 
 

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -25,8 +26,11 @@ from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
 from simulator.core.toxics import make_toxic
 from simulator.http.control import route_table
 from simulator.server import DEFAULT_CHARACTERS, Simulator
+from simulator.workers import TOKEN_ENV, free_port, start_workers, stop_workers, watch
 
 LOOPBACK_NAMES = ("localhost",)
+#: Seconds to wait for the worker watcher thread after the workers stopped.
+STOP_JOIN = 2.0
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 DEFAULT_API_KEY = "sim-api-key"
 #: Limit values that mean "not set" (these are left out of the banner).
@@ -184,6 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--toxic", action="append", dest="toxics", type=_toxic, metavar="KIND[:NAME=VALUE,...]",
         help="a network fault on every session from the start (repeatable), e.g. latency:latency=0.2,jitter=0.05 "
              "or reset_peer:probability=0.1,seed=7 (kinds and parameters: GET /_sim/toxics, simulator.core.toxics)")
+    add("--workers", type=int, default=1, metavar="N",
+        help="run N worker processes on one port (needs --state; default 1: this process serves)")
+    add("--state", metavar="URL", help="share the plan state (slots, rate windows, speakers, usage) in Redis at "
+                                       "redis://HOST:PORT/DB with every simulator given the same URL")
+    add("--slot-lease", type=float, default=15.0, metavar="S",
+        help="with --state: a dead worker's slots are freed within S seconds (default 15)")
+    add("--advertise-host", metavar="HOST", help="the host room URLs name (default --host; the address other "
+                                                 "machines reach this one at)")
+    add("--reuse-port", action="store_true", help="bind --port with SO_REUSEPORT beside a port of this process's "
+                                                  "own, named in room URLs (what each --workers worker does)")
     add("--log-level", default="INFO", type=str.upper,
         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), help="logging level (default INFO)")
     return parser
@@ -207,7 +221,7 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         bot_ready_delay=args.bot_ready_delay,
         chunk_delay=args.chunk_delay,
         scenario=args.scenario,
-        control_token=args.control_token,
+        control_token=args.control_token or os.environ.get(TOKEN_ENV),
         transport_default=args.transport_default,
         send_timeout=args.send_timeout,
         max_conversations=args.max_conversations,
@@ -220,6 +234,10 @@ def _simulator(args: argparse.Namespace) -> Simulator:
         single_use_tokens=not args.reusable_tokens,
         replay=args.replay,
         replay_speed=args.replay_speed,
+        state=args.state,
+        slot_lease=args.slot_lease,
+        reuse_port=args.reuse_port,
+        advertise_host=args.advertise_host,
     )
 
 
@@ -251,6 +269,7 @@ def _banner(sim: Simulator) -> str:
     livekit_url = f"ws://127.0.0.1:{sim.port}" if sim.host in WILDCARD_HOSTS else sim.livekit_url
     lines = [
         f"Convai simulator listening on {sim.url}",
+        *([f"Worker URL: {sim.worker_url}"] if sim.worker_url != sim.url else []),
         f"Control token: {sim.control_token}  (header X-Sim-Control-Token for {url}/_sim/*)",
         f"LiveKit URL: {livekit_url}" + ("" if sim.livekit_available else "  (unavailable: install the "
                                          "'simulator-livekit' extra)"),
@@ -277,6 +296,51 @@ def _banner(sim: Simulator) -> str:
     return "\n".join(lines)
 
 
+def _worker_args(argv: list[str]) -> list[str]:
+    """``argv`` without the options the supervisor sets for its workers itself."""
+    dropped = {"--workers", "--port", "--control-token"}
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in dropped:
+            skip = True
+        elif arg.split("=", 1)[0] not in dropped and arg != "--reuse-port":
+            out.append(arg)
+    return out
+
+
+def _supervise(args: argparse.Namespace, argv: list[str], stop: threading.Event) -> int:
+    """Run ``args.workers`` workers until ``stop`` is set (the banner names the shared port and each worker)."""
+    port = args.port or free_port(args.host)
+    token = args.control_token or secrets.token_urlsafe(24)
+    try:
+        workers = start_workers(args.workers, port, _worker_args(argv), token)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    shown = "127.0.0.1" if args.host in WILDCARD_HOSTS else args.host
+    url = f"http://{shown}:{port}"
+    lines = [f"Convai simulator listening on http://{args.host}:{port} ({args.workers} workers; plan state in Redis)",
+             f"Control token: {token}  (header X-Sim-Control-Token for {url}/_sim/*)"]
+    lines += [f"Worker {worker.pid}: {worker.own_url}" for worker in workers]
+    lines.append("Press Ctrl-C to stop.")
+    print("\n".join(lines), flush=True)
+    watcher = threading.Thread(target=watch, args=(workers, stop), name="sim-workers-watch", daemon=True)
+    watcher.start()
+    try:
+        stop.wait()
+    except KeyboardInterrupt:  # only when signals could not be installed (not the main thread)
+        pass
+    stop.set()
+    print("stopping", flush=True)
+    stop_workers(workers)
+    watcher.join(STOP_JOIN)
+    print("stopped", flush=True)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run until SIGINT or SIGTERM; returns the exit status (0 after a clean stop, 2 on bad arguments)."""
     parser = build_parser()
@@ -289,6 +353,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sim = _simulator(args)
     except (ValueError, TypeError) as exc:
         parser.error(str(exc))
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1 and args.state is None:
+        parser.error("--workers needs --state redis://HOST:PORT/DB (the workers share the plan state there)")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -300,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for number in (signal.SIGINT, signal.SIGTERM):
             previous[number] = signal.signal(number, on_signal)
     try:
+        if args.workers > 1:
+            return _supervise(args, list(sys.argv[1:] if argv is None else argv), stop)
         try:
             sim.start()
         except OSError as exc:

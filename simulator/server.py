@@ -128,6 +128,15 @@ class Simulator(SimulatorOperations, AccountOperations, InstrumentOperations):
             forgotten first; resuming a forgotten one starts a fresh history, like an unknown id).
         scenario_dir: the one directory ``POST /_sim/scenario`` may read scenario files from (named
             relative to it); None (the default): the control API reads no file but the shipped scenarios.
+        state: where the plan state (slots, connect-rate windows, speakers, usage) lives: None (this process) or
+            ``redis://HOST:PORT/DB``, shared by every simulator started with the same URL (the worker processes of
+            ``convai-sim --workers N``, on one machine or several); needs the ``simulator-redis`` extra.
+        slot_lease: with ``state``, seconds a slot outlives its worker's last heartbeat (renewed every third of
+            it): a worker that dies frees its slots within this (default 15).
+        reuse_port: bind ``port`` with ``SO_REUSEPORT`` (several workers share it, the kernel spreads connects)
+            and also a port of this worker's own, which every ``room_url`` it answers names.
+        advertise_host: the host ``room_url``s name (default ``host``; the address other machines reach this one
+            at when workers run on several machines).
             The ``scenario`` argument and :meth:`load_scenario` read any path you give them.
         turn: the TURN server the LiveKit JoinResponse advertises (relay-only clients such as Convai's Web SDK
             need one): ``"turn://USER:PASSWORD@HOST:PORT[?transport=udp|tcp]"``, or ``"auto"`` to run Debian's
@@ -199,6 +208,10 @@ class Simulator(SimulatorOperations, AccountOperations, InstrumentOperations):
         clock: Callable[[], float] | None = None,
         replay: str | Path | None = None,
         replay_speed: float = 1.0,
+        state: str | None = None,
+        slot_lease: float = 15.0,
+        reuse_port: bool = False,
+        advertise_host: str | None = None,
     ) -> None:
         checked = limits.validate({
             "concurrency_limit": concurrency_limit, "speaker_limit": speaker_limit,
@@ -241,8 +254,15 @@ class Simulator(SimulatorOperations, AccountOperations, InstrumentOperations):
         definitions = _definitions(characters, characters_file)
         if control_token is not None and (not isinstance(control_token, str) or not control_token.strip()):
             raise ValueError("control_token must be a non-empty string (or None for a random one)")
+        if state is not None:
+            _check_state(state)
+        lease = limits.check_seconds("slot_lease", slot_lease)
+        if advertise_host is not None and (not isinstance(advertise_host, str) or not advertise_host.strip()):
+            raise ValueError("advertise_host must be a non-empty host name or address (or None)")
         self.host = host
         self._requested_port = port
+        self._reuse_port = bool(reuse_port)
+        self._advertise_host = advertise_host
         self._config = SimConfig(
             api_keys=_names(api_keys, "api_keys"),
             characters=tuple(d.id for d in definitions),
@@ -272,6 +292,8 @@ class Simulator(SimulatorOperations, AccountOperations, InstrumentOperations):
             auth_token_ttl=token_ttl_checked,
             single_use_tokens=single_use_tokens,
             clock=clock,
+            state_url=state,
+            slot_lease=lease,
         )
         self._scenario: Scenario | None = None if scenario is None else load_scenario(scenario)
         self._initial_scenario = self._scenario
@@ -357,16 +379,25 @@ class Simulator(SimulatorOperations, AccountOperations, InstrumentOperations):
         add_control_routes(app)
         add_rest_routes(app)
         add_dashboard_routes(app)
+        await core.store.start()
         runner = QuietAppRunner(app, shutdown_timeout=0.5, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self._requested_port)
+        site = web.TCPSite(runner, self.host, self._requested_port, reuse_port=self._reuse_port or None)
         try:
             await site.start()
+            if self._reuse_port:
+                # This worker's own port: the shared one may hand a session's later connections to another worker.
+                await web.TCPSite(runner, self.host, 0).start()
         except OSError:
             await runner.cleanup()
+            await core.store.close()
             raise
         port = int(runner.addresses[0][1])
         core.host, core.port = self.host, port
+        own = int(runner.addresses[-1][1])
+        if self._reuse_port or self._advertise_host is not None:
+            core.advertise = f"{self._advertise_host or self.host}:{own}"
+            await core.store.announce(f"http://{core.advertise}")
         self._core, self._runner = core, runner
         return port
 
@@ -453,6 +484,14 @@ class Simulator(SimulatorOperations, AccountOperations, InstrumentOperations):
     def url(self) -> str:
         """Base URL, e.g. ``"http://127.0.0.1:54321"``."""
         return f"http://{self.host}:{self._port}"
+
+    @property
+    def worker_url(self) -> str:
+        """The URL that names this process among several workers (its own port); :attr:`url` when it is alone."""
+        core = self._core
+        if core is None or core.advertise is None:
+            return self.url
+        return f"http://{core.advertise}"
 
     @property
     def livekit_url(self) -> str:
@@ -607,6 +646,16 @@ class Simulator(SimulatorOperations, AccountOperations, InstrumentOperations):
 
 #: Bound on settling the tasks still pending when the loop stops, in seconds.
 LEFTOVER_TASK_TIMEOUT = 1.0
+
+
+def _check_state(url: object) -> None:
+    """``state`` is a Redis URL and the redis package is installed (ValueError naming the field otherwise)."""
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("state must be a redis://HOST:PORT/DB URL (or rediss://, unix://)")
+    try:
+        import redis  # noqa: F401  (only checked here; simulator.core.redis_store uses it)
+    except ImportError:
+        raise ValueError("state needs the redis package: pip install 'convai-sync[simulator-redis]'") from None
 
 
 def _cancel_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:

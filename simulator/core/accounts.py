@@ -147,11 +147,16 @@ class Accounts:
     def admit(self, api_key: str, end_user_id: str | None) -> None:
         """Record an accepted connect: take a slot, count it for the rate window, note the speaker."""
         state = self._keys[api_key]
-        state.slots += 1
+        self.take_slot(api_key)
         if self.limits.connect_rate_limit is not None:
             state.connects.append(self._clock())
         if end_user_id is not None and self.limits.speaker_limit is not None:
             state.speakers.add(end_user_id)
+
+    def take_slot(self, api_key: str) -> None:
+        """Count one more slot held by ``api_key`` in this process (no check)."""
+        state = self._keys[api_key]
+        state.slots += 1
         logger.debug("slot taken: %d in use for this key", state.slots)
 
     def release(self, api_key: str) -> None:
@@ -173,6 +178,13 @@ class Accounts:
             return False
         state.interactions += 1
         return True
+
+    def reset(self) -> None:
+        """Forget every key's connect-rate window, speakers and usage (slots stay with their live sessions)."""
+        for state in self._keys.values():
+            state.connects.clear()
+            state.speakers.clear()
+            state.interactions = 0
 
     def interactions(self, api_key: str) -> int:
         state = self._keys.get(api_key)

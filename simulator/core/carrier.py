@@ -140,6 +140,7 @@ class LiveKitSide(Protocol):
 
     def admit(
         self,
+        session_id: str,
         host: str,
         api_key: str,
         character_id: str,

@@ -227,7 +227,7 @@ async def handle_utterance(core: SimCore, session: SimSession, text: str) -> Non
         return
     core.arm_idle(session)
     await session._send(wire.form_a("user-transcription", {"text": text, "final": True}))
-    if not core.accounts.try_interaction(session.api_key):  # a spoken turn counts like a typed one
+    if not await core.store.try_interaction(session.api_key):  # a spoken turn counts like a typed one
         await core.usage_limit_flow(session, "interaction", "Usage limit reached for your plan.")
         return
     start_turn(core, session, text)
@@ -238,7 +238,7 @@ async def handle_utterance(core: SimCore, session: SimSession, text: str) -> Non
 
 async def _usage_exhausted(core: SimCore, session: SimSession, event_type: str) -> bool:
     """Count an interaction; when the quota is spent, ack the error and run the usage-limit flow."""
-    if core.accounts.try_interaction(session.api_key):
+    if await core.store.try_interaction(session.api_key):
         return False
     await session._send(wire.ack(event_type, "error", USAGE_LIMIT_ACK))
     await core.usage_limit_flow(session, "interaction", "Usage limit reached for your plan.")

@@ -10,6 +10,7 @@ import asyncio
 import collections
 import concurrent.futures
 import dataclasses
+import json
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
@@ -37,6 +38,7 @@ from simulator.core.sessions import (
     ScenarioHook,
     SimSession,
 )
+from simulator.core.store import LocalPlanStore, PlanStore, Refusal
 from simulator.core.tokens import TokenStore
 from simulator.core.toxics import ToxicRegistry
 
@@ -99,6 +101,10 @@ class SimConfig:
     auth_token_ttl: float = 3600.0
     single_use_tokens: bool = True
     clock: Callable[[], float] | None = None
+    #: Where the plan state shared by worker processes lives: None (this process only) or ``redis://HOST:PORT/DB``.
+    state_url: str | None = field(default=None, repr=False)
+    #: Seconds a Redis-held slot lives without its worker's heartbeat (a dead worker's slots free within this).
+    slot_lease: float = 15.0
 
 
 class SimCore:
@@ -109,6 +115,14 @@ class SimCore:
         self.loop = loop
         self.accounts = Accounts(config.api_keys, config.characters, config.limits, clock=loop.time,
                                  max_conversations=config.max_conversations)
+        #: The cross-session plan state (``simulator.core.store``): this process's, or Redis's shared by workers.
+        self.store: PlanStore = LocalPlanStore(self.accounts)
+        if config.state_url is not None:
+            from simulator.core.redis_store import RedisStore  # only with --state (needs the redis package)
+
+            self.store = RedisStore(config.state_url, self.accounts, config.slot_lease)
+        #: ``host:port`` that names this worker in ``room_url``s (None: the host the client asked).
+        self.advertise: str | None = None
         self.definitions: dict[str, CharacterDefinition] = {d.id: d for d in config.definitions}
         self.sessions: dict[str, SimSession] = {}
         self.recent: collections.OrderedDict[str, SimSession] = collections.OrderedDict()
@@ -193,10 +207,34 @@ class SimCore:
         fault: ConnectFault = entry[0]
         return fault
 
+    async def take_connect_fault(self) -> ConnectFault | None:
+        """Consume one use of the oldest connect fault queued here, else of one queued in a shared store (by the
+        control API of any worker)."""
+        fault = self.next_connect_fault()
+        if fault is not None or not self.store.shared:
+            return fault
+        payload = await self.store.pop_connect_fault()
+        if payload is None:
+            return None
+        code, details = json.loads(payload)
+        shared = faults.resolve(code, details, over_http=True)
+        return shared if isinstance(shared, ConnectFault) else None
+
     # ------------------------------------------------------------------ lifecycle
+
+    async def admit(self, api_key: str, end_user_id: str | None, *, take: bool = True) -> Refusal | str:
+        """The plan's checks and, when they pass (and ``take``), a slot: returns the new session's id, or why it
+        was refused."""
+        session_id = str(uuid.uuid4())
+        refusal = await self.store.admit(api_key, end_user_id, session_id, take=take)
+        if refusal is not None:
+            return refusal
+        self._notify_slots()
+        return session_id
 
     def create_session(
         self,
+        session_id: str,
         api_key: str,
         character_id: str,
         character_session_id: str,
@@ -208,10 +246,10 @@ class SimCore:
         room_name: str | None = None,
         features: Features | None = None,
     ) -> SimSession:
-        """Admit a connect: take the slot, register the session and start its join / token timers."""
+        """Register the session :meth:`admit` took slot ``session_id`` for, and start its join / token timers."""
         conversation = self.accounts.conversation(character_session_id, api_key, character_id)
         session = SimSession(
-            str(uuid.uuid4()),
+            session_id,
             character_session_id,
             api_key,
             character_id,
@@ -227,8 +265,6 @@ class SimCore:
         )
         session._character = self.character(character_id)
         session._apply_features(features or Features())
-        self.accounts.admit(api_key, end_user_id)
-        self._notify_slots()
         self.sessions[session.session_id] = session
         session._set_timer("join", self.loop.call_later(self.config.join_window, self._join_expired, session))
         if self.config.token_ttl is not None:
@@ -287,7 +323,7 @@ class SimCore:
         task = session._turn_task
         if task is not None and not task.done() and task is not asyncio.current_task():
             task.cancel()
-        self.accounts.release(session.api_key)
+        self.store.release(session.api_key, session.session_id)
         self._notify_slots()
         self.sessions.pop(session.session_id, None)
         self.ltm.session_ended(session)
@@ -479,6 +515,8 @@ class SimCore:
             "conversations": self.accounts.conversation_count,
             "max_conversations": self.accounts.max_conversations,
             "slots_in_use": self.accounts.slots_in_use(),
+            "store": {"kind": "memory" if isinstance(self.store, LocalPlanStore) else "redis",
+                      "round_trips": self.store.round_trips},
             "queued_connect_faults": sum(entry[1] for entry in self.connect_faults),
             "tasks": len(self.tasks),
             "send_timeout": self.config.send_timeout,
@@ -509,3 +547,4 @@ class SimCore:
             await self.livekit.shutdown(deadline)
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
+        await self.store.close()

@@ -24,7 +24,8 @@ from simulator.carriers.websocket import carrier as websocket
 from simulator.core import bounds, faults, features
 from simulator.core.faults import ConnectKind
 from simulator.core.state import SimCore
-from simulator.core.tokens import Refusal
+from simulator.core.store import Refusal
+from simulator.core.tokens import Refusal as TokenRefusal
 
 logger = logging.getLogger("simulator.routes")
 
@@ -110,7 +111,7 @@ def _api_key(request: web.Request, core: SimCore) -> str | web.Response:
         if token is None or not token.strip():
             return _error(401, AUTH_REQUIRED, "invalid_api_key")
         resolved = core.tokens.use(token.strip())
-        if isinstance(resolved, Refusal):
+        if isinstance(resolved, TokenRefusal):
             logger.info("connect refused: %s", resolved.name.lower())
             return _error(401, resolved.value, "invalid_api_key")
         return resolved
@@ -153,7 +154,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
     checked = _validate(core, key, body)
     if isinstance(checked, web.Response):
         return checked
-    fault = core.next_connect_fault()
+    fault = await core.take_connect_fault()
     send_bot_ready = True
     if fault is not None:
         logger.info("connect answered by injected %s", fault.code.value)
@@ -164,8 +165,8 @@ async def connect(request: web.Request) -> web.StreamResponse:
         if fault.kind is ConnectKind.HTTP_ERROR:
             return web.json_response(dict(fault.body), status=fault.status)
         send_bot_ready = fault.kind is not ConnectKind.NO_BOT_READY
-    return _admit(request, core, key, checked, send_bot_ready,
-                  invalid_room=fault is not None and fault.kind is ConnectKind.INVALID_ROOM)
+    return await _admit(request, core, key, checked, send_bot_ready,
+                        invalid_room=fault is not None and fault.kind is ConnectKind.INVALID_ROOM)
 
 
 def _validate(core: SimCore, key: str, body: dict[str, Any]) -> _ConnectRequest | web.Response:
@@ -219,7 +220,7 @@ def _validate(core: SimCore, key: str, body: dict[str, Any]) -> _ConnectRequest 
                            body.get("default_tts_enabled", True) is not False, audio_output, wanted)
 
 
-def _admit(
+async def _admit(
     request: web.Request,
     core: SimCore,
     key: str,
@@ -227,33 +228,37 @@ def _admit(
     send_bot_ready: bool,
     invalid_room: bool,
 ) -> web.Response:
-    """The plan checks (realtime access, speakers, concurrency, rate), then the session."""
+    """The plan checks (realtime access, then speakers, concurrency and rate through the plan store, which takes
+    the slot), then the session. ``room_url`` names this worker (``core.advertise``) when it is one of several."""
     if not core.accounts.limits.realtime_allowed:
         return _error(403, "Realtime access is not available on your plan", "realtime_access_denied")
-    if core.accounts.speaker_blocked(key, checked.end_user_id):
+    admitted = await core.admit(key, checked.end_user_id, take=not invalid_room)
+    if admitted is Refusal.SPEAKER:
         ltm = core.character(checked.character_id).long_term_memory
         return _error(429, faults.LTM_SPEAKER_LIMIT if ltm else "Speaker limit reached", "speaker_limit")
-    if core.accounts.concurrency_blocked(key):
+    if admitted is Refusal.CONCURRENCY:
         return _error(429, "Concurrency limit reached for your plan", "concurrency_limit")
-    if core.accounts.rate_blocked(key):
+    if admitted is Refusal.RATE:
         return _error(429, "Rate limit exceeded")
+    assert isinstance(admitted, str)
     if invalid_room:
         return web.json_response({"request_trace_id": _trace_id(), "character_session_id":
                                   checked.character_session_id, "room_name": None, "token": ""})
+    host = core.advertise or request.host
     if checked.audio_output is not None:
         assert core.livekit is not None  # _validate refused LiveKit without its extra
         return web.json_response(core.livekit.admit(
-            request.host, key, checked.character_id, checked.character_session_id, checked.end_user_id,
+            admitted, host, key, checked.character_id, checked.character_session_id, checked.end_user_id,
             checked.end_user_metadata, checked.audio_output, tts_enabled=checked.tts_enabled,
             send_bot_ready=send_bot_ready, request_trace_id=_trace_id(), features=checked.features))
-    session = core.create_session(key, checked.character_id, checked.character_session_id, checked.end_user_id,
-                                  tts_enabled=checked.tts_enabled, send_bot_ready=send_bot_ready,
+    session = core.create_session(admitted, key, checked.character_id, checked.character_session_id,
+                                  checked.end_user_id, tts_enabled=checked.tts_enabled, send_bot_ready=send_bot_ready,
                                   features=checked.features)
     return web.json_response({
         "session_id": session.session_id,
         "request_trace_id": _trace_id(),
         "character_session_id": session.character_session_id,
-        "room_url": f"ws://{request.host}/chat?session_id={session.session_id}",
+        "room_url": f"ws://{host}/chat?session_id={session.session_id}",
         "room_name": None,
         "token": "",
         "end_user_id": checked.end_user_id,

@@ -13,6 +13,7 @@ Handlers run on the loop thread and touch only :class:`~simulator.core.state.Sim
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from simulator.core.runner import set_scenario
 from simulator.core.scenario import ScenarioError, load_allowed_scenario
 from simulator.core.sessions import SimSession
 from simulator.core.state import SimCore
+from simulator.http import fanout
 from simulator.http.connect import CORE_KEY, read_limited_body, too_large
 
 logger = logging.getLogger("simulator.control")
@@ -76,12 +78,17 @@ def _guarded(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response
             if not isinstance(decoded, dict):
                 return _answer(400, "body must be a JSON object")
             body = decoded
-        try:
-            return await handler(core, body)
-        except RequestError as exc:
-            return _answer(exc.status, str(exc))
-        except ValueError as exc:
-            return _answer(400, str(exc))
+        async def local() -> web.Response:
+            try:
+                return await handler(core, body)
+            except RequestError as exc:
+                return _answer(exc.status, str(exc))
+            except ValueError as exc:
+                return _answer(400, str(exc))
+
+        if core.store.shared and request.headers.get(fanout.LOCAL_HEADER) != "1":
+            return await fanout.route(core, request.method, request.path, body, local)
+        return await local()
 
     return route
 
@@ -133,7 +140,10 @@ async def _inject(core: SimCore, body: Body) -> web.Response:
     target = faults.coerce(code)
     named = target.value if isinstance(target, ErrorCode) else target.name  # the answer names the code one way
     if isinstance(fault, ConnectFault):
-        core.add_connect_fault(fault, times)
+        if core.store.shared:  # every worker's next connects: the queue lives in the shared store
+            await core.store.push_connect_fault(json.dumps([code, details]), times)
+        else:
+            core.add_connect_fault(fault, times)
         return _ok(code=named, target="connect", affected=0)
     if session_id is not None:
         _live(core, {"session_id": session_id})

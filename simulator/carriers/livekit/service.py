@@ -45,6 +45,7 @@ class LiveKitService:
 
     def admit(
         self,
+        session_id: str,
         host: str,
         api_key: str,
         character_id: str,
@@ -63,7 +64,7 @@ class LiveKitService:
         identity = end_user_id or f"user-{secrets.token_hex(4)}"
         # The token first: a failure here must not leave a session holding a slot until the join window ends.
         token = self.tokens.issue(identity, name, self.core.config.token_ttl)
-        session = self.core.create_session(api_key, character_id, character_session_id, end_user_id,
+        session = self.core.create_session(session_id, api_key, character_id, character_session_id, end_user_id,
                                            tts_enabled=tts_enabled, send_bot_ready=send_bot_ready,
                                            transport="livekit", room_name=name, features=features)
         self.rooms[name] = LiveKitSession(session, RoomState(name, character_id, identity), output)

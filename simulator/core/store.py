@@ -1,0 +1,140 @@
+"""The state-store seam: the plan state every worker must share (slots, connect-rate windows, end-user caps,
+usage quotas) behind one interface, and its in-memory implementation (loop thread only).
+
+A session lives on one worker; only this cross-session state is shared. :class:`LocalPlanStore` (the default) keeps it
+in this process's :class:`~simulator.core.accounts.Accounts`, exactly as a single simulator always did;
+:class:`simulator.core.redis_store.RedisStore` keeps it in Redis so several worker processes, on one machine or
+many, enforce one plan. Each check-and-take is atomic in both: two connects can never both take the last slot.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from typing import Protocol
+
+from simulator.core.accounts import Accounts
+
+
+class Refusal(enum.Enum):
+    """Why a ``/connect`` was refused by the plan (the checks run in this order)."""
+
+    SPEAKER = "speaker_limit"
+    CONCURRENCY = "concurrency_limit"
+    RATE = "rate_limit"
+
+
+class PlanStore(Protocol):
+    """Cross-session plan state. Loop thread only; the coroutines never block the loop.
+
+    ``round_trips`` counts the store's network round trips (0 in memory), for the bench; ``shared`` is True when
+    other processes may share the store (then the control API reaches them too: ``simulator.http.fanout``).
+    """
+
+    round_trips: int
+    shared: bool
+
+    async def start(self) -> None:
+        """Connect (and start any heartbeat); called once before the first connect is served."""
+
+    async def close(self) -> None:
+        """Stop the heartbeat and disconnect; the slots this process holds are released."""
+
+    async def admit(self, api_key: str, end_user_id: str | None, session_id: str, *, take: bool = True
+                    ) -> Refusal | None:
+        """Check the speaker cap, the concurrency limit and the connect-rate window of ``api_key``, in that order,
+        and when all pass (and ``take``) take a slot named ``session_id`` (counting the connect and noting the
+        speaker), atomically. Returns the first check that failed, or None."""
+
+    def release(self, api_key: str, session_id: str) -> None:
+        """Free the slot ``session_id`` took (it may complete after this returns; never raises)."""
+
+    async def try_interaction(self, api_key: str) -> bool:
+        """Count one interaction of ``api_key``; False (not counted) when its usage quota is spent."""
+
+    async def slots_in_use(self, api_key: str | None = None) -> int:
+        """Slots held by ``api_key`` (or by every key) across every process sharing this store."""
+
+    async def announce(self, url: str) -> None:
+        """Name this process's own URL (``http://host:port``) to the others, for as long as it runs."""
+
+    async def peers(self) -> list[str]:
+        """The own URLs of the other live processes sharing this store."""
+
+    async def owner(self, session_id: str) -> str | None:
+        """The own URL of the process holding ``session_id``'s slot (None: unknown or ended)."""
+
+    async def push_connect_fault(self, payload: str, times: int) -> None:
+        """Queue a connect fault (``payload``: JSON ``[code, details]``) for the next ``times`` connects anywhere."""
+
+    async def pop_connect_fault(self) -> str | None:
+        """Consume one use of the oldest queued connect fault; its payload, or None when none is queued."""
+
+    async def reset(self) -> None:
+        """Forget the connect-rate windows, speakers and usage of every key, for every process sharing this store
+        (slots stay held by their live sessions, which free them as they end)."""
+
+
+class LocalPlanStore:
+    """The plan state of one process, in its :class:`Accounts` (the default store; no I/O, no awaits inside a
+    check-and-take, so the loop thread makes it atomic)."""
+
+    round_trips = 0
+    shared = False
+
+    def __init__(self, accounts: Accounts) -> None:
+        self._accounts = accounts
+        self._faults: collections.deque[list[str | int]] = collections.deque()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def admit(self, api_key: str, end_user_id: str | None, session_id: str, *, take: bool = True
+                    ) -> Refusal | None:
+        accounts = self._accounts
+        if accounts.speaker_blocked(api_key, end_user_id):
+            return Refusal.SPEAKER
+        if accounts.concurrency_blocked(api_key):
+            return Refusal.CONCURRENCY
+        if accounts.rate_blocked(api_key):
+            return Refusal.RATE
+        if take:
+            accounts.admit(api_key, end_user_id)
+        return None
+
+    def release(self, api_key: str, session_id: str) -> None:
+        self._accounts.release(api_key)
+
+    async def try_interaction(self, api_key: str) -> bool:
+        return self._accounts.try_interaction(api_key)
+
+    async def slots_in_use(self, api_key: str | None = None) -> int:
+        return self._accounts.slots_in_use(api_key)
+
+    async def announce(self, url: str) -> None:
+        return None
+
+    async def peers(self) -> list[str]:
+        return []
+
+    async def owner(self, session_id: str) -> str | None:
+        return None
+
+    async def push_connect_fault(self, payload: str, times: int) -> None:
+        self._faults.append([payload, times])
+
+    async def pop_connect_fault(self) -> str | None:
+        if not self._faults:
+            return None
+        entry = self._faults[0]
+        entry[1] = int(entry[1]) - 1
+        if int(entry[1]) <= 0:
+            self._faults.popleft()
+        return str(entry[0])
+
+    async def reset(self) -> None:
+        self._faults.clear()
+        self._accounts.reset()
