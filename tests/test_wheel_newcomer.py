@@ -37,7 +37,9 @@ pytestmark = pytest.mark.timeout(110)
 
 
 def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=timeout)
+    # Without PYTHONPATH: a checkout on it would make pip see convai-sync as installed already (its egg-info).
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=timeout, env=env)
     assert result.returncode == 0, f"{args[:4]} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
