@@ -52,6 +52,16 @@ def reset_transport(transport: asyncio.Transport | None) -> None:
     transport.abort()
 
 
+def pause_transport(transport: asyncio.Transport | None, paused: bool) -> None:
+    """Stop (True) or restart (False) reading ``transport``; nothing once it is gone or closing."""
+    if transport is None or transport.is_closing():
+        return
+    if paused:
+        transport.pause_reading()
+    else:
+        transport.resume_reading()
+
+
 class ToxicLink:
     """The toxics acting on one connection of ``session_id`` over ``transport`` (see the module docstring)."""
 

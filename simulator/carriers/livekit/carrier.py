@@ -40,7 +40,7 @@ from simulator.carriers.livekit import faults, media
 from simulator.carriers.livekit.faults import Ending, Plan
 from simulator.carriers.livekit.peer import HIGH_WATER, PeerLink
 from simulator.carriers.livekit.room import RoomState, data_packet, leave, track_subscribed
-from simulator.carriers.toxiclink import ToxicLink, reset_transport
+from simulator.carriers.toxiclink import ToxicLink, pause_transport, reset_transport
 from simulator.core import messages, speech, wire
 from simulator.core.carrier import SlowConsumer, send_bounded
 from simulator.core.sessions import Phase, SimSession
@@ -238,13 +238,7 @@ class LiveKitCarrier:
 
     def pause_reading(self, paused: bool) -> None:
         """Stop (True) or restart (False) reading the signal WebSocket (data packets wait in the inbox)."""
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        if paused:
-            transport.pause_reading()
-        else:
-            transport.resume_reading()
+        pause_transport(self._transport, paused)
 
     def leave(self, action: str) -> None:
         """Send ``leave{reason: SERVER_SHUTDOWN, action}`` as LiveKit's ``SimulateScenario`` server leave does;

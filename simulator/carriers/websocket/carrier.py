@@ -11,7 +11,7 @@ from collections.abc import Callable
 from aiohttp import WSMsgType, web
 from websocket import ABNF
 
-from simulator.carriers.toxiclink import ToxicLink, reset_transport
+from simulator.carriers.toxiclink import ToxicLink, pause_transport, reset_transport
 from simulator.carriers.websocket.voice import WebSocketVoice
 from simulator.core import faults, messages, wire
 from simulator.core.carrier import CLOSE_HANDSHAKE_TIMEOUT, Speaker, send_bounded, within
@@ -148,13 +148,7 @@ class WebSocketCarrier:
 
     def pause_reading(self, paused: bool) -> None:
         """Stop (True) or restart (False) reading from the client's socket."""
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        if paused:
-            transport.pause_reading()
-        else:
-            transport.resume_reading()
+        pause_transport(self._transport, paused)
 
     def leave(self, action: str) -> None:
         """LiveKit only: nothing to do on the WebSocket."""
