@@ -104,3 +104,14 @@ def test_the_configuration_page_lists_every_field() -> None:
 
     rows = _table_rows(_pages()["reference/configuration.md"])
     assert [row[0].strip("`") for row in rows] == [f.name for f in dataclasses.fields(ConvaiConfig)]
+
+
+def test_every_python_block_of_a_guide_runs_or_says_why_not() -> None:
+    unmarked = []
+    for page in GUIDES:
+        lines = page.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines):
+            before = lines[number - 1] if number else ""
+            if line == "```python" and not before.startswith(("<!-- runnable", "<!-- not runnable: ")):
+                unmarked.append(f"{page.name}:{number + 1}")
+    assert not unmarked, f"mark each as <!-- runnable --> (tested) or <!-- not runnable: why -->: {unmarked}"
