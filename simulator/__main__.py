@@ -19,7 +19,7 @@ from typing import Any
 
 from simulator.core import limits
 from simulator.core.accounts import DEFAULT_MAX_CONVERSATIONS
-from simulator.core.characters import shipped_character, shipped_character_names
+from simulator.core.characters import characters_file_path, shipped_character_names
 from simulator.core.ice import TurnUnavailable
 from simulator.core.scenario import shipped_scenarios
 from simulator.core.sessions import DEFAULT_SEND_TIMEOUT
@@ -243,12 +243,7 @@ def _simulator(args: argparse.Namespace) -> Simulator:
 
 def _characters_file(name: str | None) -> str | None:
     """A ``--characters`` value: a path, or the name of a shipped sample (``shopkeeper``)."""
-    if name is None or os.path.exists(name):
-        return name
-    try:
-        return str(shipped_character(name))
-    except KeyError:
-        return name  # the loader reports the missing file by its name
+    return None if name is None else characters_file_path(name)
 
 
 def _limits_line(sim: Simulator) -> str | None:

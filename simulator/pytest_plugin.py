@@ -29,7 +29,6 @@ every simulator these fixtures start, unless the test passes ``characters_file``
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -51,18 +50,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def characters_file_option(config: pytest.Config) -> str | None:
     """The ``--convai-characters`` / ``convai_characters`` value as a path (a shipped name resolved), or None."""
-    from simulator.core.characters import shipped_character
+    from simulator.core.characters import characters_file_path
 
     value = config.getoption(CHARACTERS_OPTION) or config.getini(CHARACTERS_OPTION)
-    if not value:
-        return None
-    name = str(value)
-    if Path(name).exists():
-        return name
-    try:
-        return str(shipped_character(name))
-    except KeyError:
-        return name  # the loader names the missing file
+    return characters_file_path(str(value)) if value else None
 
 
 @pytest.fixture

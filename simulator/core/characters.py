@@ -407,6 +407,18 @@ def shipped_character(name: str) -> Path:
     return shipped_characters_dir() / f"{name}.json"
 
 
+def characters_file_path(name: str) -> str:
+    """A characters-file argument (``--characters``, ``--convai-characters``) as a path: an existing file
+    as given, else a shipped sample's path by its name; an unknown name is returned as given, so the
+    loader reports the missing file by that name."""
+    if Path(name).exists():
+        return name
+    try:
+        return str(shipped_character(name))
+    except KeyError:
+        return name
+
+
 class Template(dict[str, str]):
     """``str.format_map`` keys that leave unknown ``{placeholders}`` as written."""
 
