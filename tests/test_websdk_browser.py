@@ -1,9 +1,11 @@
 """Convai's official Web SDK (@convai/web-sdk 1.2.0, livekit-client 2.23.0) in headless Chromium against the
-simulator with ``turn="auto"``: the whole flow with no help from the page, and 20 joins in a row.
+simulator with ``turn="auto"``: the whole flow with no help from the page (actions included), the SDK's
+``/user/speaker/new`` request replayed from the page (the SDK hard-codes that route's address), and 20 joins
+in a row.
 
 The page is a plain client of the SDK (tests/websdk/entry.js); everything the SDK needs from the simulator
 (CORS on /connect, a TURN server for its relay-only join, the SDP answer, the top-level message forms) is
-the simulator's job.
+the simulator's job. docs/guides/browser.md gives the SDK's dist lines behind the action and speaker checks.
 """
 
 from __future__ import annotations
