@@ -85,11 +85,14 @@ def page_url() -> Iterator[str]:
             thread.join(5)
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    """One headless Chromium for a test module (starting one takes about a second); each test starts from a
+    fresh page with :func:`open_page`."""
     for binary in (CHROMIUM, CHROMEDRIVER):
         if shutil.which(binary) is None:
             raise AssertionError(f"{binary} is missing: apt-get install chromium chromium-driver (.ci/run does)")
+    tmp_path = tmp_path_factory.mktemp("chromium")
     microphone = tmp_path / "microphone.wav"
     write_microphone(microphone)
     options = webdriver.ChromeOptions()
@@ -110,6 +113,12 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
         yield driver
     finally:
         driver.quit()
+
+
+def open_page(driver: webdriver.Chrome, url: str) -> None:
+    """Load the harness page afresh (a new SDK, no events) and drop the console messages of earlier pages."""
+    driver.get(url)
+    console_messages(driver)
 
 
 def call(driver: webdriver.Chrome, script: str, *args: Any) -> Any:

@@ -47,6 +47,19 @@ function connect(config) {
     client.on(name, (value) => record(name, value === undefined ? null : JSON.parse(JSON.stringify(value, errorFields))));
   }
   client.on("stateChange", (state) => record("stateChange", { ...state }));
+  // The SDK turns an action-response into a chat entry "Actions: " + actions.join(", ") (its MessageHandler),
+  // which renders each documented {name, target} object as "[object Object]"; a web game on this SDK reads the
+  // actions' names and targets from the data messages of the SDK's own room, as here.
+  client.room.on("dataReceived", (payload) => {
+    let message;
+    try {
+      message = JSON.parse(new TextDecoder().decode(payload));
+    } catch (error) {
+      record("unparsedData", String(error));  // the SDK's own handler drops these too; the test sees them
+      return;
+    }
+    if (message.type === "action-response") record("actionResponse", message.data);
+  });
   client.on("messagesChange", () => record("messagesChange", messages()));
   // The character's voice: the remote audio track LiveKit delivers (the SDK leaves playback to the app).
   client.room.on("trackSubscribed", (track, publication, participant) => {
@@ -84,6 +97,17 @@ async function voiceStats() {
   return null;
 }
 
+// A request as given (method, headers, body), sent from this page's origin, so the browser's CORS preflight
+// and checks apply as they do to the SDK's own fetch; the answer as the SDK reads it (ok, status, text).
+async function request(url, init) {
+  try {
+    const response = await fetch(url, init);
+    return { ok: response.ok, status: response.status, statusText: response.statusText, text: await response.text() };
+  } catch (error) {
+    return { failed: String(error && error.message || error) };
+  }
+}
+
 window.harness = {
   events,
   voice: null,
@@ -95,6 +119,7 @@ window.harness = {
   microphone: (on) => (on ? client.audioControls.enableAudio() : client.audioControls.disableAudio()),
   disconnect: () => client.disconnect().then(() => true),
   voiceStats,
+  request,
   messages,
   state: () => client.state,
 };
