@@ -104,6 +104,9 @@ class RawRoom:
                 pass
         return found
 
+    async def connect(self, url: str, token: str) -> None:
+        await self.room.connect(url, token)
+
     def index_of(self, wanted: str, after: int) -> int | None:
         return next((i for i in range(after, len(self.messages)) if self.messages[i][1] == wanted), None)
 

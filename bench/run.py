@@ -15,7 +15,8 @@ separate ``python -m simulator`` process by default; ``--inproc`` runs it in thi
 6. shutdown: ``disconnect()``/``close()`` in each state (<= 1 s always; p50 <= 50 ms when connected).
 7. simulator capacity: WebSocket sessions at 1 msg/s vs a bare aiohttp echo (p99 <= 2x); LiveKit sessions
    with audio flowing, the most held with replies on time (alone: ``--only lkcapacity``, which ramps up to
-   160 sessions; ``--lk-levels`` sets the ramp).
+   160 sessions; ``--lk-levels`` sets the ramp, ``--lk-client livekit`` uses the real ``rtc.Room`` as the load
+   generator instead of ``bench/lk_wire.py``'s participant).
 
     python bench/run.py --quick             # each row briefly (under ~2 minutes)
     python bench/run.py                     # the full table (~10 minutes)
@@ -66,6 +67,10 @@ def run(args: argparse.Namespace) -> list[Row]:
     levels = tuple(int(n) for n in args.lk_levels.split(",")) if args.lk_levels else None
     rows: list[Row] = []
     lk_capacity = "capacity" in wanted or "lkcapacity" in wanted
+
+    def lk_ramp() -> list[Row]:
+        return rows_capacity.livekit_rows(args.inproc, args.quick, levels, args.lk_generators, args.lk_client)
+
     if "capacity" in wanted:
         # First, while this process (the load generator) is fresh: later sections leave the livekit
         # library's threads and many objects behind, whose wake-ups and collections would be counted
@@ -73,7 +78,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         _section("capacity (WebSocket)", rows, lambda: rows_capacity.websocket_rows(args.quick))
     if not wanted & {"ws", "throughput", "livekit", "footprint", "shutdown"}:
         if lk_capacity:
-            _section("capacity (LiveKit)", rows, lambda: rows_capacity.livekit_rows(args.inproc, args.quick, levels))
+            _section("capacity (LiveKit)", rows, lk_ramp)
         return rows
     sim = start_sim(args.inproc)
     try:
@@ -94,7 +99,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     finally:
         sim.stop()
     if lk_capacity:
-        _section("capacity (LiveKit)", rows, lambda: rows_capacity.livekit_rows(args.inproc, args.quick, levels))
+        _section("capacity (LiveKit)", rows, lk_ramp)
     return rows
 
 
@@ -106,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", metavar="SECTIONS", help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--lk-levels", metavar="N,N,...",
                         help="the LiveKit capacity ramp (sessions per level, ascending); default up to 160")
+    parser.add_argument("--lk-client", choices=("wire", "livekit"), default="wire",
+                        help="the capacity ramp's participants: wire (bench/lk_wire.py, no media work; default) or "
+                             "livekit (the real rtc.Room, whose own cost limits the ramp on a small machine)")
+    parser.add_argument("--lk-generators", type=int, default=2, metavar="N",
+                        help="load-generator processes the capacity ramp's participants are spread over (default 2)")
     args = parser.parse_args(argv)
     if args.lk_levels and not all(n.isdigit() and int(n) > 0 for n in args.lk_levels.split(",")):
         parser.error("--lk-levels takes positive whole numbers separated by commas")
