@@ -78,6 +78,6 @@ class InstrumentOperations:
         conversations, queued faults, LiveKit tokens, toxics and the scenario back to the configured start.
         Returns how many sessions it ended."""
         async def act(core: SimCore) -> int:
-            return sim_state.reset(core)
+            return await sim_state.reset(core)
 
         return self._call(act)

@@ -26,7 +26,6 @@ from simulator.core.faults import ConnectFault, LiveFault, LiveKind
 from simulator.core.features import Features
 from simulator.core.ice import TurnServer
 from simulator.core.ltm import SessionMemory
-from simulator.core.memory import MemoryStore
 from simulator.core.replay import Replay
 from simulator.core.restfaults import RestFaults
 from simulator.core.sessions import (
@@ -116,11 +115,14 @@ class SimCore:
         self.accounts = Accounts(config.api_keys, config.characters, config.limits, clock=loop.time,
                                  max_conversations=config.max_conversations)
         #: The cross-session plan state (``simulator.core.store``): this process's, or Redis's shared by workers.
-        self.store: PlanStore = LocalPlanStore(self.accounts)
+        #: Auth tokens and memories live there too (``PlanStore.mint_token``, ``PlanStore.memories``...).
+        self.store: PlanStore = LocalPlanStore(
+            self.accounts, TokenStore(config.clock or loop.time, config.auth_token_ttl, config.single_use_tokens))
         if config.state_url is not None:
             from simulator.core.redis_store import RedisStore  # only with --state (needs the redis package)
 
-            self.store = RedisStore(config.state_url, self.accounts, config.slot_lease)
+            self.store = RedisStore(config.state_url, self.accounts, config.slot_lease,
+                                    token_ttl=config.auth_token_ttl, single_use_tokens=config.single_use_tokens)
         #: ``host:port`` that names this worker in ``room_url``s (None: the host the client asked).
         self.advertise: str | None = None
         self.definitions: dict[str, CharacterDefinition] = {d.id: d for d in config.definitions}
@@ -141,10 +143,8 @@ class SimCore:
         #: The LiveKit side when its extra is installed (``simulator.carriers.livekit.service.LiveKitService``, set
         #: by ``simulator.carriers.livekit.install`` when the server is composed).
         self.livekit: LiveKitSide | None = None
-        self.tokens = TokenStore(config.clock or loop.time, config.auth_token_ttl, config.single_use_tokens)
-        self.memory = MemoryStore()
-        #: Long-Term Memory at work: what LTM sessions hear, extract at their end and recall.
-        self.ltm = SessionMemory(self.memory)
+        #: Long-Term Memory at work: what LTM sessions hear, extract at their end and recall (from the store).
+        self.ltm = SessionMemory(self.store)
         self.rest_faults = RestFaults()
         #: Active network faults (``simulator.core.toxics``); the carriers carry them out.
         self.toxics = ToxicRegistry()

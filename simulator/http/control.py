@@ -262,7 +262,7 @@ async def _remove_toxics(core: SimCore, body: Body) -> web.Response:
 
 
 async def _reset(core: SimCore, body: Body) -> web.Response:
-    return _ok(ended=sim_state.reset(core))
+    return _ok(ended=await sim_state.reset(core))
 
 
 async def _state(core: SimCore, body: Body) -> web.Response:
