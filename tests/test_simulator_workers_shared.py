@@ -172,14 +172,16 @@ def test_state_stats_and_the_dashboard_feed_via_one_worker_show_every_worker(
     ws = owned[second][1]
     send(ws, "user_text_message", {"text": "hello"})
     recv_until(ws, "bot-turn-completed")
+    injected = control(sim, second, "POST", "inject", {"code": "connection.rate_limited", "times": 2}).json()
     state = control(sim, first, "GET", "state").json()
+    assert state["faults"]["connect"] == [{"code": injected["code"], "times": 2}]  # queued in Redis, for all
     assert {(s["session_id"], s["worker"]) for s in state["sessions"]} == {
         (owned[url][0], url) for url in (first, second)}
     assert sorted(state["workers"]) == sorted([first, second]) and state["unreachable"] == []
     assert state["slots"]["in_use"] == 2
     assert (state["keys"][0]["slots_in_use"], state["keys"][0]["interactions"]) == (2, 1)
     stats = control(sim, first, "GET", "stats").json()
-    assert stats["sessions"]["open"] == 2 and stats["slots_in_use"] == 2
+    assert stats["sessions"]["open"] == 2 and stats["slots_in_use"] == 2 and stats["queued_connect_faults"] == 2
     assert {url: part["sessions"]["open"] for url, part in stats["workers"].items()} == {first: 1, second: 1}
     assert stats["max_recent_sessions"] == stats["workers"][first]["max_recent_sessions"]  # bounds are not summed
     # The dashboard's server-sent events carry the same whole-simulator state.

@@ -441,6 +441,14 @@ class RedisStore:
         payload = await self._pop_fault(keys=[f"{PREFIX}connect-faults", f"{PREFIX}connect-fault-uses"], args=[])
         return None if payload is None else str(payload.decode())
 
+    async def connect_faults(self) -> list[tuple[str, int]]:
+        self.round_trips += 1
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.lrange(f"{PREFIX}connect-faults", 0, -1)
+            pipe.lrange(f"{PREFIX}connect-fault-uses", 0, -1)
+            payloads, uses = await pipe.execute()
+        return [(payload.decode(), int(left)) for payload, left in zip(payloads, uses, strict=False)]
+
     async def reset(self, accounts: Accounts | None = None) -> None:
         keys = [self._key(kind, api_key) for api_key in self._accounts.api_keys
                 for kind in ("connects", "speakers", "interactions")]
@@ -491,7 +499,8 @@ class RedisStore:
         seconds, micros = await self._client.time()
         now = int(seconds) * 1000 + int(micros) // 1000
         tokens = active = 0
-        async for key in self._client.scan_iter(f"{PREFIX}token:*", count=1000):
+        async for key in self._client.scan_iter(f"{PREFIX}token:*", count=1000):  # diagnostics: one trip per token
+            self.round_trips += 1
             expires, consumed, revoked = await self._client.hmget(key, "exp", "c", "r")
             if expires is None:
                 continue

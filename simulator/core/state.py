@@ -106,6 +106,13 @@ class SimConfig:
     slot_lease: float = 15.0
 
 
+def _shared_fault(payload: str) -> ConnectFault | None:
+    """A connect fault queued in a shared store (JSON ``[code, details]``, as ``POST /_sim/inject`` took it)."""
+    code, details = json.loads(payload)
+    fault = faults.resolve(code, details, over_http=True)
+    return fault if isinstance(fault, ConnectFault) else None
+
+
 class SimCore:
     """All mutable simulator state; loop thread only."""
 
@@ -214,11 +221,14 @@ class SimCore:
         if fault is not None or not self.store.shared:
             return fault
         payload = await self.store.pop_connect_fault()
-        if payload is None:
-            return None
-        code, details = json.loads(payload)
-        shared = faults.resolve(code, details, over_http=True)
-        return shared if isinstance(shared, ConnectFault) else None
+        return None if payload is None else _shared_fault(payload)
+
+    async def shared_connect_faults(self) -> list[tuple[ConnectFault, int]]:
+        """The connect faults queued in a shared store (none without one), with their uses left, oldest first."""
+        if not self.store.shared:
+            return []
+        queued = [(_shared_fault(payload), uses) for payload, uses in await self.store.connect_faults()]
+        return [(fault, uses) for fault, uses in queued if fault is not None]
 
     # ------------------------------------------------------------------ lifecycle
 

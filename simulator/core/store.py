@@ -77,6 +77,9 @@ class PlanStore(Protocol):
     async def pop_connect_fault(self) -> str | None:
         """Consume one use of the oldest queued connect fault; its payload, or None when none is queued."""
 
+    async def connect_faults(self) -> list[tuple[str, int]]:
+        """The queued connect faults, oldest first: ``(payload, uses left)`` (for the state)."""
+
     async def reset(self, accounts: Accounts | None = None) -> None:
         """Forget the connect-rate windows, speakers, usage, queued connect faults, auth tokens and memories of
         every key, for every process sharing this store (slots stay held by their live sessions, which free them
@@ -196,6 +199,9 @@ class LocalPlanStore:
         if int(entry[1]) <= 0:
             self._faults.popleft()
         return str(entry[0])
+
+    async def connect_faults(self) -> list[tuple[str, int]]:
+        return [(str(payload), int(uses)) for payload, uses in self._faults]
 
     async def reset(self, accounts: Accounts | None = None) -> None:
         self._faults.clear()

@@ -8,7 +8,8 @@ With a shared plan store (``convai-sim --workers N --state redis://...``) the wo
   fault for every session) here and then on each other live worker, answering with its own answer (a live
   fault's ``affected`` and a reset's ``ended`` summed);
 - merges every worker's view (``GET /_sim/sessions``, ``GET /_sim/state``: :func:`merge_states`,
-  ``GET /_sim/stats``: :func:`merge_stats`; the dashboard's feed is :func:`whole_state`).
+  ``GET /_sim/stats``: :func:`merge_stats`; the dashboard's feed is :func:`whole_state`), adding the connect
+  faults queued in the shared store.
 
 Every call to another worker has a deadline (:data:`PEER_TIMEOUT`) and they run at once, so a dead or stalled
 worker delays an answer by at most that, and a merged answer names it under ``unreachable``.
@@ -91,8 +92,9 @@ def own_url(core: SimCore) -> str:
 def merge_states(parts: list[tuple[str, dict[str, Any]]], unreachable: list[str]) -> dict[str, Any]:
     """``GET /_sim/state`` of the whole simulator from each worker's (``parts``: ``(url, state)``, this worker's
     first): the union of sessions (each with its ``worker``), slot, interaction and conversation counts summed,
-    toxics and LiveKit refusals listed per worker; the rest (limits, characters, scenario) is the first's, as every
-    worker applies the same. ``workers`` names each worker that answered, ``unreachable`` those that did not."""
+    toxics (each with its ``worker``), queued connect faults and LiveKit refusals of every worker; the rest
+    (limits, characters, scenario) is the first's, as every worker applies the same. ``workers`` names each
+    worker that answered, ``unreachable`` those that did not."""
     merged = dict(parts[0][1])
     merged["sessions"] = [{**s, "worker": url} for url, state in parts for s in state["sessions"]]
     merged["ended_sessions"] = [{**s, "worker": url} for url, state in parts for s in state["ended_sessions"]]
@@ -108,8 +110,8 @@ def merge_states(parts: list[tuple[str, dict[str, Any]]], unreachable: list[str]
                      "quota_left": None if quota is None else max(0, quota - used)})
     merged["keys"] = keys
     merged["quotas"] = {k["key"]: {"used": k["interactions"], "quota": k["usage_quota"]} for k in keys}
-    merged["faults"] = {**merged["faults"], "livekit_refusals": [
-        r for _, state in parts for r in state["faults"]["livekit_refusals"]]}
+    merged["faults"] = {kind: [fault for _, state in parts for fault in state["faults"][kind]]
+                        for kind in ("connect", "livekit_refusals")}
     merged["workers"] = [url for url, _ in parts]
     merged["unreachable"] = unreachable
     return merged
@@ -138,6 +140,16 @@ def merge_stats(parts: list[tuple[str, dict[str, Any]]], unreachable: list[str])
     return merged
 
 
+async def _with_shared_faults(core: SimCore, path: str, merged: dict[str, Any]) -> dict[str, Any]:
+    """``merged`` with the connect faults queued in the shared store (they belong to no one worker)."""
+    queued = await core.shared_connect_faults()
+    if path == "/_sim/state":
+        merged["faults"]["connect"] += [{"code": fault.code.value, "times": uses} for fault, uses in queued]
+    else:
+        merged["queued_connect_faults"] += sum(uses for _, uses in queued)
+    return merged
+
+
 async def whole_state(core: SimCore) -> dict[str, Any]:
     """``GET /_sim/state`` of the whole simulator (this worker's alone without a shared store); the dashboard's
     feed."""
@@ -145,7 +157,7 @@ async def whole_state(core: SimCore) -> dict[str, Any]:
     if not core.store.shared:
         return own
     answered, missing = await _each_peer(core, "GET", "/_sim/state", {})
-    return merge_states([(own_url(core), own), *answered], missing)
+    return await _with_shared_faults(core, "/_sim/state", merge_states([(own_url(core), own), *answered], missing))
 
 
 async def route(core: SimCore, method: str, path: str, body: Body, local: Local) -> web.Response:
@@ -171,7 +183,7 @@ async def route(core: SimCore, method: str, path: str, body: Body, local: Local)
         if path == "/_sim/sessions":
             return web.json_response({"sessions": [s for _, part in parts for s in part["sessions"]]})
         merge = merge_states if path == "/_sim/state" else merge_stats
-        return web.json_response(merge(parts, missing))
+        return web.json_response(await _with_shared_faults(core, path, merge(parts, missing)))
     if method != "POST" or path not in BROADCAST_ROUTES:
         return answer
     data = _json(answer)
