@@ -43,6 +43,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from simulator.http.fanout import LOCAL_HEADER
+
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[1]
 MAX_SESSIONS = 5000
@@ -227,10 +229,12 @@ class Server:
         return self.url
 
     async def store_round_trips(self, http: aiohttp.ClientSession) -> int:
-        """Round trips to the plan store so far, summed over the workers (their ``GET /_sim/stats``)."""
+        """Round trips to the plan store so far, summed over the workers (their ``GET /_sim/stats``, each asked for
+        its own: a merged answer would count every worker once per worker and cost the peer look-up's trips)."""
         total = 0
+        headers = {"X-Sim-Control-Token": self.control_token, LOCAL_HEADER: "1"}
         for url in self.worker_urls or [self.url]:
-            async with http.get(f"{url}/_sim/stats", headers={"X-Sim-Control-Token": self.control_token}) as answer:
+            async with http.get(f"{url}/_sim/stats", headers=headers) as answer:
                 total += int((await answer.json())["store"]["round_trips"])
         return total
 

@@ -190,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
              "or reset_peer:probability=0.1,seed=7 (kinds and parameters: GET /_sim/toxics, simulator.core.toxics)")
     add("--workers", type=int, default=1, metavar="N",
         help="run N worker processes on one port (needs --state; default 1: this process serves)")
-    add("--state", metavar="URL", help="share the plan state (slots, rate windows, speakers, usage) in Redis at "
-                                       "redis://HOST:PORT/DB with every simulator given the same URL")
+    add("--state", metavar="URL", help="share the plan state (slots, rate windows, speakers, usage, auth tokens, "
+                                       "memories) in Redis at redis://HOST:PORT/DB with every simulator given the "
+                                       "same URL")
     add("--slot-lease", type=float, default=15.0, metavar="S",
         help="with --state: a dead worker's slots are freed within S seconds (default 15)")
     add("--advertise-host", metavar="HOST", help="the host room URLs name (default --host; the address other "

@@ -51,13 +51,13 @@ class AccountOperations:
         async def mint(core: SimCore) -> str:
             if not core.accounts.knows_key(key):
                 raise ValueError("unknown api_key")
-            return core.tokens.mint(key)
+            return (await core.store.mint_token(key))[0]
         return self._call(mint)
 
     def token_stats(self) -> dict[str, int]:
         """``{"tokens": minted and remembered, "active": neither consumed, revoked nor expired}``."""
         async def read(core: SimCore) -> dict[str, int]:
-            return core.tokens.state()
+            return await core.store.token_counts()
         return self._call(read)
 
     def memories(self, end_user_id: str, character_id: str | None = None, api_key: str | None = None) -> list[str]:
@@ -66,5 +66,5 @@ class AccountOperations:
 
         async def read(core: SimCore) -> list[str]:
             character = character_id or core.config.characters[0]
-            return [m.text for m in core.memory.memories(key, end_user_id, character)]
+            return [m.text for m in await core.store.memories(key, end_user_id, character)]
         return self._call(read)

@@ -75,9 +75,11 @@ class InstrumentOperations:
 
     def reset(self) -> int:
         """End every session (live ones closed 1012 "Simulator reset") and put limits, counters,
-        conversations, queued faults, LiveKit tokens, toxics and the scenario back to the configured start.
-        Returns how many sessions it ended."""
+        conversations, queued faults, auth tokens, memories, LiveKit tokens, toxics and the scenario back to the
+        configured start. Returns how many sessions it ended. With a shared ``state`` store this ends this
+        process's sessions only but clears the shared counters, tokens and memories of every process
+        (``POST /_sim/reset`` ends every worker's)."""
         async def act(core: SimCore) -> int:
-            return sim_state.reset(core)
+            return await sim_state.reset(core)
 
         return self._call(act)

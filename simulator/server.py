@@ -128,9 +128,10 @@ class Simulator(SimulatorOperations, AccountOperations, InstrumentOperations):
             forgotten first; resuming a forgotten one starts a fresh history, like an unknown id).
         scenario_dir: the one directory ``POST /_sim/scenario`` may read scenario files from (named
             relative to it); None (the default): the control API reads no file but the shipped scenarios.
-        state: where the plan state (slots, connect-rate windows, speakers, usage) lives: None (this process) or
-            ``redis://HOST:PORT/DB``, shared by every simulator started with the same URL (the worker processes of
-            ``convai-sim --workers N``, on one machine or several); needs the ``simulator-redis`` extra.
+        state: where the plan state (slots, connect-rate windows, speakers, usage, auth tokens, memories) lives:
+            None (this process) or ``redis://HOST:PORT/DB``, shared by every simulator started with the same URL
+            (the worker processes of ``convai-sim --workers N``, on one machine or several); needs the
+            ``simulator-redis`` extra.
         slot_lease: with ``state``, seconds a slot outlives its worker's last heartbeat (renewed every third of
             it): a worker that dies frees its slots within this (default 15).
         reuse_port: bind ``port`` with ``SO_REUSEPORT`` (several workers share it, the kernel spreads connects)

@@ -3,9 +3,10 @@ thread supervises; each worker runs ``python -m simulator`` with its own loop th
 
 Every worker binds the public port with ``SO_REUSEPORT`` (Linux spreads ``/connect`` over them) and a port of its
 own, which the ``room_url`` (WebSocket) or LiveKit URL of every session it admits names, so a session's later
-traffic reaches the process that owns it. The plan state (slots, connect-rate windows, speakers, usage) is
-``simulator.core.redis_store``'s, so the limits hold across workers, and across machines whose workers use the
-same Redis (``--advertise-host`` names the address other machines reach this one at).
+traffic reaches the process that owns it. The plan state (slots, connect-rate windows, speakers, usage, auth
+tokens, memories) is ``simulator.core.redis_store``'s, so the limits hold across workers, and across machines
+whose workers use the same Redis (``--advertise-host`` names the address other machines reach this one at); the
+control API, reset, state, stats and the dashboard of any worker answer for all (``simulator.http.fanout``).
 """
 
 from __future__ import annotations

@@ -15,14 +15,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+import requests
+
+from simulator.core.redis_store import PREFIX
+from tests.sim_helpers import close_all_sockets
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The workers' API key (convai-sim's default) and the seconds any one test request may take.
+KEY = "sim-api-key"
+TIMEOUT = 10.0
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 
@@ -125,3 +133,40 @@ def start_workers(count: int, state: str, *options: str) -> Workers:
         handle.stop()
         raise
     return handle
+
+
+@pytest.fixture
+def run_workers() -> Iterator[Callable[..., Workers]]:
+    """``run(count, state, *options)`` starts ``convai-sim --workers``; every one started is stopped at the end."""
+    started: list[Workers] = []
+
+    def run(count: int, state: str, *options: str) -> Workers:
+        started.append(start_workers(count, state, *options))
+        return started[-1]
+
+    yield run
+    close_all_sockets()
+    for handle in started:
+        handle.stop()
+
+
+def connect(url: str, **body: Any) -> requests.Response:
+    """``POST url/connect`` for the default character over the WebSocket transport (``body`` adds or overrides)."""
+    payload = {"character_id": "sim-character", "transport": "websocket", **body}
+    return requests.post(f"{url}/connect", json=payload, headers={"X-API-Key": KEY}, timeout=TIMEOUT)
+
+
+def control(handle: Workers, url: str, method: str, route: str, body: dict[str, Any] | None = None
+            ) -> requests.Response:
+    """A control API request (``/_sim/<route>``) to the worker at ``url``."""
+    return requests.request(method, f"{url}/_sim/{route}", json=body, timeout=TIMEOUT,
+                            headers={"X-Sim-Control-Token": handle.control_token})
+
+
+def slots_in_redis(url: str) -> int:
+    """Slots held in the Redis at ``url`` (leases not yet dropped included)."""
+    client: Any = redis.Redis.from_url(url)  # the sync client's stubs type replies as maybe-awaitable
+    try:
+        return sum(int(client.zcard(key)) for key in client.scan_iter(f"{PREFIX}slots:*"))
+    finally:
+        client.close()

@@ -8,7 +8,7 @@ import concurrent.futures
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,38 +20,18 @@ from simulator.__main__ import main as sim_main
 from simulator.core.accounts import Accounts, Limits
 from simulator.core.redis_store import PREFIX, RedisStore
 from simulator.core.store import Refusal
-from tests.redis_helpers import Workers, redis_server, redis_url, start_workers  # noqa: F401 (fixtures)
-from tests.sim_helpers import close_all_sockets, connect_ws, etype, recv, recv_until, send
-
-KEY = "sim-api-key"
-TIMEOUT = 10.0
-
-
-def _connect(url: str, **body: Any) -> requests.Response:
-    payload = {"character_id": "sim-character", "transport": "websocket", **body}
-    return requests.post(f"{url}/connect", json=payload, headers={"X-API-Key": KEY}, timeout=TIMEOUT)
-
-
-def _slots(url: str) -> int:
-    client: Any = redis.Redis.from_url(url)  # the sync client's stubs type replies as maybe-awaitable
-    try:
-        return sum(int(client.zcard(key)) for key in client.scan_iter(f"{PREFIX}slots:*"))
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def run_workers() -> Iterator[Callable[..., Workers]]:
-    started: list[Workers] = []
-
-    def run(count: int, state: str, *options: str) -> Workers:
-        started.append(start_workers(count, state, *options))
-        return started[-1]
-
-    yield run
-    close_all_sockets()
-    for handle in started:
-        handle.stop()
+from tests.redis_helpers import (  # noqa: F401 (fixtures)
+    KEY,
+    TIMEOUT,
+    Workers,
+    connect,
+    control,
+    redis_server,
+    redis_url,
+    run_workers,
+    slots_in_redis,
+)
+from tests.sim_helpers import connect_ws, etype, recv, recv_until, send
 
 
 @pytest.mark.timeout(120)
@@ -65,7 +45,7 @@ def test_concurrency_limit_holds_exactly_under_a_race_spread_over_workers(
     def race(index: int) -> tuple[str, requests.Response]:
         target = targets[index % len(targets)]
         barrier.wait()
-        return target, _connect(target)
+        return target, connect(target)
 
     with concurrent.futures.ThreadPoolExecutor(racers) as pool:
         answers = list(pool.map(race, range(racers)))
@@ -73,7 +53,7 @@ def test_concurrency_limit_holds_exactly_under_a_race_spread_over_workers(
     refused = [r for _, r in answers if r.status_code != 200]
     assert len(admitted) == 5
     assert {(r.status_code, r.json()["error_code"]) for r in refused} == {(429, "concurrency_limit")}
-    assert _slots(redis_url) == 5
+    assert slots_in_redis(redis_url) == 5
     # A connect sent to one worker's own port is owned there: its room_url names that worker.
     own = [(target, r) for target, r in admitted if target != sim.url]
     for target, answer in own:
@@ -88,10 +68,10 @@ def test_concurrency_limit_holds_exactly_under_a_race_spread_over_workers(
 def test_connect_rate_window_is_shared(redis_url: str, run_workers: Callable[..., Workers]) -> None:  # noqa: F811
     sim = run_workers(2, redis_url, "--connect-rate-limit", "3")
     first, second = sim.workers.values()
-    statuses = [_connect(url) for url in (first, second, first)]
+    statuses = [connect(url) for url in (first, second, first)]
     assert [r.status_code for r in statuses] == [200, 200, 200]
     for url in (second, first):
-        refused = _connect(url)
+        refused = connect(url)
         assert (refused.status_code, refused.json()["detail"]) == (429, "Rate limit exceeded")
 
 
@@ -100,7 +80,7 @@ def test_usage_quota_is_shared(redis_url: str, run_workers: Callable[..., Worker
     sim = run_workers(2, redis_url, "--usage-quota", "2")
     sockets = []
     for url in sim.workers.values():
-        answer = _connect(url)
+        answer = connect(url)
         assert answer.status_code == 200, answer.text
         ws = connect_ws(answer.json()["room_url"])
         recv_until(ws, "bot-ready")
@@ -120,8 +100,8 @@ def test_a_killed_workers_slots_are_released_when_their_lease_ends(
     lease = 1.0
     sim = run_workers(2, redis_url, "--concurrency-limit", "2", "--slot-lease", str(lease))
     (doomed, doomed_url), (_, survivor_url) = sim.workers.items()
-    assert [_connect(doomed_url).status_code for _ in range(2)] == [200, 200]
-    refused = _connect(survivor_url)
+    assert [connect(doomed_url).status_code for _ in range(2)] == [200, 200]
+    refused = connect(survivor_url)
     assert (refused.status_code, refused.json()["error_code"]) == (429, "concurrency_limit")
     os.kill(doomed, signal.SIGKILL)  # no goodbye: only the lease frees its slots
     client: Any = redis.Redis.from_url(redis_url)
@@ -134,8 +114,8 @@ def test_a_killed_workers_slots_are_released_when_their_lease_ends(
     remaining = expiry_ms / 1000 - (seconds + micros / 1e6)
     assert remaining <= lease  # a lease never outlasts its length from the last heartbeat
     threading.Event().wait(max(0.0, remaining) + 0.05)  # the known end of the lease, on Redis's clock
-    assert _connect(survivor_url).status_code == 200
-    assert _slots(redis_url) == 1
+    assert connect(survivor_url).status_code == 200
+    assert slots_in_redis(redis_url) == 1
 
 
 def _stores(url: str, limits: Limits, count: int = 2) -> list[RedisStore]:
@@ -157,7 +137,7 @@ def test_two_stores_never_both_take_the_last_slot(redis_url: str) -> None:  # no
         finally:
             for store in stores:
                 await store.close()
-        assert _slots(redis_url) == 0  # closing a store frees the slots it held
+        assert slots_in_redis(redis_url) == 0  # closing a store frees the slots it held
 
     asyncio.run(scenario())
 
@@ -192,12 +172,6 @@ def test_workers_without_a_shared_state_are_refused(capsys: pytest.CaptureFixtur
     assert "--workers needs --state redis://HOST:PORT/DB" in capsys.readouterr().err
 
 
-def _control(handle: Workers, url: str, method: str, route: str, body: dict[str, Any] | None = None
-             ) -> requests.Response:
-    return requests.request(method, f"{url}/_sim/{route}", json=body, timeout=TIMEOUT,
-                            headers={"X-Sim-Control-Token": handle.control_token})
-
-
 @pytest.mark.timeout(120)
 def test_the_control_api_of_any_worker_acts_on_the_whole_simulator(
         redis_url: str, run_workers: Callable[..., Workers]) -> None:  # noqa: F811
@@ -205,28 +179,28 @@ def test_the_control_api_of_any_worker_acts_on_the_whole_simulator(
     first, second = sim.workers.values()
     opened = {}
     for url in (first, second):
-        answer = _connect(url)
+        answer = connect(url)
         ws = connect_ws(answer.json()["room_url"])
         recv_until(ws, "bot-ready")
         opened[url] = (answer.json()["session_id"], ws)
     # A request naming a session held by the other worker is forwarded to it.
     session_id, ws = opened[first]
-    sent = _control(sim, second, "POST", "send", {"session_id": session_id, "frame": {"type": "sim-probe"}})
+    sent = control(sim, second, "POST", "send", {"session_id": session_id, "frame": {"type": "sim-probe"}})
     assert sent.status_code == 200, sent.text
     assert recv(ws)["type"] == "sim-probe"
     # Any worker lists every worker's sessions.
-    listed = _control(sim, second, "GET", "sessions").json()["sessions"]
+    listed = control(sim, second, "GET", "sessions").json()["sessions"]
     assert {s["session_id"] for s in listed} == {opened[first][0], opened[second][0]}
     # A limit changed through one worker holds on every worker.
-    assert _control(sim, first, "POST", "limits", {"concurrency_limit": 2}).status_code == 200
+    assert control(sim, first, "POST", "limits", {"concurrency_limit": 2}).status_code == 200
     for url in (first, second):
-        assert _control(sim, url, "GET", "limits").json()["limits"]["concurrency_limit"] == 2
-        refused = _connect(url)
+        assert control(sim, url, "GET", "limits").json()["limits"]["concurrency_limit"] == 2
+        refused = connect(url)
         assert (refused.status_code, refused.json()["error_code"]) == (429, "concurrency_limit")
-    assert _control(sim, second, "POST", "limits", {"concurrency_limit": None}).status_code == 200
+    assert control(sim, second, "POST", "limits", {"concurrency_limit": None}).status_code == 200
     # A connect fault injected through one worker is met once, by whichever worker the next connect reaches.
-    injected = _control(sim, first, "POST", "inject", {"code": "connection.rate_limited"})
+    injected = control(sim, first, "POST", "inject", {"code": "connection.rate_limited"})
     assert injected.json()["target"] == "connect"
-    assert _connect(second).status_code == 429
-    assert _connect(first).status_code == 200
-    assert _connect(second).status_code == 200
+    assert connect(second).status_code == 429
+    assert connect(first).status_code == 200
+    assert connect(second).status_code == 200

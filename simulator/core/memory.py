@@ -99,7 +99,8 @@ class StoredMemory:
                 "character_id": self.character_id, "created_at": self.created_at}
 
 
-def _key(text: str) -> str:
+def dedup_key(text: str) -> str:
+    """What two memories are compared by: case- and space-blind, without a final full stop."""
     return " ".join(text.lower().split()).rstrip(".")
 
 
@@ -117,11 +118,11 @@ class MemoryStore:
             texts: Iterable[str]) -> tuple[list[StoredMemory], int]:
         """Store the new ``texts``; returns (added, duplicates), comparing case- and space-blind."""
         pair = self._pairs.setdefault((api_key, end_user_id, character_id), [])
-        known = {_key(m.text) for m in pair}
+        known = {dedup_key(m.text) for m in pair}
         added: list[StoredMemory] = []
         duplicates = 0
         for text in texts:
-            key = _key(text)
+            key = dedup_key(text)
             if key in known:
                 duplicates += 1
                 continue

@@ -94,7 +94,7 @@ async def _reply_for(core: SimCore, session: SimSession, text: str) -> tuple[boo
     """The character's scripted reply matching ``text``, else the responder's; returns (ok, reply). A failing
     responder sends a non-fatal RTVI error."""
     core.ltm.heard(session, text)
-    remembered = core.ltm.recall(session, text)
+    remembered = await core.ltm.recall(session, text)
     if remembered is not None:
         return True, remembered
     scripted = session._character.scripted_reply(text)

@@ -15,12 +15,10 @@ from convai_sync.disconnect import reason_from_close_code
 from simulator.core import limits
 from simulator.core.accounts import Accounts
 from simulator.core.ltm import SessionMemory
-from simulator.core.memory import MemoryStore
 from simulator.core.restfaults import RestFaults
 from simulator.core.runner import set_scenario
 from simulator.core.sessions import Phase
 from simulator.core.state import SimCore
-from simulator.core.tokens import TokenStore
 
 logger = logging.getLogger("simulator.state")
 
@@ -31,10 +29,13 @@ RESET_REASON = "Simulator reset"
 ENDED_SHOWN = 20
 
 
-def reset(core: SimCore) -> int:
+async def reset(core: SimCore) -> int:
     """End every session (live ones closed with 1012 "Simulator reset"), and put every limit, counter,
-    remembered conversation, character definition, queued fault, LiveKit room and token, toxic and the
-    scenario back to what the simulator started with. Returns how many sessions it ended."""
+    remembered conversation, character definition, queued fault, auth token, memory, LiveKit room and token,
+    toxic and the scenario back to what the simulator started with. Returns how many sessions it ended.
+
+    The plan store is reset too (``PlanStore.reset``): with workers sharing one, the shared counters, tokens and
+    memories are cleared for every worker; the control API runs this on each worker (``simulator.http.fanout``)."""
     sessions = list(core.sessions.values())
     for session in sessions:
         core.end(session, RESET_CODE if session._phase is Phase.OPEN else None, RESET_REASON)
@@ -44,10 +45,9 @@ def reset(core: SimCore) -> int:
     core.accounts = Accounts(config.api_keys, config.characters, dataclasses.replace(config.limits),
                              clock=core.loop.time, max_conversations=config.max_conversations)
     core.definitions = {definition.id: definition for definition in config.definitions}
-    # Auth tokens, the memory API's store, Long-Term Memory and queued REST faults start empty again.
-    core.tokens = TokenStore(config.clock or core.loop.time, config.auth_token_ttl, config.single_use_tokens)
-    core.memory = MemoryStore()
-    core.ltm = SessionMemory(core.memory)
+    # Auth tokens, memories (in the plan store), Long-Term Memory and queued REST faults start empty again.
+    await core.store.reset(core.accounts)
+    core.ltm = SessionMemory(core.store)
     core.rest_faults = RestFaults()
     core.recent.clear()
     set_scenario(core, core.initial_scenario)

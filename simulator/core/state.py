@@ -26,7 +26,6 @@ from simulator.core.faults import ConnectFault, LiveFault, LiveKind
 from simulator.core.features import Features
 from simulator.core.ice import TurnServer
 from simulator.core.ltm import SessionMemory
-from simulator.core.memory import MemoryStore
 from simulator.core.replay import Replay
 from simulator.core.restfaults import RestFaults
 from simulator.core.sessions import (
@@ -107,6 +106,13 @@ class SimConfig:
     slot_lease: float = 15.0
 
 
+def _shared_fault(payload: str) -> ConnectFault | None:
+    """A connect fault queued in a shared store (JSON ``[code, details]``, as ``POST /_sim/inject`` took it)."""
+    code, details = json.loads(payload)
+    fault = faults.resolve(code, details, over_http=True)
+    return fault if isinstance(fault, ConnectFault) else None
+
+
 class SimCore:
     """All mutable simulator state; loop thread only."""
 
@@ -116,11 +122,14 @@ class SimCore:
         self.accounts = Accounts(config.api_keys, config.characters, config.limits, clock=loop.time,
                                  max_conversations=config.max_conversations)
         #: The cross-session plan state (``simulator.core.store``): this process's, or Redis's shared by workers.
-        self.store: PlanStore = LocalPlanStore(self.accounts)
+        #: Auth tokens and memories live there too (``PlanStore.mint_token``, ``PlanStore.memories``...).
+        self.store: PlanStore = LocalPlanStore(
+            self.accounts, TokenStore(config.clock or loop.time, config.auth_token_ttl, config.single_use_tokens))
         if config.state_url is not None:
             from simulator.core.redis_store import RedisStore  # only with --state (needs the redis package)
 
-            self.store = RedisStore(config.state_url, self.accounts, config.slot_lease)
+            self.store = RedisStore(config.state_url, self.accounts, config.slot_lease,
+                                    token_ttl=config.auth_token_ttl, single_use_tokens=config.single_use_tokens)
         #: ``host:port`` that names this worker in ``room_url``s (None: the host the client asked).
         self.advertise: str | None = None
         self.definitions: dict[str, CharacterDefinition] = {d.id: d for d in config.definitions}
@@ -141,10 +150,8 @@ class SimCore:
         #: The LiveKit side when its extra is installed (``simulator.carriers.livekit.service.LiveKitService``, set
         #: by ``simulator.carriers.livekit.install`` when the server is composed).
         self.livekit: LiveKitSide | None = None
-        self.tokens = TokenStore(config.clock or loop.time, config.auth_token_ttl, config.single_use_tokens)
-        self.memory = MemoryStore()
-        #: Long-Term Memory at work: what LTM sessions hear, extract at their end and recall.
-        self.ltm = SessionMemory(self.memory)
+        #: Long-Term Memory at work: what LTM sessions hear, extract at their end and recall (from the store).
+        self.ltm = SessionMemory(self.store)
         self.rest_faults = RestFaults()
         #: Active network faults (``simulator.core.toxics``); the carriers carry them out.
         self.toxics = ToxicRegistry()
@@ -214,11 +221,14 @@ class SimCore:
         if fault is not None or not self.store.shared:
             return fault
         payload = await self.store.pop_connect_fault()
-        if payload is None:
-            return None
-        code, details = json.loads(payload)
-        shared = faults.resolve(code, details, over_http=True)
-        return shared if isinstance(shared, ConnectFault) else None
+        return None if payload is None else _shared_fault(payload)
+
+    async def shared_connect_faults(self) -> list[tuple[ConnectFault, int]]:
+        """The connect faults queued in a shared store (none without one), with their uses left, oldest first."""
+        if not self.store.shared:
+            return []
+        queued = [(_shared_fault(payload), uses) for payload, uses in await self.store.connect_faults()]
+        return [(fault, uses) for fault, uses in queued if fault is not None]
 
     # ------------------------------------------------------------------ lifecycle
 

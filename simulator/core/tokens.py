@@ -34,6 +34,11 @@ class Refusal(enum.Enum):
     REVOKED = "API-AUTH-TOKEN has been revoked"
 
 
+def new_token() -> str:
+    """A fresh random token text (``sim-token-`` and 32 URL-safe characters)."""
+    return f"sim-token-{secrets.token_urlsafe(24)}"
+
+
 @dataclass
 class _Token:
     api_key: str
@@ -60,6 +65,10 @@ class TokenStore:
         self._wall_anchor = datetime.now(timezone.utc)
         self._clock_anchor = clock()
 
+    def fresh(self) -> TokenStore:
+        """An empty store with this one's clock, lifetime and single-use rule (a reset)."""
+        return TokenStore(self._clock, self.ttl, self.single_use)
+
     def expiration_time(self, token: str) -> str:
         """The token's expiry as ISO 8601 UTC wall time (``"2026-01-01T12:00:00+00:00"``)."""
         offset = self._tokens[token].expires - self._clock_anchor
@@ -69,7 +78,7 @@ class TokenStore:
         """A new token of ``api_key``, valid for ``ttl`` seconds."""
         if len(self._tokens) >= MAX_TOKENS:
             self._forget_oldest()
-        token = f"sim-token-{secrets.token_urlsafe(24)}"
+        token = new_token()
         self._tokens[token] = _Token(api_key, self._clock() + self.ttl)
         return token
 

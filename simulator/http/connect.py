@@ -97,7 +97,7 @@ async def _read_body(request: web.Request) -> dict[str, Any] | web.Response:
     return body
 
 
-def _api_key(request: web.Request, core: SimCore) -> str | web.Response:
+async def _api_key(request: web.Request, core: SimCore) -> str | web.Response:
     """The key a ``/connect`` stands for: ``X-API-Key`` wins; otherwise an auth token, resolved to the
     key that minted it (and consumed when tokens are single-use), from ``API-AUTH-TOKEN`` or, as one
     Convai page has it, ``CONVAI-API-KEY`` (which may also carry a plain key)."""
@@ -110,7 +110,7 @@ def _api_key(request: web.Request, core: SimCore) -> str | web.Response:
                 return token.strip()
         if token is None or not token.strip():
             return _error(401, AUTH_REQUIRED, "invalid_api_key")
-        resolved = core.tokens.use(token.strip())
+        resolved = await core.store.use_token(token.strip())
         if isinstance(resolved, TokenRefusal):
             logger.info("connect refused: %s", resolved.name.lower())
             return _error(401, resolved.value, "invalid_api_key")
@@ -145,7 +145,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
     leaves the fault for the client it was meant for.
     """
     core = request.app[CORE_KEY]
-    key = _api_key(request, core)
+    key = await _api_key(request, core)
     if isinstance(key, web.Response):
         return key
     body = await _read_body(request)

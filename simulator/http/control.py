@@ -6,6 +6,9 @@ answers are JSON (a body is at most 1 MiB, else 413); a bad request is 400 ``{"d
 unknown session 404. ``POST /_sim/scenario`` reads no file except the shipped scenarios and, when one is
 configured (``Simulator(scenario_dir=...)``, ``convai-sim --scenario-dir``), files under that directory.
 
+With worker processes sharing a plan store (``convai-sim --workers N --state redis://...``) the worker a request
+reaches answers for the whole simulator (``simulator.http.fanout``: forwarded, broadcast or merged).
+
 Handlers run on the loop thread and touch only :class:`~simulator.core.state.SimCore`. The routes, from
 :data:`ROUTES` (the one table that registers them, renders this list and ``convai-sim --help``'s)::
 """
@@ -262,7 +265,7 @@ async def _remove_toxics(core: SimCore, body: Body) -> web.Response:
 
 
 async def _reset(core: SimCore, body: Body) -> web.Response:
-    return _ok(ended=sim_state.reset(core))
+    return _ok(ended=await sim_state.reset(core))
 
 
 async def _state(core: SimCore, body: Body) -> web.Response:

@@ -4,11 +4,13 @@ No front-end build step: ``simulator/http/ui/dashboard.html`` and ``dashboard.js
 holds no data and no secret; everything it shows or does goes through routes that check the control token
 (``X-Sim-Control-Token``): ``GET /_sim/events`` (server-sent events, one ``state`` event with
 ``GET /_sim/state``'s JSON every :data:`PUSH_INTERVAL` seconds, read with ``fetch`` so the token travels in
-the header, never in a URL), ``GET /_sim/catalog`` and the control API. The token reaches the page in the URL
-fragment (``/_sim/ui#token=...``; browsers never send a fragment to the server) or through its sign-in
-form; the script keeps it in ``sessionStorage`` and removes it from the address bar. Cross-site requests
-cannot forge a call: a custom header needs a CORS preflight, which the simulator never grants. The page
-forbids framing and inline script (``Content-Security-Policy``). Handlers run on the loop thread.
+the header, never in a URL; with workers sharing a store it is the whole simulator's state,
+``simulator.http.fanout.whole_state``: every worker's sessions, each naming its ``worker``),
+``GET /_sim/catalog`` and the control API. The token reaches the page in the URL fragment
+(``/_sim/ui#token=...``; browsers never send a fragment to the server) or through its sign-in form; the
+script keeps it in ``sessionStorage`` and removes it from the address bar. Cross-site requests cannot forge
+a call: a custom header needs a CORS preflight, which the simulator never grants. The page forbids framing
+and inline script (``Content-Security-Policy``). Handlers run on the loop thread.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from aiohttp import web
 
 from convai_sync.disconnect import DisconnectReason
 from simulator.core import faults
-from simulator.core import snapshot as sim_state
 from simulator.core.carrier import within
 from simulator.core.toxics import KINDS, LIVEKIT_ONLY
+from simulator.http import fanout
 from simulator.http.connect import CORE_KEY
 from simulator.http.control import TOKEN_HEADER, token_ok
 
@@ -98,7 +100,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     streams.add(response)
     try:
         while request.transport is not None and not request.transport.is_closing():
-            data = json.dumps(sim_state.state(core), separators=(",", ":"))
+            data = json.dumps(await fanout.whole_state(core), separators=(",", ":"))
             # A browser that stops reading is dropped like any slow consumer.
             await within(response.write(f"event: state\ndata: {data}\n\n".encode()), core.config.send_timeout)
             await asyncio.sleep(PUSH_INTERVAL)

@@ -76,12 +76,12 @@ def _route(operation: str, handler: Handler) -> Callable[[web.Request], Awaitabl
     return serve
 
 
-def _token_answer(core: SimCore, token: str) -> web.Response:
-    return web.json_response({"apiAuthToken": token, "expirationTime": core.tokens.expiration_time(token)})
+def _token_answer(token: str, expiration_time: str) -> web.Response:
+    return web.json_response({"apiAuthToken": token, "expirationTime": expiration_time})
 
 
 async def _mint(core: SimCore, key: str, body: dict[str, Any]) -> web.Response:
-    return _token_answer(core, core.tokens.mint(key))
+    return _token_answer(*await core.store.mint_token(key))
 
 
 def _token_of(body: dict[str, Any]) -> str | web.Response:
@@ -95,16 +95,17 @@ async def _extend(core: SimCore, key: str, body: dict[str, Any]) -> web.Response
     token = _token_of(body)
     if isinstance(token, web.Response):
         return token
-    if not core.tokens.extend(key, token):
+    expiration_time = await core.store.extend_token(key, token)
+    if expiration_time is None:
         return _fail(401, UNKNOWN_TOKEN)
-    return _token_answer(core, token)
+    return _token_answer(token, expiration_time)
 
 
 async def _revoke(core: SimCore, key: str, body: dict[str, Any]) -> web.Response:
     token = _token_of(body)
     if isinstance(token, web.Response):
         return token
-    if not core.tokens.revoke(key, token):
+    if not await core.store.revoke_token(key, token):
         return _fail(401, UNKNOWN_TOKEN)
     return web.json_response({"status": "success", "message": "Token revoked"})
 
@@ -147,7 +148,7 @@ async def _list(core: SimCore, key: str, body: dict[str, Any]) -> web.Response:
     size = _bounded_int(body, "page_size", 20, 100)
     if isinstance(size, web.Response):
         return size
-    memories = core.memory.memories(key, *pair)
+    memories = await core.store.memories(key, *pair)
     chunk = memories[(page - 1) * size: page * size]
     return web.json_response({"memories": [m.as_json() for m in chunk], "page": page, "page_size": size,
                               "total_count": len(memories), "has_more": page * size < len(memories)})
@@ -162,7 +163,7 @@ async def _add(core: SimCore, key: str, body: dict[str, Any]) -> web.Response:
         return _fail(400, "memories must be a non-empty list of non-empty strings")
     if len(texts) > 100 or any(len(t) > 2000 for t in texts):
         return _fail(400, "at most 100 memories of at most 2000 characters each")
-    added, duplicates = core.memory.add(key, *pair, texts)
+    added, duplicates = await core.store.add_memories(key, *pair, texts)
     return web.json_response({"added": [m.as_json() for m in added], "duplicates": duplicates})
 
 
@@ -173,7 +174,7 @@ async def _get(core: SimCore, key: str, body: dict[str, Any]) -> web.Response:
     memory_id = _ident(body, "memory_id")
     if isinstance(memory_id, web.Response):
         return memory_id
-    memory = core.memory.get(key, *pair, memory_id)
+    memory = await core.store.get_memory(key, *pair, memory_id)
     if memory is None:
         return _fail(404, "Memory not found")
     return web.json_response(memory.as_json())
@@ -186,7 +187,7 @@ async def _delete(core: SimCore, key: str, body: dict[str, Any]) -> web.Response
     memory_id = _ident(body, "memory_id")
     if isinstance(memory_id, web.Response):
         return memory_id
-    if not core.memory.delete(key, *pair, memory_id):
+    if not await core.store.delete_memory(key, *pair, memory_id):
         return _fail(404, "Memory not found")
     return web.json_response({"status": "success"})
 
@@ -201,7 +202,7 @@ async def _delete_all(core: SimCore, key: str, body: dict[str, Any]) -> web.Resp
         if isinstance(checked, web.Response):
             return checked
         character = checked
-    removed = core.memory.delete_all(key, user, character)
+    removed = await core.store.delete_memories(key, user, character)
     # Convai deletes asynchronously; the simulator has finished by the time it answers.
     return web.json_response({"status": "accepted", "deleted": removed})
 

@@ -69,7 +69,7 @@ function fill(tableId, rows) {
 
 function render(state) {
   fill("sessions", state.sessions.map((s) => ({
-    cells: [s.session_id, s.state, s.transport, s.age.toFixed(1), s.key, s.turns, s.received],
+    cells: [s.session_id, s.state, s.transport, s.age.toFixed(1), s.key, s.turns, s.received, s.worker || "this one"],
     attributes: { "data-session-id": s.session_id, "data-state": s.state },
   })));
   fill("ended", state.ended_sessions.slice().reverse().map((s) => ({
