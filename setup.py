@@ -12,8 +12,9 @@ for line in (ROOT / "convai_sync" / "__init__.py").read_text().splitlines():
 
 # protobuf: the /chat WebSocket's binary Pipecat frames (the user's voice in, the character's out).
 # aiohttp below 4: simulator/http/quiet.py extends aiohttp's request handler and AppRunner (its private
-# _make_server) to keep a 400's text from echoing what the peer sent.
-SIMULATOR = ["aiohttp>=3.9,<4", "protobuf>=5"]
+# _make_server) to keep a 400's text from echoing what the peer sent. numpy: simulator/core/lipsync.py measures
+# the voice's loudness per lip-sync frame with whole-array operations (not per sample on the event loop).
+SIMULATOR = ["aiohttp>=3.9,<4", "protobuf>=5", "numpy>=1.23"]
 # The simulator's LiveKit side. Pinned to what was tested: LiveKit's signalling moves between releases, and
 # simulator/carriers/livekit/peer.py relies on aiortc 1.16 / aioice 0.13 internals (the sender's media stream id,
 # aioice's host-address lookup).
