@@ -31,7 +31,8 @@ AUDIO = ["protobuf>=5"]
 # transport.
 DEVICES = ["sounddevice>=0.4"]
 # The real LiveKit client the tests drive (convai_sync/loopback_shim.c is checked against its FFI library).
-LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3"]
+# livekit requires numpy itself; it is named because convai_sync/transports/livekit_audio.py imports it.
+LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3", "numpy>=1.23"]
 # examples/pygame_character.py and bench/frame_budget.py: a pygame-ce game host. numpy converts the
 # character's voice to the mixer's format (pygame's own sample-array module, pygame.sndarray, uses it too).
 PYGAME = ["pygame-ce>=2.5,<3", "numpy>=1.23"]

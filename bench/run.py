@@ -16,7 +16,7 @@ separate ``python -m simulator`` process by default; ``--inproc`` runs it in thi
 7. simulator capacity: WebSocket sessions at 1 msg/s vs a bare aiohttp echo (p99 <= 2x); LiveKit sessions
    with audio flowing, the most held with replies on time (alone: ``--only lkcapacity``, which ramps up to
    160 sessions; ``--lk-levels`` sets the ramp).
-8. CPU of per-sample work on the loop threads (simulator lip-sync frames):
+8. CPU of per-sample work on the loop threads (simulator lip-sync frames, the LiveKit mic's channel remix):
    the vectorised code vs the per-sample Python it replaced (``bench/rows_cpu.py``; no target).
 
     python bench/run.py --quick             # each row briefly (under ~2 minutes)

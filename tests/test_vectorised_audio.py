@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from bench.rows_cpu import reference_openings
+from bench.rows_cpu import reference_openings, reference_remix
+from convai_sync.transports.livekit_audio import remix
 from simulator.core import lipsync
 from simulator.core.lipsync import openings
 
@@ -43,3 +44,22 @@ def test_openings_across_block_boundaries_equal_the_reference(monkeypatch: pytes
     pcm = random.Random(7).randbytes(2 * 44100)
     assert openings(pcm, 44100, 60) == reference_openings(pcm, 44100, 60)
     assert len(openings(pcm, 44100, 60)) == 60
+
+
+def test_remix_equals_the_per_sample_reference_on_random_input() -> None:
+    rng = random.Random(11)
+    for _ in range(200):
+        channels, target = rng.randrange(1, 9), rng.randrange(1, 9)
+        pcm = rng.randbytes(2 * channels * rng.randrange(0, 2000))
+        assert remix(pcm, channels, target) == reference_remix(pcm, channels, target), (channels, target)
+    for channels in (2, 3, 5):  # full-scale means, negative ones truncated toward zero
+        pcm = (b"\x00\x80" + b"\xff\x7f" * (channels - 1)) * 10 + b"\x00\x80" * channels * 10
+        assert remix(pcm, channels, 1) == reference_remix(pcm, channels, 1)
+
+
+def test_remix_refuses_partial_frames_like_the_reference() -> None:
+    for pcm, channels in ((b"\x01\x02\x03", 1), (b"\x01\x00" * 3, 2)):
+        with pytest.raises(ValueError):
+            reference_remix(pcm, channels, 3 - channels)
+        with pytest.raises(ValueError):
+            remix(pcm, channels, 3 - channels)
