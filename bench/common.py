@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 import queue
 import subprocess
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from convai_sync import timings
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
@@ -32,11 +33,9 @@ perf = time.perf_counter
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of ``values`` (``q`` in 0..1); NaN when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+    """Nearest-rank percentile of ``values`` (``q`` in 0..1, as ``diagnostics()`` computes it); NaN when empty
+    (a row with nothing measured shows n/a)."""
+    return timings.percentile(values, q) if values else float("nan")
 
 
 @contextmanager
