@@ -11,6 +11,7 @@ import gc
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -92,16 +93,24 @@ class SimProcess:
     character_id = "sim-character"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
+        stop_process(self.proc)
 
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.proc.pid)
+
+
+def stop_process(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop a child process this bench started: ``sig`` (SIGTERM; SIGINT for a graceful shutdown), then
+    SIGKILL when it has not exited within ``timeout`` seconds; returns once it is reaped (nothing if it
+    already exited). Its pipes are the caller's to close."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
 
 
 class SimInproc:
