@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy
 
 from simulator.core import wire
-from simulator.core.features import Blendshapes
+from simulator.core.features import FORMAT_VALUES, Blendshapes
 
 #: RMS (PCM16) at which the mouth is fully open (about -13 dBFS).
 FULL_OPEN_RMS = 6000.0
@@ -83,7 +83,7 @@ def openings(pcm: bytes, rate: int, fps: int) -> list[float]:
 
 def frame(fmt: str, opening: float) -> list[float]:
     """One frame of ``fmt`` for a mouth ``opening`` (0..1); empty for ``cc5_hd``."""
-    size = Blendshapes(format=fmt).values_per_frame
+    size = FORMAT_VALUES[fmt]
     if size == 0:
         return []
     values = [0.0] * size
@@ -93,19 +93,16 @@ def frame(fmt: str, opening: float) -> list[float]:
     return values
 
 
-def frames_for(pcm: bytes, rate: int, config: Blendshapes) -> list[list[float]]:
-    """Every frame of a voice (none for ``cc5_hd``)."""
-    if config.values_per_frame == 0:
-        return []
-    return [frame(config.format, opening) for opening in openings(pcm, rate, config.output_fps)]
-
-
 @dataclass
 class Animation:
-    """One turn's lip-sync stream; :meth:`run` sends it while the voice plays (see the module docstring)."""
+    """One turn's lip-sync stream; :meth:`run` sends it while the voice plays (see the module docstring).
+
+    It holds the mouth opening of each frame and builds each frame as it goes out: a long reply's frames,
+    built at once, would be hundreds of MB of lists (251 values a frame for ``mha``) made on the loop.
+    """
 
     config: Blendshapes
-    frames: list[list[float]]
+    openings: list[float]  # one per frame to send (none for cc5_hd)
     audio_bytes: int
     audio_seconds: float
     turn_id: int
@@ -118,7 +115,7 @@ class Animation:
                 "sequence": self.sequence}
 
     async def _send_frames(self, send: Send, count: int) -> bool:
-        batch = self.frames[self.sent:self.sent + count]
+        batch = [frame(self.config.format, opening) for opening in self.openings[self.sent:self.sent + count]]
         if not batch:
             return True
         if self.config.enable_chunking:
@@ -145,7 +142,7 @@ class Animation:
         chunk = self.config.chunk_size if self.config.enable_chunking else 1
         fps = self.config.output_fps
         interrupted = False
-        while self.sent < len(self.frames):
+        while self.sent < len(self.openings):
             if stop():
                 interrupted = True
                 break
@@ -176,5 +173,5 @@ class Animation:
 
 def animation(pcm: bytes, rate: int, config: Blendshapes, turn_id: int) -> Animation:
     """The lip-sync stream of one voice (PCM16 mono at ``rate`` Hz)."""
-    return Animation(config, frames_for(pcm, rate, config), len(pcm), len(pcm) / (2 * rate) if rate else 0.0,
-                     turn_id)
+    frames = openings(pcm, rate, config.output_fps) if config.values_per_frame else []
+    return Animation(config, frames, len(pcm), len(pcm) / (2 * rate) if rate else 0.0, turn_id)
