@@ -37,8 +37,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import numpy
-
 from simulator.core import wire
 from simulator.core.features import FORMAT_VALUES, Blendshapes
 
@@ -61,6 +59,10 @@ def openings(pcm: bytes, rate: int, fps: int) -> list[float]:
     Sums of squares are exact in int64 (and below 2**53, so their division is the one Python's int / int
     makes) and every later step is one IEEE operation, so the result equals the per-sample arithmetic bit for bit.
     """
+    # Imported on first use: importing simulator (which the pytest plugin does in every test run) does not load
+    # numpy (tests/test_pygame_tour.py checks it).
+    import numpy
+
     samples = numpy.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2)
     count = math.ceil(len(samples) * fps / rate) if rate > 0 else 0
     if count <= 0:
