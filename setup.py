@@ -12,8 +12,9 @@ for line in (ROOT / "convai_sync" / "__init__.py").read_text().splitlines():
 
 # protobuf: the /chat WebSocket's binary Pipecat frames (the user's voice in, the character's out).
 # aiohttp below 4: simulator/http/quiet.py extends aiohttp's request handler and AppRunner (its private
-# _make_server) to keep a 400's text from echoing what the peer sent.
-SIMULATOR = ["aiohttp>=3.9,<4", "protobuf>=5"]
+# _make_server) to keep a 400's text from echoing what the peer sent. numpy: simulator/core/lipsync.py measures
+# the voice's loudness per lip-sync frame with whole-array operations (not per sample on the event loop).
+SIMULATOR = ["aiohttp>=3.9,<4", "protobuf>=5", "numpy>=1.23"]
 # The simulator's LiveKit side. Pinned to what was tested: LiveKit's signalling moves between releases, and
 # simulator/carriers/livekit/peer.py relies on aiortc 1.16 / aioice 0.13 internals (the sender's media stream id,
 # aioice's host-address lookup).
@@ -30,7 +31,8 @@ AUDIO = ["protobuf>=5"]
 # transport.
 DEVICES = ["sounddevice>=0.4"]
 # The real LiveKit client the tests drive (convai_sync/loopback_shim.c is checked against its FFI library).
-LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3"]
+# livekit requires numpy itself; it is named because convai_sync/transports/livekit_audio.py imports it.
+LIVEKIT_CLIENT = ["livekit>=1.2.1,<1.3", "numpy>=1.23"]
 # examples/pygame_character.py and bench/frame_budget.py: a pygame-ce game host. numpy converts the
 # character's voice to the mixer's format (pygame's own sample-array module, pygame.sndarray, uses it too).
 PYGAME = ["pygame-ce>=2.5,<3", "numpy>=1.23"]

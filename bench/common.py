@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from convai_sync import timings
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
@@ -32,11 +34,9 @@ perf = time.perf_counter
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of ``values`` (``q`` in 0..1); NaN when empty."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+    """Nearest-rank percentile of ``values`` (``q`` in 0..1, as ``diagnostics()`` computes it); NaN when empty
+    (a row with nothing measured shows n/a)."""
+    return timings.percentile(values, q) if values else float("nan")
 
 
 @contextmanager
@@ -93,16 +93,24 @@ class SimProcess:
     character_id = "sim-character"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
+        stop_process(self.proc)
 
     def cpu_seconds(self) -> float:
         return process_cpu_seconds(self.proc.pid)
+
+
+def stop_process(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop a child process this bench started: ``sig`` (SIGTERM; SIGINT for a graceful shutdown), then
+    SIGKILL when it has not exited within ``timeout`` seconds; returns once it is reaped (nothing if it
+    already exited). Its pipes are the caller's to close."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
 
 
 class SimInproc:

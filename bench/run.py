@@ -17,6 +17,8 @@ separate ``python -m simulator`` process by default; ``--inproc`` runs it in thi
    with audio flowing, the most held with replies on time (alone: ``--only lkcapacity``, which ramps up to
    160 sessions; ``--lk-levels`` sets the ramp, ``--lk-client livekit`` uses the real ``rtc.Room`` as the load
    generator instead of ``bench/lk_wire.py``'s participant).
+8. CPU of per-sample work on the loop threads (simulator lip-sync frames, the LiveKit mic's channel remix):
+   the vectorised code vs the per-sample Python it replaced (``bench/rows_cpu.py``; no target).
 
     python bench/run.py --quick             # each row briefly (under ~2 minutes)
     python bench/run.py                     # the full table (~10 minutes)
@@ -43,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Row, na, print_table, start_sim
 from convai_sync.loopback import LoopbackShimError, ensure_loopback_preload
 
-SECTIONS = ("ws", "throughput", "livekit", "footprint", "shutdown", "capacity", "lkcapacity")
+SECTIONS = ("ws", "throughput", "livekit", "footprint", "shutdown", "capacity", "lkcapacity", "cpu")
 
 
 def _section(name: str, rows: list[Row], run: Callable[[], list[Row]]) -> None:
@@ -61,7 +63,7 @@ def _section(name: str, rows: list[Row], run: Callable[[], list[Row]]) -> None:
 
 
 def run(args: argparse.Namespace) -> list[Row]:
-    from bench import rows_capacity, rows_footprint, rows_livekit, rows_shutdown, rows_ws
+    from bench import rows_capacity, rows_cpu, rows_footprint, rows_livekit, rows_shutdown, rows_ws
 
     wanted = set(args.only.split(",")) if args.only else set(SECTIONS)
     levels = tuple(int(n) for n in args.lk_levels.split(",")) if args.lk_levels else None
@@ -76,6 +78,8 @@ def run(args: argparse.Namespace) -> list[Row]:
         # library's threads and many objects behind, whose wake-ups and collections would be counted
         # as the simulator's latency.
         _section("capacity (WebSocket)", rows, lambda: rows_capacity.websocket_rows(args.quick))
+    if "cpu" in wanted:
+        _section("cpu", rows, lambda: rows_cpu.cpu_rows(args.quick))
     if not wanted & {"ws", "throughput", "livekit", "footprint", "shutdown"}:
         if lk_capacity:
             _section("capacity (LiveKit)", rows, lk_ramp)

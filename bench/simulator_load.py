@@ -43,6 +43,9 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import STOP_TIMEOUT, process_cpu_seconds, stop_process
 from simulator.http.fanout import LOCAL_HEADER
 
 HOST = "127.0.0.1"
@@ -54,7 +57,6 @@ START_TIMEOUT = 15.0
 WORKERS_START_TIMEOUT = 60.0
 OPEN_TIMEOUT = 120.0
 DRAIN_TIMEOUT = 5.0
-STOP_TIMEOUT = 10.0
 MESSAGE = json.dumps({"label": "rtvi-ai", "type": "reset-idle-timer", "id": "bench", "data": {}})
 
 
@@ -164,13 +166,7 @@ class Redis:
         return int(stats["total_commands_processed"])
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
+        stop_process(self.proc)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
@@ -253,21 +249,12 @@ class Server:
         """User + system CPU time the server process (workers: all of them) has used."""
         total = 0.0
         for pid in self.pids or [self.proc.pid]:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            with contextlib.suppress(OSError):  # a worker that has exited
+                total += process_cpu_seconds(pid)
         return total
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
+        stop_process(self.proc, signal.SIGINT)  # the simulator's graceful shutdown (workers: the supervisor's)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 

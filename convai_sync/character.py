@@ -53,6 +53,9 @@ class SceneObject:
         check_fields(self)
 
     def to_wire(self) -> dict[str, Any]:
+        """This object as the connect request body carries it (Convai Realtime API documentation,
+        "Connect API": ``action_config.objects[]`` and ``scene_description[]``): a new
+        ``{"name": str, "description": str}`` dict on each call."""
         return {"name": self.name, "description": self.description}
 
 
@@ -73,6 +76,8 @@ class SceneCharacter:
         check_fields(self)
 
     def to_wire(self) -> dict[str, Any]:
+        """This character as the connect request body carries it (Convai Realtime API documentation,
+        "Connect API": ``action_config.characters[]``): a new ``{"name": str, "bio": str}`` dict on each call."""
         return {"name": self.name, "bio": self.bio}
 
 
@@ -178,6 +183,9 @@ class DynamicInfo:
         check_fields(self)
 
     def to_wire(self) -> dict[str, Any]:
+        """The ``dynamic_info`` object of the connect request body (Convai Realtime API documentation,
+        "Connect API"; Convai "Dynamic information"): ``{"text": str, "keep_in_context": bool}`` plus
+        ``"static_text": str`` when set; a new dict on each call."""
         body: dict[str, Any] = {"text": self.text, "keep_in_context": self.keep_in_context}
         if self.static_text is not None:
             body["static_text"] = self.static_text
@@ -205,6 +213,9 @@ class VadParams:
         check_fields(self)
 
     def to_wire(self) -> dict[str, Any]:
+        """The ``vad_params`` object of the connect request body (Convai Realtime API documentation, "VAD
+        params"): ``{"confidence": 0..1, "start_secs": s, "stop_secs": s, "min_volume": 0..1}`` (floats;
+        the two durations in seconds); a new dict on each call."""
         return {"confidence": self.confidence, "start_secs": self.start_secs,
                 "stop_secs": self.stop_secs, "min_volume": self.min_volume}
 
@@ -226,6 +237,9 @@ class TurnDetectionConfig:
         check_fields(self)
 
     def to_wire(self) -> dict[str, Any]:
+        """The ``turn_detection_config`` object of the connect request body (Convai Realtime API
+        documentation, "Connect API"): ``{"type": "smart_turn" | "not_provided"}`` plus ``"params"`` (a copy
+        of :attr:`params`) when set; a new dict on each call."""
         body: dict[str, Any] = {"type": self.type}
         if self.params is not None:
             body["params"] = dict(self.params)

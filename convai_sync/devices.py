@@ -726,7 +726,6 @@ class Microphone:
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop capturing and join the forwarding thread within ``timeout`` (idempotent)."""
-        _registry.microphone_stopped(self)
         with self._cond:
             self._running = False
             stream, self._stream = self._stream, None
@@ -734,6 +733,9 @@ class Microphone:
             speakers, self._speakers = self._speakers, []
             self._blocks.clear()
             self._cond.notify_all()
+        # After _running is False: a start() registering concurrently either sees that and does not
+        # register, or registered first and is unregistered here (see _Registry.microphone_started).
+        _registry.microphone_stopped(self)
         if self._canceller is not None:
             for speaker in speakers:
                 speaker.remove_echo_reference(self._canceller.far_end)
@@ -776,7 +778,12 @@ class _Registry:
             microphone._unlink(speaker)
 
     def microphone_started(self, microphone: Microphone) -> None:
+        """Register a microphone that is running. One that stop() stopped meanwhile is not registered:
+        stop() clears ``running`` before it unregisters, so whichever of the two takes this lock second
+        leaves a stopped microphone unregistered."""
         with self._lock:
+            if not microphone.running:
+                return
             self._microphones.add(microphone)
             speakers = list(self._speakers)
         for speaker in speakers:

@@ -74,6 +74,10 @@ class _Framer:
         self._pending = bytearray()
 
     def frames(self, pcm: bytes, sample_rate: int, num_channels: int) -> list[bytes]:
+        """The whole 10 ms frames (:func:`frame_bytes` each; WebRTC's frame, see the module docstring) that
+        ``pcm`` completes, in order, as PCM16 interleaved bytes of ``num_channels`` at ``sample_rate`` Hz;
+        ``[]`` when less than a frame is pending. The rest waits for the next block; a block in another
+        format drops it and starts over. Raises nothing; one thread at a time (not locked)."""
         if (sample_rate, num_channels) != self._format:
             self._format = (sample_rate, num_channels)
             self._pending.clear()  # a new format starts a new stream

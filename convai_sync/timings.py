@@ -17,9 +17,16 @@ STAGES = ("llm_started", "first_text", "first_audio", "completed")
 
 
 def percentile(values: list[float], q: float) -> float:
-    """The nearest-rank ``q``-th percentile (0 < q <= 100) of non-empty ``values``."""
+    """The nearest-rank percentile of ``values`` at fraction ``q`` (0..1: 0.5 is the median, 0.95 the
+    p95): the smallest value with at least ``q`` of them at or below it, in the values' own unit.
+
+    Raises:
+        ValueError: ``values`` is empty.
+    """
+    if not values:
+        raise ValueError("percentile of no values")
     ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 class TimingStats:
@@ -30,6 +37,10 @@ class TimingStats:
         self._recent: collections.deque[TurnTimings] = collections.deque(maxlen=window)
 
     def add(self, timings: TurnTimings) -> None:
+        """Record one completed turn's :class:`~convai_sync.events.TurnTimings` (stage times in seconds on
+        the client's monotonic clock; this repository's ``convai_sync/events.py``). The oldest turn drops out
+        once ``window`` are held. Returns nothing, raises nothing; any thread (the transport's reader thread
+        calls it)."""
         with self._lock:
             self._recent.append(timings)
 
@@ -42,6 +53,6 @@ class TimingStats:
         for stage in STAGES:
             values = [v for v in (t.since_sent(stage) for t in recent) if v is not None]
             out[stage] = None if not values else {
-                "p50": round(percentile(values, 50), 4), "p95": round(percentile(values, 95), 4),
+                "p50": round(percentile(values, 0.5), 4), "p95": round(percentile(values, 0.95), 4),
                 "count": len(values)}
         return out

@@ -106,8 +106,51 @@ def test_file_level_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_template_fill_leaves_unknown_placeholders() -> None:
-    assert fill("Hi {player_name}, {unknown} {0} {", {"player_name": "Ada"}) == "Hi {player_name}, {unknown} {0} {"
     assert fill("Hi {player_name}, {unknown}", {"player_name": "Ada"}) == "Hi Ada, {unknown}"
+    assert fill("{{literal}} {text}", {"text": "hello"}) == "{literal} hello"
+
+
+@pytest.mark.parametrize("template, problem", [
+    ("Hi {player_name", "expected '}' before end of string"),
+    ("Hi player_name}", "Single '}' encountered"),
+    ("Hi {", "Single '{' encountered"),
+    ("Hi {}", "positional placeholder {}"),
+    ("Hi {0}", "positional placeholder {0}"),
+    ("Hi {player.name}", "placeholder for 'player.name' is not a plain {name}"),
+    ("Hi {players[0]}", "placeholder for 'players[0]' is not a plain {name}"),
+    ("Hi {player_name!r}", "placeholder for 'player_name' is not a plain {name}"),
+    ("Hi {player_name:>10}", "placeholder for 'player_name' is not a plain {name}"),
+])
+@pytest.mark.parametrize("where", ["replies[0].reply", "narrative.sections[0].speech",
+                                   "narrative.sections[0].objective"])
+def test_a_bad_template_is_refused_at_load_naming_character_field_and_template(
+        tmp_path: Path, template: str, problem: str, where: str) -> None:
+    definition: dict[str, Any] = {"id": "bard"}
+    if where.startswith("replies"):
+        definition["replies"] = [{"pattern": "sing", "reply": template}]
+    else:
+        definition["narrative"] = {"sections": [{"id": "a", where.rsplit(".", 1)[1]: template}]}
+    path = write(tmp_path, {"characters": [SHOP, definition]})
+    with pytest.raises(CharacterError) as caught:
+        load_characters_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: character 'bard': field '{where}': template {template!r}: "), message
+    assert problem in message, message
+    with pytest.raises(CharacterError, match="character 'bard'"):  # the constructor's list is checked alike
+        parse_characters([definition])
+
+
+def test_every_template_of_the_shipped_samples_fills() -> None:
+    keys = {"player_name": "Ada", "sword_price": "12", "text": "hi"}
+    for name in shipped_character_names():
+        for definition in load_characters_file(shipped_character(name)):
+            templates = [r.reply for r in definition.replies if r.reply is not None]
+            if definition.narrative is not None:
+                templates += [s.objective for s in definition.narrative.sections]
+                templates += [s.speech for s in definition.narrative.sections if s.speech is not None]
+            assert templates, name
+            for template in templates:
+                assert "{" not in fill(template, keys), (name, template)
 
 
 def test_shipped_samples_load() -> None:

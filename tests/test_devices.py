@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from convai_sync import AudioFrame, AudioInterrupted, EventDeliveryPolicy
+from convai_sync import AudioFrame, AudioInterrupted, EventDeliveryPolicy, devices
 from convai_sync.devices import DeviceError, Microphone, Speaker, find_device, list_devices
 from convai_sync.testing import Recorder
 from tests.helpers_memory import WAIT, Harness, assert_no_convai_threads, make_config
@@ -204,6 +204,53 @@ def test_microphone_stopped_while_its_stream_opens_leaves_nothing_open() -> None
     mic.start(lambda pcm, rate, channels: None)
     [stream] = factory.streams
     assert not stream.started and stream.closed and not mic.running
+
+
+def registered(mic: Microphone) -> bool:
+    return mic in set(devices._registry._microphones)
+
+
+class StopsWhenStarted(FakeStream):
+    """A stream whose start() lets another thread's ``Microphone.stop()`` land (in call order, not time):
+    after the stream started, before start() registers the microphone for echo references."""
+
+    mic: Microphone
+
+    def start(self) -> None:
+        super().start()
+        self.mic.stop()
+
+
+def test_microphone_stopped_as_its_stream_starts_is_not_left_registered() -> None:
+    streams: list[StopsWhenStarted] = []
+
+    def factory(rate: int, channels: int, block: int, callback: Callable[..., None]) -> FakeStream:
+        streams.append(StopsWhenStarted(rate, channels, block, callback))
+        streams[-1].mic = mic
+        return streams[-1]
+
+    mic = Microphone(16000, stream_factory=factory, echo_cancellation=False)
+    mic.start(lambda pcm, rate, channels: None)
+    [stream] = streams
+    assert stream.started and stream.stopped and stream.closed and not mic.running
+    assert not registered(mic)
+    speaker = Speaker(stream_factory=Factory())  # the registry links a new speaker to every registered microphone
+    try:
+        assert mic._speakers == []
+    finally:
+        speaker.close()
+
+
+def test_a_running_microphone_is_registered_until_it_stops() -> None:
+    mic = Microphone(16000, stream_factory=Factory(), echo_cancellation=False)
+    mic.start(lambda pcm, rate, channels: None)
+    assert registered(mic)
+    mic.stop()
+    assert not registered(mic)
+    mic.start(lambda pcm, rate, channels: None)  # and again after a restart
+    assert registered(mic)
+    mic.stop()
+    assert not registered(mic)
 
 
 def test_microphone_drops_the_oldest_blocks_when_the_sink_is_slow() -> None:

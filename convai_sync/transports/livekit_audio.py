@@ -33,10 +33,8 @@ the subscription again.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import logging
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -58,26 +56,27 @@ AudioSink = Callable[[bytes, int, int], None]
 
 def remix(pcm: bytes, channels: int, target: int) -> bytes:
     """PCM16 ``pcm`` of ``channels`` interleaved channels as ``target`` channels: mixed down to mono
-    (the mean of the channels), then copied into each of ``target`` channels when it is more than one."""
+    (the mean of the channels, truncated toward zero), then copied into each of ``target`` channels when it
+    is more than one. ``pcm`` itself when the counts match.
+
+    Raises:
+        ValueError: ``pcm`` is not whole frames (an odd byte count, or samples not a multiple of ``channels``).
+    """
     if channels == target:
         return pcm
-    samples = array.array("h")
-    samples.frombytes(pcm)
-    if sys.byteorder != "little":
-        samples.byteswap()
+    # numpy comes with livekit (the only way here); imported on use so that importing this module, which the
+    # transport does before it checks livekit is installed, needs nothing the core install lacks.
+    import numpy
+
+    samples = numpy.frombuffer(pcm, dtype="<i2")
     if channels == 1:
         mono = samples
     else:
-        lanes = [samples[c::channels] for c in range(channels)]
-        mono = array.array("h", [int(total / channels) for total in map(sum, zip(*lanes, strict=True))])
-    if target == 1:
-        out = mono
-    else:
-        out = array.array("h", bytes(2 * len(mono) * target))
-        for c in range(target):
-            out[c::target] = mono
-    if sys.byteorder != "little":
-        out.byteswap()
+        # Whole-array sums instead of a Python loop per sample (this runs on the transport's loop thread).
+        # total / channels is the float division int(total / channels) made, so the result is unchanged.
+        totals = samples.reshape(-1, channels).sum(axis=1, dtype=numpy.int64)
+        mono = (totals / channels).astype("<i2")
+    out = mono if target == 1 else numpy.repeat(mono, target)
     return out.tobytes()
 
 

@@ -37,8 +37,10 @@ Rules:
 
 - ``replies[].pattern`` is a Python regular expression searched case-insensitively in the user's text (at
   most :data:`MAX_PATTERN_LENGTH` characters); ``reply`` may use ``{template keys}`` (from
-  ``narrative_template_keys`` / ``update-template-keys``) and ``{text}`` (the user's text); unknown
-  placeholders stay as written.
+  ``narrative_template_keys`` / ``update-template-keys``) and ``{text}`` (the user's text); a key the
+  session has not set stays as written. ``reply``, ``speech`` and ``objective`` are templates, checked at
+  load: every placeholder is a plain ``{name}`` (no positional ``{}`` / ``{0}``, attribute or index access,
+  ``!conversion`` or ``:format``), and a literal brace is doubled (``{{``, ``}}``).
 - ``narrative.sections[].triggers`` maps a trigger name to the id of the section it leads to; every target
   must be a section of the same narrative, ``start`` too. ``speech`` (optional) is what the character says
   on entering the section; without it a trigger moves the story silently.
@@ -54,6 +56,7 @@ from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +194,22 @@ class _Fields:
             raise self.fail(path, "must not be empty")
         return value
 
+    def template(self, value: Any, path: str) -> str:
+        """A string that :func:`fill` can fill: balanced braces, every placeholder a plain ``{name}``."""
+        text = self.string(value, path)
+        try:
+            fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text)
+                      if name is not None]
+        except ValueError as exc:  # an unbalanced or unescaped brace
+            raise self.fail(path, f"template {text!r}: {exc} (write a literal brace as {{{{ or }}}})") from None
+        for name, spec, conversion in fields:
+            if not name or name.isdigit():
+                raise self.fail(path, f"template {text!r}: positional placeholder {{{name}}} (name a template key)")
+            if "." in name or "[" in name or conversion is not None or spec:
+                raise self.fail(path, f"template {text!r}: placeholder for {name!r} is not a plain {{name}} "
+                                      "(no attribute, index, !conversion or :format)")
+        return text
+
     def boolean(self, value: Any, path: str) -> bool:
         if not isinstance(value, bool):
             raise self.fail(path, f"must be true or false, got {value!r}")
@@ -253,7 +272,7 @@ def _replies(reader: _Fields, value: Any) -> tuple[ScriptedReply, ...]:
         if "reply" not in entry:
             raise reader.fail(f"{path}.reply", "is required (a string, or null to stay silent)")
         reply = entry["reply"]
-        replies.append(ScriptedReply(compiled, None if reply is None else reader.string(reply, f"{path}.reply")))
+        replies.append(ScriptedReply(compiled, None if reply is None else reader.template(reply, f"{path}.reply")))
     return tuple(replies)
 
 
@@ -279,9 +298,9 @@ def _narrative(reader: _Fields, value: Any) -> Narrative:
         sections.append(NarrativeSection(
             id=section_id,
             name=reader.string(entry.get("name", section_id), f"{path}.name"),
-            objective=reader.string(entry.get("objective", ""), f"{path}.objective"),
+            objective=reader.template(entry.get("objective", ""), f"{path}.objective"),
             triggers=triggers,
-            speech=None if speech is None else reader.string(speech, f"{path}.speech"),
+            speech=None if speech is None else reader.template(speech, f"{path}.speech"),
             bt_code=reader.string(entry.get("bt_code", ""), f"{path}.bt_code"),
             bt_constants=reader.string(entry.get("bt_constants", ""), f"{path}.bt_constants"),
         ))
@@ -427,8 +446,10 @@ class Template(dict[str, str]):
 
 
 def fill(text: str, keys: Mapping[str, str]) -> str:
-    """``text`` with ``{key}`` placeholders filled from ``keys`` (unknown ones, and bad braces, left as is)."""
-    try:
-        return text.format_map(Template(keys))
-    except (ValueError, IndexError, AttributeError, KeyError):
-        return text
+    """``text`` with ``{key}`` placeholders filled from ``keys`` (a key not in ``keys`` stays as written).
+
+    ``text`` is a template a definition was loaded with, so its braces were checked then (see the module
+    docstring's rules); anything else raises what ``str.format_map`` raises (ValueError, KeyError,
+    IndexError, AttributeError), never a silently unfilled text.
+    """
+    return text.format_map(Template(keys))

@@ -167,11 +167,6 @@ def is_connect_code(code: ErrorCode) -> bool:
     return code in _HTTP_ROWS or code in _SPECIAL_CONNECT
 
 
-def is_client_side(code: ErrorCode) -> bool:
-    """True for codes only a client can produce."""
-    return code in _CLIENT_SIDE_HINTS
-
-
 def coerce(value: object) -> ErrorCode | DisconnectReason:
     """Accept every form of :data:`ACCEPTED_FORMS` (and the enum members themselves); else ValueError."""
     if isinstance(value, (ErrorCode, DisconnectReason)):

@@ -30,45 +30,62 @@ total_audio_bytes, total_turn_duration_ms, total_audio_duration_ms, fps, was_int
 
 from __future__ import annotations
 
-import array
 import asyncio
+import itertools
 import math
-import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from simulator.core import wire
-from simulator.core.features import Blendshapes
+from simulator.core.features import FORMAT_VALUES, Blendshapes
 
 #: RMS (PCM16) at which the mouth is fully open (about -13 dBFS).
 FULL_OPEN_RMS = 6000.0
 #: Where each format carries the mouth opening (see the module docstring).
 MOUTH_INDEX = {"mha": 0, "arkit": 17, "cc4_extended": 0, "visemes": 10}
 VISEME_SILENCE_INDEX = 0
+#: Samples squared at a time by :func:`openings` (bounds its scratch memory to a few MB).
+BLOCK_SAMPLES = 1 << 18
 
 Send = Callable[[wire.JsonDict], Awaitable[bool]]
 
 
 def openings(pcm: bytes, rate: int, fps: int) -> list[float]:
-    """Mouth opening 0..1 of each ``1 / fps`` window of PCM16 mono ``pcm`` at ``rate`` Hz."""
-    samples = array.array("h")
-    samples.frombytes(pcm[: len(pcm) - len(pcm) % 2])
-    if sys.byteorder != "little":
-        samples.byteswap()
+    """Mouth opening 0..1 (rounded to 4 places) of each ``1 / fps`` window of PCM16 mono ``pcm`` at ``rate`` Hz.
+
+    Vectorised (numpy), a block of windows at a time: a reply's voice runs to tens of millions of samples and
+    this runs on the simulator's loop, where a per-sample Python loop stalled every other session for seconds.
+    Sums of squares are exact in int64 (and below 2**53, so their division is the one Python's int / int
+    makes) and every later step is one IEEE operation, so the result equals the per-sample arithmetic bit for bit.
+    """
+    # Imported on first use: importing simulator (which the pytest plugin does in every test run) does not load
+    # numpy (tests/test_pygame_tour.py checks it).
+    import numpy
+
+    samples = numpy.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2)
     count = math.ceil(len(samples) * fps / rate) if rate > 0 else 0
-    result = []
-    for index in range(count):
-        start, end = index * rate // fps, min(len(samples), (index + 1) * rate // fps)
-        window = samples[start:end]
-        rms = math.sqrt(sum(v * v for v in window) / len(window)) if window else 0.0
-        result.append(round(min(1.0, rms / FULL_OPEN_RMS), 4))
+    if count <= 0:
+        return []
+    # Window i is samples[bounds[i]:bounds[i + 1]].
+    bounds = numpy.minimum(numpy.arange(count + 1, dtype=numpy.int64) * rate // fps, len(samples))
+    step = max(1, BLOCK_SAMPLES * fps // rate)
+    result: list[float] = []
+    for first in range(0, count, step):
+        edges = bounds[first:first + step + 1]
+        squares = samples[edges[0]:edges[-1]].astype(numpy.int64) ** 2
+        totals = numpy.concatenate(([0], numpy.cumsum(squares)))
+        # An empty window (only when rate < fps) sums to 0 over a width of 1: silence, as before.
+        means = numpy.diff(totals[edges - edges[0]]) / numpy.maximum(numpy.diff(edges), 1)
+        loudness = numpy.minimum(1.0, numpy.sqrt(means) / FULL_OPEN_RMS)
+        # round() per window keeps Python's exact decimal rounding (numpy.round scales by 10**4 first).
+        result.extend(map(round, loudness.tolist(), itertools.repeat(4)))
     return result
 
 
 def frame(fmt: str, opening: float) -> list[float]:
     """One frame of ``fmt`` for a mouth ``opening`` (0..1); empty for ``cc5_hd``."""
-    size = Blendshapes(format=fmt).values_per_frame
+    size = FORMAT_VALUES[fmt]
     if size == 0:
         return []
     values = [0.0] * size
@@ -78,19 +95,16 @@ def frame(fmt: str, opening: float) -> list[float]:
     return values
 
 
-def frames_for(pcm: bytes, rate: int, config: Blendshapes) -> list[list[float]]:
-    """Every frame of a voice (none for ``cc5_hd``)."""
-    if config.values_per_frame == 0:
-        return []
-    return [frame(config.format, opening) for opening in openings(pcm, rate, config.output_fps)]
-
-
 @dataclass
 class Animation:
-    """One turn's lip-sync stream; :meth:`run` sends it while the voice plays (see the module docstring)."""
+    """One turn's lip-sync stream; :meth:`run` sends it while the voice plays (see the module docstring).
+
+    It holds the mouth opening of each frame and builds each frame as it goes out: a long reply's frames,
+    built at once, would be hundreds of MB of lists (251 values a frame for ``mha``) made on the loop.
+    """
 
     config: Blendshapes
-    frames: list[list[float]]
+    openings: list[float]  # one per frame to send (none for cc5_hd)
     audio_bytes: int
     audio_seconds: float
     turn_id: int
@@ -103,7 +117,7 @@ class Animation:
                 "sequence": self.sequence}
 
     async def _send_frames(self, send: Send, count: int) -> bool:
-        batch = self.frames[self.sent:self.sent + count]
+        batch = [frame(self.config.format, opening) for opening in self.openings[self.sent:self.sent + count]]
         if not batch:
             return True
         if self.config.enable_chunking:
@@ -130,7 +144,7 @@ class Animation:
         chunk = self.config.chunk_size if self.config.enable_chunking else 1
         fps = self.config.output_fps
         interrupted = False
-        while self.sent < len(self.frames):
+        while self.sent < len(self.openings):
             if stop():
                 interrupted = True
                 break
@@ -161,5 +175,5 @@ class Animation:
 
 def animation(pcm: bytes, rate: int, config: Blendshapes, turn_id: int) -> Animation:
     """The lip-sync stream of one voice (PCM16 mono at ``rate`` Hz)."""
-    return Animation(config, frames_for(pcm, rate, config), len(pcm), len(pcm) / (2 * rate) if rate else 0.0,
-                     turn_id)
+    frames = openings(pcm, rate, config.output_fps) if config.values_per_frame else []
+    return Animation(config, frames, len(pcm), len(pcm) / (2 * rate) if rate else 0.0, turn_id)

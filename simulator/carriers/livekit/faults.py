@@ -39,7 +39,6 @@ REASON_CLOSE_BASE = 4000
 
 ICE_FAILED = "transport.ice_failed"
 PEER_CONNECTION_FAILED = "transport.peer_connection_failed"
-LIVEKIT_ERROR = "transport.livekit_error"
 SIGNAL_DISCONNECTED = "transport.signal_disconnected"
 
 #: HTTP statuses ``Simulator.refuse_livekit_join`` can answer on ``/rtc/v1``, with LiveKit-style texts.
