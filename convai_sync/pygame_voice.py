@@ -217,6 +217,7 @@ class VoicePlayer:
         self._playing = False  # this turn has passed its prebuffer
         self._drained = False  # the buffer ran dry after playing (an underrun if the turn goes on)
         self._dry_at = 0.0  # clock time the mixer ran out of this turn's audio (when _drained)
+        self._busy_at = 0.0  # clock time an update last saw the channel playing with the buffer empty
         self._first_audio_at: float | None = None
         self._idle_with_queue_since: float | None = None
         self.level = 0.0  # RMS of the chunk last handed to the mixer, for a speaking animation
@@ -403,14 +404,19 @@ class VoicePlayer:
         self._guard("VoicePlayer.update")
         self._restart_stranded_queue()
         if not self._buffered:
-            if self._playing and not self._channel_busy():
-                if not self._drained:
-                    # The mixer ran dry when the audio handed to it ended (this update may come later).
-                    now = self._clock()
-                    ends = now if self._origin is None else self._origin + self._handed
-                    self._dry_at = min(now, ends)
-                self._drained = True
-                self.level = 0.0
+            if not self._playing:
+                return
+            if self._channel_busy():
+                self._busy_at = self._clock()
+                return
+            if not self._drained:
+                # The mixer ran dry after the last update that saw it busy and by now: when the audio
+                # handed to it ended, if it played in real time (this update may come late).
+                now = self._clock()
+                ends = now if self._origin is None else self._origin + self._handed
+                self._dry_at = max(self._busy_at, min(now, ends))
+            self._drained = True
+            self.level = 0.0
             return
         if not self._playing:
             waited = self._first_audio_at is not None and self._clock() - self._first_audio_at >= self.prebuffer_seconds

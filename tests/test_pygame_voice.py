@@ -304,6 +304,18 @@ def test_an_underrun_is_a_late_arrival_only_when_the_audio_reached_the_sdk_after
     player.update()
     player.feed(frame(0.1, at=100.4))  # was waiting in the SDK before the mixer ran dry: the host's
     assert (player.stats.underruns, player.stats.late_arrival_underruns) == (2, 1)
+    # A mixer slower than real time: still playing at 100.9, after the 0.1 s handed at 100.6 should have
+    # ended; audio that reached the SDK meanwhile was there to feed, so that underrun is the host's.
+    clock.now = 100.66
+    player.update()  # prebuffered again: 0.1 s handed from 100.66
+    channel.finish()
+    clock.now = 100.9
+    player.update()  # the last sound still plays
+    channel.finish()
+    clock.now = 101.0
+    player.update()
+    player.feed(frame(0.1, at=100.85))
+    assert (player.stats.underruns, player.stats.late_arrival_underruns) == (3, 1)
 
 
 def test_every_second_fed_is_handed_to_the_mixer(mixer: tuple[int, int, int]) -> None:
