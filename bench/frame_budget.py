@@ -114,7 +114,8 @@ def talking_run(sim: Any, screen: Any, guard: Any, seconds: float, fps: float, t
         received = client.diagnostics()["lipsync"]["frames"]
         scene.actions.close()
     return {**stats.summary(), "voice_seconds": round(player.stats.seconds_played, 3),
-            "underruns": player.stats.underruns, "turns": scene.turns_completed,
+            "underruns": player.stats.underruns, "late_arrival_underruns": player.stats.late_arrival_underruns,
+            "turns": scene.turns_completed,
             "stranded_restarts": player.stats.stranded_restarts,
             "lipsync_frames_rendered": scene.stage.lipsync_frames, "lipsync_frames_received": received}
 
@@ -147,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"lip-sync run: {lip['lipsync_frames_received']} frames received, the mouth drawn from them in "
           f"{lip['lipsync_frames_rendered']} video frames")
     sdk = results["SDK loop"]
-    print(f"SDK run: {sdk['turns']} replies, {sdk['events_pumped']} events pumped, {sdk['underruns']} underruns, "
+    print(f"SDK run: {sdk['turns']} replies, {sdk['events_pumped']} events pumped, {sdk['underruns']} underruns "
+          f"({sdk['late_arrival_underruns']} on audio that reached the SDK late), "
           f"{sdk['stranded_restarts']} queued sounds restarted (pygame's mixer race; convai_sync/pygame_voice.py)")
     return 0
 

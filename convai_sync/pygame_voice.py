@@ -18,7 +18,10 @@ holds one playing sound plus one queued (``Channel.queue``). So :class:`VoicePla
 * tops the channel up from :meth:`VoicePlayer.update`, once per frame, in ``chunk_seconds`` pieces,
   with ``Channel.queue`` only: SDL_mixer starts the queued sound inside the same mixing callback,
   so playback is gapless while the buffer has audio; an empty buffer while the same turn is still
-  arriving is an underrun (counted, and the turn re-prebuffers);
+  arriving is an underrun (counted, and the turn re-prebuffers); an underrun whose next audio reached the
+  SDK (``AudioFrame.timestamp``) only after the buffer ran dry is also counted as a late arrival: the
+  network or the jitter buffer upstream had nothing to give, so no host could have avoided it; the rest
+  had audio waiting in the SDK that the host did not pump in time;
 * drops stale turns: :meth:`VoicePlayer.interrupt` stops the channel, empties the buffer and
   ignores late frames of every turn up to the one playing (``AudioFrame.turn_id``).
 
@@ -169,6 +172,7 @@ class VoiceStats:
     dropped_stale_seconds: float = 0.0  # late frames of an interrupted turn, and audio flushed by it
     dropped_overflow_seconds: float = 0.0  # oldest audio dropped at max_buffer_seconds
     underruns: int = 0  # the buffer ran dry while the same turn was still arriving
+    late_arrival_underruns: int = 0  # of underruns: the next audio reached the SDK only after the buffer ran dry
     stranded_restarts: int = 0  # queued sounds pygame's mixer left unplayed, started here (see update())
     max_buffered_seconds: float = 0.0
     turns: list[int | None] = field(default_factory=list)
@@ -187,7 +191,8 @@ class VoicePlayer:
         prebuffer_seconds: Audio gathered (or waited for) before a turn starts playing.
         max_buffer_seconds: Bound of the buffer; past it the oldest audio is dropped.
         guard: Called with a call-site name on every method (the host's main-thread check).
-        clock: Monotonic seconds (tests pass a fake).
+        clock: Monotonic seconds (tests pass a fake); the default, ``time.monotonic``, is the clock of
+            ``AudioFrame.timestamp``, which ``VoiceStats.late_arrival_underruns`` compares with it.
     """
 
     def __init__(self, channel: pygame.mixer.Channel | None = None, *, chunk_seconds: float = 0.06,
@@ -211,6 +216,8 @@ class VoicePlayer:
         self._stale_up_to: int | None = None  # frames of turns <= this are dropped
         self._playing = False  # this turn has passed its prebuffer
         self._drained = False  # the buffer ran dry after playing (an underrun if the turn goes on)
+        self._dry_at = 0.0  # clock time the mixer ran out of this turn's audio (when _drained)
+        self._busy_at = 0.0  # clock time an update last saw the channel playing with the buffer empty
         self._first_audio_at: float | None = None
         self._idle_with_queue_since: float | None = None
         self.level = 0.0  # RMS of the chunk last handed to the mixer, for a speaking animation
@@ -252,6 +259,8 @@ class VoicePlayer:
         if self._drained:
             # Audio of the turn that ran dry: the buffer emptied too early.
             self.stats.underruns += 1
+            if frame.timestamp > self._dry_at:  # both time.monotonic() with the default clock
+                self.stats.late_arrival_underruns += 1
             self._drained = False
             self._playing = False
         if not self._buffered:
@@ -395,9 +404,19 @@ class VoicePlayer:
         self._guard("VoicePlayer.update")
         self._restart_stranded_queue()
         if not self._buffered:
-            if self._playing and not self._channel_busy():
-                self._drained = True
-                self.level = 0.0
+            if not self._playing:
+                return
+            if self._channel_busy():
+                self._busy_at = self._clock()
+                return
+            if not self._drained:
+                # The mixer ran dry after the last update that saw it busy and by now: when the audio
+                # handed to it ended, if it played in real time (this update may come late).
+                now = self._clock()
+                ends = now if self._origin is None else self._origin + self._handed
+                self._dry_at = max(self._busy_at, min(now, ends))
+            self._drained = True
+            self.level = 0.0
             return
         if not self._playing:
             waited = self._first_audio_at is not None and self._clock() - self._first_audio_at >= self.prebuffer_seconds

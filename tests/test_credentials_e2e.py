@@ -76,6 +76,7 @@ def config(sim: Simulator, transport: str, **overrides: Any) -> ConvaiConfig:
         "api_key": "", "transport": transport, "connection_timeout": 15.0,
         "retry_policy": RetryPolicy(delays=(0.0,)),
         "reconnect_policy": ReconnectPolicy(delays=(0.0,), server_shutdown_delay=0.0),
+        "tts_enabled": False,  # text only: over LiveKit each ask() would wait the reply's voice out in real time
     }
     values.update(overrides)
     return sim.client_config(**values)

@@ -34,8 +34,10 @@ def transport(request: pytest.FixtureRequest) -> str:
 
 
 def config(sim: Simulator, transport: str, **overrides: Any) -> ConvaiConfig:
+    # Text only: memory is in what the character says, and over LiveKit every ask() would otherwise wait
+    # for the reply's voice to play out in real time.
     values: dict[str, Any] = {"transport": transport, "character_id": LTM, "connection_timeout": 15.0,
-                              "retry_policy": RetryPolicy(delays=(0.0,))}
+                              "retry_policy": RetryPolicy(delays=(0.0,)), "tts_enabled": False}
     values.update(overrides)
     return sim.client_config(**values)
 

@@ -197,25 +197,31 @@ def test_the_mixer_played_what_the_character_said(tour: dict[str, Any]) -> None:
         assert played == pytest.approx(audio["synthesized_seconds"], abs=tolerance), audio
     else:
         # Over LiveKit the voice reaches the SDK through WebRTC's receive jitter buffer (NetEq), which
-        # stretches and conceals audio when packets come late: measured on loopback, 0.05-0.3 s more
-        # voiced audio per reply, most in the first replies after joining. Nothing may be lost, and
-        # the stretching stays bounded.
-        assert audio["synthesized_seconds"] - tolerance <= played <= 1.25 * audio["synthesized_seconds"], audio
+        # conceals a late packet by expanding the audio it already has, for as long as the packet is late:
+        # measured on idle loopback, 0.05-0.3 s more voiced audio per reply; on a CPU-starved machine as
+        # long as the starvation lasts. No documented NetEq property bounds that from anything this test
+        # controls, so there is no upper bound here (a doubled chunk is the sender's fault, checked exactly
+        # on SimSession.sent_voice_seconds in test_livekit_e2e/test_livekit_client). Nothing may be lost:
+        # what the simulator synthesized (counted on its side) is a lower bound, less the edges above.
+        assert played >= audio["synthesized_seconds"] - tolerance, audio
     # ... and exactly what on_audio gave the player (measured the same way): the host lost nothing.
     assert played == pytest.approx(audio["player"]["voiced_seconds_in"], abs=tolerance), audio
 
 
 def test_the_voice_plays_without_underruns_or_unbounded_buffering(tour: dict[str, Any]) -> None:
-    """The player never ran dry mid-turn, dropped nothing and stayed far below its bound.
+    """The player never ran dry mid-turn while audio waited in the SDK, dropped nothing and stayed far
+    below its bound.
 
-    Over the WebSocket the voice arrives lossless and in order, so the mixer's output must hold
-    exactly one unbroken sound per utterance: any gap would be the player's. Over LiveKit, WebRTC's
-    receive jitter buffer shapes the stream before the SDK sees it (on loopback it can open a
-    60-100 ms hole near a reply's start, present in the frames ``on_audio`` delivers), so there the
-    player's own underrun count is the check.
+    An underrun whose next audio reached the SDK only after the mixer had run dry
+    (``VoiceStats.late_arrival_underruns``, from ``AudioFrame.timestamp``) is the network's or the CPU's:
+    over LiveKit, WebRTC's receive jitter buffer shapes the stream before the SDK sees it (on loopback it
+    can open a 60-100 ms hole near a reply's start; under CPU starvation, holes as long as the starvation).
+    The rest are the host's own (audio was waiting and it did not pump in time): there must be none.
+    Over the WebSocket the voice arrives lossless, in order, at twice real time, so the mixer's output
+    holds one unbroken sound per utterance, plus at most one more per late arrival.
     """
     player = tour["audio"]["player"]
-    assert player["underruns"] == 0, player
+    assert player["underruns"] - player["late_arrival_underruns"] == 0, player
     assert player["dropped_overflow_seconds"] == 0 and player["dropped_stale_seconds"] == 0, player
     # Bounded: the cap is 10 s and it never came near. Over the WebSocket the voice arrives at twice
     # real time (Pipecat's output pace), so up to half a reply waits in the buffer; LiveKit's is ~0.1 s.
@@ -223,7 +229,8 @@ def test_the_voice_plays_without_underruns_or_unbounded_buffering(tour: dict[str
     _played, runs, _peak = _nonsilent_runs(tour)
     if tour["transport"] == "websocket":
         utterances = len(tour["audio"]["utterances"])
-        assert runs == utterances, f"{runs} separate sounds for {utterances} utterances: a gap in the playback"
+        assert utterances <= runs <= utterances + player["late_arrival_underruns"], \
+            f"{runs} separate sounds for {utterances} utterances: a gap in the playback ({player})"
 
 
 def test_every_handler_and_pygame_call_ran_on_the_main_thread(tour: dict[str, Any]) -> None:

@@ -125,12 +125,13 @@ class Clock:
         return self.now
 
 
-def frame(seconds: float, turn: int | None = 1, rate: int = 24000, value: int = 1000, channels: int = 1
-          ) -> AudioFrame:
+def frame(seconds: float, turn: int | None = 1, rate: int = 24000, value: int = 1000, channels: int = 1,
+          at: float = 0.0) -> AudioFrame:
+    """A frame of ``seconds`` that reached the SDK at ``at`` (the players' fake clock's time)."""
     n = round(seconds * rate)
     data = np.full(n * channels, value, dtype="<i2").tobytes()
     return AudioFrame(data=data, sample_rate=rate, num_channels=channels, samples_per_channel=n,
-                      timestamp=0.0, turn_id=turn)
+                      timestamp=at, turn_id=turn)
 
 
 def make_player(**options: Any) -> tuple[VoicePlayer, FakeChannel, Clock]:
@@ -280,6 +281,41 @@ def test_running_dry_mid_turn_is_an_underrun_but_a_new_turn_is_not(mixer: tuple[
     clock.now += 0.06
     player.update()
     assert channel.get_busy()  # and it plays again after re-prebuffering
+
+
+def test_an_underrun_is_a_late_arrival_only_when_the_audio_reached_the_sdk_after_the_mixer_ran_dry(
+        mixer: tuple[int, int, int]) -> None:
+    """Late arrival: the SDK had nothing to give when the handed audio ended (the network's doing);
+    otherwise the audio was waiting in the SDK and the host fed it too late (the host's)."""
+    player, channel, clock = make_player(prebuffer_seconds=0.05, chunk_seconds=0.05)
+    player.feed(frame(0.1, at=clock.now))
+    player.update()  # 0.1 s handed to the mixer at 100.0: it runs dry at 100.1
+    channel.finish()
+    channel.finish()
+    clock.now = 100.3
+    player.update()  # noticed at 100.3 (a slow frame), but the mixer ran dry at 100.1
+    player.feed(frame(0.1, at=100.25))  # reached the SDK after 100.1: nothing was there to give
+    assert (player.stats.underruns, player.stats.late_arrival_underruns) == (1, 1)
+    clock.now = 100.36
+    player.update()  # prebuffered again: 0.1 s more from 100.36, dry at 100.46
+    channel.finish()
+    channel.finish()
+    clock.now = 100.6
+    player.update()
+    player.feed(frame(0.1, at=100.4))  # was waiting in the SDK before the mixer ran dry: the host's
+    assert (player.stats.underruns, player.stats.late_arrival_underruns) == (2, 1)
+    # A mixer slower than real time: still playing at 100.9, after the 0.1 s handed at 100.6 should have
+    # ended; audio that reached the SDK meanwhile was there to feed, so that underrun is the host's.
+    clock.now = 100.66
+    player.update()  # prebuffered again: 0.1 s handed from 100.66
+    channel.finish()
+    clock.now = 100.9
+    player.update()  # the last sound still plays
+    channel.finish()
+    clock.now = 101.0
+    player.update()
+    player.feed(frame(0.1, at=100.85))
+    assert (player.stats.underruns, player.stats.late_arrival_underruns) == (3, 1)
 
 
 def test_every_second_fed_is_handed_to_the_mixer(mixer: tuple[int, int, int]) -> None:

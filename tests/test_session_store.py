@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from convai_sync import ConvaiClient, SessionStore
+from convai_sync import ConvaiClient, ConvaiConfig, SessionStore
 from convai_sync.identity import device_end_user_id
 from simulator import Simulator
 
@@ -182,16 +182,22 @@ def sim() -> Iterator[Simulator]:
         yield server
 
 
+def _text_only(sim: Simulator, transport: str, path: Path) -> ConvaiConfig:
+    """A client whose sessions live in ``path``; text only, since over LiveKit each ask() would otherwise
+    wait the reply's voice out in real time."""
+    return sim.client_config(transport=transport, session_store=SessionStore(path), tts_enabled=False)
+
+
 @pytest.mark.parametrize("transport", ["websocket", "livekit"])
 def test_a_restarted_game_resumes_the_same_conversation(sim: Simulator, tmp_path: Path, transport: str) -> None:
     path = tmp_path / "sessions.json"
-    with ConvaiClient(sim.client_config(transport=transport, session_store=SessionStore(path))) as first:
+    with ConvaiClient(_text_only(sim, transport, path)) as first:
         first.connect(timeout=WAIT)
         csid = first.character_session_id
         assert csid and SessionStore(path).get(sim.character_id) == csid
         assert "turn 1" in first.ask("My name is Ada", timeout=WAIT).text
     # The game restarts: a new store object and client read the file.
-    with ConvaiClient(sim.client_config(transport=transport, session_store=SessionStore(path))) as second:
+    with ConvaiClient(_text_only(sim, transport, path)) as second:
         assert second.character_session_id == csid
         second.connect(timeout=WAIT)
         (session,) = [s for s in sim.sessions if s.session_id == second.session_id]
@@ -199,7 +205,7 @@ def test_a_restarted_game_resumes_the_same_conversation(sim: Simulator, tmp_path
         assert "turn 2" in second.ask("Hello again", timeout=WAIT).text
         second.reset_session()
     assert SessionStore(path).get(sim.character_id) is None
-    with ConvaiClient(sim.client_config(transport=transport, session_store=SessionStore(path))) as third:
+    with ConvaiClient(_text_only(sim, transport, path)) as third:
         third.connect(timeout=WAIT)
         assert third.character_session_id != csid
         assert SessionStore(path).get(sim.character_id) == third.character_session_id
