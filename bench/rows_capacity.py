@@ -19,7 +19,7 @@ data message stuck behind others while the audio went ahead once printed a negat
 
 ``sim_cores`` and ``gen_cores`` are the simulator's and the generators' CPU over the turns, in cores.
 
-Runnable alone: ``python bench/run.py --only lkcapacity`` (``--lk-levels 50,100,150,160`` to choose the ramp).
+Runnable alone: ``python bench/run.py --only lkcapacity`` (``--lk-levels 50,100,150,200`` to choose the ramp).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ async def _level(sim: SimHandle, count: int, generators: int, client: str) -> tu
 
 
 #: The LiveKit ramp: sessions per level (``--lk-levels`` overrides it).
-LEVELS = (1, 8, 16, 32, 48, 64, 96, 128, 150, 160)
+LEVELS = (1, 16, 64, 128, 150, 192, 256, 320, 384, 448)
 QUICK_LEVELS = (1, 2, 4)
 
 

@@ -15,7 +15,7 @@ separate ``python -m simulator`` process by default; ``--inproc`` runs it in thi
 6. shutdown: ``disconnect()``/``close()`` in each state (<= 1 s always; p50 <= 50 ms when connected).
 7. simulator capacity: WebSocket sessions at 1 msg/s vs a bare aiohttp echo (p99 <= 2x); LiveKit sessions
    with audio flowing, the most held with replies on time (alone: ``--only lkcapacity``, which ramps up to
-   160 sessions; ``--lk-levels`` sets the ramp, ``--lk-client livekit`` uses the real ``rtc.Room`` as the load
+   448 sessions; ``--lk-levels`` sets the ramp, ``--lk-client livekit`` uses the real ``rtc.Room`` as the load
    generator instead of ``bench/lk_wire.py``'s participant).
 8. CPU of per-sample work on the loop threads (simulator lip-sync frames, the LiveKit mic's channel remix):
    the vectorised code vs the per-sample Python it replaced (``bench/rows_cpu.py``; no target).
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     parser.add_argument("--only", metavar="SECTIONS", help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--lk-levels", metavar="N,N,...",
-                        help="the LiveKit capacity ramp (sessions per level, ascending); default up to 160")
+                        help="the LiveKit capacity ramp (sessions per level, ascending); default up to 448")
     parser.add_argument("--lk-client", choices=("wire", "livekit"), default="wire",
                         help="the capacity ramp's participants: wire (bench/lk_wire.py, no media work; default) or "
                              "livekit (the real rtc.Room, whose own cost limits the ramp on a small machine)")
