@@ -23,7 +23,6 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -33,6 +32,8 @@ import aioice.ice
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from livekit.protocol import models, rtc
+
+from bench.rows_livekit import Inbox
 
 #: An Opus payload (bytes) above which a 20 ms packet carries voice rather than silence.
 VOICED_BYTES = 20
@@ -61,8 +62,11 @@ RTCRtpReceiver._handle_rtp_packet = _note_packet  # type: ignore[method-assign]
 
 
 @dataclass
-class WireRoom:
+class WireRoom(Inbox):
     """One participant: its peer connection, signal WebSocket, data messages and voice packets."""
+
+    #: The voice's packets are noted without waking anyone (see ``_note_packet``), so waits re-check.
+    poll = 0.05
 
     pc: RTCPeerConnection = field(default_factory=RTCPeerConnection)
     messages: list[tuple[float, str]] = field(default_factory=list)
@@ -140,22 +144,6 @@ class WireRoom:
         packet = models.DataPacket(kind=models.DataPacket.RELIABLE)
         packet.user.payload = json.dumps({"label": "rtvi-ai", "type": msg_type, "data": data}).encode()
         self.reliable.send(packet.SerializeToString())
-
-    def index_of(self, wanted: str, after: int) -> int | None:
-        return next((i for i in range(after, len(self.messages)) if self.messages[i][1] == wanted), None)
-
-    async def wait(self, check: Callable[[], Any], timeout: float = WAIT) -> Any:
-        deadline = time.monotonic() + timeout
-        while not (found := check()):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"condition not met; messages: {[m for _, m in self.messages][-10:]}")
-            self.changed.clear()
-            try:
-                await asyncio.wait_for(self.changed.wait(), min(remaining, 0.05))
-            except TimeoutError:
-                pass
-        return found
 
     async def close(self) -> None:
         await self._send(rtc.SignalRequest(leave=rtc.LeaveRequest(reason=models.DisconnectReason.CLIENT_INITIATED)))

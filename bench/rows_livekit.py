@@ -44,8 +44,33 @@ def release(sim: SimHandle, session_id: str) -> None:
 # --------------------------------------------------------------------------- raw client
 
 
+class Inbox:
+    """A participant's received data messages, ``(time.monotonic(), type)`` each, and waiting on them."""
+
+    messages: list[tuple[float, str]]
+    changed: asyncio.Event
+    #: Seconds between re-checks when something ``changed`` does not signal can satisfy a wait (None: never).
+    poll: float | None = None
+
+    def index_of(self, wanted: str, after: int) -> int | None:
+        return next((i for i in range(after, len(self.messages)) if self.messages[i][1] == wanted), None)
+
+    async def wait(self, check: Any, timeout: float = WAIT) -> Any:
+        deadline = time.monotonic() + timeout
+        while not (found := check()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"condition not met; messages: {[m for _, m in self.messages][-10:]}")
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), min(remaining, self.poll or remaining))
+            except asyncio.TimeoutError:
+                pass
+        return found
+
+
 @dataclass
-class RawRoom:
+class RawRoom(Inbox):
     """A raw ``rtc.Room`` that timestamps every data message and every loud audio frame."""
 
     room: Any
@@ -91,24 +116,8 @@ class RawRoom:
         finally:
             await stream.aclose()
 
-    async def wait(self, check: Any, timeout: float = WAIT) -> Any:
-        deadline = time.monotonic() + timeout
-        while not (found := check()):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"condition not met; messages: {[m for _, m in self.messages][-10:]}")
-            self.changed.clear()
-            try:
-                await asyncio.wait_for(self.changed.wait(), remaining)
-            except asyncio.TimeoutError:
-                pass
-        return found
-
     async def connect(self, url: str, token: str) -> None:
         await self.room.connect(url, token)
-
-    def index_of(self, wanted: str, after: int) -> int | None:
-        return next((i for i in range(after, len(self.messages)) if self.messages[i][1] == wanted), None)
 
     async def send(self, msg_type: str, data: dict[str, Any]) -> None:
         payload = json.dumps({"label": "rtvi-ai", "type": msg_type, "data": data}).encode()
