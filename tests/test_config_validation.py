@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any
 
 import pytest
@@ -27,6 +28,12 @@ from convai_sync import (
 from convai_sync.character import SceneObject
 
 pytestmark = pytest.mark.timeout(10)
+
+
+def stable_repr(value: object) -> str:
+    """``repr(value)`` without object addresses, so a test's id is the same in every process (pytest-xdist
+    refuses to run when two workers collect different ids)."""
+    return re.sub(r" at 0x[0-9a-f]+", "", repr(value))
 
 KEY = "sk-validation-KEY-0123456789"
 
@@ -140,7 +147,7 @@ INVALID: list[tuple[str, object]] = [
 ]
 
 
-@pytest.mark.parametrize(("name", "value"), INVALID, ids=[f"{n}={v!r}" for n, v in INVALID])
+@pytest.mark.parametrize(("name", "value"), INVALID, ids=[f"{n}={stable_repr(v)}" for n, v in INVALID])
 def test_every_field_refuses_wrong_values_naming_the_field(name: str, value: object) -> None:
     err = _invalid(ConvaiConfig, **{name: value})
     assert err.error.message.startswith(f"ConvaiConfig.{name} must be ")
@@ -313,7 +320,7 @@ def test_every_policy_field_has_a_case() -> None:
     [RetryPolicy(), RetryPolicy(max_attempts=1, delays=(0,)), RetryPolicy(retryable=lambda code: False),
      ReconnectPolicy(max_attempts=0), ReconnectPolicy(delays=(0, 0.5), server_shutdown_delay=0, resume=False),
      SlotWaitPolicy(max_wait=0, interval=0.05), SlotWaitPolicy(max_wait=86400, interval=3600)],
-    ids=repr,
+    ids=stable_repr,
 )
 def test_valid_policies_are_accepted(policy: object) -> None:
     field = {RetryPolicy: "retry_policy", ReconnectPolicy: "reconnect_policy", SlotWaitPolicy: "slot_wait"}
