@@ -67,7 +67,7 @@ setup(
         "pygame": PYGAME,
         "docs": DOCS,
         "test": SIMULATOR + SIMULATOR_LIVEKIT + SIMULATOR_REDIS + LIVEKIT_CLIENT + AUDIO + PYGAME + [
-            "pytest>=7.4", "pytest-timeout>=2.1", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
+            "pytest>=7.4", "pytest-timeout>=2.1", "pytest-xdist>=3.5,<4", "responses>=0.23", "mypy>=1.8", "ruff>=0.4",
             "types-requests>=2.28", "hypothesis>=6.100", "import-linter>=2.17,<3",
             # tests/test_websdk_browser.py and tests/test_dashboard.py drive Debian's chromium through its chromedriver
             "selenium>=4.20,<5"],
