@@ -158,7 +158,8 @@ def test_the_mouth_moves_with_the_lip_sync_frames_mid_sentence(tour: dict[str, A
     scene = tour["scene"]
     assert scene["lipsync_frames"] > 60 and scene["max_lipsync_mouth"] > 0.8  # frames drove it, at 60 fps
     acting = _shot(tour, "3b-acting")
-    assert acting["mouth"] > 0.6
+    # The tour shoots once the mouth is open past 0.6, and records it rounded to 3 decimals (0.6004 -> 0.6).
+    assert acting["mouth"] >= 0.6
     assert _mouth_pixels(tour, "3b-acting") > 3 * _mouth_pixels(tour, IDLE) > 0, "the open mouth is not drawn"
 
 
